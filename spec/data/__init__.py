@@ -1,0 +1,101 @@
+"""Embedded data and deterministic batching, identical for every backend.
+
+The default data set is the UCI "Optical Recognition of Handwritten Digits" test set as scikit-learn
+ships it (1,797 real 8×8 handwritten digits, 16 grey levels; Alpaydin & Kaynak 1998, CC BY 4.0),
+embedded here as ``digits.csv.gz`` (64 pixel columns then the label, one row per image) so that no
+download is needed. Pixels are scaled to float32 in [0, 1].
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spec.errors import SpecError
+
+DIGITS_FILE = Path(__file__).with_name("digits.csv.gz")
+DIGITS_COUNT = 1797
+DIGITS_CLASSES = 10
+DIGITS_LEVELS = 16  # pixel values are integers 0..16
+
+
+@dataclass(frozen=True)
+class Split:
+    """A train/test split; ``x`` arrays are float32, ``y`` arrays int64 class ids."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """All 1,797 digits: images (1797, 8, 8) float32 in [0, 1] and labels (1797,) int64."""
+    with gzip.open(DIGITS_FILE, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float64)
+    if table.shape != (DIGITS_COUNT, 65):
+        raise ValueError(f"{DIGITS_FILE} holds a table of shape {table.shape}, expected ({DIGITS_COUNT}, 65)")
+    images = (table[:, :64] / DIGITS_LEVELS).astype(np.float32).reshape(-1, 8, 8)
+    return images, table[:, 64].astype(np.int64)
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices with each class split in the same proportion, deterministic in ``seed``."""
+    if not 0 < test_fraction < 1:
+        raise SpecError("test_fraction", test_fraction, "a number strictly between 0 and 1")
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        n_test = round(len(members) * test_fraction)
+        test.append(members[:n_test])
+        train.append(members[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def upsample_to_mnist(images: np.ndarray) -> np.ndarray:
+    """8×8 digits as 28×28 MNIST-sized images: each pixel repeated 3×3 (24×24), then 2 pixels of
+    zero border, as MNIST centres its 20×20 digits in a 28×28 frame."""
+    big = images.repeat(3, axis=-2).repeat(3, axis=-1)
+    pad = [(0, 0)] * (images.ndim - 2) + [(2, 2), (2, 2)]
+    return np.pad(big, pad)
+
+
+def digits(input_shape: tuple[int, ...] = (64,), test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """The embedded digits split for a model whose examples have ``input_shape``.
+
+    Supported shapes: (64,) and (8, 8) for the native digits; (784,) and (28, 28) for the MNIST-sized
+    upsampling; a trailing channel axis of 1 (NHWC) is allowed on the 2-D forms.
+    """
+    images, labels = load_digits()
+    core = input_shape[:-1] if len(input_shape) == 3 and input_shape[-1] == 1 else input_shape
+    side = {(64,): 8, (8, 8): 8, (784,): 28, (28, 28): 28}.get(tuple(core))
+    if side is None:
+        raise SpecError("input_shape", input_shape, "(64,), (8, 8), (8, 8, 1), (784,), (28, 28) or (28, 28, 1)")
+    if side == 28:
+        images = upsample_to_mnist(images)
+    x = images.reshape((len(images), *input_shape)).astype(np.float32)
+    train, test = stratified_split(labels, test_fraction, seed)
+    return Split(x[train], labels[train], x[test], labels[test])
+
+
+def batch_indices(
+    n: int, batch_size: int, *, seed: int, epoch: int = 0, shuffle: bool = True, drop_last: bool = False
+) -> list[np.ndarray]:
+    """Index arrays of one epoch's batches; the same (seed, epoch) gives the same batches anywhere."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise SpecError("batch_size", batch_size, "a positive integer")
+    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
+    """float32 one-hot rows for integer ``labels``."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise SpecError("labels", f"values in [{labels.min()}, {labels.max()}]", f"class ids in [0, {classes})")
+    return np.eye(classes, dtype=np.float32)[labels]

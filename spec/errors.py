@@ -1,0 +1,29 @@
+"""The errors triptych raises for bad input: each names the culprit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class SpecError(ValueError):
+    """An invalid spec field: names the field, the bad value and what is allowed."""
+
+    def __init__(self, field: str, value: object, allowed: str | Iterable[object]) -> None:
+        if not isinstance(allowed, str):
+            allowed = ", ".join(repr(a) for a in allowed)
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field}: got {value!r}; allowed: {allowed}")
+
+
+class ParamError(ValueError):
+    """Canonical parameters that do not fit a spec: names the parameter."""
+
+
+class WeightFileError(ParamError):
+    """A weight file that cannot be read or does not fit the spec: names the file and the parameter."""
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend whose framework is not installed or failed to import."""

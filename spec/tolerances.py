@@ -1,0 +1,63 @@
+"""The one table of tolerances, keyed by (check, dtype, device).
+
+Every entry says why it has its size. Errors are measured as in :func:`within` (forward) or as the
+relative error of directional derivatives (:class:`spec.reference.DirectionalCheck`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float
+    why: str
+
+
+TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
+    # float32 vs float64 forward: each output is a dot product of up to ~800 terms; float32 rounding
+    # (eps 1.2e-7) accumulates to ~sqrt(n)·eps relative to the sum of |terms| (~3e-6 for n=800, ~1e-5
+    # for worst-case sums). Measured worst case here on the zoo MLPs: ~1e-6.
+    ("forward", "float32", "cpu"): Tolerance(rtol=1e-4, atol=1e-5, why="float32 rounding in dot products"),
+    # Same arithmetic on a GPU with TF32 off and JAX precision 'highest'; reductions may be ordered
+    # differently (parallel trees), which changes the rounding but not its size.
+    ("forward", "float32", "gpu"): Tolerance(rtol=1e-4, atol=1e-5, why="float32, TF32 off"),
+    # Directional derivatives of float32 gradients vs float64 central differences: backprop adds one
+    # more matmul of rounding per layer, and the projection on a random direction averages it;
+    # measured ~1e-6 on the zoo MLPs.
+    ("gradient", "float32", "cpu"): Tolerance(rtol=1e-4, atol=0.0, why="float32 backprop rounding"),
+    ("gradient", "float32", "gpu"): Tolerance(rtol=1e-4, atol=0.0, why="float32 backprop, TF32 off"),
+    # Two float32 backends against each other, element by element: each is within float32 rounding
+    # of the truth, so their difference is at most twice that; gradients are scaled by their own
+    # magnitude (an element far smaller than the largest may be pure rounding noise).
+    ("cross_backend_forward", "float32", "cpu"): Tolerance(rtol=2e-4, atol=2e-5, why="2 × forward"),
+    ("cross_backend_forward", "float32", "gpu"): Tolerance(rtol=2e-4, atol=2e-5, why="2 × forward"),
+    ("cross_backend_gradient", "float32", "cpu"): Tolerance(rtol=2e-4, atol=1e-6, why="2 × float32 backprop"),
+    ("cross_backend_gradient", "float32", "gpu"): Tolerance(rtol=2e-4, atol=1e-6, why="2 × float32 backprop"),
+}
+
+
+def tolerance(check: str, dtype: str = "float32", device: str = "cpu") -> Tolerance:
+    """The tolerance for ``check`` on ``dtype`` and ``device`` (``cpu`` or ``gpu``; ``cuda:0`` counts as gpu)."""
+    kind = "cpu" if device.startswith("cpu") else "gpu"
+    try:
+        return TOLERANCES[(check, dtype, kind)]
+    except KeyError:
+        raise KeyError(f"no tolerance for check {check!r}, dtype {dtype!r}, device {kind!r}") from None
+
+
+def max_scaled_error(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> float:
+    """max |actual − expected| / (atol + rtol·|expected|): at most 1 means within tolerance."""
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    if actual.shape != expected.shape:
+        raise ValueError(f"shapes differ: {actual.shape} vs {expected.shape}")
+    return float((np.abs(actual - expected) / (tol.atol + tol.rtol * np.abs(expected))).max(initial=0.0))
+
+
+def within(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool:
+    return max_scaled_error(actual, expected, tol) <= 1.0

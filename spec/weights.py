@@ -1,0 +1,63 @@
+"""The canonical weight file: a NumPy ``.npz`` archive of canonical names -> float32 arrays.
+
+Besides the tensors, the archive holds one JSON entry, ``__triptych__``, naming the format version and
+the spec the weights were saved for, so that a file is checked against the spec it is loaded into.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from spec.errors import ParamError, WeightFileError
+from spec.models import ModelSpec
+from spec.params import check_params
+
+FORMAT_VERSION = 1
+_META_KEY = "__triptych__"
+
+
+def save_weights(path: str | Path, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> Path:
+    """Write ``params`` (checked against ``spec``) to ``path``; returns the path written."""
+    path = Path(path)
+    checked = check_params(spec, params)
+    meta = json.dumps({"format_version": FORMAT_VERSION, "model": spec.name, "kind": spec.kind})
+    with path.open("wb") as f:  # a file object keeps numpy from appending ".npz" to the name
+        np.savez(f, **checked, **{_META_KEY: np.array(meta)})
+    return path
+
+
+def load_weights(path: str | Path, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Read a weight file and check every tensor against ``spec``.
+
+    Raises :class:`WeightFileError` naming the file and, where one is at fault, the parameter.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"weight file {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise WeightFileError(f"weight file {str(path)!r} is not a readable .npz archive ({exc})") from exc
+    if _META_KEY not in arrays:
+        raise WeightFileError(f"weight file {str(path)!r} has no {_META_KEY!r} entry: not a triptych weight file")
+    try:
+        meta = json.loads(str(arrays.pop(_META_KEY)))
+    except json.JSONDecodeError as exc:
+        raise WeightFileError(f"weight file {str(path)!r}: its {_META_KEY!r} entry is not valid JSON") from exc
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise WeightFileError(
+            f"weight file {str(path)!r} has format version {meta.get('format_version')!r}; "
+            f"this triptych reads version {FORMAT_VERSION}"
+        )
+    if meta.get("kind") != spec.kind:
+        raise WeightFileError(f"weight file {str(path)!r} holds a {meta.get('kind')!r} model, not a {spec.kind!r}")
+    try:
+        return check_params(spec, arrays, source=f"weight file {str(path)!r}")
+    except ParamError as exc:
+        raise WeightFileError(str(exc)) from exc
