@@ -1,0 +1,113 @@
+"""The :class:`spec.backend.Backend` contract for JAX with Flax NNX.
+
+Every computation runs under ``jax.jit`` on the model's split state (``nnx.split`` / ``nnx.merge``),
+the idiomatic fast path: the Python module is rebuilt inside the trace, so the compiled function
+sees only arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from impls.jax import weights
+from impls.jax.losses import compute_loss
+from impls.jax.models import MLP
+from spec.losses import check_loss
+from spec.models import MLPSpec, ModelSpec
+from spec.params import ParamCount
+
+
+def configure_float32_exact() -> None:
+    """Compute float32 matmuls and convolutions in full float32 on every device: JAX's default lets
+    GPUs use TF32 (and TPUs bfloat16 passes), which equivalence checks must not measure."""
+    jax.config.update("jax_default_matmul_precision", "highest")
+
+
+@jax.jit
+def _logits(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> jax.Array:
+    return nnx.merge(graphdef, state)(x)
+
+
+@jax.jit
+def _outputs(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> jax.Array:
+    return nnx.merge(graphdef, state).infer(x)
+
+
+@partial(jax.jit, static_argnames="loss")
+def _loss_and_grads(
+    graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, x: jax.Array, targets: jax.Array, loss: str
+) -> tuple[jax.Array, nnx.State]:
+    def loss_fn(params: nnx.State) -> jax.Array:
+        model = nnx.merge(graphdef, params, rest)
+        return compute_loss(loss, model(x), targets, model.spec.output_activation)
+
+    return jax.value_and_grad(loss_fn)(params)
+
+
+class JaxBackend:
+    name = "jax"
+
+    def __init__(self) -> None:
+        configure_float32_exact()
+        device = jax.devices()[0]
+        self._device = "cpu" if device.platform == "cpu" else f"{device.platform}:{device.id}"
+
+    def framework_version(self) -> str:
+        import flax
+        import optax
+
+        return f"jax {jax.__version__} (flax {flax.__version__}, optax {optax.__version__})"
+
+    def device(self) -> str:
+        return self._device
+
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> MLP:
+        if not isinstance(spec, MLPSpec):
+            raise TypeError(f"jax backend cannot build {type(spec).__name__}")
+        # An abstract model (shapes only), filled from ``params``: running Flax's own initializers
+        # eagerly would compile each of their ops for every new shape, seconds per model on a CPU.
+        model = nnx.eval_shape(lambda: MLP(spec, rngs=nnx.Rngs(0)))
+        weights.load(model, params)
+        return model
+
+    def load_params(self, model: MLP, params: Mapping[str, np.ndarray]) -> None:
+        weights.load(model, params)
+
+    def export_params(self, model: MLP) -> dict[str, np.ndarray]:
+        return weights.export(model)
+
+    def count_params(self, model: MLP) -> ParamCount:
+        def size(state: nnx.State) -> int:
+            return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(state))
+
+        params, rest = nnx.state(model, nnx.Param, ...)
+        return ParamCount(size(params), size(rest))
+
+    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        model.train() if training else model.eval()
+        return np.asarray(_logits(*nnx.split(model), jnp.asarray(x, jnp.float32)))
+
+    def forward(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        model.train() if training else model.eval()
+        return np.asarray(_outputs(*nnx.split(model), jnp.asarray(x, jnp.float32)))
+
+    def loss_and_grads(
+        self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        check_loss(loss, model.spec.output_activation)
+        model.train()
+        dtype = jnp.int32 if loss == "sparse_categorical_crossentropy" else jnp.float32
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        value, grads = _loss_and_grads(
+            graphdef, params, rest, jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype), loss=loss
+        )
+        return float(value), weights.from_state(model, grads)
+
+
+BACKEND = JaxBackend()

@@ -1,0 +1,85 @@
+"""The :class:`spec.backend.Backend` contract for Keras 3 on TensorFlow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from impls.keras import weights
+from impls.keras.losses import compute_loss
+from impls.keras.models import MLP
+from spec.errors import BackendUnavailable
+from spec.losses import check_loss
+from spec.models import MLPSpec, ModelSpec
+from spec.params import ParamCount
+
+if keras.backend.backend() != "tensorflow":
+    raise BackendUnavailable(
+        f"the keras backend needs Keras on TensorFlow, but this process runs Keras on "
+        f"{keras.backend.backend()!r} (KERAS_BACKEND was set before triptych loaded it)"
+    )
+
+
+def configure_float32_exact() -> None:
+    """Keep float32 matmuls and convolutions in full float32 on GPUs: TensorFlow enables TF32 by
+    default, which would make equivalence checks measure the hardware instead of the model."""
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
+class KerasBackend:
+    name = "keras"
+
+    def __init__(self) -> None:
+        configure_float32_exact()
+        gpus = tf.config.list_logical_devices("GPU")
+        self._device = "gpu:0" if gpus else "cpu"
+
+    def framework_version(self) -> str:
+        return f"keras {keras.__version__} (tensorflow {tf.__version__})"
+
+    def device(self) -> str:
+        return self._device
+
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> MLP:
+        if not isinstance(spec, MLPSpec):
+            raise TypeError(f"keras backend cannot build {type(spec).__name__}")
+        model = MLP(spec)
+        model.build((None, *spec.input_shape))
+        weights.load(model, params)
+        return model
+
+    def load_params(self, model: MLP, params: Mapping[str, np.ndarray]) -> None:
+        weights.load(model, params)
+
+    def export_params(self, model: MLP) -> dict[str, np.ndarray]:
+        return weights.export(model)
+
+    def count_params(self, model: MLP) -> ParamCount:
+        def size(variables: list[keras.Variable]) -> int:
+            return sum(int(np.prod(v.shape)) for v in variables)
+
+        return ParamCount(size(model.trainable_weights), size(model.non_trainable_weights))
+
+    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        return keras.ops.convert_to_numpy(model(np.asarray(x, np.float32), training=training))
+
+    def forward(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        return keras.ops.convert_to_numpy(model.infer(np.asarray(x, np.float32), training=training))
+
+    def loss_and_grads(
+        self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        check_loss(loss, model.spec.output_activation)
+        dtype = np.int64 if loss == "sparse_categorical_crossentropy" else np.float32
+        variables = weights.canonical_variables(model)
+        with tf.GradientTape() as tape:
+            logits = model(np.asarray(x, np.float32), training=True)
+            value = compute_loss(loss, logits, np.asarray(targets, dtype), model.spec.output_activation)
+        grads = tape.gradient(value, list(variables.values()))
+        return float(value), {name: g.numpy() for name, g in zip(variables, grads)}
+
+
+BACKEND = KerasBackend()

@@ -1,0 +1,85 @@
+"""The :class:`spec.backend.Backend` contract for PyTorch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from impls.torch import weights
+from impls.torch.losses import compute_loss
+from impls.torch.models import MLP
+from spec.losses import check_loss
+from spec.models import MLPSpec, ModelSpec
+from spec.params import ParamCount
+
+
+def configure_float32_exact() -> None:
+    """Keep float32 matmuls and convolutions in full float32 on CUDA (no TF32), so that equivalence
+    checks measure the model and not the hardware's reduced-precision mode."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self) -> None:
+        configure_float32_exact()
+        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def framework_version(self) -> str:
+        return f"torch {torch.__version__}"
+
+    def device(self) -> str:
+        return str(self._device) if self._device.type == "cpu" else f"cuda:{torch.cuda.current_device()}"
+
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> MLP:
+        if not isinstance(spec, MLPSpec):
+            raise TypeError(f"torch backend cannot build {type(spec).__name__}")
+        model = MLP(spec).to(self._device)
+        weights.load(model, params)
+        return model
+
+    def load_params(self, model: MLP, params: Mapping[str, np.ndarray]) -> None:
+        weights.load(model, params)
+
+    def export_params(self, model: MLP) -> dict[str, np.ndarray]:
+        return weights.export(model)
+
+    def count_params(self, model: MLP) -> ParamCount:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+        return ParamCount(trainable=trainable, non_trainable=frozen + sum(b.numel() for b in model.buffers()))
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self._device)
+
+    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        model.train(training)
+        with torch.no_grad():
+            return model(self._tensor(x)).cpu().numpy()
+
+    def forward(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        model.train(training)
+        with torch.no_grad():
+            return model.infer(self._tensor(x)).cpu().numpy()
+
+    def loss_and_grads(
+        self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        check_loss(loss, model.spec.output_activation)
+        model.train(True)
+        model.zero_grad(set_to_none=True)
+        if loss == "sparse_categorical_crossentropy":
+            target_tensor = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=self._device)
+        else:
+            target_tensor = self._tensor(targets)
+        value = compute_loss(loss, model(self._tensor(x)), target_tensor, model.spec.output_activation)
+        value.backward()
+        return float(value.item()), weights.export_grads(model)
+
+
+BACKEND = TorchBackend()

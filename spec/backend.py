@@ -1,0 +1,88 @@
+"""The backend contract every ``impls/<name>`` satisfies, and the registry that finds them.
+
+Tests and the report talk only to this contract. A backend builds its framework's native model from a
+spec, exchanges parameters in the canonical layout of :mod:`spec.params`, and returns losses and
+gradients under canonical names. Optimizer steps and ``fit`` join the contract with the recipes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from spec.errors import BackendUnavailable, SpecError
+from spec.models import ModelSpec
+from spec.params import ParamCount
+
+BACKEND_NAMES = ("torch", "keras", "jax")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What each framework implementation provides. ``model`` is the framework's native model object."""
+
+    name: str
+
+    def framework_version(self) -> str:
+        """Version string of the framework, e.g. ``torch 2.13.0``."""
+        ...
+
+    def device(self) -> str:
+        """The device models run on, e.g. ``cpu`` or ``cuda:0``."""
+        ...
+
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> Any:
+        """A native model for ``spec`` holding ``params`` (canonical names and layout)."""
+        ...
+
+    def load_params(self, model: Any, params: Mapping[str, np.ndarray]) -> None:
+        """Overwrite the model's tensors with canonical ``params`` (checked against its spec)."""
+        ...
+
+    def export_params(self, model: Any) -> dict[str, np.ndarray]:
+        """The model's tensors under canonical names and layout, as float32 numpy arrays."""
+        ...
+
+    def count_params(self, model: Any) -> ParamCount:
+        """Trainable and non-trainable counts, as the framework itself reports them."""
+        ...
+
+    def forward(self, model: Any, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        """The model's output (after its output activation) for a float32 batch ``x``."""
+        ...
+
+    def logits(self, model: Any, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        """The model's output before its output activation."""
+        ...
+
+    def loss_and_grads(
+        self, model: Any, x: np.ndarray, targets: np.ndarray, loss: str
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """The loss (named as in :mod:`spec.losses`) and its gradient per canonical parameter."""
+        ...
+
+
+def load_backend(name: str) -> Backend:
+    """Import ``impls.<name>`` and return its backend; raises :class:`BackendUnavailable` with the
+    reason when the framework is missing or fails to import."""
+    if name not in BACKEND_NAMES:
+        raise SpecError("backend", name, BACKEND_NAMES)
+    try:
+        module = importlib.import_module(f"impls.{name}")
+    except ImportError as exc:
+        raise BackendUnavailable(f"backend {name!r} is not available: {exc}") from exc
+    return module.BACKEND
+
+
+def available_backends(names: tuple[str, ...] = BACKEND_NAMES) -> dict[str, Backend | BackendUnavailable]:
+    """Each of ``names`` mapped to its backend, or to the reason it is unavailable."""
+    found: dict[str, Backend | BackendUnavailable] = {}
+    for name in names:
+        try:
+            found[name] = load_backend(name)
+        except BackendUnavailable as exc:
+            found[name] = exc
+    return found
