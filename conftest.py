@@ -1,0 +1,104 @@
+"""pytest setup shared by every test: backend selection, device and precision, backend fixtures.
+
+* ``--backend torch|keras|jax|all`` (repeatable or comma-separated; default ``all`` = every installed
+  backend) chooses which backends the parametrized tests run on. Spec-only tests always run.
+* A backend whose framework is missing skips its tests with the import error as the reason, unless
+  ``TRIPTYCH_REQUIRE_BACKENDS`` (set by CI) names it: then the run stops with that error, so a broken
+  install cannot pass as a run of skips.
+* Loading a backend switches its framework to exact float32 (TF32 off, JAX matmul precision
+  'highest'), so the tolerance table measures the implementations, not the hardware.
+* Each backend test carries a marker named after its backend: ``-m jax``, ``-m "not keras"``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from spec.backend import BACKEND_NAMES, Backend, load_backend
+from spec.errors import BackendUnavailable
+
+REQUIRED_ENV = "TRIPTYCH_REQUIRE_BACKENDS"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        action="append",
+        default=[],
+        help="backend(s) to test: torch, keras, jax or all (repeatable, or comma-separated; default all)",
+    )
+
+
+def selected_backends(config: pytest.Config) -> tuple[str, ...]:
+    raw = [part.strip() for value in config.getoption("--backend") for part in value.split(",") if part.strip()]
+    if not raw or "all" in raw:
+        return BACKEND_NAMES
+    unknown = sorted(set(raw) - set(BACKEND_NAMES))
+    if unknown:
+        raise pytest.UsageError(f"--backend: unknown {unknown}; choose from {', '.join(BACKEND_NAMES)} or all")
+    return tuple(name for name in BACKEND_NAMES if name in raw)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in BACKEND_NAMES:
+        config.addinivalue_line("markers", f"{name}: runs on the {name} backend")
+    required = [n.strip() for n in os.environ.get(REQUIRED_ENV, "").split(",") if n.strip()]
+    for name in required:
+        if name not in BACKEND_NAMES:
+            raise pytest.UsageError(f"{REQUIRED_ENV}: unknown backend {name!r}")
+    config._triptych_required = tuple(required)  # type: ignore[attr-defined]
+
+
+_loaded: dict[str, Backend | BackendUnavailable] = {}
+
+
+def get_backend(config: pytest.Config, name: str) -> Backend:
+    """The backend called ``name``, loaded once per session; skips (or fails, if required) when missing."""
+    if name not in _loaded:
+        try:
+            _loaded[name] = load_backend(name)
+        except BackendUnavailable as exc:
+            _loaded[name] = exc
+    found = _loaded[name]
+    if isinstance(found, BackendUnavailable):
+        if name in config._triptych_required:  # type: ignore[attr-defined]
+            pytest.exit(f"{REQUIRED_ENV} requires {name!r}, but: {found}", returncode=3)
+        pytest.skip(str(found))
+    return found
+
+
+def _backend_params(config: pytest.Config) -> list:
+    return [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in selected_backends(config)]
+
+
+def _backend_pair_params(config: pytest.Config) -> list:
+    names = selected_backends(config)
+    if len(names) < 2:
+        reason = f"cross-backend checks need two backends; --backend selected only {names[0]}"
+        return [pytest.param((names[0], names[0]), marks=pytest.mark.skip(reason=reason), id=f"only-{names[0]}")]
+    return [
+        pytest.param((a, b), marks=[getattr(pytest.mark, a), getattr(pytest.mark, b)], id=f"{a}-{b}")
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    ]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend_name" in metafunc.fixturenames:
+        metafunc.parametrize("backend_name", _backend_params(metafunc.config))
+    if "backend_pair" in metafunc.fixturenames:
+        metafunc.parametrize("backend_pair", _backend_pair_params(metafunc.config))
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, backend_name: str) -> Backend:
+    """The backend under test (parametrized over ``--backend``)."""
+    return get_backend(request.config, backend_name)
+
+
+@pytest.fixture
+def backends(request: pytest.FixtureRequest, backend_pair: tuple[str, str]) -> tuple[Backend, Backend]:
+    """Two different backends to compare with each other."""
+    return tuple(get_backend(request.config, name) for name in backend_pair)  # type: ignore[return-value]

@@ -1,0 +1,117 @@
+"""The judge checked against values worked out by hand, and its losses against their definitions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from spec import reference as ref
+from spec.errors import SpecError
+from spec.losses import check_loss
+from spec.models import Activation, MLPSpec
+
+# A 2-2-1 network small enough to evaluate on paper:
+#   h = relu(x @ W0 + b0), z = h @ W1 + b1, y = sigmoid(z)
+TINY = MLPSpec("tiny", 2, (2,), 1, ("relu",), "sigmoid")
+TINY_PARAMS = {
+    "dense_0/kernel": np.array([[1.0, -1.0], [2.0, 0.5]]),
+    "dense_0/bias": np.array([0.5, -0.25]),
+    "dense_1/kernel": np.array([[1.5], [-2.0]]),
+    "dense_1/bias": np.array([0.25]),
+}
+
+
+def test_tiny_network_by_hand() -> None:
+    x = np.array([[1.0, 1.0], [-1.0, 0.5]])
+    # row 0: pre = [1 + 2 + 0.5, -1 + 0.5 - 0.25] = [3.5, -0.75] -> h = [3.5, 0]
+    #        z = 3.5·1.5 + 0 + 0.25 = 5.5
+    # row 1: pre = [-1 + 1 + 0.5, 1 + 0.25 - 0.25] = [0.5, 1.0] -> h = [0.5, 1.0]
+    #        z = 0.75 - 2 + 0.25 = -1.0
+    np.testing.assert_allclose(ref.logits(TINY, TINY_PARAMS, x), [[5.5], [-1.0]], rtol=0, atol=1e-15)
+    expected = [[1 / (1 + math.exp(-5.5))], [1 / (1 + math.exp(1.0))]]
+    np.testing.assert_allclose(ref.forward(TINY, TINY_PARAMS, x), expected, rtol=1e-15)
+    # BCE from logits with targets [1, 0]: mean(log(1 + e^-5.5), log(1 + e^-1))
+    bce = ref.loss(TINY, TINY_PARAMS, x, np.array([[1.0], [0.0]]), "binary_crossentropy")
+    assert bce == pytest.approx((math.log1p(math.exp(-5.5)) + math.log1p(math.exp(-1.0))) / 2, rel=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("act", "x", "expected"),
+    [
+        ("relu", [-2.0, 0.0, 3.0], [0.0, 0.0, 3.0]),
+        ("leaky_relu(0.2)", [-2.0, 0.0, 3.0], [-0.4, 0.0, 3.0]),
+        ("elu(1.0)", [-1.0, 0.0, 2.0], [math.exp(-1) - 1, 0.0, 2.0]),
+        ("elu(0.5)", [-2.0], [0.5 * (math.exp(-2) - 1)]),
+        ("tanh", [0.5], [math.tanh(0.5)]),
+        ("sigmoid", [0.0, -800.0, 800.0], [0.5, 0.0, 1.0]),
+        # exact GELU: x·Φ(x); Φ(1) = 0.841344746068543 (standard normal table)
+        ("gelu(exact)", [1.0, -1.0], [0.841344746068543, -1 + 0.841344746068543]),
+        # tanh approximation (Hendrycks & Gimpel 2016) at x = 1
+        ("gelu(tanh)", [1.0], [0.5 * (1 + math.tanh(math.sqrt(2 / math.pi) * 1.044715))]),
+        ("linear", [-3.0], [-3.0]),
+    ],
+)
+def test_activations_by_hand(act: str, x: list[float], expected: list[float]) -> None:
+    np.testing.assert_allclose(ref.activation(np.array(x), Activation.parse(act)), expected, rtol=1e-14, atol=1e-15)
+
+
+def test_cross_entropy_by_hand() -> None:
+    z = np.array([[0.0, 0.0], [math.log(3.0), 0.0]])  # softmax rows: [1/2, 1/2], [3/4, 1/4]
+    labels = np.array([0, 1])
+    expected = (math.log(2) + math.log(4)) / 2
+    assert ref.loss_from_logits("sparse_categorical_crossentropy", z, labels, "softmax") == pytest.approx(expected)
+    one_hot = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert ref.loss_from_logits("categorical_crossentropy", z, one_hot, "softmax") == pytest.approx(expected)
+    # soft targets: -(0.5 log 3/4 + 0.5 log 1/4) for row 1, log 2 for row 0
+    soft = np.array([[1.0, 0.0], [0.5, 0.5]])
+    soft_expected = (math.log(2) - 0.5 * (math.log(0.75) + math.log(0.25))) / 2
+    assert ref.loss_from_logits("categorical_crossentropy", z, soft, "softmax") == pytest.approx(soft_expected)
+
+
+def test_cross_entropy_is_stable_for_huge_logits() -> None:
+    z = np.array([[1000.0, 0.0]])
+    assert ref.loss_from_logits("sparse_categorical_crossentropy", z, np.array([1]), "softmax") == pytest.approx(1000.0)
+
+
+def test_mse_uses_the_activated_output() -> None:
+    z = np.array([[0.0, 0.0]])  # sigmoid -> 0.5
+    assert ref.loss_from_logits("mse", z, np.array([[1.0, 0.0]]), "sigmoid") == pytest.approx(0.25)
+    assert ref.loss_from_logits("mse", np.array([[1.0, 3.0]]), np.array([[0.0, 0.0]]), "linear") == pytest.approx(5.0)
+
+
+def test_loss_must_fit_the_output_activation() -> None:
+    with pytest.raises(SpecError, match=r"loss: got 'binary_crossentropy'.*'softmax' output"):
+        check_loss("binary_crossentropy", "softmax")
+    with pytest.raises(SpecError, match="loss: got 'hinge'"):
+        check_loss("hinge", "softmax")
+
+
+def test_bad_targets_are_named() -> None:
+    z = np.zeros((2, 3))
+    with pytest.raises(SpecError, match="targets"):
+        ref.loss_from_logits("sparse_categorical_crossentropy", z, np.array([0.0, 1.0]), "softmax")
+    with pytest.raises(SpecError, match=r"targets.*shape \(2, 3\)"):
+        ref.loss_from_logits("categorical_crossentropy", z, np.zeros((2, 2)), "softmax")
+
+
+def test_bad_input_shape_is_named() -> None:
+    with pytest.raises(SpecError, match=r"x: got 'array of shape \(3, 5\)'"):
+        ref.logits(TINY, TINY_PARAMS, np.zeros((3, 5)))
+
+
+def test_finite_differences_match_an_analytic_gradient() -> None:
+    # For a linear model with MSE, dL/dW = 2/(N·C) · xᵀ(xW + b − t): checks the judge's own gradient tool.
+    spec = MLPSpec("lin", 3, (), 2, (), "linear")
+    rng = np.random.default_rng(0)
+    params = {"dense_0/kernel": rng.normal(size=(3, 2)), "dense_0/bias": rng.normal(size=2)}
+    x, t = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    residual = x @ params["dense_0/kernel"] + params["dense_0/bias"] - t
+    grads = {"dense_0/kernel": 2 / 10 * x.T @ residual, "dense_0/bias": 2 / 10 * residual.sum(0)}
+    checks = ref.check_gradients(spec, params, x, t, "mse", grads)
+    assert len(checks) == 2 * 2 + 2
+    assert max(c.relative_error for c in checks) < 1e-8
+    # and it notices a wrong gradient
+    wrong = {**grads, "dense_0/bias": grads["dense_0/bias"] * 1.01}
+    assert max(c.relative_error for c in ref.check_gradients(spec, params, x, t, "mse", wrong)) > 1e-3
