@@ -2,7 +2,8 @@
 
 Tests and the report talk only to this contract. A backend builds its framework's native model from a
 spec, exchanges parameters in the canonical layout of :mod:`spec.params`, and returns losses and
-gradients under canonical names. Optimizer steps and ``fit`` join the contract with the recipes.
+gradients under canonical names, and applies the spec's optimizers with its own native optimizer.
+``fit`` joins the contract with the training recipes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from spec.errors import BackendUnavailable, SpecError
 from spec.models import ModelSpec
+from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
 
 BACKEND_NAMES = ("torch", "keras", "jax")
@@ -62,6 +64,15 @@ class Backend(Protocol):
         self, model: Any, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         """The loss (named as in :mod:`spec.losses`) and its gradient per canonical parameter."""
+        ...
+
+    def make_optimizer(self, model: Any, opt: OptimizerSpec) -> Any:
+        """The framework's native optimizer for ``model``, configured to follow ``opt`` exactly; raises
+        :class:`spec.errors.UnsupportedOption` for an option the framework cannot express."""
+        ...
+
+    def apply_gradients(self, model: Any, optimizer: Any, grads: Mapping[str, np.ndarray]) -> None:
+        """One optimizer step with canonical ``grads`` (as from :meth:`loss_and_grads`)."""
         ...
 
 

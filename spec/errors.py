@@ -27,3 +27,11 @@ class WeightFileError(ParamError):
 
 class BackendUnavailable(RuntimeError):
     """A backend whose framework is not installed or failed to import."""
+
+
+class UnsupportedOption(SpecError):
+    """A valid spec option that a framework's native tools cannot express: names the field and backend."""
+
+    def __init__(self, backend: str, field: str, value: object, why: str) -> None:
+        ValueError.__init__(self, f"{field}: {value!r} is not supported by the {backend} backend: {why}")
+        self.field, self.value, self.allowed, self.backend = field, value, why, backend

@@ -15,6 +15,7 @@ import numpy as np
 from spec.errors import SpecError
 from spec.losses import check_loss
 from spec.models import Activation, MLPSpec, ModelSpec
+from spec.optimizers import OptimizerSpec
 from spec.params import check_params, dense_name
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -224,3 +225,75 @@ def check_gradients(
         judge_value = directional_derivative(spec, params, x, targets, loss_name, direction)
         checks.append(DirectionalCheck(label, judge_value, backend_value, typical))
     return checks
+
+
+# --- optimizers -----------------------------------------------------------------------------------
+
+
+class ReferenceOptimizer:
+    """The float64 update rules of :mod:`spec.optimizers`, applied to canonical parameter dicts."""
+
+    def __init__(self, opt: OptimizerSpec, params: Mapping[str, np.ndarray]) -> None:
+        self.opt = opt
+        self.step_count = 0
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+        for name, value in params.items():
+            zeros = np.zeros(np.shape(value))
+            slots = {
+                "sgd": ("buffer",),
+                "adam": ("m", "v"),
+                "adamw": ("m", "v"),
+                "rmsprop": ("v", "mean", "buffer"),
+                "adagrad": ("acc",),
+            }[opt.kind]
+            self.state[name] = {slot: zeros.copy() for slot in slots}
+            if opt.kind == "adagrad":
+                self.state[name]["acc"] += opt.initial_accumulator
+
+    def _denominator(self, second_moment: np.ndarray) -> np.ndarray:
+        if self.opt.epsilon_placement == "inside_sqrt":
+            return np.sqrt(second_moment + self.opt.epsilon)
+        return np.sqrt(second_moment) + self.opt.epsilon
+
+    def step(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One update; returns new float64 parameters and advances the optimizer state."""
+        opt = self.opt
+        self.step_count += 1
+        t, lr = self.step_count, opt.learning_rate
+        new = {}
+        for name, value in params.items():
+            theta = np.asarray(value, np.float64)
+            g = np.asarray(grads[name], np.float64)
+            s = self.state[name]
+            match opt.kind:
+                case "sgd":
+                    if opt.momentum:
+                        s["buffer"] = opt.momentum * s["buffer"] + g
+                        g = g + opt.momentum * s["buffer"] if opt.nesterov else s["buffer"]
+                    theta = theta - lr * g
+                case "adam" | "adamw":
+                    if opt.kind == "adamw":
+                        theta = theta - lr * opt.weight_decay * theta
+                    s["m"] = opt.beta1 * s["m"] + (1 - opt.beta1) * g
+                    s["v"] = opt.beta2 * s["v"] + (1 - opt.beta2) * g**2
+                    c1, c2 = 1 - opt.beta1**t, 1 - opt.beta2**t
+                    if opt.epsilon_placement == "corrected":
+                        theta = theta - lr * (s["m"] / c1) / (np.sqrt(s["v"] / c2) + opt.epsilon)
+                    else:
+                        theta = theta - lr * math.sqrt(c2) / c1 * s["m"] / (np.sqrt(s["v"]) + opt.epsilon)
+                case "rmsprop":
+                    s["v"] = opt.rho * s["v"] + (1 - opt.rho) * g**2
+                    second = s["v"]
+                    if opt.centered:
+                        s["mean"] = opt.rho * s["mean"] + (1 - opt.rho) * g
+                        second = second - s["mean"] ** 2
+                    scaled = g / self._denominator(second)
+                    if opt.momentum:
+                        s["buffer"] = opt.momentum * s["buffer"] + scaled
+                        scaled = s["buffer"]
+                    theta = theta - lr * scaled
+                case "adagrad":
+                    s["acc"] = s["acc"] + g**2
+                    theta = theta - lr * g / self._denominator(s["acc"])
+            new[name] = theta
+        return new
