@@ -18,8 +18,10 @@ from flax import nnx
 from impls.jax import weights
 from impls.jax.losses import compute_loss
 from impls.jax.models import MLP
+from impls.jax.optimizers import make_optimizer
 from spec.losses import check_loss
 from spec.models import MLPSpec, ModelSpec
+from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
 
 
@@ -48,6 +50,13 @@ def _loss_and_grads(
         return compute_loss(loss, model(x), targets, model.spec.output_activation)
 
     return jax.value_and_grad(loss_fn)(params)
+
+
+@jax.jit
+def _apply_gradients(graphdef: nnx.GraphDef, state: nnx.State, grads: nnx.State) -> nnx.State:
+    model, optimizer = nnx.merge(graphdef, state)
+    optimizer.update(model, grads)
+    return nnx.state((model, optimizer))
 
 
 class JaxBackend:
@@ -108,6 +117,14 @@ class JaxBackend:
             graphdef, params, rest, jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype), loss=loss
         )
         return float(value), weights.from_state(model, grads)
+
+    def make_optimizer(self, model: MLP, opt: OptimizerSpec) -> nnx.Optimizer:
+        return nnx.Optimizer(model, make_optimizer(opt), wrt=nnx.Param)
+
+    def apply_gradients(self, model: MLP, optimizer: nnx.Optimizer, grads: Mapping[str, np.ndarray]) -> None:
+        grads_state = weights.to_state(model, grads)
+        graphdef, state = nnx.split((model, optimizer))
+        nnx.update((model, optimizer), _apply_gradients(graphdef, state, grads_state))
 
 
 BACKEND = JaxBackend()

@@ -42,6 +42,15 @@ def export(model: nnx.Module) -> dict[str, np.ndarray]:
     return from_state(model, nnx.state(model, nnx.Param))
 
 
+def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray]) -> nnx.State:
+    """A parameter-shaped ``nnx.State`` holding canonical ``arrays`` (e.g. gradients to apply)."""
+    checked = check_params(model.spec, arrays, source="gradients")
+    state = nnx.clone(nnx.state(model, nnx.Param))
+    for name, path in canonical_paths(model).items():
+        _at(state, path).set_value(jnp.asarray(checked[name]))
+    return state
+
+
 def from_state(model: nnx.Module, state: nnx.State) -> dict[str, np.ndarray]:
     """Canonical arrays from a parameter-shaped ``nnx.State`` (parameters or their gradients)."""
     return {name: np.asarray(_at(state, path).get_value()) for name, path in canonical_paths(model).items()}

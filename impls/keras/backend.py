@@ -11,10 +11,12 @@ import tensorflow as tf
 from impls.keras import weights
 from impls.keras.losses import compute_loss
 from impls.keras.models import MLP
+from impls.keras.optimizers import before_step, make_optimizer
 from spec.errors import BackendUnavailable
 from spec.losses import check_loss
 from spec.models import MLPSpec, ModelSpec
-from spec.params import ParamCount
+from spec.optimizers import OptimizerSpec
+from spec.params import ParamCount, check_params
 
 if keras.backend.backend() != "tensorflow":
     raise BackendUnavailable(
@@ -80,6 +82,20 @@ class KerasBackend:
             value = compute_loss(loss, logits, np.asarray(targets, dtype), model.spec.output_activation)
         grads = tape.gradient(value, list(variables.values()))
         return float(value), {name: g.numpy() for name, g in zip(variables, grads)}
+
+    def make_optimizer(self, model: MLP, opt: OptimizerSpec) -> keras.optimizers.Optimizer:
+        optimizer = make_optimizer(opt)
+        optimizer.spec = opt
+        optimizer.build(list(weights.canonical_variables(model).values()))
+        return optimizer
+
+    def apply_gradients(
+        self, model: MLP, optimizer: keras.optimizers.Optimizer, grads: Mapping[str, np.ndarray]
+    ) -> None:
+        checked = check_params(model.spec, grads, source="gradients")
+        before_step(optimizer, optimizer.spec)
+        variables = weights.canonical_variables(model)
+        optimizer.apply_gradients([(checked[name], variable) for name, variable in variables.items()])
 
 
 BACKEND = KerasBackend()

@@ -10,8 +10,10 @@ import torch
 from impls.torch import weights
 from impls.torch.losses import compute_loss
 from impls.torch.models import MLP
+from impls.torch.optimizers import make_optimizer
 from spec.losses import check_loss
 from spec.models import MLPSpec, ModelSpec
+from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
 
 
@@ -80,6 +82,13 @@ class TorchBackend:
         value = compute_loss(loss, model(self._tensor(x)), target_tensor, model.spec.output_activation)
         value.backward()
         return float(value.item()), weights.export_grads(model)
+
+    def make_optimizer(self, model: MLP, opt: OptimizerSpec) -> torch.optim.Optimizer:
+        return make_optimizer(model, opt)
+
+    def apply_gradients(self, model: MLP, optimizer: torch.optim.Optimizer, grads: Mapping[str, np.ndarray]) -> None:
+        weights.set_grads(model, grads)
+        optimizer.step()
 
 
 BACKEND = TorchBackend()

@@ -51,6 +51,13 @@ def export(model: nn.Module) -> dict[str, np.ndarray]:
     }
 
 
+def set_grads(model: nn.Module, grads: Mapping[str, np.ndarray]) -> None:
+    """Put canonical gradients into each parameter's ``.grad``, as ``backward()`` would."""
+    checked = check_params(model.spec, grads, source="gradients")
+    for name, param in canonical_parameters(model).items():
+        param.grad = torch.from_numpy(np.ascontiguousarray(to_native(name, checked[name]))).to(param.device)
+
+
 def export_grads(model: nn.Module) -> dict[str, np.ndarray]:
     """Gradients after ``backward()``, in the canonical layout of their parameters."""
     return {

@@ -1,0 +1,45 @@
+"""The spec's optimizers (:mod:`spec.optimizers`) as Optax gradient transformations."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import optax
+
+from spec.errors import UnsupportedOption
+from spec.optimizers import OptimizerSpec
+
+
+def make_optimizer(opt: OptimizerSpec) -> optax.GradientTransformation:
+    """A native Optax transformation configured to follow the spec exactly."""
+    match opt.kind:
+        case "sgd":
+            return optax.sgd(opt.learning_rate, momentum=opt.momentum or None, nesterov=opt.nesterov)
+        case "adam" | "adamw":
+            # Optax adds eps to √v̂ (the corrected form). For ε-hat, eps becomes a schedule of the step:
+            # ε/√(1−β2ᵗ), injected with optax.inject_hyperparams.
+            eps = opt.epsilon
+            if opt.epsilon_placement == "uncorrected":
+                eps = lambda count: opt.epsilon / jnp.sqrt(1.0 - opt.beta2 ** (count + 1.0))  # noqa: E731
+            factory = optax.inject_hyperparams(optax.adam if opt.kind == "adam" else optax.adamw)
+            extra = {"weight_decay": opt.weight_decay} if opt.kind == "adamw" else {}
+            return factory(learning_rate=opt.learning_rate, b1=opt.beta1, b2=opt.beta2, eps=eps, eps_root=0.0, **extra)
+        case "rmsprop":
+            return optax.rmsprop(
+                opt.learning_rate,
+                decay=opt.rho,
+                eps=opt.epsilon,
+                initial_scale=0.0,
+                eps_in_sqrt=opt.epsilon_placement == "inside_sqrt",
+                centered=opt.centered,
+                momentum=opt.momentum or None,
+            )
+        case "adagrad":
+            if opt.epsilon_placement != "inside_sqrt":
+                raise UnsupportedOption(
+                    "jax",
+                    "optimizer.epsilon_placement",
+                    opt.epsilon_placement,
+                    "optax.adagrad computes rsqrt(acc + eps) (optax/_src/transform.py, scale_by_rss)",
+                )
+            return optax.adagrad(opt.learning_rate, initial_accumulator_value=opt.initial_accumulator, eps=opt.epsilon)
+    raise ValueError(f"no Optax optimizer for {opt.kind!r}")

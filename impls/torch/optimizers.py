@@ -1,0 +1,78 @@
+"""The spec's optimizers (:mod:`spec.optimizers`) as ``torch.optim`` optimizers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from impls.torch import weights
+from spec.errors import UnsupportedOption
+from spec.optimizers import OptimizerSpec
+
+
+def make_optimizer(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimizer:
+    """A native optimizer over the model's parameters, configured to follow the spec exactly."""
+    params = list(weights.canonical_parameters(model).values())
+    match opt.kind:
+        case "sgd":
+            return torch.optim.SGD(
+                params,
+                lr=opt.learning_rate,
+                momentum=opt.momentum,
+                dampening=0.0,
+                nesterov=opt.nesterov,
+                weight_decay=0.0,
+            )
+        case "adam" | "adamw":
+            cls = torch.optim.Adam if opt.kind == "adam" else torch.optim.AdamW
+            optimizer = cls(
+                params,
+                lr=opt.learning_rate,
+                betas=(opt.beta1, opt.beta2),
+                eps=opt.epsilon,
+                weight_decay=opt.weight_decay,
+            )
+            if opt.epsilon_placement == "uncorrected":
+                # torch adds eps to √v̂ = √v/√(1−β2ᵗ); eps_t = ε/√(1−β2ᵗ) turns that into (√v + ε)/√(1−β2ᵗ),
+                # the ε-hat form. Set before every step with torch's own step hook.
+                optimizer.register_step_pre_hook(_epsilon_hat_hook(opt))
+            return optimizer
+        case "rmsprop":
+            _require_outside_sqrt(opt, "torch.optim.RMSprop computes sqrt(v) + eps (torch/optim/rmsprop.py)")
+            return torch.optim.RMSprop(
+                params,
+                lr=opt.learning_rate,
+                alpha=opt.rho,
+                eps=opt.epsilon,
+                momentum=opt.momentum,
+                centered=opt.centered,
+                weight_decay=0.0,
+            )
+        case "adagrad":
+            _require_outside_sqrt(opt, "torch.optim.Adagrad computes sqrt(acc) + eps (torch/optim/adagrad.py)")
+            return torch.optim.Adagrad(
+                params,
+                lr=opt.learning_rate,
+                lr_decay=0.0,
+                weight_decay=0.0,
+                initial_accumulator_value=opt.initial_accumulator,
+                eps=opt.epsilon,
+            )
+    raise ValueError(f"no torch optimizer for {opt.kind!r}")
+
+
+def _require_outside_sqrt(opt: OptimizerSpec, why: str) -> None:
+    if opt.epsilon_placement != "outside_sqrt":
+        raise UnsupportedOption("torch", "optimizer.epsilon_placement", opt.epsilon_placement, why)
+
+
+def _epsilon_hat_hook(opt: OptimizerSpec):
+    def hook(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        for group in optimizer.param_groups:
+            state = optimizer.state[group["params"][0]]
+            step = int(state["step"]) + 1 if "step" in state else 1
+            group["eps"] = opt.epsilon / math.sqrt(1.0 - opt.beta2**step)
+
+    return hook
