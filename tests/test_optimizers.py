@@ -1,0 +1,254 @@
+"""Optimizers: spec validation, every backend's native optimizer vs the float64 judge step by step,
+the options a framework cannot express, and K-step training trajectories across backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spec import reference as ref
+from spec.backend import Backend
+from spec.data import batch_indices, digits
+from spec.errors import SpecError, UnsupportedOption
+from spec.models import get_model
+from spec.optimizers import OptimizerSpec
+from spec.params import init_params
+from spec.tolerances import max_scaled_error, tolerance
+
+SPEC = get_model("digits_mlp")
+STEPS = 5
+
+
+def adam(kind: str = "adam", **kw: object) -> OptimizerSpec:
+    fields = dict(learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected") | kw
+    return OptimizerSpec(kind, **fields)  # type: ignore[arg-type]
+
+
+def rmsprop(**kw: object) -> OptimizerSpec:
+    fields = dict(learning_rate=1e-3, rho=0.9, epsilon=1e-3, epsilon_placement="inside_sqrt") | kw
+    return OptimizerSpec("rmsprop", **fields)  # type: ignore[arg-type]
+
+
+def adagrad(**kw: object) -> OptimizerSpec:
+    # a₀ = 0 (torch's default; Keras and Optax default to 0.1) keeps the accumulator near g², where
+    # the placement of epsilon matters.
+    fields = dict(learning_rate=1e-2, initial_accumulator=0.0, epsilon=1e-3, epsilon_placement="inside_sqrt") | kw
+    return OptimizerSpec("adagrad", **fields)  # type: ignore[arg-type]
+
+
+# Epsilons of 1e-3 with gradients of 1e-2 make the placement of epsilon visible in the numbers.
+CASES = {
+    "sgd": OptimizerSpec("sgd", 0.1),
+    "sgd_momentum": OptimizerSpec("sgd", 0.1, momentum=0.9),
+    "sgd_nesterov": OptimizerSpec("sgd", 0.1, momentum=0.9, nesterov=True),
+    "adam_corrected": adam(epsilon=1e-3),
+    "adam_uncorrected": adam(epsilon=1e-3, epsilon_placement="uncorrected"),
+    "adam_tiny_eps": adam(),
+    "adamw": adam("adamw", learning_rate=1e-2, beta2=0.99, weight_decay=0.1),
+    "adamw_uncorrected": adam(
+        "adamw", learning_rate=1e-2, epsilon=1e-3, epsilon_placement="uncorrected", weight_decay=0.05
+    ),
+    "rmsprop_inside": rmsprop(),
+    "rmsprop_outside": rmsprop(epsilon_placement="outside_sqrt"),
+    "rmsprop_momentum": rmsprop(momentum=0.5),
+    "rmsprop_centered_outside": rmsprop(centered=True, epsilon_placement="outside_sqrt", momentum=0.5),
+    "rmsprop_centered_inside": rmsprop(centered=True),
+    "adagrad_inside": adagrad(),
+    "adagrad_outside": adagrad(epsilon_placement="outside_sqrt"),
+}
+
+# What each framework's own optimizers cannot express (source locations in docs/framework-differences.md).
+NOT_NATIVE = {
+    "torch": {"rmsprop_inside", "rmsprop_momentum", "rmsprop_centered_inside", "adagrad_inside"},
+    "keras": {"rmsprop_outside", "rmsprop_centered_outside", "adagrad_outside"},
+    "jax": {"adagrad_outside"},
+}
+
+
+def gradient_sequence(params: dict[str, np.ndarray], steps: int = STEPS, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [
+        {n: (0.01 * rng.standard_normal(v.shape)).astype(np.float32) for n, v in params.items()} for _ in range(steps)
+    ]
+
+
+def judge_trajectory(opt: OptimizerSpec, params: dict, grads: list[dict]) -> list[dict]:
+    judge = ref.ReferenceOptimizer(opt, params)
+    current = {n: v.astype(np.float64) for n, v in params.items()}
+    out = []
+    for g in grads:
+        current = judge.step(current, g)
+        out.append(current)
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_optimizer_steps_match_the_judge(backend: Backend, backend_name: str, case: str) -> None:
+    opt = CASES[case]
+    params = init_params(SPEC, 0)
+    model = backend.build(SPEC, params)
+    if case in NOT_NATIVE[backend_name]:
+        with pytest.raises(UnsupportedOption, match=rf"optimizer\.epsilon_placement.*{backend_name} backend"):
+            backend.make_optimizer(model, opt)
+        return
+    optimizer = backend.make_optimizer(model, opt)
+    grads = gradient_sequence(params)
+    tol = tolerance("optimizer_step", "float32", backend.device())
+    for step, (g, expected) in enumerate(zip(grads, judge_trajectory(opt, params, grads), strict=True), start=1):
+        backend.apply_gradients(model, optimizer, g)
+        got = backend.export_params(model)
+        for name in expected:
+            error = max_scaled_error(got[name], expected[name], tol)
+            assert error <= 1.0, f"{case} step {step} {name}: {error:.3g}× tolerance"
+
+
+@pytest.mark.parametrize(
+    ("case", "variant"),
+    [
+        ("adam_corrected", "adam_uncorrected"),
+        ("rmsprop_inside", "rmsprop_outside"),
+        ("adagrad_inside", "adagrad_outside"),
+        ("sgd_momentum", "sgd_nesterov"),
+        ("rmsprop_centered_inside", "rmsprop_momentum"),
+    ],
+)
+def test_tolerance_tells_the_variants_apart(case: str, variant: str) -> None:
+    """If a backend used the other formula, the step test would fail: the judge's two trajectories
+    differ by far more than the tolerance."""
+    params = init_params(SPEC, 0)
+    grads = gradient_sequence(params)
+    a = judge_trajectory(CASES[case], params, grads)[-1]
+    b = judge_trajectory(CASES[variant], params, grads)[-1]
+    tol = tolerance("optimizer_step")
+    assert max(max_scaled_error(a[n], b[n], tol) for n in a) > 10
+
+
+def test_judge_adam_first_step_by_hand() -> None:
+    # With m₀ = v₀ = 0, Adam's first corrected step is lr·g/(|g| + ε): ≈ lr·sign(g) for |g| ≫ ε.
+    opt = adam(learning_rate=0.1, epsilon=1e-8)
+    params = {"w": np.array([1.0, -2.0])}
+    new = ref.ReferenceOptimizer(opt, params).step(params, {"w": np.array([0.5, -4.0])})
+    np.testing.assert_allclose(new["w"], [1.0 - 0.1 * 0.5 / (0.5 + 1e-8), -2.0 + 0.1 * 4.0 / (4.0 + 1e-8)])
+
+
+def test_judge_sgd_momentum_by_hand() -> None:
+    opt = OptimizerSpec("sgd", 0.5, momentum=0.9)
+    judge = ref.ReferenceOptimizer(opt, {"w": np.array([0.0])})
+    w1 = judge.step({"w": np.array([0.0])}, {"w": np.array([1.0])})  # b = 1 → w = −0.5
+    w2 = judge.step(w1, {"w": np.array([1.0])})  # b = 1.9 → w = −0.5 − 0.95
+    np.testing.assert_allclose(w2["w"], [-1.45])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"kind": "lbfgs", "learning_rate": 0.1}, "optimizer"),
+        ({"kind": "sgd", "learning_rate": -0.1}, "optimizer.learning_rate"),
+        ({"kind": "sgd", "learning_rate": 0.0}, "optimizer.learning_rate"),
+        ({"kind": "sgd", "learning_rate": float("nan")}, "optimizer.learning_rate"),
+        ({"kind": "sgd", "learning_rate": 0.1, "momentum": 1.0}, "optimizer.momentum"),
+        ({"kind": "sgd", "learning_rate": 0.1, "nesterov": True}, "optimizer.nesterov"),
+        ({"kind": "sgd", "learning_rate": 0.1, "epsilon": 1e-8}, "optimizer.epsilon"),
+        (
+            {"kind": "adam", "learning_rate": 0.1, "beta1": 0.9, "beta2": 0.999, "epsilon_placement": "corrected"},
+            "optimizer.epsilon",
+        ),
+        (
+            {
+                "kind": "adam",
+                "learning_rate": 0.1,
+                "beta1": 0.9,
+                "beta2": 0.999,
+                "epsilon": 1e-8,
+                "epsilon_placement": "inside_sqrt",
+            },
+            "optimizer.epsilon_placement",
+        ),
+        (
+            {
+                "kind": "adam",
+                "learning_rate": 0.1,
+                "beta1": 1.5,
+                "beta2": 0.999,
+                "epsilon": 1e-8,
+                "epsilon_placement": "corrected",
+            },
+            "optimizer.beta1",
+        ),
+        (
+            {
+                "kind": "adam",
+                "learning_rate": 0.1,
+                "beta1": 0.9,
+                "beta2": 0.999,
+                "epsilon": 1e-8,
+                "epsilon_placement": "corrected",
+                "weight_decay": 0.01,
+            },
+            "optimizer.weight_decay",
+        ),
+        (
+            {"kind": "rmsprop", "learning_rate": 0.1, "epsilon": 1e-7, "epsilon_placement": "inside_sqrt"},
+            "optimizer.rho",
+        ),
+        (
+            {
+                "kind": "adagrad",
+                "learning_rate": 0.1,
+                "epsilon": 1e-7,
+                "epsilon_placement": "inside_sqrt",
+                "initial_accumulator": -1.0,
+            },
+            "optimizer.initial_accumulator",
+        ),
+    ],
+)
+def test_bad_optimizer_spec_names_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        OptimizerSpec(**kwargs)
+    assert info.value.field == field
+
+
+# --- K-step training trajectories across backends -------------------------------------------------
+
+TRAJECTORY_STEPS = 30
+TRAJECTORY_CASES = ["sgd_momentum", "adam_corrected", "adamw", "rmsprop_inside", "rmsprop_centered_outside"]
+_trajectories: dict[tuple[str, str], tuple[list[float], dict[str, np.ndarray]]] = {}
+
+
+def train_trajectory(backend: Backend, case: str) -> tuple[list[float], dict[str, np.ndarray]]:
+    """Losses of TRAJECTORY_STEPS steps on the digits from the canonical init, and the final params
+    (computed once per backend and case, then shared by the pairs that compare them)."""
+    if (backend.name, case) not in _trajectories:
+        _trajectories[backend.name, case] = _train(backend, CASES[case])
+    return _trajectories[backend.name, case]
+
+
+def _train(backend: Backend, opt: OptimizerSpec) -> tuple[list[float], dict[str, np.ndarray]]:
+    split = digits(SPEC.input_shape)
+    params = init_params(SPEC, 0)
+    model = backend.build(SPEC, params)
+    optimizer = backend.make_optimizer(model, opt)
+    batches = batch_indices(len(split.x_train), 64, seed=0, drop_last=True)
+    losses = []
+    for step in range(TRAJECTORY_STEPS):
+        idx = batches[step % len(batches)]
+        loss, grads = backend.loss_and_grads(
+            model, split.x_train[idx], split.y_train[idx], "sparse_categorical_crossentropy"
+        )
+        backend.apply_gradients(model, optimizer, grads)
+        losses.append(loss)
+    return losses, backend.export_params(model)
+
+
+@pytest.mark.parametrize("case", TRAJECTORY_CASES)
+def test_training_trajectories_agree_across_backends(backends: tuple[Backend, Backend], case: str) -> None:
+    lacking = [b.name for b in backends if case in NOT_NATIVE[b.name]]
+    if lacking:
+        pytest.skip(f"{case} is not expressible with the native optimizers of {', '.join(lacking)}")
+    (loss_a, final_a), (loss_b, final_b) = (train_trajectory(b, case) for b in backends)
+    assert loss_a[-1] < loss_a[0]  # it trains
+    tol = tolerance("trajectory", "float32", backends[0].device())
+    assert max_scaled_error(np.array(loss_a), np.array(loss_b), tol) <= 1.0
+    for name in final_a:
+        assert max_scaled_error(final_a[name], final_b[name], tol) <= 1.0, name
