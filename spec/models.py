@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from spec.errors import SpecError
+from spec.validation import check_positive_int
 
 HIDDEN_ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "linear")
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
@@ -134,13 +135,13 @@ class MLPSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise SpecError("name", self.name, "a Python identifier such as 'mnist_mlp'")
-        _check_size("input_size", self.input_size)
-        _check_size("output_size", self.output_size)
+        check_positive_int("input_size", self.input_size)
+        check_positive_int("output_size", self.output_size)
         if isinstance(self.hidden_sizes, (str, bytes)) or not hasattr(self.hidden_sizes, "__iter__"):
             raise SpecError("hidden_sizes", self.hidden_sizes, "a sequence of positive integers")
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         for i, size in enumerate(self.hidden_sizes):
-            _check_size(f"hidden_sizes[{i}]", size)
+            check_positive_int(f"hidden_sizes[{i}]", size)
         activations = self.activations
         if isinstance(activations, (str, Activation)):  # one activation shared by every hidden layer
             activations = (activations,) * len(self.hidden_sizes)
@@ -173,11 +174,6 @@ class MLPSpec:
         return "-".join(p for p in (str(self.input_size), hidden) if p) + (
             f"-{self.output_size}({self.output_activation})"
         )
-
-
-def _check_size(field_name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SpecError(field_name, value, "a positive integer")
 
 
 ModelSpec = MLPSpec  # grows into a union as the zoo adds architectures

@@ -24,10 +24,10 @@ rest of the training recipes.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from spec.errors import SpecError
+from spec.validation import check_number
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 ADAM_EPSILON_PLACEMENTS = ("corrected", "uncorrected")
@@ -84,16 +84,16 @@ class OptimizerSpec:
                 raise SpecError(f"optimizer.{name}", value, f"unset for {self.kind} (it does not use it)")
             if name in used and name in _REQUIRED and value is None:
                 raise SpecError(f"optimizer.{name}", None, f"an explicit value for {self.kind}")
-        _check_number("optimizer.learning_rate", self.learning_rate, low=0.0, low_open=True)
-        _check_number("optimizer.momentum", self.momentum, low=0.0, high=1.0)
+        check_number("optimizer.learning_rate", self.learning_rate, low=0.0, low_open=True)
+        check_number("optimizer.momentum", self.momentum, low=0.0, high=1.0)
         for name in ("beta1", "beta2", "rho"):
             if name in used:
-                _check_number(f"optimizer.{name}", getattr(self, name), low=0.0, high=1.0)
+                check_number(f"optimizer.{name}", getattr(self, name), low=0.0, high=1.0)
         if "epsilon" in used:
-            _check_number("optimizer.epsilon", self.epsilon, low=0.0, low_open=True)
-        _check_number("optimizer.weight_decay", self.weight_decay, low=0.0)
+            check_number("optimizer.epsilon", self.epsilon, low=0.0, low_open=True)
+        check_number("optimizer.weight_decay", self.weight_decay, low=0.0)
         if "initial_accumulator" in used:
-            _check_number("optimizer.initial_accumulator", self.initial_accumulator, low=0.0)
+            check_number("optimizer.initial_accumulator", self.initial_accumulator, low=0.0)
         if "epsilon_placement" in used:
             allowed = ADAM_EPSILON_PLACEMENTS if self.kind in ("adam", "adamw") else SQRT_EPSILON_PLACEMENTS
             if self.epsilon_placement not in allowed:
@@ -120,12 +120,3 @@ class OptimizerSpec:
         if self.weight_decay:
             parts.append(f"wd={self.weight_decay:g}")
         return f"{self.kind}({', '.join(parts)})"
-
-
-def _check_number(field: str, value: object, *, low: float, high: float = math.inf, low_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and value < high  # type: ignore[operator]
-    if not ok:
-        bracket = "(" if low_open else "["
-        upper = "∞)" if high == math.inf else f"{high:g})"
-        raise SpecError(field, value, f"a finite number in {bracket}{low:g}, {upper}")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from spec.errors import SpecError
+from spec.validation import check_positive_int
 
 DIGITS_FILE = Path(__file__).with_name("digits.csv.gz")
 DIGITS_COUNT = 1797
@@ -86,8 +87,7 @@ def batch_indices(
     n: int, batch_size: int, *, seed: int, epoch: int = 0, shuffle: bool = True, drop_last: bool = False
 ) -> list[np.ndarray]:
     """Index arrays of one epoch's batches; the same (seed, epoch) gives the same batches anywhere."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise SpecError("batch_size", batch_size, "a positive integer")
+    check_positive_int("batch_size", batch_size)
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last else n
     return [order[i : i + batch_size] for i in range(0, stop, batch_size)]

@@ -1,0 +1,23 @@
+"""Field checks shared by every spec: each failure is a :class:`SpecError` naming the field."""
+
+from __future__ import annotations
+
+import math
+
+from spec.errors import SpecError
+
+
+def check_positive_int(field: str, value: object) -> None:
+    """``value`` must be an int ≥ 1 (bools are refused: ``True`` is not a size)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(field, value, "a positive integer")
+
+
+def check_number(field: str, value: object, *, low: float, high: float = math.inf, low_open: bool = False) -> None:
+    """``value`` must be a finite real number in [low, high) — or (low, high) with ``low_open``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and value < high  # type: ignore[operator]
+    if not ok:
+        bracket = "(" if low_open else "["
+        upper = "∞)" if high == math.inf else f"{high:g})"
+        raise SpecError(field, value, f"a finite number in {bracket}{low:g}, {upper}")
