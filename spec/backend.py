@@ -18,6 +18,7 @@ from spec.errors import BackendUnavailable, SpecError
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
+from spec.schedules import ScheduleSpec
 
 BACKEND_NAMES = ("torch", "keras", "jax")
 
@@ -73,6 +74,10 @@ class Backend(Protocol):
 
     def apply_gradients(self, model: Any, optimizer: Any, grads: Mapping[str, np.ndarray]) -> None:
         """One optimizer step with canonical ``grads`` (as from :meth:`loss_and_grads`)."""
+        ...
+
+    def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
+        """The learning rate the framework's native schedule applies at steps 0 … total_steps − 1."""
         ...
 
 

@@ -17,6 +17,7 @@ from spec.losses import check_loss
 from spec.models import Activation, MLPSpec, ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import check_params, dense_name
+from spec.schedules import ScheduleSpec
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -297,3 +298,31 @@ class ReferenceOptimizer:
                     theta = theta - lr * g / self._denominator(s["acc"])
             new[name] = theta
         return new
+
+
+# --- learning-rate schedules ----------------------------------------------------------------------
+
+
+def learning_rate(schedule: ScheduleSpec, step: int) -> float:
+    """The schedule's rate at 0-based ``step`` in float64 (definitions in :mod:`spec.schedules`)."""
+    s = schedule
+    if not 0 <= step < s.total_steps:
+        raise SpecError("step", step, f"an integer in [0, {s.total_steps})")
+    match s.kind:
+        case "constant":
+            return s.learning_rate
+        case "step":
+            return s.learning_rate * s.gamma ** (step // s.step_size)
+        case "exponential":
+            return s.learning_rate * s.gamma**step
+        case "cosine":
+            return _cosine(s.learning_rate, s.floor, step, s.total_steps)
+        case "warmup_cosine":
+            if step < s.warmup_steps:
+                return s.warmup_start + (s.learning_rate - s.warmup_start) * step / s.warmup_steps
+            return _cosine(s.learning_rate, s.floor, step - s.warmup_steps, s.total_steps - s.warmup_steps)
+    raise SpecError("schedule", s.kind, "a known schedule")
+
+
+def _cosine(start: float, floor: float, step: int, length: int) -> float:
+    return floor + (start - floor) * (1 + math.cos(math.pi * step / length)) / 2
