@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from impls.jax import weights
+from impls.jax import schedules, weights
 from impls.jax.losses import compute_loss
 from impls.jax.models import MLP
 from impls.jax.optimizers import make_optimizer
@@ -23,6 +23,7 @@ from spec.losses import check_loss
 from spec.models import MLPSpec, ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
+from spec.schedules import ScheduleSpec
 
 
 def configure_float32_exact() -> None:
@@ -125,6 +126,9 @@ class JaxBackend:
         grads_state = weights.to_state(model, grads)
         graphdef, state = nnx.split((model, optimizer))
         nnx.update((model, optimizer), _apply_gradients(graphdef, state, grads_state))
+
+    def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
+        return schedules.learning_rates(schedule)
 
 
 BACKEND = JaxBackend()

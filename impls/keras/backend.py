@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from impls.keras import weights
+from impls.keras import schedules, weights
 from impls.keras.losses import compute_loss
 from impls.keras.models import MLP
 from impls.keras.optimizers import before_step, make_optimizer
@@ -17,6 +17,7 @@ from spec.losses import check_loss
 from spec.models import MLPSpec, ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount, check_params
+from spec.schedules import ScheduleSpec
 
 if keras.backend.backend() != "tensorflow":
     raise BackendUnavailable(
@@ -96,6 +97,9 @@ class KerasBackend:
         before_step(optimizer, optimizer.spec)
         variables = weights.canonical_variables(model)
         optimizer.apply_gradients([(checked[name], variable) for name, variable in variables.items()])
+
+    def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
+        return schedules.learning_rates(schedule)
 
 
 BACKEND = KerasBackend()

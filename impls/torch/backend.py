@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from impls.torch import weights
+from impls.torch import schedules, weights
 from impls.torch.losses import compute_loss
 from impls.torch.models import MLP
 from impls.torch.optimizers import make_optimizer
@@ -15,6 +15,7 @@ from spec.losses import check_loss
 from spec.models import MLPSpec, ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
+from spec.schedules import ScheduleSpec
 
 
 def configure_float32_exact() -> None:
@@ -89,6 +90,9 @@ class TorchBackend:
     def apply_gradients(self, model: MLP, optimizer: torch.optim.Optimizer, grads: Mapping[str, np.ndarray]) -> None:
         weights.set_grads(model, grads)
         optimizer.step()
+
+    def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
+        return schedules.learning_rates(schedule)
 
 
 BACKEND = TorchBackend()
