@@ -120,3 +120,28 @@ class OptimizerSpec:
         if self.weight_decay:
             parts.append(f"wd={self.weight_decay:g}")
         return f"{self.kind}({', '.join(parts)})"
+
+
+# Each framework's default optimizer written out as a spec, so that "Keras's Adam" means the same
+# numbers everywhere. Defaults from torch/optim/*.py, keras/src/optimizers/*.py and optax/_src/alias.py.
+OPTIMIZER_ZOO: dict[str, OptimizerSpec] = {
+    "sgd_momentum": OptimizerSpec("sgd", 0.01, momentum=0.9),
+    "sgd_nesterov": OptimizerSpec("sgd", 0.01, momentum=0.9, nesterov=True),
+    "adam_torch_default": OptimizerSpec(
+        "adam", 1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected"
+    ),
+    "adam_keras_default": OptimizerSpec(
+        "adam", 1e-3, beta1=0.9, beta2=0.999, epsilon=1e-7, epsilon_placement="uncorrected"
+    ),
+    "adamw_torch_default": OptimizerSpec(
+        "adamw", 1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected", weight_decay=0.01
+    ),
+    "rmsprop_keras_default": OptimizerSpec("rmsprop", 1e-3, rho=0.9, epsilon=1e-7, epsilon_placement="inside_sqrt"),
+    "rmsprop_torch_default": OptimizerSpec("rmsprop", 1e-2, rho=0.99, epsilon=1e-8, epsilon_placement="outside_sqrt"),
+    "adagrad_keras_default": OptimizerSpec(
+        "adagrad", 1e-3, initial_accumulator=0.1, epsilon=1e-7, epsilon_placement="inside_sqrt"
+    ),
+    "adagrad_torch_default": OptimizerSpec(
+        "adagrad", 1e-2, initial_accumulator=0.0, epsilon=1e-10, epsilon_placement="outside_sqrt"
+    ),
+}

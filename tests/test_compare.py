@@ -1,0 +1,40 @@
+"""The main job: the report runs, covers what it should and fails on an out-of-tolerance row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from spec import compare
+from spec.backend import Backend
+from spec.optimizers import OPTIMIZER_ZOO
+
+
+def test_report_for_one_backend(backend: Backend, backend_name: str, tmp_path: Path) -> None:
+    status = compare.main(["--backend", backend_name, "--model", "digits_mlp", "--out", str(tmp_path)])
+    assert status == 0
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert [(r["model"], r["backend"], r["ok"]) for r in report["models"]] == [("digits_mlp", backend_name, True)]
+    assert report["models"][0]["params"] == 6570
+    assert {r["optimizer"] for r in report["optimizers"]} == set(OPTIMIZER_ZOO)
+    assert all(r["ok"] for r in report["optimizers"])
+    markdown = (tmp_path / "compare.md").read_text()
+    assert "| digits_mlp | 64-64(relu)-32(relu)-10(softmax) | " + backend_name in markdown
+    assert report["header"][backend_name].startswith(backend_name)
+
+
+def test_out_of_tolerance_row_fails_the_run(
+    backend: Backend, backend_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = compare.compare_model
+
+    def off_by_a_lot(spec, backend):  # a backend whose forward pass is wrong
+        row = real(spec, backend)
+        return compare.Row(**{**row.__dict__, "forward_scaled_error": 10.0})
+
+    monkeypatch.setattr(compare, "compare_model", off_by_a_lot)
+    monkeypatch.setattr(compare, "OPTIMIZER_ZOO", {})
+    assert compare.main(["--backend", backend_name, "--model", "digits_mlp", "--out", str(tmp_path)]) == 1
+    assert "**NO**" in (tmp_path / "compare.md").read_text()
