@@ -76,6 +76,11 @@ class Backend(Protocol):
         """One optimizer step with canonical ``grads`` (as from :meth:`loss_and_grads`)."""
         ...
 
+    def train_step(self, model: Any, optimizer: Any, x: np.ndarray, targets: np.ndarray, loss: str) -> float:
+        """One training step — forward in training mode, loss, gradients, optimizer update — in the
+        framework's idiomatic fast path; returns the loss before the update."""
+        ...
+
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
         """The learning rate the framework's native schedule applies at steps 0 … total_steps − 1."""
         ...

@@ -18,8 +18,8 @@ judge implements exactly these, in :mod:`spec.reference`), with t the 1-based st
 * ``adagrad``: ``a ← a + g²`` from ``a₀ = initial_accumulator``; ``θ ← θ − lr·g/denom`` with the same
   two epsilon placements (torch: outside; Keras and Optax: inside).
 
-Accumulators start at zero unless stated. The learning rate is constant here; schedules come with the
-rest of the training recipes.
+Accumulators start at zero unless stated. ``learning_rate`` is a constant or a
+:class:`spec.schedules.ScheduleSpec`; the update at step t (1-based) uses the schedule's value at t − 1.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec.errors import SpecError
+from spec.schedules import ScheduleSpec
 from spec.validation import check_number
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
@@ -62,7 +63,7 @@ class OptimizerSpec:
     """One optimizer with all its hyper-parameters; see the module docstring for the update rules."""
 
     kind: str
-    learning_rate: float
+    learning_rate: float | ScheduleSpec
     momentum: float = 0.0
     nesterov: bool = False
     beta1: float | None = None
@@ -84,7 +85,8 @@ class OptimizerSpec:
                 raise SpecError(f"optimizer.{name}", value, f"unset for {self.kind} (it does not use it)")
             if name in used and name in _REQUIRED and value is None:
                 raise SpecError(f"optimizer.{name}", None, f"an explicit value for {self.kind}")
-        check_number("optimizer.learning_rate", self.learning_rate, low=0.0, low_open=True)
+        if not isinstance(self.learning_rate, ScheduleSpec):
+            check_number("optimizer.learning_rate", self.learning_rate, low=0.0, low_open=True)
         check_number("optimizer.momentum", self.momentum, low=0.0, high=1.0)
         for name in ("beta1", "beta2", "rho"):
             if name in used:
@@ -104,9 +106,23 @@ class OptimizerSpec:
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(f"optimizer.{flag}", getattr(self, flag), (True, False))
 
+    @property
+    def schedule(self) -> ScheduleSpec | None:
+        """The learning-rate schedule, or None for a constant rate."""
+        return self.learning_rate if isinstance(self.learning_rate, ScheduleSpec) else None
+
+    @property
+    def base_learning_rate(self) -> float:
+        return self.schedule.learning_rate if self.schedule else self.learning_rate  # type: ignore[return-value]
+
+    def learning_rate_changes(self) -> bool:
+        """Whether the rate varies from step to step (a constant schedule does not)."""
+        return self.schedule is not None and self.schedule.kind != "constant"
+
     def describe(self) -> str:
         """A short readable form, e.g. ``adam(lr=0.001, β=(0.9, 0.999), ε=1e-08 corrected)``."""
-        parts = [f"lr={self.learning_rate:g}"]
+        lr = self.learning_rate
+        parts = [f"lr={lr.kind} from {lr.learning_rate:g}" if isinstance(lr, ScheduleSpec) else f"lr={lr:g}"]
         if self.momentum:
             parts.append(f"momentum={self.momentum:g}" + (" nesterov" if self.nesterov else ""))
         if self.beta1 is not None:

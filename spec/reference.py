@@ -259,8 +259,9 @@ class ReferenceOptimizer:
     def step(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One update; returns new float64 parameters and advances the optimizer state."""
         opt = self.opt
+        lr = learning_rate(opt.schedule, self.step_count) if opt.schedule else opt.learning_rate
         self.step_count += 1
-        t, lr = self.step_count, opt.learning_rate
+        t = self.step_count
         new = {}
         for name, value in params.items():
             theta = np.asarray(value, np.float64)

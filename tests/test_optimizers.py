@@ -13,6 +13,7 @@ from spec.errors import SpecError, UnsupportedOption
 from spec.models import get_model
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
+from spec.schedules import ScheduleSpec
 from spec.tolerances import max_scaled_error, tolerance
 
 SPEC = get_model("digits_mlp")
@@ -55,13 +56,43 @@ CASES = {
     "rmsprop_centered_inside": rmsprop(centered=True),
     "adagrad_inside": adagrad(),
     "adagrad_outside": adagrad(epsilon_placement="outside_sqrt"),
+    # learning-rate schedules inside the optimizers (the update at step t uses the rate of step t − 1)
+    "sgd_cosine": OptimizerSpec("sgd", ScheduleSpec("cosine", 0.1, STEPS, floor=0.01)),
+    "sgd_momentum_step": OptimizerSpec("sgd", ScheduleSpec("step", 0.1, STEPS, gamma=0.5, step_size=2), momentum=0.9),
+    "adam_warmup_cosine": adam(
+        learning_rate=ScheduleSpec("warmup_cosine", 1e-2, STEPS, floor=1e-4, warmup_steps=2, warmup_start=1e-3),
+        epsilon=1e-3,
+    ),
+    "adamw_exponential": adam(
+        "adamw",
+        learning_rate=ScheduleSpec("exponential", 1e-2, STEPS, gamma=0.5),
+        weight_decay=0.1,
+        epsilon=1e-3,
+        epsilon_placement="uncorrected",
+    ),
+    "rmsprop_momentum_cosine": rmsprop(
+        learning_rate=ScheduleSpec("cosine", 1e-2, STEPS, floor=0.0), momentum=0.5, epsilon_placement="outside_sqrt"
+    ),
+    "adagrad_constant_schedule": adagrad(learning_rate=ScheduleSpec("constant", 1e-2, STEPS)),
 }
 
 # What each framework's own optimizers cannot express (source locations in docs/framework-differences.md).
 NOT_NATIVE = {
-    "torch": {"rmsprop_inside", "rmsprop_momentum", "rmsprop_centered_inside", "adagrad_inside"},
-    "keras": {"rmsprop_outside", "rmsprop_centered_outside", "adagrad_outside"},
-    "jax": {"adagrad_outside"},
+    "torch": {
+        "rmsprop_inside",
+        "rmsprop_momentum",
+        "rmsprop_centered_inside",
+        "adagrad_inside",
+        "adagrad_constant_schedule",
+    },
+    "keras": {
+        "rmsprop_outside",
+        "rmsprop_centered_outside",
+        "adagrad_outside",
+        "sgd_momentum_step",
+        "rmsprop_momentum_cosine",
+    },
+    "jax": {"adagrad_outside", "rmsprop_momentum_cosine"},
 }
 
 
@@ -88,7 +119,7 @@ def test_optimizer_steps_match_the_judge(backend: Backend, backend_name: str, ca
     params = init_params(SPEC, 0)
     model = backend.build(SPEC, params)
     if case in NOT_NATIVE[backend_name]:
-        with pytest.raises(UnsupportedOption, match=rf"optimizer\.epsilon_placement.*{backend_name} backend"):
+        with pytest.raises(UnsupportedOption, match=rf"optimizer\.\w+.*{backend_name} backend"):
             backend.make_optimizer(model, opt)
         return
     optimizer = backend.make_optimizer(model, opt)
@@ -110,6 +141,8 @@ def test_optimizer_steps_match_the_judge(backend: Backend, backend_name: str, ca
         ("adagrad_inside", "adagrad_outside"),
         ("sgd_momentum", "sgd_nesterov"),
         ("rmsprop_centered_inside", "rmsprop_momentum"),
+        ("sgd", "sgd_cosine"),
+        ("adam_corrected", "adam_warmup_cosine"),
     ],
 )
 def test_tolerance_tells_the_variants_apart(case: str, variant: str) -> None:

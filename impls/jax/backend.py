@@ -60,6 +60,20 @@ def _apply_gradients(graphdef: nnx.GraphDef, state: nnx.State, grads: nnx.State)
     return nnx.state((model, optimizer))
 
 
+@partial(jax.jit, static_argnames="loss", donate_argnums=1)
+def _train_step(
+    graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str
+) -> tuple[jax.Array, nnx.State]:
+    model, optimizer = nnx.merge(graphdef, state)
+
+    def loss_fn(model: MLP) -> jax.Array:
+        return compute_loss(loss, model(x), targets, model.spec.output_activation)
+
+    value, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return value, nnx.state((model, optimizer))
+
+
 class JaxBackend:
     name = "jax"
 
@@ -126,6 +140,15 @@ class JaxBackend:
         grads_state = weights.to_state(model, grads)
         graphdef, state = nnx.split((model, optimizer))
         nnx.update((model, optimizer), _apply_gradients(graphdef, state, grads_state))
+
+    def train_step(self, model: MLP, optimizer: nnx.Optimizer, x: np.ndarray, targets: np.ndarray, loss: str) -> float:
+        check_loss(loss, model.spec.output_activation)
+        model.train()
+        dtype = jnp.int32 if loss == "sparse_categorical_crossentropy" else jnp.float32
+        graphdef, state = nnx.split((model, optimizer))
+        value, state = _train_step(graphdef, state, jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype), loss=loss)
+        nnx.update((model, optimizer), state)
+        return float(value)
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
         return schedules.learning_rates(schedule)

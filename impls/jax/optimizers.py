@@ -5,15 +5,25 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
+from impls.jax.schedules import make_schedule
 from spec.errors import UnsupportedOption
 from spec.optimizers import OptimizerSpec
 
 
 def make_optimizer(opt: OptimizerSpec) -> optax.GradientTransformation:
     """A native Optax transformation configured to follow the spec exactly."""
+    lr = make_schedule(opt.schedule) if opt.schedule else opt.learning_rate
+    if opt.kind == "rmsprop" and opt.momentum and opt.learning_rate_changes():
+        raise UnsupportedOption(
+            "jax",
+            "optimizer.learning_rate",
+            opt.schedule.kind,
+            "optax.rmsprop applies its momentum trace after scaling by the learning rate, so with momentum "
+            "a changing rate is applied differently",
+        )
     match opt.kind:
         case "sgd":
-            return optax.sgd(opt.learning_rate, momentum=opt.momentum or None, nesterov=opt.nesterov)
+            return optax.sgd(lr, momentum=opt.momentum or None, nesterov=opt.nesterov)
         case "adam" | "adamw":
             # Optax adds eps to √v̂ (the corrected form). For ε-hat, eps becomes a schedule of the step:
             # ε/√(1−β2ᵗ), injected with optax.inject_hyperparams.
@@ -22,10 +32,10 @@ def make_optimizer(opt: OptimizerSpec) -> optax.GradientTransformation:
                 eps = lambda count: opt.epsilon / jnp.sqrt(1.0 - opt.beta2 ** (count + 1.0))  # noqa: E731
             factory = optax.inject_hyperparams(optax.adam if opt.kind == "adam" else optax.adamw)
             extra = {"weight_decay": opt.weight_decay} if opt.kind == "adamw" else {}
-            return factory(learning_rate=opt.learning_rate, b1=opt.beta1, b2=opt.beta2, eps=eps, eps_root=0.0, **extra)
+            return factory(learning_rate=lr, b1=opt.beta1, b2=opt.beta2, eps=eps, eps_root=0.0, **extra)
         case "rmsprop":
             return optax.rmsprop(
-                opt.learning_rate,
+                lr,
                 decay=opt.rho,
                 eps=opt.epsilon,
                 initial_scale=0.0,
@@ -41,5 +51,5 @@ def make_optimizer(opt: OptimizerSpec) -> optax.GradientTransformation:
                     opt.epsilon_placement,
                     "optax.adagrad computes rsqrt(acc + eps) (optax/_src/transform.py, scale_by_rss)",
                 )
-            return optax.adagrad(opt.learning_rate, initial_accumulator_value=opt.initial_accumulator, eps=opt.epsilon)
+            return optax.adagrad(lr, initial_accumulator_value=opt.initial_accumulator, eps=opt.epsilon)
     raise ValueError(f"no Optax optimizer for {opt.kind!r}")

@@ -32,6 +32,34 @@ def configure_float32_exact() -> None:
     tf.config.experimental.enable_tensor_float_32_execution(False)
 
 
+def _targets(targets: np.ndarray, loss: str) -> np.ndarray:
+    return np.asarray(targets, np.int64 if loss == "sparse_categorical_crossentropy" else np.float32)
+
+
+def _loss_and_grads(model: MLP, x: tf.Tensor, targets: tf.Tensor, loss: str) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    variables = list(weights.canonical_variables(model).values())
+    with tf.GradientTape() as tape:
+        value = compute_loss(loss, model(x, training=True), targets, model.spec.output_activation)
+    return value, tape.gradient(value, variables)
+
+
+def _compiled_train_step(model: MLP, optimizer: keras.optimizers.Optimizer, loss: str):
+    """The train step as one XLA-compiled ``tf.function``, built once per (model, optimizer, loss)."""
+    cache = model.__dict__.setdefault("_triptych_train_steps", {})
+    key = (id(optimizer), loss)
+    if key not in cache:
+        variables = list(weights.canonical_variables(model).values())
+
+        @tf.function(jit_compile=True, reduce_retracing=True)
+        def step(x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+            value, grads = _loss_and_grads(model, x, targets, loss)
+            optimizer.apply_gradients(zip(grads, variables, strict=True))
+            return value
+
+        cache[key] = step
+    return cache[key]
+
+
 class KerasBackend:
     name = "keras"
 
@@ -76,12 +104,8 @@ class KerasBackend:
         self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         check_loss(loss, model.spec.output_activation)
-        dtype = np.int64 if loss == "sparse_categorical_crossentropy" else np.float32
         variables = weights.canonical_variables(model)
-        with tf.GradientTape() as tape:
-            logits = model(np.asarray(x, np.float32), training=True)
-            value = compute_loss(loss, logits, np.asarray(targets, dtype), model.spec.output_activation)
-        grads = tape.gradient(value, list(variables.values()))
+        value, grads = _loss_and_grads(model, np.asarray(x, np.float32), _targets(targets, loss), loss)
         return float(value), {name: g.numpy() for name, g in zip(variables, grads)}
 
     def make_optimizer(self, model: MLP, opt: OptimizerSpec) -> keras.optimizers.Optimizer:
@@ -97,6 +121,14 @@ class KerasBackend:
         before_step(optimizer, optimizer.spec)
         variables = weights.canonical_variables(model)
         optimizer.apply_gradients([(checked[name], variable) for name, variable in variables.items()])
+
+    def train_step(
+        self, model: MLP, optimizer: keras.optimizers.Optimizer, x: np.ndarray, targets: np.ndarray, loss: str
+    ) -> float:
+        check_loss(loss, model.spec.output_activation)
+        before_step(optimizer, optimizer.spec)
+        step = _compiled_train_step(model, optimizer, loss)
+        return float(step(np.asarray(x, np.float32), _targets(targets, loss)))
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
         return schedules.learning_rates(schedule)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from impls.keras.models import output_activation
 
 
+@tf.autograph.experimental.do_not_convert  # plain Python dispatch on the loss name, nothing to convert
 def compute_loss(loss: str, logits: keras.KerasTensor, targets: keras.KerasTensor, output_kind: str):
     # Keras losses default to probabilities (from_logits=False) and then clip them to [1e-7, 1 − 1e-7];
     # logits avoid that clip and match the spec's definitions.

@@ -6,6 +6,7 @@ import math
 
 import keras
 
+from impls.keras.schedules import make_schedule
 from spec.errors import UnsupportedOption
 from spec.optimizers import OptimizerSpec
 
@@ -16,11 +17,20 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
     Keras adds weight decay to *every* optimizer as a decoupled step (θ ← θ − lr·wd·θ); only AdamW
     uses it here, and the others get ``weight_decay=None``.
     """
+    lr = make_schedule(opt.schedule) if opt.schedule else opt.learning_rate
+    if opt.momentum and opt.learning_rate_changes():
+        raise UnsupportedOption(
+            "keras",
+            "optimizer.learning_rate",
+            opt.schedule.kind,
+            f"keras.optimizers.{'SGD' if opt.kind == 'sgd' else 'RMSprop'} keeps the learning rate inside its "
+            "momentum buffer, so with momentum a changing rate is applied differently",
+        )
     match opt.kind:
         case "sgd":
             # Keras's velocity includes the learning rate (v ← μv − lr·g); at a constant rate this is
             # the spec's buffer times −lr, so the steps are equal.
-            return keras.optimizers.SGD(learning_rate=opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov)
+            return keras.optimizers.SGD(learning_rate=lr, momentum=opt.momentum, nesterov=opt.nesterov)
         case "adam" | "adamw":
             # Keras adds epsilon to the *uncorrected* √v (the paper's ε-hat). For the corrected form its
             # epsilon becomes a variable set to ε·√(1−β2ᵗ) before each step (see `before_step`).
@@ -30,11 +40,9 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
                 else keras.Variable(opt.epsilon * math.sqrt(1 - opt.beta2), trainable=False, name="epsilon_hat")
             )
             if opt.kind == "adam":
-                return keras.optimizers.Adam(
-                    learning_rate=opt.learning_rate, beta_1=opt.beta1, beta_2=opt.beta2, epsilon=epsilon
-                )
+                return keras.optimizers.Adam(learning_rate=lr, beta_1=opt.beta1, beta_2=opt.beta2, epsilon=epsilon)
             return keras.optimizers.AdamW(
-                learning_rate=opt.learning_rate,
+                learning_rate=lr,
                 beta_1=opt.beta1,
                 beta_2=opt.beta2,
                 epsilon=epsilon,
@@ -45,7 +53,7 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
                 opt, "keras.optimizers.RMSprop computes sqrt(v + epsilon) (keras/src/optimizers/rmsprop.py)"
             )
             return keras.optimizers.RMSprop(
-                learning_rate=opt.learning_rate,
+                learning_rate=lr,
                 rho=opt.rho,
                 momentum=opt.momentum,
                 epsilon=opt.epsilon,
@@ -56,7 +64,7 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
                 opt, "keras.optimizers.Adagrad computes sqrt(acc + epsilon) (keras/src/optimizers/adagrad.py)"
             )
             return keras.optimizers.Adagrad(
-                learning_rate=opt.learning_rate, initial_accumulator_value=opt.initial_accumulator, epsilon=opt.epsilon
+                learning_rate=lr, initial_accumulator_value=opt.initial_accumulator, epsilon=opt.epsilon
             )
     raise ValueError(f"no Keras optimizer for {opt.kind!r}")
 

@@ -73,6 +73,11 @@ class TorchBackend:
     def loss_and_grads(
         self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
+        value = self._backward(model, x, targets, loss)
+        return float(value.item()), weights.export_grads(model)
+
+    def _backward(self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str) -> torch.Tensor:
+        """Forward in training mode, loss and ``backward()``: gradients land in each ``.grad``."""
         check_loss(loss, model.spec.output_activation)
         model.train(True)
         model.zero_grad(set_to_none=True)
@@ -82,7 +87,7 @@ class TorchBackend:
             target_tensor = self._tensor(targets)
         value = compute_loss(loss, model(self._tensor(x)), target_tensor, model.spec.output_activation)
         value.backward()
-        return float(value.item()), weights.export_grads(model)
+        return value
 
     def make_optimizer(self, model: MLP, opt: OptimizerSpec) -> torch.optim.Optimizer:
         return make_optimizer(model, opt)
@@ -90,6 +95,13 @@ class TorchBackend:
     def apply_gradients(self, model: MLP, optimizer: torch.optim.Optimizer, grads: Mapping[str, np.ndarray]) -> None:
         weights.set_grads(model, grads)
         optimizer.step()
+
+    def train_step(
+        self, model: MLP, optimizer: torch.optim.Optimizer, x: np.ndarray, targets: np.ndarray, loss: str
+    ) -> float:
+        value = self._backward(model, x, targets, loss)
+        optimizer.step()
+        return float(value.item())
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
         return schedules.learning_rates(schedule)

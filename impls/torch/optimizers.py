@@ -8,18 +8,30 @@ import torch
 from torch import nn
 
 from impls.torch import weights
+from impls.torch.schedules import make_scheduler
 from spec.errors import UnsupportedOption
 from spec.optimizers import OptimizerSpec
 
 
 def make_optimizer(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimizer:
-    """A native optimizer over the model's parameters, configured to follow the spec exactly."""
+    """A native optimizer over the model's parameters, configured to follow the spec exactly. A
+    learning-rate schedule is a native ``lr_scheduler`` stepped by a post-step hook, so every
+    ``optimizer.step()`` advances it."""
+    optimizer = _make(model, opt)
+    if opt.schedule is not None:
+        scheduler = make_scheduler(optimizer, opt.schedule)
+        optimizer.register_step_post_hook(lambda *_: scheduler.step())
+    return optimizer
+
+
+def _make(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimizer:
     params = list(weights.canonical_parameters(model).values())
+    lr = opt.base_learning_rate
     match opt.kind:
         case "sgd":
             return torch.optim.SGD(
                 params,
-                lr=opt.learning_rate,
+                lr=lr,
                 momentum=opt.momentum,
                 dampening=0.0,
                 nesterov=opt.nesterov,
@@ -29,7 +41,7 @@ def make_optimizer(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimize
             cls = torch.optim.Adam if opt.kind == "adam" else torch.optim.AdamW
             optimizer = cls(
                 params,
-                lr=opt.learning_rate,
+                lr=lr,
                 betas=(opt.beta1, opt.beta2),
                 eps=opt.epsilon,
                 weight_decay=opt.weight_decay,
@@ -43,7 +55,7 @@ def make_optimizer(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimize
             _require_outside_sqrt(opt, "torch.optim.RMSprop computes sqrt(v) + eps (torch/optim/rmsprop.py)")
             return torch.optim.RMSprop(
                 params,
-                lr=opt.learning_rate,
+                lr=lr,
                 alpha=opt.rho,
                 eps=opt.epsilon,
                 momentum=opt.momentum,
@@ -54,7 +66,7 @@ def make_optimizer(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimize
             _require_outside_sqrt(opt, "torch.optim.Adagrad computes sqrt(acc) + eps (torch/optim/adagrad.py)")
             return torch.optim.Adagrad(
                 params,
-                lr=opt.learning_rate,
+                lr=lr,
                 lr_decay=0.0,
                 weight_decay=0.0,
                 initial_accumulator_value=opt.initial_accumulator,
