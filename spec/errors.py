@@ -35,3 +35,7 @@ class UnsupportedOption(SpecError):
     def __init__(self, backend: str, field: str, value: object, why: str) -> None:
         ValueError.__init__(self, f"{field}: {value!r} is not supported by the {backend} backend: {why}")
         self.field, self.value, self.allowed, self.backend = field, value, why, backend
+
+
+class TrainingDiverged(FloatingPointError):
+    """A non-finite loss during training: names the backend, recipe and step."""

@@ -126,6 +126,10 @@ def test_export_import_round_trip(backend: Backend, spec: ModelSpec) -> None:
     other = backend.build(spec, init_params(spec, 6))
     backend.load_params(other, exported)
     np.testing.assert_array_equal(backend.forward(other, x), before)
+    # an export is a snapshot: changing the model afterwards leaves it alone
+    backend.load_params(model, init_params(spec, 7))
+    for name in params:
+        np.testing.assert_array_equal(exported[name], params[name], err_msg=f"{name} changed with the model")
 
 
 def test_loading_a_wrong_shape_names_the_parameter(backend: Backend) -> None:

@@ -45,8 +45,10 @@ def load(model: nn.Module, params: Mapping[str, np.ndarray]) -> None:
 
 
 def export(model: nn.Module) -> dict[str, np.ndarray]:
+    # np.array copies: on the CPU .numpy() shares memory with the parameter, which training would
+    # then change under the caller's feet.
     return {
-        name: np.ascontiguousarray(to_canonical(name, param.detach().cpu().numpy()))
+        name: np.array(to_canonical(name, param.detach().cpu().numpy()), order="C")
         for name, param in canonical_parameters(model).items()
     }
 
@@ -61,6 +63,6 @@ def set_grads(model: nn.Module, grads: Mapping[str, np.ndarray]) -> None:
 def export_grads(model: nn.Module) -> dict[str, np.ndarray]:
     """Gradients after ``backward()``, in the canonical layout of their parameters."""
     return {
-        name: np.ascontiguousarray(to_canonical(name, param.grad.detach().cpu().numpy()))
+        name: np.array(to_canonical(name, param.grad.detach().cpu().numpy()), order="C")
         for name, param in canonical_parameters(model).items()
     }

@@ -1,0 +1,104 @@
+"""The framework-neutral training loop: batches, metrics, early stopping and divergence checks.
+
+Each step is the backend's own compiled train step with its native optimizer; only the batch order
+and the bookkeeping live here, so that every backend sees identical batches and is measured by
+identical (float64) metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spec import reference as ref
+from spec.backend import Backend
+from spec.data import Split, batch_indices, stratified_split
+from spec.errors import SpecError, TrainingDiverged
+from spec.params import init_params
+from spec.recipes import RecipeSpec
+
+
+@dataclass
+class History:
+    backend: str
+    recipe: str
+    step_loss: list[float] = field(default_factory=list)  # training loss of every step, before its update
+    step_learning_rate: list[float] = field(default_factory=list)  # the spec's rate (backends: test_schedules)
+    epoch_val_loss: list[float] = field(default_factory=list)
+    epoch_test_accuracy: list[float] = field(default_factory=list)
+    stopped_epoch: int | None = None  # the epoch early stopping ended (1-based), if it did
+    best_epoch: int | None = None  # the epoch whose weights were restored (1-based), if any
+    final_params: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def final_test_accuracy(self) -> float:
+        return self.epoch_test_accuracy[-1]
+
+    def steps_to(self, accuracy: float) -> int | None:
+        """Steps taken by the end of the first epoch whose test accuracy reached ``accuracy``."""
+        steps_per_epoch = len(self.step_loss) // max(len(self.epoch_test_accuracy), 1)
+        for epoch, acc in enumerate(self.epoch_test_accuracy, start=1):
+            if acc >= accuracy:
+                return epoch * steps_per_epoch
+        return None
+
+
+def accuracy(backend: Backend, model: object, x: np.ndarray, labels: np.ndarray) -> float:
+    return float((backend.logits(model, x).argmax(axis=-1) == labels).mean())
+
+
+def fit(backend: Backend, recipe: RecipeSpec, split: Split) -> History:
+    """Train ``recipe`` on ``backend`` from the canonical init; raises :class:`TrainingDiverged`
+    naming the step when the loss stops being finite."""
+    x, y = split.x_train, split.y_train
+    x_val = y_val = None
+    if recipe.validation_fraction:
+        train_idx, val_idx = stratified_split(y, recipe.validation_fraction, recipe.seed)
+        x, y, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+    schedule = recipe.optimizer.schedule
+    steps = recipe.epochs * len(batch_indices(len(x), recipe.batch_size, seed=recipe.seed))
+    if schedule is not None and schedule.total_steps < steps:
+        raise SpecError(
+            "schedule.total_steps",
+            schedule.total_steps,
+            f"at least the recipe's {steps} steps "
+            f"({recipe.epochs} epochs of {len(x)} examples in batches of {recipe.batch_size})",
+        )
+    params = init_params(recipe.model, recipe.seed)
+    model = backend.build(recipe.model, params)
+    optimizer = backend.make_optimizer(model, recipe.optimizer)
+    history = History(backend.name, recipe.name)
+    best_loss, best_params, waited = math.inf, None, 0
+    for epoch in range(recipe.epochs):
+        for batch in batch_indices(len(x), recipe.batch_size, seed=recipe.seed, epoch=epoch):
+            step = len(history.step_loss)
+            rate = ref.learning_rate(schedule, step) if schedule else recipe.optimizer.learning_rate
+            loss = backend.train_step(model, optimizer, x[batch], y[batch], recipe.loss)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"{backend.name}: recipe {recipe.name!r} diverged at step {step} (epoch {epoch + 1}): "
+                    f"loss is {loss}; learning rate {rate:g}"
+                )
+            history.step_loss.append(loss)
+            history.step_learning_rate.append(rate)
+        history.epoch_test_accuracy.append(accuracy(backend, model, split.x_test, split.y_test))
+        if recipe.early_stopping is None:
+            continue
+        val_loss = ref.loss_from_logits(
+            recipe.loss, backend.logits(model, x_val), y_val, recipe.model.output_activation
+        )
+        history.epoch_val_loss.append(val_loss)
+        if val_loss < best_loss - recipe.early_stopping.min_delta:
+            best_loss, waited = val_loss, 0
+            best_params, history.best_epoch = backend.export_params(model), epoch + 1
+        else:
+            waited += 1
+            if waited >= recipe.early_stopping.patience:
+                history.stopped_epoch = epoch + 1
+                break
+    if recipe.early_stopping is not None and recipe.early_stopping.restore_best and best_params is not None:
+        backend.load_params(model, best_params)
+    history.final_params = backend.export_params(model)
+    return history
