@@ -27,6 +27,7 @@ from spec.losses import DEFAULT_LOSS
 from spec.models import ZOO, ModelSpec
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
+from spec.recipes import RECIPES, RecipeSpec
 from spec.tolerances import max_scaled_error, tolerance
 
 BATCH = 64
@@ -166,6 +167,62 @@ def optimizer_markdown(rows: list[OptimizerRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class ConvergenceRow:
+    recipe: str
+    optimizer: str
+    backend: str
+    final_train_loss: float  # mean loss of the last epoch's steps
+    test_accuracy: float
+    target_accuracy: float
+    steps_to_target: int | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.test_accuracy >= self.target_accuracy
+
+
+def compare_recipe(recipe: RecipeSpec, backend: Backend) -> ConvergenceRow:
+    from spec.training import fit  # the training loop is only needed here
+
+    start = time.perf_counter()
+    history = fit(backend, recipe, digits(recipe.model.input_shape, seed=recipe.seed))
+    per_epoch = len(history.step_loss) // len(history.epoch_test_accuracy)
+    return ConvergenceRow(
+        recipe.name,
+        recipe.optimizer.describe(),
+        backend.name,
+        float(np.mean(history.step_loss[-per_epoch:])),
+        history.final_test_accuracy,
+        recipe.target_accuracy or 0.0,
+        history.steps_to(recipe.target_accuracy or 0.0),
+        time.perf_counter() - start,
+    )
+
+
+def convergence_markdown(rows: list[ConvergenceRow]) -> str:
+    lines = [
+        "",
+        "## Convergence: the recipes on the embedded digits",
+        "",
+        "Identical init and batches on every backend; each step is the backend's native compiled train step.",
+        "Wall time includes compilation.",
+        "",
+        "| recipe | optimizer | backend | final train loss | test accuracy | target | steps to target "
+        "| wall time (s) |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        reached = "—" if r.steps_to_target is None else str(r.steps_to_target)
+        verdict = "" if r.ok else " **below target**"
+        lines.append(
+            f"| {r.recipe} | `{r.optimizer}` | {r.backend} | {r.final_train_loss:.4f} | {r.test_accuracy:.2%}{verdict} "
+            f"| {r.target_accuracy:.0%} | {reached} | {r.seconds:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: list[Row], header: dict[str, str], unavailable: dict[str, str]) -> str:
     lines = ["# triptych: cross-backend comparison", ""]
     lines += [f"- **{key}**: {value}" for key, value in header.items()]
@@ -205,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="zoo model(s) to run (repeatable; default: all)",
     )
+    parser.add_argument("--no-training", action="store_true", help="skip the convergence table (the slow part)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="directory for compare.md/.json")
     args = parser.parse_args(argv)
     names = BACKEND_NAMES if not args.backend or "all" in args.backend else tuple(args.backend)
@@ -222,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = [compare_model(ZOO[m], b) for m in (args.model or list(ZOO)) for b in backends]
     optimizer_rows = [compare_optimizer(n, o, b) for n, o in OPTIMIZER_ZOO.items() for b in backends]
+    convergence_rows = [] if args.no_training else [compare_recipe(r, b) for r in RECIPES.values() for b in backends]
     text = markdown(rows, header, unavailable) + optimizer_markdown(optimizer_rows)
+    if convergence_rows:
+        text += convergence_markdown(convergence_rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.md").write_text(text)
     payload = {
@@ -230,11 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         "unavailable": unavailable,
         "models": [asdict(r) | {"ok": r.ok} for r in rows],
         "optimizers": [asdict(r) | {"ok": r.ok} for r in optimizer_rows],
+        "convergence": [asdict(r) | {"ok": r.ok} for r in convergence_rows],
     }
     (args.out / "compare.json").write_text(json.dumps(payload, indent=2))
     print(text)
     print(f"written: {args.out / 'compare.md'}, {args.out / 'compare.json'}")
-    return 0 if all(r.ok for r in [*rows, *optimizer_rows]) else 1
+    return 0 if all(r.ok for r in [*rows, *optimizer_rows, *convergence_rows]) else 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from spec.optimizers import OPTIMIZER_ZOO
 
 
 def test_report_for_one_backend(backend: Backend, backend_name: str, tmp_path: Path) -> None:
-    status = compare.main(["--backend", backend_name, "--model", "digits_mlp", "--out", str(tmp_path)])
+    status = compare.main(["--backend", backend_name, "--model", "digits_mlp", "--no-training", "--out", str(tmp_path)])
     assert status == 0
     report = json.loads((tmp_path / "compare.json").read_text())
     assert [(r["model"], r["backend"], r["ok"]) for r in report["models"]] == [("digits_mlp", backend_name, True)]
@@ -23,6 +23,19 @@ def test_report_for_one_backend(backend: Backend, backend_name: str, tmp_path: P
     markdown = (tmp_path / "compare.md").read_text()
     assert "| digits_mlp | 64-64(relu)-32(relu)-10(softmax) | " + backend_name in markdown
     assert report["header"][backend_name].startswith(backend_name)
+    assert report["convergence"] == []
+
+
+def test_convergence_row_reports_steps_to_target(backend: Backend) -> None:
+    import dataclasses
+
+    from spec.recipes import RECIPES
+
+    recipe = dataclasses.replace(RECIPES["digits_adam"], epochs=3, target_accuracy=0.5)
+    row = compare.compare_recipe(recipe, backend)
+    assert row.ok and row.steps_to_target is not None and row.steps_to_target <= 36
+    assert 0.5 <= row.test_accuracy <= 1.0
+    assert "| digits_adam |" in compare.convergence_markdown([row])
 
 
 def test_out_of_tolerance_row_fails_the_run(
@@ -36,5 +49,6 @@ def test_out_of_tolerance_row_fails_the_run(
 
     monkeypatch.setattr(compare, "compare_model", off_by_a_lot)
     monkeypatch.setattr(compare, "OPTIMIZER_ZOO", {})
-    assert compare.main(["--backend", backend_name, "--model", "digits_mlp", "--out", str(tmp_path)]) == 1
+    args = ["--backend", backend_name, "--model", "digits_mlp", "--no-training", "--out", str(tmp_path)]
+    assert compare.main(args) == 1
     assert "**NO**" in (tmp_path / "compare.md").read_text()
