@@ -18,6 +18,12 @@ judge implements exactly these, in :mod:`spec.reference`), with t the 1-based st
 * ``adagrad``: ``a ← a + g²`` from ``a₀ = initial_accumulator``; ``θ ← θ − lr·g/denom`` with the same
   two epsilon placements (torch: outside; Keras and Optax: inside).
 
+With ``clip_global_norm`` c, every step first rescales all gradients together:
+``g ← g·min(1, c / ‖g‖)`` with ‖g‖ the norm over every tensor (torch's ``clip_grad_norm_`` adds 1e-6
+to ‖g‖, a relative change of 1e-6/‖g‖ in the clipped step, far below the test tolerance for the
+gradient norms used here; Keras's ``global_clipnorm`` and ``optax.clip_by_global_norm`` add nothing).
+Per-tensor clipping (Keras's ``clipnorm``) is a different rule and is not offered.
+
 Accumulators start at zero unless stated. ``learning_rate`` is a constant or a
 :class:`spec.schedules.ScheduleSpec`; the update at step t (1-based) uses the schedule's value at t − 1.
 """
@@ -74,6 +80,7 @@ class OptimizerSpec:
     rho: float | None = None
     centered: bool = False
     initial_accumulator: float | None = None
+    clip_global_norm: float | None = None  # any optimizer
 
     def __post_init__(self) -> None:
         if self.kind not in OPTIMIZERS:
@@ -100,6 +107,8 @@ class OptimizerSpec:
             allowed = ADAM_EPSILON_PLACEMENTS if self.kind in ("adam", "adamw") else SQRT_EPSILON_PLACEMENTS
             if self.epsilon_placement not in allowed:
                 raise SpecError("optimizer.epsilon_placement", self.epsilon_placement, allowed)
+        if self.clip_global_norm is not None:
+            check_number("optimizer.clip_global_norm", self.clip_global_norm, low=0.0, low_open=True)
         if self.nesterov and self.momentum == 0:
             raise SpecError("optimizer.nesterov", True, "True only with momentum > 0")
         for flag in ("nesterov", "centered"):
@@ -135,6 +144,8 @@ class OptimizerSpec:
             parts.append(f"ε={self.epsilon:g} {self.epsilon_placement}")
         if self.weight_decay:
             parts.append(f"wd={self.weight_decay:g}")
+        if self.clip_global_norm is not None:
+            parts.append(f"clip ‖g‖≤{self.clip_global_norm:g}")
         return f"{self.kind}({', '.join(parts)})"
 
 

@@ -262,10 +262,14 @@ class ReferenceOptimizer:
         lr = learning_rate(opt.schedule, self.step_count) if opt.schedule else opt.learning_rate
         self.step_count += 1
         t = self.step_count
+        grads = {name: np.asarray(g, np.float64) for name, g in grads.items()}
+        if opt.clip_global_norm is not None:
+            norm = math.sqrt(sum(float((g**2).sum()) for g in grads.values()))
+            grads = {name: g * min(1.0, opt.clip_global_norm / norm) for name, g in grads.items()}
         new = {}
         for name, value in params.items():
             theta = np.asarray(value, np.float64)
-            g = np.asarray(grads[name], np.float64)
+            g = grads[name]
             s = self.state[name]
             match opt.kind:
                 case "sgd":

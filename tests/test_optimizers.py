@@ -74,6 +74,10 @@ CASES = {
         learning_rate=ScheduleSpec("cosine", 1e-2, STEPS, floor=0.0), momentum=0.5, epsilon_placement="outside_sqrt"
     ),
     "adagrad_constant_schedule": adagrad(learning_rate=ScheduleSpec("constant", 1e-2, STEPS)),
+    # gradients of norm ≈ 0.8 (0.01·N(0,1) over 6,570 parameters) clipped to 0.3
+    "sgd_momentum_clipped": OptimizerSpec("sgd", 0.1, momentum=0.9, clip_global_norm=0.3),
+    "adamw_clipped": adam("adamw", learning_rate=1e-2, weight_decay=0.1, epsilon=1e-3, clip_global_norm=0.3),
+    "rmsprop_clipped": rmsprop(clip_global_norm=0.3, epsilon_placement="outside_sqrt"),
 }
 
 # What each framework's own optimizers cannot express (source locations in docs/framework-differences.md).
@@ -91,6 +95,7 @@ NOT_NATIVE = {
         "adagrad_outside",
         "sgd_momentum_step",
         "rmsprop_momentum_cosine",
+        "rmsprop_clipped",
     },
     "jax": {"adagrad_outside", "rmsprop_momentum_cosine"},
 }
@@ -143,6 +148,7 @@ def test_optimizer_steps_match_the_judge(backend: Backend, backend_name: str, ca
         ("rmsprop_centered_inside", "rmsprop_momentum"),
         ("sgd", "sgd_cosine"),
         ("adam_corrected", "adam_warmup_cosine"),
+        ("sgd_momentum", "sgd_momentum_clipped"),
     ],
 )
 def test_tolerance_tells_the_variants_apart(case: str, variant: str) -> None:
@@ -176,6 +182,7 @@ def test_judge_sgd_momentum_by_hand() -> None:
     ("kwargs", "field"),
     [
         ({"kind": "lbfgs", "learning_rate": 0.1}, "optimizer"),
+        ({"kind": "sgd", "learning_rate": 0.1, "clip_global_norm": 0.0}, "optimizer.clip_global_norm"),
         ({"kind": "sgd", "learning_rate": -0.1}, "optimizer.learning_rate"),
         ({"kind": "sgd", "learning_rate": 0.0}, "optimizer.learning_rate"),
         ({"kind": "sgd", "learning_rate": float("nan")}, "optimizer.learning_rate"),

@@ -11,7 +11,13 @@ from spec.optimizers import OptimizerSpec
 
 
 def make_optimizer(opt: OptimizerSpec) -> optax.GradientTransformation:
-    """A native Optax transformation configured to follow the spec exactly."""
+    """A native Optax transformation configured to follow the spec exactly, behind
+    ``optax.clip_by_global_norm`` when the spec clips."""
+    tx = _make(opt)
+    return tx if opt.clip_global_norm is None else optax.chain(optax.clip_by_global_norm(opt.clip_global_norm), tx)
+
+
+def _make(opt: OptimizerSpec) -> optax.GradientTransformation:
     lr = make_schedule(opt.schedule) if opt.schedule else opt.learning_rate
     if opt.kind == "rmsprop" and opt.momentum and opt.learning_rate_changes():
         raise UnsupportedOption(

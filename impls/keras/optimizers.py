@@ -30,7 +30,9 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
         case "sgd":
             # Keras's velocity includes the learning rate (v ← μv − lr·g); at a constant rate this is
             # the spec's buffer times −lr, so the steps are equal.
-            return keras.optimizers.SGD(learning_rate=lr, momentum=opt.momentum, nesterov=opt.nesterov)
+            return keras.optimizers.SGD(
+                learning_rate=lr, global_clipnorm=opt.clip_global_norm, momentum=opt.momentum, nesterov=opt.nesterov
+            )
         case "adam" | "adamw":
             # Keras adds epsilon to the *uncorrected* √v (the paper's ε-hat). For the corrected form its
             # epsilon becomes a variable set to ε·√(1−β2ᵗ) before each step (see `before_step`).
@@ -40,9 +42,16 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
                 else keras.Variable(opt.epsilon * math.sqrt(1 - opt.beta2), trainable=False, name="epsilon_hat")
             )
             if opt.kind == "adam":
-                return keras.optimizers.Adam(learning_rate=lr, beta_1=opt.beta1, beta_2=opt.beta2, epsilon=epsilon)
+                return keras.optimizers.Adam(
+                    learning_rate=lr,
+                    global_clipnorm=opt.clip_global_norm,
+                    beta_1=opt.beta1,
+                    beta_2=opt.beta2,
+                    epsilon=epsilon,
+                )
             return keras.optimizers.AdamW(
                 learning_rate=lr,
+                global_clipnorm=opt.clip_global_norm,
                 beta_1=opt.beta1,
                 beta_2=opt.beta2,
                 epsilon=epsilon,
@@ -54,6 +63,7 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
             )
             return keras.optimizers.RMSprop(
                 learning_rate=lr,
+                global_clipnorm=opt.clip_global_norm,
                 rho=opt.rho,
                 momentum=opt.momentum,
                 epsilon=opt.epsilon,
@@ -64,7 +74,10 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
                 opt, "keras.optimizers.Adagrad computes sqrt(acc + epsilon) (keras/src/optimizers/adagrad.py)"
             )
             return keras.optimizers.Adagrad(
-                learning_rate=lr, initial_accumulator_value=opt.initial_accumulator, epsilon=opt.epsilon
+                learning_rate=lr,
+                global_clipnorm=opt.clip_global_norm,
+                initial_accumulator_value=opt.initial_accumulator,
+                epsilon=opt.epsilon,
             )
     raise ValueError(f"no Keras optimizer for {opt.kind!r}")
 

@@ -16,8 +16,15 @@ from spec.optimizers import OptimizerSpec
 def make_optimizer(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimizer:
     """A native optimizer over the model's parameters, configured to follow the spec exactly. A
     learning-rate schedule is a native ``lr_scheduler`` stepped by a post-step hook, so every
-    ``optimizer.step()`` advances it."""
+    ``optimizer.step()`` advances it; gradient clipping is ``clip_grad_norm_`` in a pre-step hook."""
     optimizer = _make(model, opt)
+    if opt.clip_global_norm is not None:
+        params = list(weights.canonical_parameters(model).values())
+
+        def clip(*_: object) -> None:
+            nn.utils.clip_grad_norm_(params, opt.clip_global_norm)
+
+        optimizer.register_step_pre_hook(clip)
     if opt.schedule is not None:
         scheduler = make_scheduler(optimizer, opt.schedule)
         optimizer.register_step_post_hook(lambda *_: scheduler.step())
