@@ -29,6 +29,7 @@ from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
 from spec.recipes import RECIPES, RecipeSpec
 from spec.tolerances import max_scaled_error, tolerance
+from spec.training import fit
 
 BATCH = 64
 SEED = 0
@@ -184,8 +185,6 @@ class ConvergenceRow:
 
 
 def compare_recipe(recipe: RecipeSpec, backend: Backend) -> ConvergenceRow:
-    from spec.training import fit  # the training loop is only needed here
-
     start = time.perf_counter()
     history = fit(backend, recipe, digits(recipe.model.input_shape, seed=recipe.seed))
     per_epoch = len(history.step_loss) // len(history.epoch_test_accuracy)

@@ -58,7 +58,7 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split) -> History:
         train_idx, val_idx = stratified_split(y, recipe.validation_fraction, recipe.seed)
         x, y, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
     schedule = recipe.optimizer.schedule
-    steps = recipe.epochs * len(batch_indices(len(x), recipe.batch_size, seed=recipe.seed))
+    steps = recipe.epochs * math.ceil(len(x) / recipe.batch_size)
     if schedule is not None and schedule.total_steps < steps:
         raise SpecError(
             "schedule.total_steps",
