@@ -29,6 +29,11 @@ LOSSES = tuple(LOSS_OUTPUT_ACTIVATIONS)
 DEFAULT_LOSS = {"softmax": "sparse_categorical_crossentropy", "sigmoid": "binary_crossentropy", "linear": "mse"}
 
 
+def takes_class_ids(loss: str) -> bool:
+    """Whether the loss's targets are integer class ids (else float arrays shaped like the output)."""
+    return loss == "sparse_categorical_crossentropy"
+
+
 def check_loss(loss: str, output_activation: str) -> str:
     """Return ``loss`` if it is known and fits ``output_activation``, else raise :class:`SpecError`."""
     if loss not in LOSS_OUTPUT_ACTIVATIONS:

@@ -19,7 +19,7 @@ from impls.jax import schedules, weights
 from impls.jax.losses import compute_loss
 from impls.jax.models import MLP
 from impls.jax.optimizers import make_optimizer
-from spec.losses import check_loss
+from spec.losses import check_loss, takes_class_ids
 from spec.models import MLPSpec, ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
@@ -126,7 +126,7 @@ class JaxBackend:
     ) -> tuple[float, dict[str, np.ndarray]]:
         check_loss(loss, model.spec.output_activation)
         model.train()
-        dtype = jnp.int32 if loss == "sparse_categorical_crossentropy" else jnp.float32
+        dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         value, grads = _loss_and_grads(
             graphdef, params, rest, jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype), loss=loss
@@ -144,7 +144,7 @@ class JaxBackend:
     def train_step(self, model: MLP, optimizer: nnx.Optimizer, x: np.ndarray, targets: np.ndarray, loss: str) -> float:
         check_loss(loss, model.spec.output_activation)
         model.train()
-        dtype = jnp.int32 if loss == "sparse_categorical_crossentropy" else jnp.float32
+        dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
         graphdef, state = nnx.split((model, optimizer))
         value, state = _train_step(graphdef, state, jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype), loss=loss)
         nnx.update((model, optimizer), state)

@@ -13,7 +13,7 @@ from impls.keras.losses import compute_loss
 from impls.keras.models import MLP
 from impls.keras.optimizers import before_step, make_optimizer
 from spec.errors import BackendUnavailable
-from spec.losses import check_loss
+from spec.losses import check_loss, takes_class_ids
 from spec.models import MLPSpec, ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount, check_params
@@ -33,7 +33,7 @@ def configure_float32_exact() -> None:
 
 
 def _targets(targets: np.ndarray, loss: str) -> np.ndarray:
-    return np.asarray(targets, np.int64 if loss == "sparse_categorical_crossentropy" else np.float32)
+    return np.asarray(targets, np.int64 if takes_class_ids(loss) else np.float32)
 
 
 def _loss_and_grads(model: MLP, x: tf.Tensor, targets: tf.Tensor, loss: str) -> tuple[tf.Tensor, list[tf.Tensor]]:

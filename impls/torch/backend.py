@@ -11,7 +11,7 @@ from impls.torch import schedules, weights
 from impls.torch.losses import compute_loss
 from impls.torch.models import MLP
 from impls.torch.optimizers import make_optimizer
-from spec.losses import check_loss
+from spec.losses import check_loss, takes_class_ids
 from spec.models import MLPSpec, ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
@@ -81,7 +81,7 @@ class TorchBackend:
         check_loss(loss, model.spec.output_activation)
         model.train(True)
         model.zero_grad(set_to_none=True)
-        if loss == "sparse_categorical_crossentropy":
+        if takes_class_ids(loss):  # torch's cross_entropy wants int64 class ids
             target_tensor = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=self._device)
         else:
             target_tensor = self._tensor(targets)
