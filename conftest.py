@@ -8,6 +8,7 @@
 * Loading a backend switches its framework to exact float32 (TF32 off, JAX matmul precision
   'highest'), so the tolerance table measures the implementations, not the hardware.
 * Each backend test carries a marker named after its backend: ``-m jax``, ``-m "not keras"``.
+* Under pytest-xdist each worker pins every framework to its share of the cores (``TRIPTYCH_THREADS``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ import os
 
 import pytest
 
-from spec.backend import BACKEND_NAMES, Backend, load_backend
+from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, load_backend
 from spec.errors import BackendUnavailable
 
 REQUIRED_ENV = "TRIPTYCH_REQUIRE_BACKENDS"
+
+# pytest-xdist runs one process per worker: give each an equal share of the cores instead of letting
+# three frameworks per process each start a pool over every core (oversubscribed pools spin and wait).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and not os.environ.get(THREADS_ENV):
+    os.environ[THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -9,6 +9,7 @@ gradients under canonical names, and applies the spec's optimizers with its own 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,6 +22,19 @@ from spec.params import ParamCount
 from spec.schedules import ScheduleSpec
 
 BACKEND_NAMES = ("torch", "keras", "jax")
+THREADS_ENV = "TRIPTYCH_THREADS"
+
+
+def intra_op_threads() -> int | None:
+    """The number of threads each framework may use inside one op, from ``TRIPTYCH_THREADS`` (unset:
+    each framework's own default, usually every core). Every backend applies it when it loads, so
+    speed comparisons run the frameworks on equal terms; set it before the first backend is loaded."""
+    raw = os.environ.get(THREADS_ENV)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise SpecError(THREADS_ENV, raw, "a positive integer (threads per op), or unset")
+    return int(raw)
 
 
 @runtime_checkable
@@ -37,8 +51,13 @@ class Backend(Protocol):
         """The device models run on, e.g. ``cpu`` or ``cuda:0``."""
         ...
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> Any:
-        """A native model for ``spec`` holding ``params`` (canonical names and layout)."""
+    def threads(self) -> str:
+        """The intra-op thread setting in force, e.g. ``1`` or ``default (2)``."""
+        ...
+
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> Any:
+        """A native model for ``spec`` holding ``params`` (canonical names and layout); ``seed`` seeds the
+        model's own random streams (dropout masks) with the framework's generator."""
         ...
 
     def load_params(self, model: Any, params: Mapping[str, np.ndarray]) -> None:
@@ -64,7 +83,8 @@ class Backend(Protocol):
     def loss_and_grads(
         self, model: Any, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
-        """The loss (named as in :mod:`spec.losses`) and its gradient per canonical parameter."""
+        """The training loss (named as in :mod:`spec.losses`, plus the spec's L2 term) and its gradient
+        per canonical parameter, with the model in training mode (dropout active)."""
         ...
 
     def make_optimizer(self, model: Any, opt: OptimizerSpec) -> Any:
@@ -78,7 +98,7 @@ class Backend(Protocol):
 
     def train_step(self, model: Any, optimizer: Any, x: np.ndarray, targets: np.ndarray, loss: str) -> float:
         """One training step — forward in training mode, loss, gradients, optimizer update — in the
-        framework's idiomatic fast path; returns the loss before the update."""
+        framework's idiomatic fast path; returns the training loss (with the L2 term) before the update."""
         ...
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:

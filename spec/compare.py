@@ -3,7 +3,9 @@
 ``python -m spec.compare`` (or ``make compare``) prints a markdown table and writes it, with a JSON
 copy, under ``reports/``. Columns: parameter count (from the framework, checked against the spec),
 the largest forward error against the judge, the largest relative error of the gradient along random
-directions (:func:`spec.reference.check_gradients`), and whether both are within the tolerance table.
+directions (:func:`spec.reference.check_gradients`), and whether both are within the tolerance table;
+then the optimizers against the judge, and the recipes' convergence with ``loss_curves.png`` (the
+training loss of every backend overlaid, per recipe).
 """
 
 from __future__ import annotations
@@ -20,19 +22,21 @@ from pathlib import Path
 import numpy as np
 
 from spec import reference as ref
-from spec.backend import BACKEND_NAMES, Backend, available_backends
+from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
 from spec.data import digits
 from spec.errors import BackendUnavailable, UnsupportedOption
 from spec.losses import DEFAULT_LOSS
 from spec.models import ZOO, ModelSpec
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
+from spec.plots import plot_loss_curves
 from spec.recipes import RECIPES, RecipeSpec
 from spec.tolerances import max_scaled_error, tolerance
-from spec.training import fit
+from spec.training import History, fit
 
 BATCH = 64
 SEED = 0
+LOSS_CURVES = "loss_curves.png"  # written beside compare.md
 
 
 @dataclass(frozen=True)
@@ -178,17 +182,24 @@ class ConvergenceRow:
     target_accuracy: float
     steps_to_target: int | None
     seconds: float
+    notes: str = ""  # the options this backend ran natively instead of as specified, early stopping
 
     @property
     def ok(self) -> bool:
         return self.test_accuracy >= self.target_accuracy
 
 
-def compare_recipe(recipe: RecipeSpec, backend: Backend) -> ConvergenceRow:
+def compare_recipe(recipe: RecipeSpec, backend: Backend) -> tuple[ConvergenceRow, History]:
     start = time.perf_counter()
     history = fit(backend, recipe, digits(recipe.model.input_shape, seed=recipe.seed))
+    seconds = time.perf_counter() - start
     per_epoch = len(history.step_loss) // len(history.epoch_test_accuracy)
-    return ConvergenceRow(
+    notes = [f"{name} {native} (spec: {value})" for name, (value, native) in history.substitutions.items()]
+    if history.stopped_epoch:
+        notes.append(f"stopped after epoch {history.stopped_epoch}")
+    if history.best_epoch and recipe.early_stopping and recipe.early_stopping.restore_best:
+        notes.append(f"weights of epoch {history.best_epoch}")
+    row = ConvergenceRow(
         recipe.name,
         recipe.optimizer.describe(),
         backend.name,
@@ -196,8 +207,10 @@ def compare_recipe(recipe: RecipeSpec, backend: Backend) -> ConvergenceRow:
         history.final_test_accuracy,
         recipe.target_accuracy or 0.0,
         history.steps_to(recipe.target_accuracy or 0.0),
-        time.perf_counter() - start,
+        seconds,
+        "; ".join(notes),
     )
+    return row, history
 
 
 def convergence_markdown(rows: list[ConvergenceRow]) -> str:
@@ -206,18 +219,21 @@ def convergence_markdown(rows: list[ConvergenceRow]) -> str:
         "## Convergence: the recipes on the embedded digits",
         "",
         "Identical init and batches on every backend; each step is the backend's native compiled train step.",
-        "Wall time includes compilation.",
+        "Wall time includes compilation. Notes name any option a backend ran natively instead of as specified",
+        "(only where the recipe allows it) and early stopping.",
+        "",
+        f"![Training loss per step, backends overlaid]({LOSS_CURVES})",
         "",
         "| recipe | optimizer | backend | final train loss | test accuracy | target | steps to target "
-        "| wall time (s) |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| wall time (s) | notes |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         reached = "—" if r.steps_to_target is None else str(r.steps_to_target)
         verdict = "" if r.ok else " **below target**"
         lines.append(
             f"| {r.recipe} | `{r.optimizer}` | {r.backend} | {r.final_train_loss:.4f} | {r.test_accuracy:.2%}{verdict} "
-            f"| {r.target_accuracy:.0%} | {reached} | {r.seconds:.1f} |"
+            f"| {r.target_accuracy:.0%} | {reached} | {r.seconds:.1f} | {r.notes} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -263,7 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-training", action="store_true", help="skip the convergence table (the slow part)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="directory for compare.md/.json")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"intra-op threads for every framework (sets {THREADS_ENV}; default: the frameworks' own)",
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        os.environ[THREADS_ENV] = str(args.threads)  # read by each backend when it loads
     names = BACKEND_NAMES if not args.backend or "all" in args.backend else tuple(args.backend)
     found = available_backends(names)
     backends = [b for b in found.values() if not isinstance(b, BackendUnavailable)]
@@ -275,15 +299,19 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "numpy": np.__version__,
-        **{b.name: b.framework_version() for b in backends},
+        **{b.name: f"{b.framework_version()}; intra-op threads: {b.threads()}" for b in backends},
     }
     rows = [compare_model(ZOO[m], b) for m in (args.model or list(ZOO)) for b in backends]
     optimizer_rows = [compare_optimizer(n, o, b) for n, o in OPTIMIZER_ZOO.items() for b in backends]
-    convergence_rows = [] if args.no_training else [compare_recipe(r, b) for r in RECIPES.values() for b in backends]
+    runs = {} if args.no_training else {r.name: [compare_recipe(r, b) for b in backends] for r in RECIPES.values()}
+    convergence_rows = [row for recipe_runs in runs.values() for row, _ in recipe_runs]
     text = markdown(rows, header, unavailable) + optimizer_markdown(optimizer_rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = [args.out / "compare.md", args.out / "compare.json"]
     if convergence_rows:
         text += convergence_markdown(convergence_rows)
-    args.out.mkdir(parents=True, exist_ok=True)
+        histories = {name: [history for _, history in recipe_runs] for name, recipe_runs in runs.items()}
+        written.append(plot_loss_curves(histories, args.out / LOSS_CURVES))
     (args.out / "compare.md").write_text(text)
     payload = {
         "header": header,
@@ -294,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / "compare.json").write_text(json.dumps(payload, indent=2))
     print(text)
-    print(f"written: {args.out / 'compare.md'}, {args.out / 'compare.json'}")
+    print("written: " + ", ".join(str(p) for p in written))
     return 0 if all(r.ok for r in [*rows, *optimizer_rows, *convergence_rows]) else 1
 
 

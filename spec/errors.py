@@ -30,11 +30,13 @@ class BackendUnavailable(RuntimeError):
 
 
 class UnsupportedOption(SpecError):
-    """A valid spec option that a framework's native tools cannot express: names the field and backend."""
+    """A valid spec option that a framework's native tools cannot express: names the field and backend,
+    and ``native``, the value the framework computes instead (``None`` when there is no single one)."""
 
-    def __init__(self, backend: str, field: str, value: object, why: str) -> None:
-        ValueError.__init__(self, f"{field}: {value!r} is not supported by the {backend} backend: {why}")
-        self.field, self.value, self.allowed, self.backend = field, value, why, backend
+    def __init__(self, backend: str, field: str, value: object, why: str, native: object = None) -> None:
+        hint = f" (it computes {native!r})" if native is not None else ""
+        ValueError.__init__(self, f"{field}: {value!r} is not supported by the {backend} backend{hint}: {why}")
+        self.field, self.value, self.allowed, self.backend, self.native = field, value, why, backend, native
 
 
 class TrainingDiverged(FloatingPointError):

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from spec.errors import SpecError
-from spec.validation import check_positive_int
+from spec.validation import check_number, check_positive_int
 
 HIDDEN_ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "linear")
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
@@ -130,6 +130,8 @@ class MLPSpec:
     use_bias: bool = True
     kernel_initializer: str = "glorot_uniform"
     bias_initializer: str = "zeros"
+    dropout: float = 0.0
+    kernel_l2: float = 0.0
     kind: str = field(default="mlp", init=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +159,8 @@ class MLPSpec:
             raise SpecError("kernel_initializer", self.kernel_initializer, KERNEL_INITIALIZERS)
         if self.bias_initializer not in BIAS_INITIALIZERS:
             raise SpecError("bias_initializer", self.bias_initializer, BIAS_INITIALIZERS)
+        check_number("dropout", self.dropout, low=0.0, high=1.0)
+        check_number("kernel_l2", self.kernel_l2, low=0.0)
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -171,8 +175,11 @@ class MLPSpec:
     def describe(self) -> str:
         """One line a person can read, e.g. ``784-512(relu)-10(softmax)``."""
         hidden = "-".join(f"{n}({a})" for n, a in zip(self.hidden_sizes, self.activations))
+        extras = "".join(
+            f", {label} {value:g}" for label, value in (("dropout", self.dropout), ("L2", self.kernel_l2)) if value
+        )
         return "-".join(p for p in (str(self.input_size), hidden) if p) + (
-            f"-{self.output_size}({self.output_activation})"
+            f"-{self.output_size}({self.output_activation}){extras}"
         )
 
 

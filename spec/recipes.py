@@ -7,8 +7,10 @@ sees the same examples in the same order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from spec.data.augment import Augmentation
 from spec.errors import SpecError
 from spec.losses import check_loss
 from spec.models import MLPSpec, ModelSpec
@@ -31,6 +33,10 @@ class EarlyStopping:
         check_number("early_stopping.min_delta", self.min_delta, low=0.0)
 
 
+# Options whose native replacement changes the numbers but not what is being trained.
+SUBSTITUTABLE = ("epsilon_placement",)
+
+
 @dataclass(frozen=True)
 class RecipeSpec:
     name: str
@@ -43,6 +49,11 @@ class RecipeSpec:
     target_accuracy: float | None = None  # the test accuracy the recipe is expected to reach
     early_stopping: EarlyStopping | None = None
     validation_fraction: float = 0.0  # carved from the training set, stratified; needed by early stopping
+    augmentation: Augmentation | None = None  # applied to each training batch, seeded by (seed, epoch, step)
+    # Optimizer fields a backend may replace by what its native optimizer computes when it cannot
+    # express the spec's value. Such a recipe is judged by convergence only (its trajectories differ
+    # by construction); fit records every replacement in the history, and the report shows it.
+    native_substitutes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -56,10 +67,21 @@ class RecipeSpec:
             raise SpecError("recipe.validation_fraction", 0.0, "a fraction in (0, 1) when early_stopping is set")
         if self.validation_fraction:
             check_number("recipe.validation_fraction", self.validation_fraction, low=0.0, high=1.0, low_open=True)
+        if self.augmentation is not None and math.prod(self.augmentation.image_shape) != math.prod(
+            self.model.input_shape
+        ):
+            raise SpecError(
+                "recipe.augmentation.image_shape",
+                self.augmentation.image_shape,
+                f"a shape of {math.prod(self.model.input_shape)} values, the model's input {self.model.input_shape}",
+            )
+        for name in self.native_substitutes:
+            if name not in SUBSTITUTABLE:
+                raise SpecError("recipe.native_substitutes", name, SUBSTITUTABLE)
 
 
-def digits_mlp(hidden: tuple[int, ...], name: str) -> MLPSpec:
-    return MLPSpec(name, 64, hidden, 10, ("relu",) * len(hidden), "softmax")
+def digits_mlp(hidden: tuple[int, ...], name: str, **options: float) -> MLPSpec:
+    return MLPSpec(name, 64, hidden, 10, ("relu",) * len(hidden), "softmax", **options)
 
 
 _ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected")
@@ -90,6 +112,34 @@ RECIPES: dict[str, RecipeSpec] = {
                 ScheduleSpec("warmup_cosine", 3e-3, DIGITS_STEPS, floor=1e-5, warmup_steps=24, warmup_start=3e-4),
                 **_ADAM,
             ),
+            "sparse_categorical_crossentropy",
+            batch_size=128,
+            epochs=DIGITS_EPOCHS,
+            target_accuracy=0.95,
+        ),
+        # The classic MNIST recipe (Chollet, "Deep Learning with Python", ch. 2): Dense 512 relu →
+        # Dense 10 softmax, RMSprop at 1e-3 with Keras's defaults (ρ 0.9, ε 1e-7 inside the square
+        # root). torch.optim.RMSprop puts ε outside the root; the recipe lets it, and says so. Plain
+        # RMSprop at a constant rate keeps jumping (test accuracy swings between 94% and 97% from
+        # epoch to epoch on this small set), so the recipe keeps the weights of the best validation
+        # loss, as Keras's EarlyStopping(restore_best_weights=True) does.
+        RecipeSpec(
+            "digits_rmsprop",
+            digits_mlp((512,), "digits_512"),
+            OptimizerSpec("rmsprop", 1e-3, rho=0.9, epsilon=1e-7, epsilon_placement="inside_sqrt"),
+            "sparse_categorical_crossentropy",
+            batch_size=128,
+            epochs=DIGITS_EPOCHS,
+            target_accuracy=0.95,
+            early_stopping=EarlyStopping(patience=8),
+            validation_fraction=0.1,
+            native_substitutes=("epsilon_placement",),
+        ),
+        # Regularised: dropout after the hidden layer and L2 on the kernels, in the loss.
+        RecipeSpec(
+            "digits_adam_regularised",
+            digits_mlp((512,), "digits_512_regularised", dropout=0.2, kernel_l2=1e-4),
+            OptimizerSpec("adam", 1e-3, **_ADAM),
             "sparse_categorical_crossentropy",
             batch_size=128,
             epochs=DIGITS_EPOCHS,

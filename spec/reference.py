@@ -133,11 +133,21 @@ def _check_targets(targets: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return t
 
 
+def l2_penalty(spec: ModelSpec, params: Mapping[str, np.ndarray]) -> float:
+    """``kernel_l2 · Σ‖W‖²`` over the Dense kernels: the spec's L2 term of the training loss."""
+    if not spec.kernel_l2:
+        return 0.0
+    p = _as_float64_params(spec, params)
+    return spec.kernel_l2 * sum(float(np.sum(v * v)) for name, v in p.items() if name.endswith("/kernel"))
+
+
 def loss(
     spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, targets: np.ndarray, loss_name: str
 ) -> float:
-    """The loss of the model on one batch, in float64."""
-    return loss_from_logits(loss_name, logits(spec, params, x), targets, spec.output_activation)
+    """The training loss of the model on one batch in float64 (evaluation mode: no dropout), including
+    the spec's L2 term."""
+    data_loss = loss_from_logits(loss_name, logits(spec, params, x), targets, spec.output_activation)
+    return data_loss + l2_penalty(spec, params)
 
 
 # --- gradients by central finite differences ------------------------------------------------------

@@ -8,14 +8,14 @@ identical (float64) metrics.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from spec import reference as ref
 from spec.backend import Backend
 from spec.data import Split, batch_indices, stratified_split
-from spec.errors import SpecError, TrainingDiverged
+from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
 from spec.params import init_params
 from spec.recipes import RecipeSpec
 
@@ -31,10 +31,10 @@ class History:
     stopped_epoch: int | None = None  # the epoch early stopping ended (1-based), if it did
     best_epoch: int | None = None  # the epoch whose weights were restored (1-based), if any
     final_params: dict[str, np.ndarray] = field(default_factory=dict)
+    # optimizer field -> (the spec's value, the backend's native value), for a recipe's native_substitutes
+    substitutions: dict[str, tuple[object, object]] = field(default_factory=dict)
 
-    @property
-    def final_test_accuracy(self) -> float:
-        return self.epoch_test_accuracy[-1]
+    final_test_accuracy: float = math.nan  # of the final weights (the best epoch's, when restored)
 
     def steps_to(self, accuracy: float) -> int | None:
         """Steps taken by the end of the first epoch whose test accuracy reached ``accuracy``."""
@@ -67,15 +67,18 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split) -> History:
             f"({recipe.epochs} epochs of {len(x)} examples in batches of {recipe.batch_size})",
         )
     params = init_params(recipe.model, recipe.seed)
-    model = backend.build(recipe.model, params)
-    optimizer = backend.make_optimizer(model, recipe.optimizer)
+    model = backend.build(recipe.model, params, seed=recipe.seed)
     history = History(backend.name, recipe.name)
+    optimizer = _make_optimizer(backend, model, recipe, history)
     best_loss, best_params, waited = math.inf, None, 0
     for epoch in range(recipe.epochs):
         for batch in batch_indices(len(x), recipe.batch_size, seed=recipe.seed, epoch=epoch):
             step = len(history.step_loss)
             rate = ref.learning_rate(schedule, step) if schedule else recipe.optimizer.learning_rate
-            loss = backend.train_step(model, optimizer, x[batch], y[batch], recipe.loss)
+            x_batch = x[batch]
+            if recipe.augmentation is not None:
+                x_batch = recipe.augmentation(x_batch, recipe.seed, epoch, step)
+            loss = backend.train_step(model, optimizer, x_batch, y[batch], recipe.loss)
             if not math.isfinite(loss):
                 raise TrainingDiverged(
                     f"{backend.name}: recipe {recipe.name!r} diverged at step {step} (epoch {epoch + 1}): "
@@ -101,4 +104,20 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split) -> History:
     if recipe.early_stopping is not None and recipe.early_stopping.restore_best and best_params is not None:
         backend.load_params(model, best_params)
     history.final_params = backend.export_params(model)
+    history.final_test_accuracy = accuracy(backend, model, split.x_test, split.y_test)
     return history
+
+
+def _make_optimizer(backend: Backend, model: object, recipe: RecipeSpec, history: History) -> object:
+    """The backend's optimizer for the recipe, with the native value of each option the recipe lets a
+    backend substitute (recorded in ``history.substitutions``) when the spec's value is not expressible."""
+    opt = recipe.optimizer
+    while True:
+        try:
+            return backend.make_optimizer(model, opt)
+        except UnsupportedOption as unsupported:
+            name = unsupported.field.removeprefix("optimizer.")
+            if name not in recipe.native_substitutes or unsupported.native is None or name in history.substitutions:
+                raise
+            history.substitutions[name] = (getattr(opt, name), unsupported.native)
+            opt = replace(opt, **{name: unsupported.native})

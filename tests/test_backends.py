@@ -39,6 +39,8 @@ VARIANTS: list[tuple[MLPSpec, str]] = [
     (MLPSpec("act_elu", 64, (16,), 10, "elu(0.5)", "sigmoid", kernel_initializer="torch_default"), "mse"),
     (MLPSpec("act_linear_nobias", 64, (16,), 10, "linear", "linear", use_bias=False), "mse"),
     (MLPSpec("act_gelu_exact", 64, (16,), 10, "gelu(exact)", "softmax", bias_initializer="torch_default"), "mse"),
+    # the L2 term in the loss, large enough to be a tenth of it
+    (MLPSpec("kernel_l2", 64, (16,), 10, "relu", "softmax", kernel_l2=0.01), "sparse_categorical_crossentropy"),
 ]
 CASES = [pytest.param(spec, "sparse_categorical_crossentropy", id=name) for name, spec in ZOO.items()] + [
     pytest.param(spec, loss, id=spec.name) for spec, loss in VARIANTS

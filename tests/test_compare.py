@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from spec import compare
 from spec.backend import Backend
 from spec.optimizers import OPTIMIZER_ZOO
+from spec.recipes import RECIPES
 
 
 def test_report_for_one_backend(backend: Backend, backend_name: str, tmp_path: Path) -> None:
@@ -26,16 +28,28 @@ def test_report_for_one_backend(backend: Backend, backend_name: str, tmp_path: P
     assert report["convergence"] == []
 
 
-def test_convergence_row_reports_steps_to_target(backend: Backend) -> None:
-    import dataclasses
-
-    from spec.recipes import RECIPES
-
-    recipe = dataclasses.replace(RECIPES["digits_adam"], epochs=3, target_accuracy=0.5)
-    row = compare.compare_recipe(recipe, backend)
-    assert row.ok and row.steps_to_target is not None and row.steps_to_target <= 36
-    assert 0.5 <= row.test_accuracy <= 1.0
-    assert "| digits_adam |" in compare.convergence_markdown([row])
+def test_training_part_reports_convergence_and_draws_the_loss_curves(
+    backend: Backend, backend_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short = {
+        name: dataclasses.replace(RECIPES[name], epochs=3, target_accuracy=0.5, early_stopping=None)
+        for name in ("digits_adam", "digits_rmsprop")
+    }
+    monkeypatch.setattr(compare, "RECIPES", short)
+    monkeypatch.setattr(compare, "OPTIMIZER_ZOO", {})
+    assert compare.main(["--backend", backend_name, "--model", "digits_mlp", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "compare.json").read_text())["convergence"]
+    assert [(r["recipe"], r["backend"]) for r in rows] == [(name, backend_name) for name in short]
+    for row in rows:
+        assert row["ok"] and row["steps_to_target"] is not None and row["steps_to_target"] <= 36
+        assert 0.5 <= row["test_accuracy"] <= 1.0
+    # torch runs the classic RMSprop with its own epsilon placement, and the report says so
+    substituted = "epsilon_placement outside_sqrt (spec: inside_sqrt)"
+    assert (substituted in rows[1]["notes"]) == (backend_name == "torch")
+    markdown = (tmp_path / "compare.md").read_text()
+    assert "| digits_adam |" in markdown and f"]({compare.LOSS_CURVES})" in markdown
+    png = (tmp_path / compare.LOSS_CURVES).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
 
 def test_out_of_tolerance_row_fails_the_run(

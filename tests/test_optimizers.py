@@ -3,6 +3,8 @@ the options a framework cannot express, and K-step training trajectories across 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from spec import reference as ref
 from spec.backend import Backend
 from spec.data import batch_indices, digits
 from spec.errors import SpecError, UnsupportedOption
-from spec.models import get_model
+from spec.models import MLPSpec, get_model
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
 from spec.schedules import ScheduleSpec
@@ -252,7 +254,11 @@ def test_bad_optimizer_spec_names_the_field(kwargs: dict, field: str) -> None:
 # --- K-step training trajectories across backends -------------------------------------------------
 
 TRAJECTORY_STEPS = 30
-TRAJECTORY_CASES = ["sgd_momentum", "adam_corrected", "adamw", "rmsprop_inside", "rmsprop_centered_outside"]
+# trajectory name -> (model, optimizer case); "adam_l2_in_loss" is Adam with the L2 term in the loss
+TRAJECTORIES = {
+    name: (SPEC, name)
+    for name in ("sgd_momentum", "adam_corrected", "adamw", "rmsprop_inside", "rmsprop_centered_outside")
+} | {"adam_l2_in_loss": (dataclasses.replace(SPEC, name="digits_mlp_l2", kernel_l2=1e-3), "adam_corrected")}
 _trajectories: dict[tuple[str, str], tuple[list[float], dict[str, np.ndarray]]] = {}
 
 
@@ -260,14 +266,15 @@ def train_trajectory(backend: Backend, case: str) -> tuple[list[float], dict[str
     """Losses of TRAJECTORY_STEPS steps on the digits from the canonical init, and the final params
     (computed once per backend and case, then shared by the pairs that compare them)."""
     if (backend.name, case) not in _trajectories:
-        _trajectories[backend.name, case] = _train(backend, CASES[case])
+        spec, opt_case = TRAJECTORIES[case]
+        _trajectories[backend.name, case] = _train(backend, spec, CASES[opt_case])
     return _trajectories[backend.name, case]
 
 
-def _train(backend: Backend, opt: OptimizerSpec) -> tuple[list[float], dict[str, np.ndarray]]:
-    split = digits(SPEC.input_shape)
-    params = init_params(SPEC, 0)
-    model = backend.build(SPEC, params)
+def _train(backend: Backend, spec: MLPSpec, opt: OptimizerSpec) -> tuple[list[float], dict[str, np.ndarray]]:
+    split = digits(spec.input_shape)
+    params = init_params(spec, 0)
+    model = backend.build(spec, params)
     optimizer = backend.make_optimizer(model, opt)
     batches = batch_indices(len(split.x_train), 64, seed=0, drop_last=True)
     losses = []
@@ -281,9 +288,9 @@ def _train(backend: Backend, opt: OptimizerSpec) -> tuple[list[float], dict[str,
     return losses, backend.export_params(model)
 
 
-@pytest.mark.parametrize("case", TRAJECTORY_CASES)
+@pytest.mark.parametrize("case", list(TRAJECTORIES))
 def test_training_trajectories_agree_across_backends(backends: tuple[Backend, Backend], case: str) -> None:
-    lacking = [b.name for b in backends if case in NOT_NATIVE[b.name]]
+    lacking = [b.name for b in backends if TRAJECTORIES[case][1] in NOT_NATIVE[b.name]]
     if lacking:
         pytest.skip(f"{case} is not expressible with the native optimizers of {', '.join(lacking)}")
     (loss_a, final_a), (loss_b, final_b) = (train_trajectory(b, case) for b in backends)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spec.backend import BACKEND_NAMES, Backend, load_backend
+from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, intra_op_threads, load_backend
 from spec.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,3 +90,44 @@ def test_backend_option_selects_only_that_backend(chosen: str) -> None:
     assert ids and all(chosen in line or "variants_cover" in line for line in ids)
     others = [name for name in BACKEND_NAMES if name != chosen]
     assert not [line for line in ids if any(f"[{o}" in line or f"-{o}" in line for o in others)]
+
+
+def test_spec_imports_no_framework_and_no_plotting_library() -> None:
+    """spec/ is numpy + stdlib: importing every spec module brings in no framework (and the report's
+    matplotlib only when a figure is drawn)."""
+    forbidden = ["torch", "tensorflow", "keras", "jax", "flax", "optax", "matplotlib"]
+    modules = sorted(
+        "spec." + ".".join(path.relative_to(ROOT / "spec").with_suffix("").parts)
+        for path in (ROOT / "spec").rglob("*.py")
+        if path.name != "__init__.py"
+    )
+    code = (
+        f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+        f"print(sorted(m for m in {forbidden!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+    assert "spec.compare" in modules and "spec.plots" in modules
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_a_bad_thread_count_names_the_variable(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(THREADS_ENV, value)
+    with pytest.raises(SpecError, match=THREADS_ENV):
+        intra_op_threads()
+
+
+def test_every_backend_applies_the_thread_count_when_it_loads(backend: Backend, backend_name: str) -> None:
+    code = (
+        f"from spec.backend import load_backend\nbackend = load_backend({backend_name!r})\nprint(backend.threads())\n"
+    )
+    if backend_name == "torch":
+        code += "import torch; print(torch.get_num_threads())\n"
+    elif backend_name == "keras":
+        code += "import tensorflow as tf; print(tf.config.threading.get_intra_op_parallelism_threads())\n"
+    else:
+        code += "import os; print(int('intra_op_parallelism_threads=1' in os.environ['XLA_FLAGS']))\n"
+    env = {**os.environ, THREADS_ENV: "1"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["1", "1"]

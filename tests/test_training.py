@@ -11,7 +11,8 @@ import pytest
 from spec import reference as ref
 from spec.backend import Backend
 from spec.data import batch_indices, digits
-from spec.errors import SpecError, TrainingDiverged
+from spec.data.augment import Augmentation
+from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
 from spec.optimizers import OptimizerSpec
 from spec.recipes import RECIPES, EarlyStopping, RecipeSpec, digits_mlp
 from spec.training import History, fit
@@ -31,7 +32,7 @@ def history(backend: Backend, recipe: RecipeSpec) -> History:
 def test_recipe_reaches_its_target(backend: Backend, name: str) -> None:
     recipe = RECIPES[name]
     h = history(backend, recipe)
-    assert len(h.epoch_test_accuracy) == recipe.epochs
+    assert len(h.epoch_test_accuracy) == (h.stopped_epoch or recipe.epochs)
     assert h.step_loss[-1] < h.step_loss[0] / 5
     assert h.final_test_accuracy >= recipe.target_accuracy, h.epoch_test_accuracy
 
@@ -39,10 +40,68 @@ def test_recipe_reaches_its_target(backend: Backend, name: str) -> None:
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_backends_converge_alike(backends: tuple[Backend, Backend], name: str) -> None:
     a, b = (history(backend, RECIPES[name]) for backend in backends)
-    # within 1.5 points of each other (the bound; in practice they agree to the image)
+    # within 1.5 points of each other (the bound)
     assert abs(a.final_test_accuracy - b.final_test_accuracy) <= 0.015
-    # identical init and batches: the first steps agree to float32 rounding, and the curves stay close
+
+
+# Recipes whose numbers should be the same everywhere: no dropout (each framework draws its own masks)
+# and no native substitutes.
+IDENTICAL = [name for name, r in RECIPES.items() if not r.model.dropout and not r.native_substitutes]
+
+
+@pytest.mark.parametrize("name", IDENTICAL)
+def test_identical_recipes_take_identical_first_steps(backends: tuple[Backend, Backend], name: str) -> None:
+    a, b = (history(backend, RECIPES[name]) for backend in backends)
+    assert not a.substitutions and not b.substitutions
+    # identical init and batches: the first steps agree to float32 rounding
     np.testing.assert_allclose(a.step_loss[:10], b.step_loss[:10], rtol=1e-4)
+
+
+def test_a_substitution_is_recorded_only_where_the_framework_needs_it(backend: Backend) -> None:
+    h = history(backend, RECIPES["digits_rmsprop"])
+    # torch.optim.RMSprop cannot put epsilon inside the square root; Keras and Optax can
+    expected = {"epsilon_placement": ("inside_sqrt", "outside_sqrt")} if backend.name == "torch" else {}
+    assert h.substitutions == expected
+
+
+# An epsilon placement each backend's native optimizers cannot express, and what they compute instead.
+NOT_EXPRESSIBLE = {
+    "torch": (OptimizerSpec("rmsprop", 1e-3, rho=0.9, epsilon=1e-7, epsilon_placement="inside_sqrt"), "outside_sqrt"),
+    "keras": (OptimizerSpec("rmsprop", 1e-3, rho=0.9, epsilon=1e-7, epsilon_placement="outside_sqrt"), "inside_sqrt"),
+    "jax": (
+        OptimizerSpec("adagrad", 1e-2, initial_accumulator=0.1, epsilon=1e-7, epsilon_placement="outside_sqrt"),
+        "inside_sqrt",
+    ),
+}
+
+
+def test_a_backend_substitutes_only_what_the_recipe_allows(backend: Backend) -> None:
+    opt, native = NOT_EXPRESSIBLE[backend.name]
+    strict = dataclasses.replace(RECIPES["digits_adam"], optimizer=opt, epochs=1)
+    with pytest.raises(UnsupportedOption, match="epsilon_placement") as info:
+        fit(backend, strict, SPLIT)
+    assert info.value.native == native
+    lenient = dataclasses.replace(strict, native_substitutes=("epsilon_placement",))
+    assert fit(backend, lenient, SPLIT).substitutions == {"epsilon_placement": (opt.epsilon_placement, native)}
+
+
+AUGMENTED = dataclasses.replace(
+    RECIPES["digits_adam"],
+    name="digits_adam_augmented",
+    epochs=2,
+    augmentation=Augmentation((8, 8, 1), crop_padding=1, horizontal_flip=True),
+)
+
+
+def test_augmented_batches_are_the_same_on_every_backend(backends: tuple[Backend, Backend]) -> None:
+    a, b = (history(backend, AUGMENTED) for backend in backends)
+    np.testing.assert_allclose(a.step_loss[:10], b.step_loss[:10], rtol=1e-4)
+
+
+def test_augmentation_changes_what_is_trained_on(backend: Backend) -> None:
+    plain = RECIPES["digits_adam"]
+    # the same init and batch order: only the augmentation differs, from the very first batch
+    assert history(backend, AUGMENTED).step_loss[0] != pytest.approx(history(backend, plain).step_loss[0], rel=1e-3)
 
 
 EARLY = RecipeSpec(
@@ -101,6 +160,8 @@ def test_nan_loss_names_the_step(backend: Backend) -> None:
         ({"early_stopping": EarlyStopping(patience=2)}, "recipe.validation_fraction"),
         ({"validation_fraction": 1.0}, "recipe.validation_fraction"),
         ({"target_accuracy": 95.0}, "recipe.target_accuracy"),
+        ({"native_substitutes": ("learning_rate",)}, "recipe.native_substitutes"),
+        ({"augmentation": Augmentation((28, 28, 1), crop_padding=2)}, "recipe.augmentation.image_shape"),
     ],
 )
 def test_bad_recipe_names_the_field(change: dict, field: str) -> None:

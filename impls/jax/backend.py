@@ -7,7 +7,8 @@ sees only arrays.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from functools import partial
 
 import jax
@@ -19,6 +20,7 @@ from impls.jax import schedules, weights
 from impls.jax.losses import compute_loss
 from impls.jax.models import MLP
 from impls.jax.optimizers import make_optimizer
+from spec.backend import intra_op_threads
 from spec.losses import check_loss, takes_class_ids
 from spec.models import MLPSpec, ModelSpec
 from spec.optimizers import OptimizerSpec
@@ -32,25 +34,33 @@ def configure_float32_exact() -> None:
     jax.config.update("jax_default_matmul_precision", "highest")
 
 
+def training_loss(model: MLP, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
+    """The spec's loss on one batch plus its L2 term."""
+    value = compute_loss(loss, model(x), targets, model.spec.output_activation)
+    return value + model.l2_penalty() if model.spec.kernel_l2 else value
+
+
+# Each function returns the model's state after the call along with its result: in training mode
+# dropout advances the model's random stream, which must persist to the next call.
 @jax.jit
-def _logits(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> jax.Array:
-    return nnx.merge(graphdef, state)(x)
+def _logits(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> tuple[jax.Array, nnx.State]:
+    model = nnx.merge(graphdef, state)
+    return model(x), nnx.state(model)
 
 
 @jax.jit
-def _outputs(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> jax.Array:
-    return nnx.merge(graphdef, state).infer(x)
+def _outputs(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> tuple[jax.Array, nnx.State]:
+    model = nnx.merge(graphdef, state)
+    return model.infer(x), nnx.state(model)
 
 
 @partial(jax.jit, static_argnames="loss")
 def _loss_and_grads(
-    graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, x: jax.Array, targets: jax.Array, loss: str
-) -> tuple[jax.Array, nnx.State]:
-    def loss_fn(params: nnx.State) -> jax.Array:
-        model = nnx.merge(graphdef, params, rest)
-        return compute_loss(loss, model(x), targets, model.spec.output_activation)
-
-    return jax.value_and_grad(loss_fn)(params)
+    graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str
+) -> tuple[jax.Array, nnx.State, nnx.State]:
+    model = nnx.merge(graphdef, state)
+    value, grads = nnx.value_and_grad(training_loss)(model, x, targets, loss)
+    return value, grads, nnx.state(model)
 
 
 @jax.jit
@@ -66,21 +76,36 @@ def _train_step(
 ) -> tuple[jax.Array, nnx.State]:
     model, optimizer = nnx.merge(graphdef, state)
 
-    def loss_fn(model: MLP) -> jax.Array:
-        return compute_loss(loss, model(x), targets, model.spec.output_activation)
-
-    value, grads = nnx.value_and_grad(loss_fn)(model)
+    value, grads = nnx.value_and_grad(training_loss)(model, x, targets, loss)
     optimizer.update(model, grads)
     return value, nnx.state((model, optimizer))
+
+
+def configure_threads() -> str:
+    """Apply ``TRIPTYCH_THREADS`` to XLA's CPU client; returns the setting in force. XLA reads its flags
+    when the client starts (the first ``jax.devices()``), so this runs before that. XLA can run one
+    thread per op or its own pool over every core, nothing between."""
+    threads = intra_op_threads()
+    if threads is None:
+        return "default (every core)"
+    if threads == 1:
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+        return "1"
+    return f"every core (XLA cannot pin {threads} threads)"
 
 
 class JaxBackend:
     name = "jax"
 
     def __init__(self) -> None:
+        self._threads = configure_threads()
         configure_float32_exact()
         device = jax.devices()[0]
         self._device = "cpu" if device.platform == "cpu" else f"{device.platform}:{device.id}"
+
+    def threads(self) -> str:
+        return self._threads
 
     def framework_version(self) -> str:
         import flax
@@ -91,13 +116,14 @@ class JaxBackend:
     def device(self) -> str:
         return self._device
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> MLP:
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> MLP:
         if not isinstance(spec, MLPSpec):
             raise TypeError(f"jax backend cannot build {type(spec).__name__}")
         # An abstract model (shapes only), filled from ``params``: running Flax's own initializers
         # eagerly would compile each of their ops for every new shape, seconds per model on a CPU.
-        model = nnx.eval_shape(lambda: MLP(spec, rngs=nnx.Rngs(0)))
+        model = nnx.eval_shape(lambda: MLP(spec, rngs=nnx.Rngs(params=0, dropout=seed)))
         weights.load(model, params)
+        nnx.reseed(model, dropout=seed)  # the abstract build left the dropout stream without a key
         return model
 
     def load_params(self, model: MLP, params: Mapping[str, np.ndarray]) -> None:
@@ -110,16 +136,24 @@ class JaxBackend:
         def size(state: nnx.State) -> int:
             return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(state))
 
-        params, rest = nnx.state(model, nnx.Param, ...)
+        # everything that is not a parameter, except random-number streams (dropout's key and counter),
+        # which hold no weights: BatchNorm statistics would count here
+        state = nnx.state(model, nnx.Not(nnx.RngState))
+        params, rest = nnx.split_state(state, nnx.Param, ...)
         return ParamCount(size(params), size(rest))
 
     def logits(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        model.train() if training else model.eval()
-        return np.asarray(_logits(*nnx.split(model), jnp.asarray(x, jnp.float32)))
+        return self._run(_logits, model, x, training)
 
     def forward(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        return self._run(_outputs, model, x, training)
+
+    @staticmethod
+    def _run(compiled: Callable, model: MLP, x: np.ndarray, training: bool) -> np.ndarray:
         model.train() if training else model.eval()
-        return np.asarray(_outputs(*nnx.split(model), jnp.asarray(x, jnp.float32)))
+        result, state = compiled(*nnx.split(model), jnp.asarray(x, jnp.float32))
+        nnx.update(model, state)
+        return np.asarray(result)
 
     def loss_and_grads(
         self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str
@@ -127,10 +161,10 @@ class JaxBackend:
         check_loss(loss, model.spec.output_activation)
         model.train()
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
-        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        value, grads = _loss_and_grads(
-            graphdef, params, rest, jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype), loss=loss
+        value, grads, state = _loss_and_grads(
+            *nnx.split(model), jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype), loss=loss
         )
+        nnx.update(model, state)
         return float(value), weights.from_state(model, grads)
 
     def make_optimizer(self, model: MLP, opt: OptimizerSpec) -> nnx.Optimizer:

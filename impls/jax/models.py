@@ -44,7 +44,11 @@ def output_activation(logits: jax.Array, kind: str) -> jax.Array:
 
 
 class MLP(nnx.Module):
-    """Linear layers with an activation after each hidden one; ``__call__`` returns logits."""
+    """Linear layers with an activation (and dropout) after each hidden one; ``__call__`` returns logits.
+
+    ``model.train()`` / ``model.eval()`` switch dropout on and off; its masks come from the ``dropout``
+    stream of ``rngs``.
+    """
 
     def __init__(self, spec: MLPSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
@@ -53,11 +57,16 @@ class MLP(nnx.Module):
             [nnx.Linear(fan_in, fan_out, use_bias=spec.use_bias, rngs=rngs) for fan_in, fan_out in pairwise(sizes)]
         )
         self.activations = tuple(activation(a) for a in spec.activations)
+        self.dropout = nnx.Dropout(spec.dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for layer, act in zip(self.dense, self.activations):
-            x = act(layer(x))
+            x = self.dropout(act(layer(x)))
         return self.dense[-1](x)
+
+    def l2_penalty(self) -> jax.Array:
+        """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the Linear kernels."""
+        return self.spec.kernel_l2 * sum(jnp.sum(jnp.square(layer.kernel[...])) for layer in self.dense)
 
     def infer(self, x: jax.Array) -> jax.Array:
         """The model's outputs: logits passed through the spec's output activation."""

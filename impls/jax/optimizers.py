@@ -56,6 +56,7 @@ def _make(opt: OptimizerSpec) -> optax.GradientTransformation:
                     "optimizer.epsilon_placement",
                     opt.epsilon_placement,
                     "optax.adagrad computes rsqrt(acc + eps) (optax/_src/transform.py, scale_by_rss)",
+                    native="inside_sqrt",
                 )
             return optax.adagrad(lr, initial_accumulator_value=opt.initial_accumulator, eps=opt.epsilon)
     raise ValueError(f"no Optax optimizer for {opt.kind!r}")

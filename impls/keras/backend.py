@@ -12,6 +12,7 @@ from impls.keras import schedules, weights
 from impls.keras.losses import compute_loss
 from impls.keras.models import MLP
 from impls.keras.optimizers import before_step, make_optimizer
+from spec.backend import intra_op_threads
 from spec.errors import BackendUnavailable
 from spec.losses import check_loss, takes_class_ids
 from spec.models import MLPSpec, ModelSpec
@@ -40,6 +41,8 @@ def _loss_and_grads(model: MLP, x: tf.Tensor, targets: tf.Tensor, loss: str) -> 
     variables = list(weights.canonical_variables(model).values())
     with tf.GradientTape() as tape:
         value = compute_loss(loss, model(x, training=True), targets, model.spec.output_activation)
+        if model.losses:  # the kernel regularizers' L2 terms, as Keras's own train step adds them
+            value = value + keras.ops.sum(model.losses)
     return value, tape.gradient(value, variables)
 
 
@@ -60,10 +63,22 @@ def _compiled_train_step(model: MLP, optimizer: keras.optimizers.Optimizer, loss
     return cache[key]
 
 
+def configure_threads() -> str:
+    """Apply ``TRIPTYCH_THREADS`` to TensorFlow's intra- and inter-op pools (possible only before
+    TensorFlow runs its first op, which is why backends load it first); returns the setting in force."""
+    threads = intra_op_threads()
+    if threads is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        return str(threads)
+    return "default (every core)"
+
+
 class KerasBackend:
     name = "keras"
 
     def __init__(self) -> None:
+        self._threads = configure_threads()
         configure_float32_exact()
         gpus = tf.config.list_logical_devices("GPU")
         self._device = "gpu:0" if gpus else "cpu"
@@ -71,13 +86,16 @@ class KerasBackend:
     def framework_version(self) -> str:
         return f"keras {keras.__version__} (tensorflow {tf.__version__})"
 
+    def threads(self) -> str:
+        return self._threads
+
     def device(self) -> str:
         return self._device
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> MLP:
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> MLP:
         if not isinstance(spec, MLPSpec):
             raise TypeError(f"keras backend cannot build {type(spec).__name__}")
-        model = MLP(spec)
+        model = MLP(spec, seed=seed)
         model.build((None, *spec.input_shape))
         weights.load(model, params)
         return model

@@ -34,15 +34,25 @@ def output_activation(logits: keras.KerasTensor, kind: str) -> keras.KerasTensor
 
 
 class MLP(keras.Model):
-    """Dense layers with an activation on each hidden one; ``call`` returns logits."""
+    """Dense layers with an activation (and dropout) on each hidden one; ``call`` returns logits.
 
-    def __init__(self, spec: MLPSpec, **kwargs) -> None:
+    The spec's L2 term is each Dense layer's ``kernel_regularizer``: Keras collects it in
+    ``model.losses`` during the forward pass, and the train step adds it to the loss.
+    """
+
+    def __init__(self, spec: MLPSpec, seed: int = 0, **kwargs) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         hidden = [activation(a) for a in spec.activations] + [None]  # the output layer gives logits
+        regularizer = keras.regularizers.L2(spec.kernel_l2) if spec.kernel_l2 else None
         self.dense = [
-            keras.layers.Dense(units, activation=act, use_bias=spec.use_bias, name=f"dense_{i}")
+            keras.layers.Dense(
+                units, activation=act, use_bias=spec.use_bias, kernel_regularizer=regularizer, name=f"dense_{i}"
+            )
             for i, (units, act) in enumerate(zip(spec.layer_sizes[1:], hidden))
+        ]
+        self.dropout = [
+            keras.layers.Dropout(spec.dropout, seed=seed + i, name=f"dropout_{i}") for i in range(len(hidden) - 1)
         ]
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
@@ -51,9 +61,9 @@ class MLP(keras.Model):
             input_shape = layer.compute_output_shape(input_shape)
 
     def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
-        for layer in self.dense:
-            x = layer(x)
-        return x
+        for layer, dropout in zip(self.dense, self.dropout):
+            x = dropout(layer(x), training=training)
+        return self.dense[-1](x)
 
     def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         """The model's outputs: logits passed through the spec's output activation."""

@@ -91,4 +91,6 @@ def before_step(optimizer: keras.optimizers.Optimizer, opt: OptimizerSpec) -> No
 
 def _require_inside_sqrt(opt: OptimizerSpec, why: str) -> None:
     if opt.epsilon_placement != "inside_sqrt":
-        raise UnsupportedOption("keras", "optimizer.epsilon_placement", opt.epsilon_placement, why)
+        raise UnsupportedOption(
+            "keras", "optimizer.epsilon_placement", opt.epsilon_placement, why, native="inside_sqrt"
+        )

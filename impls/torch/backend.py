@@ -11,6 +11,7 @@ from impls.torch import schedules, weights
 from impls.torch.losses import compute_loss
 from impls.torch.models import MLP
 from impls.torch.optimizers import make_optimizer
+from spec.backend import intra_op_threads
 from spec.losses import check_loss, takes_class_ids
 from spec.models import MLPSpec, ModelSpec
 from spec.optimizers import OptimizerSpec
@@ -26,22 +27,35 @@ def configure_float32_exact() -> None:
     torch.set_float32_matmul_precision("highest")
 
 
+def configure_threads() -> str:
+    """Apply ``TRIPTYCH_THREADS`` to torch's intra-op pool; returns the setting in force."""
+    threads = intra_op_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return f"{torch.get_num_threads()}" + ("" if threads else " (default)")
+
+
 class TorchBackend:
     name = "torch"
 
     def __init__(self) -> None:
         configure_float32_exact()
+        self._threads = configure_threads()
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def framework_version(self) -> str:
         return f"torch {torch.__version__}"
 
+    def threads(self) -> str:
+        return self._threads
+
     def device(self) -> str:
         return str(self._device) if self._device.type == "cpu" else f"cuda:{torch.cuda.current_device()}"
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> MLP:
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> MLP:
         if not isinstance(spec, MLPSpec):
             raise TypeError(f"torch backend cannot build {type(spec).__name__}")
+        torch.manual_seed(seed)  # nn.Dropout draws its masks from torch's global generator
         model = MLP(spec).to(self._device)
         weights.load(model, params)
         return model
@@ -86,6 +100,8 @@ class TorchBackend:
         else:
             target_tensor = self._tensor(targets)
         value = compute_loss(loss, model(self._tensor(x)), target_tensor, model.spec.output_activation)
+        if model.spec.kernel_l2:
+            value = value + model.l2_penalty()
         value.backward()
         return value
 

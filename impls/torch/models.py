@@ -40,7 +40,7 @@ def output_activation(logits: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 class MLP(nn.Module):
-    """Linear layers with an activation after each hidden one; ``forward`` returns logits."""
+    """Linear layers with an activation (and dropout) after each hidden one; ``forward`` returns logits."""
 
     def __init__(self, spec: MLPSpec) -> None:
         super().__init__()
@@ -50,11 +50,16 @@ class MLP(nn.Module):
             nn.Linear(fan_in, fan_out, bias=spec.use_bias) for fan_in, fan_out in pairwise(sizes)
         )
         self.activations = nn.ModuleList(activation(a) for a in spec.activations)
+        self.dropout = nn.Dropout(spec.dropout)  # the identity in eval mode and at rate 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer, act in zip(self.dense, self.activations):
-            x = act(layer(x))
+            x = self.dropout(act(layer(x)))
         return self.dense[-1](x)
+
+    def l2_penalty(self) -> torch.Tensor:
+        """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the Linear weights."""
+        return self.spec.kernel_l2 * sum(layer.weight.square().sum() for layer in self.dense)
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """The model's outputs: logits passed through the spec's output activation."""

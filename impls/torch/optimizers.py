@@ -84,7 +84,9 @@ def _make(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimizer:
 
 def _require_outside_sqrt(opt: OptimizerSpec, why: str) -> None:
     if opt.epsilon_placement != "outside_sqrt":
-        raise UnsupportedOption("torch", "optimizer.epsilon_placement", opt.epsilon_placement, why)
+        raise UnsupportedOption(
+            "torch", "optimizer.epsilon_placement", opt.epsilon_placement, why, native="outside_sqrt"
+        )
 
 
 def _epsilon_hat_hook(opt: OptimizerSpec):

@@ -1,0 +1,70 @@
+"""The report's figures: loss curves of every backend overlaid, one panel per recipe.
+
+matplotlib is imported when a figure is drawn, not with this module, so that ``spec`` itself stays
+numpy + stdlib (a test imports every spec module and checks that no framework or plotting library
+came with it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from spec.training import History
+
+# One look per backend, the same in every figure; dashes let identical curves show through each other.
+BACKEND_STYLES = {
+    "torch": {"color": "#d62728", "linestyle": "-", "linewidth": 1.6},
+    "keras": {"color": "#1f77b4", "linestyle": (0, (5, 3)), "linewidth": 1.4},
+    "jax": {"color": "#2ca02c", "linestyle": (0, (1, 2)), "linewidth": 1.8},
+}
+SMOOTHING_STEPS = 12  # one epoch of the digits recipes: a moving mean over it shows the trend
+
+
+def moving_mean(values: Sequence[float], window: int) -> np.ndarray:
+    """The mean of each run of ``window`` values ending at each step (shorter runs at the start)."""
+    data = np.asarray(values, dtype=np.float64)
+    sums = np.cumsum(np.concatenate([[0.0], data]))
+    ends = np.arange(1, len(data) + 1)
+    starts = np.maximum(ends - window, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def plot_loss_curves(histories: Mapping[str, Sequence[History]], path: Path) -> Path:
+    """Write a PNG with one panel per recipe: each backend's training loss per step (log scale,
+    moving mean over :data:`SMOOTHING_STEPS`), raw losses faint behind. Returns ``path``."""
+    if not histories:
+        raise ValueError("no training histories to plot")
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never open a window, work without a display
+    import matplotlib.pyplot as plt
+
+    columns = min(3, len(histories))
+    rows = math.ceil(len(histories) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False)
+    for ax, (recipe, runs) in zip(axes.flat, histories.items()):
+        for history in runs:
+            style = BACKEND_STYLES.get(history.backend, {})
+            steps = np.arange(len(history.step_loss))
+            ax.plot(steps, history.step_loss, color=style.get("color"), alpha=0.15, linewidth=0.8)
+            native = ", ".join(f"native {name}" for name in history.substitutions)
+            label = f"{history.backend} ({native})" if native else history.backend
+            ax.plot(steps, moving_mean(history.step_loss, SMOOTHING_STEPS), label=label, **style)
+        ax.set_yscale("log")
+        ax.set_title(recipe, fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(histories) :]:
+        ax.set_visible(False)
+    fig.suptitle("Training loss per step, every backend from the same init and batches", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
