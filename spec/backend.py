@@ -96,9 +96,13 @@ class Backend(Protocol):
         """One optimizer step with canonical ``grads`` (as from :meth:`loss_and_grads`)."""
         ...
 
-    def train_step(self, model: Any, optimizer: Any, x: np.ndarray, targets: np.ndarray, loss: str) -> float:
-        """One training step — forward in training mode, loss, gradients, optimizer update — in the
-        framework's idiomatic fast path; returns the training loss (with the L2 term) before the update."""
+    def train_step(
+        self, model: Any, optimizer: Any, x: np.ndarray, targets: np.ndarray, loss: str, *, compiled: bool | None = None
+    ) -> float:
+        """One training step — forward in training mode, loss, gradients, optimizer update; returns the
+        training loss (with the L2 term) before the update. ``compiled``: ``True`` the framework's
+        compiler (``torch.compile``, XLA ``tf.function``, ``jax.jit``), ``False`` eager, ``None`` the
+        backend's default (torch eager, Keras and JAX compiled)."""
         ...
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:

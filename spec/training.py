@@ -49,9 +49,10 @@ def accuracy(backend: Backend, model: object, x: np.ndarray, labels: np.ndarray)
     return float((backend.logits(model, x).argmax(axis=-1) == labels).mean())
 
 
-def fit(backend: Backend, recipe: RecipeSpec, split: Split) -> History:
-    """Train ``recipe`` on ``backend`` from the canonical init; raises :class:`TrainingDiverged`
-    naming the step when the loss stops being finite."""
+def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | None = None) -> History:
+    """Train ``recipe`` on ``backend`` from the canonical init, each step compiled or eager as
+    ``compiled`` says (``None``: the backend's default); raises :class:`TrainingDiverged` naming the
+    step when the loss stops being finite."""
     x, y = split.x_train, split.y_train
     x_val = y_val = None
     if recipe.validation_fraction:
@@ -78,7 +79,7 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split) -> History:
             x_batch = x[batch]
             if recipe.augmentation is not None:
                 x_batch = recipe.augmentation(x_batch, recipe.seed, epoch, step)
-            loss = backend.train_step(model, optimizer, x_batch, y[batch], recipe.loss)
+            loss = backend.train_step(model, optimizer, x_batch, y[batch], recipe.loss, compiled=compiled)
             if not math.isfinite(loss):
                 raise TrainingDiverged(
                     f"{backend.name}: recipe {recipe.name!r} diverged at step {step} (epoch {epoch + 1}): "

@@ -14,7 +14,9 @@ from spec.data import batch_indices, digits
 from spec.data.augment import Augmentation
 from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
 from spec.optimizers import OptimizerSpec
+from spec.params import init_params
 from spec.recipes import RECIPES, EarlyStopping, RecipeSpec, digits_mlp
+from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History, fit
 
 SPLIT = digits((64,))
@@ -179,3 +181,25 @@ def test_schedule_shorter_than_the_recipe_is_refused_before_training(backend: Ba
 def test_bad_early_stopping_names_the_field() -> None:
     with pytest.raises(SpecError, match=r"early_stopping\.patience"):
         EarlyStopping(patience=0)
+
+
+def test_eager_and_compiled_train_steps_agree(backend: Backend) -> None:
+    """The same steps run op by op and through the framework's compiler (torch.compile, XLA
+    tf.function, jax.jit) give the same losses and weights, to float32 rounding."""
+    recipe = RECIPES["digits_adam"]
+    params = init_params(recipe.model, 0)
+    batches = batch_indices(len(SPLIT.x_train), 64, seed=0, drop_last=True)[:4]
+    results = []
+    for compiled in (False, True):
+        model = backend.build(recipe.model, params)
+        optimizer = backend.make_optimizer(model, recipe.optimizer)
+        losses = [
+            backend.train_step(model, optimizer, SPLIT.x_train[b], SPLIT.y_train[b], recipe.loss, compiled=compiled)
+            for b in batches
+        ]
+        results.append((losses, backend.export_params(model)))
+    (eager_losses, eager_params), (compiled_losses, compiled_params) = results
+    np.testing.assert_allclose(compiled_losses, eager_losses, rtol=1e-5)
+    tol = tolerance("trajectory", "float32", backend.device())
+    for name in params:
+        assert max_scaled_error(compiled_params[name], eager_params[name], tol) <= 1.0, name

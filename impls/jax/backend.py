@@ -70,14 +70,19 @@ def _apply_gradients(graphdef: nnx.GraphDef, state: nnx.State, grads: nnx.State)
     return nnx.state((model, optimizer))
 
 
+def train_step_body(model: MLP, optimizer: nnx.Optimizer, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
+    """One training step on live NNX objects: eager as it stands, compiled inside :func:`_train_step`."""
+    value, grads = nnx.value_and_grad(training_loss)(model, x, targets, loss)
+    optimizer.update(model, grads)
+    return value
+
+
 @partial(jax.jit, static_argnames="loss", donate_argnums=1)
 def _train_step(
     graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str
 ) -> tuple[jax.Array, nnx.State]:
     model, optimizer = nnx.merge(graphdef, state)
-
-    value, grads = nnx.value_and_grad(training_loss)(model, x, targets, loss)
-    optimizer.update(model, grads)
+    value = train_step_body(model, optimizer, x, targets, loss)
     return value, nnx.state((model, optimizer))
 
 
@@ -175,12 +180,24 @@ class JaxBackend:
         graphdef, state = nnx.split((model, optimizer))
         nnx.update((model, optimizer), _apply_gradients(graphdef, state, grads_state))
 
-    def train_step(self, model: MLP, optimizer: nnx.Optimizer, x: np.ndarray, targets: np.ndarray, loss: str) -> float:
+    def train_step(
+        self,
+        model: MLP,
+        optimizer: nnx.Optimizer,
+        x: np.ndarray,
+        targets: np.ndarray,
+        loss: str,
+        *,
+        compiled: bool | None = None,
+    ) -> float:
         check_loss(loss, model.spec.output_activation)
         model.train()
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
+        x, targets = jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype)
+        if compiled is False:  # eager: every operation dispatched on its own
+            return float(train_step_body(model, optimizer, x, targets, loss))
         graphdef, state = nnx.split((model, optimizer))
-        value, state = _train_step(graphdef, state, jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype), loss=loss)
+        value, state = _train_step(graphdef, state, x, targets, loss=loss)
         nnx.update((model, optimizer), state)
         return float(value)
 

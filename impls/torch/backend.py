@@ -27,6 +27,22 @@ def configure_float32_exact() -> None:
     torch.set_float32_matmul_precision("highest")
 
 
+def training_loss(model: MLP, x: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
+    """The spec's loss on one batch plus its L2 term."""
+    value = compute_loss(loss, model(x), targets, model.spec.output_activation)
+    return value + model.l2_penalty() if model.spec.kernel_l2 else value
+
+
+def _compiled_loss(model: MLP):
+    """``training_loss`` through ``torch.compile`` (forward and, via AOTAutograd, backward), compiled
+    once per model. Eager is torch's default: compiling takes 10–15 s on a small CPU, more than most
+    of our training runs. The optimizer step stays eager: its hooks (ε-hat, schedules, clipping)
+    change Python floats every step, each of which would recompile a compiled step."""
+    if "_triptych_compiled_loss" not in model.__dict__:
+        model.__dict__["_triptych_compiled_loss"] = torch.compile(training_loss)
+    return model.__dict__["_triptych_compiled_loss"]
+
+
 def configure_threads() -> str:
     """Apply ``TRIPTYCH_THREADS`` to torch's intra-op pool; returns the setting in force."""
     threads = intra_op_threads()
@@ -90,7 +106,9 @@ class TorchBackend:
         value = self._backward(model, x, targets, loss)
         return float(value.item()), weights.export_grads(model)
 
-    def _backward(self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str) -> torch.Tensor:
+    def _backward(
+        self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str, compiled: bool = False
+    ) -> torch.Tensor:
         """Forward in training mode, loss and ``backward()``: gradients land in each ``.grad``."""
         check_loss(loss, model.spec.output_activation)
         model.train(True)
@@ -99,9 +117,8 @@ class TorchBackend:
             target_tensor = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=self._device)
         else:
             target_tensor = self._tensor(targets)
-        value = compute_loss(loss, model(self._tensor(x)), target_tensor, model.spec.output_activation)
-        if model.spec.kernel_l2:
-            value = value + model.l2_penalty()
+        loss_fn = _compiled_loss(model) if compiled else training_loss
+        value = loss_fn(model, self._tensor(x), target_tensor, loss)
         value.backward()
         return value
 
@@ -113,9 +130,16 @@ class TorchBackend:
         optimizer.step()
 
     def train_step(
-        self, model: MLP, optimizer: torch.optim.Optimizer, x: np.ndarray, targets: np.ndarray, loss: str
+        self,
+        model: MLP,
+        optimizer: torch.optim.Optimizer,
+        x: np.ndarray,
+        targets: np.ndarray,
+        loss: str,
+        *,
+        compiled: bool | None = None,
     ) -> float:
-        value = self._backward(model, x, targets, loss)
+        value = self._backward(model, x, targets, loss, compiled=bool(compiled))
         optimizer.step()
         return float(value.item())
 
