@@ -76,8 +76,9 @@ class Backend(Protocol):
         """The model's output (after its output activation) for a float32 batch ``x``."""
         ...
 
-    def logits(self, model: Any, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        """The model's output before its output activation."""
+    def logits(self, model: Any, x: np.ndarray, *, training: bool = False, compiled: bool | None = None) -> np.ndarray:
+        """The model's output before its output activation; ``compiled`` as for :meth:`train_step`
+        (``None``: the backend's default — torch and Keras eager, JAX ``jax.jit``)."""
         ...
 
     def loss_and_grads(

@@ -16,6 +16,7 @@ from spec import reference as ref
 from spec.backend import Backend
 from spec.data import Split, batch_indices, stratified_split
 from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
+from spec.optimizers import OptimizerSpec
 from spec.params import init_params
 from spec.recipes import RecipeSpec
 
@@ -110,15 +111,24 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
 
 
 def _make_optimizer(backend: Backend, model: object, recipe: RecipeSpec, history: History) -> object:
-    """The backend's optimizer for the recipe, with the native value of each option the recipe lets a
-    backend substitute (recorded in ``history.substitutions``) when the spec's value is not expressible."""
-    opt = recipe.optimizer
+    optimizer, history.substitutions = make_optimizer_substituting(
+        backend, model, recipe.optimizer, recipe.native_substitutes
+    )
+    return optimizer
+
+
+def make_optimizer_substituting(
+    backend: Backend, model: object, opt: OptimizerSpec, substitutable: tuple[str, ...]
+) -> tuple[object, dict[str, tuple[object, object]]]:
+    """The backend's optimizer for ``opt``, with the native value of each ``substitutable`` option the
+    framework cannot express; returns it and the substitutions made (field -> (spec value, native))."""
+    substitutions: dict[str, tuple[object, object]] = {}
     while True:
         try:
-            return backend.make_optimizer(model, opt)
+            return backend.make_optimizer(model, opt), substitutions
         except UnsupportedOption as unsupported:
             name = unsupported.field.removeprefix("optimizer.")
-            if name not in recipe.native_substitutes or unsupported.native is None or name in history.substitutions:
+            if name not in substitutable or unsupported.native is None or name in substitutions:
                 raise
-            history.substitutions[name] = (getattr(opt, name), unsupported.native)
+            substitutions[name] = (getattr(opt, name), unsupported.native)
             opt = replace(opt, **{name: unsupported.native})

@@ -147,7 +147,10 @@ class JaxBackend:
         params, rest = nnx.split_state(state, nnx.Param, ...)
         return ParamCount(size(params), size(rest))
 
-    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False, compiled: bool | None = None) -> np.ndarray:
+        if compiled is False:  # eager: every operation dispatched on its own
+            model.train() if training else model.eval()
+            return np.asarray(model(jnp.asarray(x, jnp.float32)))
         return self._run(_logits, model, x, training)
 
     def forward(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:

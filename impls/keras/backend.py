@@ -70,6 +70,17 @@ def _train_step_function(model: MLP, optimizer: keras.optimizers.Optimizer, loss
     return cache[key]
 
 
+def _compiled_call(model: MLP):
+    """The model's call as an XLA-compiled ``tf.function`` (traced once per ``training`` value)."""
+    if "_triptych_compiled_call" not in model.__dict__:
+        on_cpu = not tf.config.list_logical_devices("GPU")
+        use_xla = not (model.spec.dropout and on_cpu)  # see _train_step_function
+        model.__dict__["_triptych_compiled_call"] = tf.function(
+            lambda x, training: model(x, training=training), jit_compile=use_xla
+        )
+    return model.__dict__["_triptych_compiled_call"]
+
+
 def configure_threads() -> str:
     """Apply ``TRIPTYCH_THREADS`` to TensorFlow's intra- and inter-op pools (possible only before
     TensorFlow runs its first op, which is why backends load it first); returns the setting in force."""
@@ -119,8 +130,9 @@ class KerasBackend:
 
         return ParamCount(size(model.trainable_weights), size(model.non_trainable_weights))
 
-    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        return keras.ops.convert_to_numpy(model(np.asarray(x, np.float32), training=training))
+    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False, compiled: bool | None = None) -> np.ndarray:
+        run = _compiled_call(model) if compiled else model
+        return keras.ops.convert_to_numpy(run(tf.constant(x, tf.float32), training=training))
 
     def forward(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         return keras.ops.convert_to_numpy(model.infer(np.asarray(x, np.float32), training=training))

@@ -43,6 +43,13 @@ def _compiled_loss(model: MLP):
     return model.__dict__["_triptych_compiled_loss"]
 
 
+def _compiled_module(model: MLP) -> torch.nn.Module:
+    """``torch.compile(model)``, compiled once per model (and recompiled by torch for a new mode)."""
+    if "_triptych_compiled_module" not in model.__dict__:
+        model.__dict__["_triptych_compiled_module"] = torch.compile(model)
+    return model.__dict__["_triptych_compiled_module"]
+
+
 def configure_threads() -> str:
     """Apply ``TRIPTYCH_THREADS`` to torch's intra-op pool; returns the setting in force."""
     threads = intra_op_threads()
@@ -90,10 +97,11 @@ class TorchBackend:
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self._device)
 
-    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False, compiled: bool | None = None) -> np.ndarray:
         model.train(training)
+        run = _compiled_module(model) if compiled else model
         with torch.no_grad():
-            return model(self._tensor(x)).cpu().numpy()
+            return run(self._tensor(x)).cpu().numpy()
 
     def forward(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         model.train(training)
