@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := .ci/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: test compare lint venv clean
+.PHONY: test compare bench lint venv clean
 
 venv: $(VENV)/.installed
 
@@ -21,6 +21,16 @@ test: venv
 
 compare: venv
 	$(BIN)/python -m spec.compare
+
+# Time every benchmark (tests/bench) with every framework pinned to the same number of intra-op threads
+# (all cores); saves pytest-benchmark's JSON for `make compare` and for `pytest-benchmark compare`.
+BENCH_THREADS ?= $(shell nproc)
+bench: venv
+	mkdir -p reports
+	TRIPTYCH_THREADS=$(BENCH_THREADS) $(BIN)/python -m pytest tests/bench -p no:xdist -p no:randomly -q \
+		--benchmark-enable --benchmark-min-rounds=15 --benchmark-max-time=0.5 \
+		--benchmark-json=reports/bench.json --benchmark-storage=reports/benchmarks --benchmark-autosave \
+		--benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name
 
 lint: venv
 	$(BIN)/ruff check .

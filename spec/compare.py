@@ -31,12 +31,14 @@ from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
 from spec.plots import plot_loss_curves
 from spec.recipes import RECIPES, RecipeSpec
+from spec.speed import load_speed, speed_markdown
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History, fit
 
 BATCH = 64
 SEED = 0
 LOSS_CURVES = "loss_curves.png"  # written beside compare.md
+DEFAULT_BENCH = Path("reports/bench.json")  # where `make bench` saves pytest-benchmark's JSON
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-training", action="store_true", help="skip the convergence table (the slow part)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="directory for compare.md/.json")
     parser.add_argument(
+        "--bench",
+        type=Path,
+        default=None,
+        help=f"pytest-benchmark JSON for the speed section (default: {DEFAULT_BENCH} when `make bench` wrote it)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -312,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
         text += convergence_markdown(convergence_rows)
         histories = {name: [history for _, history in recipe_runs] for name, recipe_runs in runs.items()}
         written.append(plot_loss_curves(histories, args.out / LOSS_CURVES))
+    bench_path = args.bench or (DEFAULT_BENCH if DEFAULT_BENCH.exists() else None)
+    speed = load_speed(bench_path) if bench_path else None
+    if speed is not None:
+        text += speed_markdown(speed)
+    else:
+        text += "\n## Speed\n\nNo benchmark results: run `make bench`, then `make compare` again.\n"
     (args.out / "compare.md").write_text(text)
     payload = {
         "header": header,
@@ -319,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": [asdict(r) | {"ok": r.ok} for r in rows],
         "optimizers": [asdict(r) | {"ok": r.ok} for r in optimizer_rows],
         "convergence": [asdict(r) | {"ok": r.ok} for r in convergence_rows],
+        "speed": None if speed is None else asdict(speed),
     }
     (args.out / "compare.json").write_text(json.dumps(payload, indent=2))
     print(text)

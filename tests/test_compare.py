@@ -14,6 +14,12 @@ from spec.optimizers import OPTIMIZER_ZOO
 from spec.recipes import RECIPES
 
 
+@pytest.fixture(autouse=True)
+def no_saved_benchmarks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The report must not pick up a `make bench` run lying in the working tree."""
+    monkeypatch.setattr(compare, "DEFAULT_BENCH", tmp_path / "no-bench.json")
+
+
 def test_report_for_one_backend(backend: Backend, backend_name: str, tmp_path: Path) -> None:
     status = compare.main(["--backend", backend_name, "--model", "digits_mlp", "--no-training", "--out", str(tmp_path)])
     assert status == 0

@@ -1,0 +1,125 @@
+"""The report's speed section, read from the JSON that ``make bench`` (pytest-benchmark) saves.
+
+Per model, step (forward or train step) and mode (eager or compiled): each backend's median time per
+step, its ratio to the fastest backend, throughput, first-call (compilation) time and achieved
+FLOP/s as a fraction of the machine's float32 matmul peak, measured in the same run with each
+framework's fastest matmul. A backend more than :data:`SLOW_RATIO` times slower than the fastest is
+flagged; so is our compiled step where it is more than :data:`BASELINE_RATIO` times slower than the
+hand-written baseline of its own framework.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+SLOW_RATIO = 1.5
+BASELINE_RATIO = 1.1
+
+
+@dataclass(frozen=True)
+class SpeedRow:
+    group: str
+    backend: str
+    baseline: bool  # the hand-written minimal step, not our implementation
+    seconds: float  # median time per call
+    batch: int
+    compile_seconds: float
+    flops: int
+    threads: str
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.batch / self.seconds
+
+
+@dataclass(frozen=True)
+class SpeedReport:
+    rows: list[SpeedRow]
+    peak_flops: float  # float32 FLOP/s of the fastest framework matmul
+    peak_backend: str
+    machine: str
+
+    def fastest(self, group: str) -> float:
+        return min(r.seconds for r in self.rows if r.group == group and not r.baseline)
+
+
+def load_speed(path: Path) -> SpeedReport:
+    """Read pytest-benchmark's JSON; raises ``ValueError`` naming the file if it is not such a file."""
+    try:
+        data = json.loads(path.read_text())
+        benchmarks = data["benchmarks"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a pytest-benchmark JSON file ({exc})") from exc
+    rows, peaks = [], {}
+    for bench in benchmarks:
+        info, median = bench.get("extra_info", {}), bench["stats"]["median"]
+        if info.get("kind") == "matmul":
+            peaks[info["backend"]] = info["flops"] / median
+            continue
+        rows.append(
+            SpeedRow(
+                bench["group"],
+                info["backend"],
+                bool(info.get("baseline")),
+                median,
+                info["batch"],
+                info["compile_seconds"],
+                info["flops"],
+                str(info.get("threads", "?")),
+            )
+        )
+    if not peaks:
+        raise ValueError(f"{path}: no matmul peak measured (run `make bench`)")
+    cpu = data.get("machine_info", {}).get("cpu", {})
+    machine = f"{cpu.get('brand_raw', 'unknown CPU')}, {cpu.get('count', '?')} logical cores"
+    peak_backend = max(peaks, key=peaks.get)
+    return SpeedReport(rows, peaks[peak_backend], peak_backend, machine)
+
+
+def speed_markdown(report: SpeedReport) -> str:
+    threads = sorted({f"{r.backend}: {r.threads}" for r in report.rows if not r.baseline})
+    lines = [
+        "",
+        "## Speed (from `make bench`)",
+        "",
+        f"- **machine**: {report.machine}",
+        f"- **float32 matmul peak**: {report.peak_flops / 1e9:.0f} GFLOP/s "
+        f"({report.peak_backend}'s matmul, measured in the same run)",
+        f"- **intra-op threads**: {'; '.join(threads)}",
+        "",
+        "Median time per call; ratio to the fastest backend in the same table; first call = tracing and",
+        "compilation (excluded from the timing). Baselines are the minimal hand-written step of each framework.",
+        "",
+        "| model · step · mode | backend | ms | × fastest | samples/s | first call (s) | % of peak |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    by_group: dict[str, list[SpeedRow]] = defaultdict(list)
+    for row in report.rows:
+        by_group[row.group].append(row)
+    notes = []
+    for group_name in sorted(by_group):
+        fastest = report.fastest(group_name)
+        for row in sorted(by_group[group_name], key=lambda r: (r.baseline, r.seconds)):
+            ratio = row.seconds / fastest
+            label = f"{row.backend} (baseline)" if row.baseline else row.backend
+            flag = " **slow**" if not row.baseline and ratio > SLOW_RATIO else ""
+            lines.append(
+                f"| {group_name} | {label} | {row.seconds * 1e3:.3f} | {ratio:.2f}{flag} | "
+                f"{row.samples_per_second:,.0f} | {row.compile_seconds:.2f} | "
+                f"{100 * row.flops / row.seconds / report.peak_flops:.1f} |"
+            )
+            if flag:
+                notes.append(f"{label} on {group_name} is {ratio:.2f}× slower than the fastest backend.")
+        for base in (r for r in by_group[group_name] if r.baseline):
+            ours = next((r for r in by_group[group_name] if r.backend == base.backend and not r.baseline), None)
+            if ours is not None and ours.seconds > BASELINE_RATIO * base.seconds:
+                notes.append(
+                    f"{base.backend}: our step on {group_name} takes {ours.seconds / base.seconds:.2f}× the "
+                    f"hand-written baseline (bound {BASELINE_RATIO}×)."
+                )
+    if notes:
+        lines += ["", "Flagged:", ""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,132 @@
+"""Benchmarks: forward and train step of every zoo model on every backend, eager and compiled, next
+to the hand-written baseline of each framework and the machine's float32 matmul peak.
+
+``make test`` runs each once as a smoke test (``--benchmark-disable``); ``make bench`` times them and
+saves pytest-benchmark's JSON, from which ``make compare`` writes the speed table. Compilation is
+excluded from the timed rounds: the first call is timed on its own and reported as
+``compile_seconds``. Each table (benchmark group) compares the backends on one model, step and mode.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from spec.backend import Backend
+from spec.data import digits
+from spec.flops import forward_flops, train_step_flops
+from spec.losses import DEFAULT_LOSS
+from spec.models import ZOO, ModelSpec
+from spec.optimizers import OptimizerSpec
+from spec.params import init_params
+from spec.training import make_optimizer_substituting
+from tests.bench.baselines import BASELINES, matmul
+
+BATCH = 128  # the classic MNIST batch; a realistic size for every zoo model (all MLPs so far)
+MODES = {"eager": False, "compiled": True}
+# Keras's classic RMSprop; torch computes ε outside the root instead, which costs the same.
+OPTIMIZER = OptimizerSpec("rmsprop", 1e-3, rho=0.9, epsilon=1e-7, epsilon_placement="inside_sqrt")
+PEAK_SIZE = 2048  # 17 GFLOP per matmul: long enough to reach the peak, short enough to repeat
+# First calls that compile for 10–30 s on a 2-core CPU; a smoke run (benchmarks disabled) skips them,
+# and the equivalence tests already run these paths (tests/test_training.py).
+SLOW_FIRST_CALL = {("torch", "compiled"), ("jax", "eager")}
+
+
+def group(model: str, kind: str, mode: str) -> str:
+    return f"{model} · {kind} · {mode}"
+
+
+def batch_for(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    split = digits(spec.input_shape)
+    return split.x_train[:BATCH], split.y_train[:BATCH]
+
+
+def run_benchmark(benchmark, backend: Backend, mode: str, call: Callable[[], object], **info: object) -> object:
+    """Time ``call``'s first run (tracing and compilation) apart, then benchmark the warm calls."""
+    if benchmark.disabled and (backend.name, mode) in SLOW_FIRST_CALL:
+        pytest.skip(f"{backend.name} {mode}: the first call compiles for 10–30 s here; `make bench` times it")
+    start = time.perf_counter()
+    call()
+    compile_seconds = time.perf_counter() - start
+    call()  # a second warm-up: caches, allocator, any retrace on a changed input signature
+    benchmark.extra_info.update(
+        backend=backend.name, mode=mode, threads=backend.threads(), compile_seconds=compile_seconds, **info
+    )
+    return benchmark(call)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("model_name", list(ZOO))
+def test_forward(benchmark, backend: Backend, model_name: str, mode: str) -> None:
+    spec = ZOO[model_name]
+    x, _ = batch_for(spec)
+    model = backend.build(spec, init_params(spec, 0))
+    benchmark.group = group(model_name, "forward", mode)
+    logits = run_benchmark(
+        benchmark,
+        backend,
+        mode,
+        lambda: backend.logits(model, x, compiled=MODES[mode]),
+        model=model_name,
+        kind="forward",
+        batch=BATCH,
+        flops=forward_flops(spec, BATCH),
+    )
+    assert logits.shape == (BATCH, spec.output_size) and np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("model_name", list(ZOO))
+def test_train_step(benchmark, backend: Backend, model_name: str, mode: str) -> None:
+    spec = ZOO[model_name]
+    x, y = batch_for(spec)
+    model = backend.build(spec, init_params(spec, 0))
+    optimizer, _ = make_optimizer_substituting(backend, model, OPTIMIZER, ("epsilon_placement",))
+    benchmark.group = group(model_name, "train step", mode)
+    loss = run_benchmark(
+        benchmark,
+        backend,
+        mode,
+        lambda: backend.train_step(model, optimizer, x, y, DEFAULT_LOSS[spec.output_activation], compiled=MODES[mode]),
+        model=model_name,
+        kind="train step",
+        batch=BATCH,
+        flops=train_step_flops(spec, BATCH),
+    )
+    assert math.isfinite(loss)
+
+
+def test_baseline_train_step(benchmark, backend: Backend) -> None:
+    """The hand-written minimal step, in the same table as our compiled mnist_mlp step."""
+    spec = ZOO["mnist_mlp"]
+    benchmark.group = group("mnist_mlp", "train step", "compiled")
+    loss = run_benchmark(
+        benchmark,
+        backend,
+        "compiled",
+        BASELINES[backend.name](),
+        model="mnist_mlp",
+        kind="train step",
+        batch=BATCH,
+        flops=train_step_flops(spec, BATCH),
+        baseline=True,
+    )
+    assert math.isfinite(loss)
+
+
+def test_matmul_peak(benchmark, backend: Backend) -> None:
+    """The float32 matmul rate of each framework; the report takes the fastest as the machine's peak."""
+    benchmark.group = "float32 matmul peak"
+    value = run_benchmark(
+        benchmark,
+        backend,
+        "compiled" if backend.name != "torch" else "eager",  # torch's mm is a library call already
+        matmul(backend.name, PEAK_SIZE),
+        kind="matmul",
+        flops=2 * PEAK_SIZE**3,
+    )
+    assert math.isfinite(value)

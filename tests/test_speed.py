@@ -1,0 +1,64 @@
+"""The speed section: read from pytest-benchmark's JSON, ratios, throughput, peak fraction, flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from spec.speed import load_speed, speed_markdown
+
+GROUP = "mnist_mlp · train step · compiled"
+
+
+def bench(backend: str, median: float, *, baseline: bool = False, kind: str = "train step") -> dict:
+    info = {"backend": backend, "mode": "compiled", "threads": "2", "compile_seconds": 1.5, "kind": kind}
+    if kind == "matmul":
+        info["flops"] = 2 * 2048**3
+        group = "float32 matmul peak"
+        return {"group": group, "name": f"peak[{backend}]", "stats": {"median": median}, "extra_info": info}
+    info |= {"batch": 128, "flops": 1_000_000_000, "baseline": baseline}
+    return {"group": GROUP, "name": f"step[{backend}]", "stats": {"median": median}, "extra_info": info}
+
+
+def write(path: Path, benchmarks: list[dict]) -> Path:
+    machine = {"cpu": {"brand_raw": "Test CPU", "count": 2}}
+    path.write_text(json.dumps({"machine_info": machine, "benchmarks": benchmarks}))
+    return path
+
+
+def test_ratios_throughput_and_peak_fraction(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "bench.json",
+        [
+            bench("torch", 0.004),
+            bench("keras", 0.002),
+            bench("jax", 0.001),
+            bench("jax", 0.0008, baseline=True),
+            bench("jax", 2 * 2048**3 / 400e9, kind="matmul"),  # 400 GFLOP/s
+            bench("torch", 2 * 2048**3 / 300e9, kind="matmul"),
+        ],
+    )
+    report = load_speed(path)
+    assert report.peak_backend == "jax" and report.peak_flops == pytest.approx(400e9)
+    text = speed_markdown(report)
+    # jax is the fastest (ratio 1), torch 4× slower and keras 2× (both flagged); 1 GFLOP in 1 ms is
+    # 1e12 FLOP/s, 250% of a 400 GFLOP/s peak (the inputs are made up, not a real machine)
+    assert f"| {GROUP} | jax | 1.000 | 1.00 | 128,000 | 1.50 | 250.0 |" in text
+    assert f"| {GROUP} | torch | 4.000 | 4.00 **slow** | 32,000 | 1.50 | 62.5 |" in text
+    assert "torch on mnist_mlp · train step · compiled is 4.00× slower than the fastest backend." in text
+    assert "keras on mnist_mlp · train step · compiled is 2.00× slower" in text
+    # our jax step takes 1.25× the hand-written one: over the 1.1× bound
+    assert "jax: our step on mnist_mlp · train step · compiled takes 1.25× the hand-written baseline" in text
+    assert "Test CPU, 2 logical cores" in text and "400 GFLOP/s" in text
+
+
+def test_a_file_that_is_not_a_benchmark_run_names_itself(tmp_path: Path) -> None:
+    broken = tmp_path / "bench.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match=r"bench\.json: not a pytest-benchmark JSON file"):
+        load_speed(broken)
+    without_peak = write(tmp_path / "nopeak.json", [bench("jax", 0.001)])
+    with pytest.raises(ValueError, match="no matmul peak"):
+        load_speed(without_peak)
