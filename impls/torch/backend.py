@@ -36,11 +36,20 @@ def training_loss(model: MLP, x: torch.Tensor, targets: torch.Tensor, loss: str)
 def _compiled_loss(model: MLP):
     """``training_loss`` through ``torch.compile`` (forward and, via AOTAutograd, backward), compiled
     once per model. Eager is torch's default: compiling takes 10–15 s on a small CPU, more than most
-    of our training runs. The optimizer step stays eager: its hooks (ε-hat, schedules, clipping)
-    change Python floats every step, each of which would recompile a compiled step."""
+    of our training runs."""
     if "_triptych_compiled_loss" not in model.__dict__:
         model.__dict__["_triptych_compiled_loss"] = torch.compile(training_loss)
     return model.__dict__["_triptych_compiled_loss"]
+
+
+def _compiled_optimizer_step(optimizer: torch.optim.Optimizer):
+    """``optimizer.step`` through ``torch.compile`` when the optimizer has no step hooks. With hooks
+    (ε-hat, schedules, clipping) it stays eager: they change Python floats in ``param_groups`` every
+    step, and each new value would recompile a compiled step."""
+    if not hasattr(optimizer, "_triptych_compiled_step"):
+        hooked = optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
+        optimizer._triptych_compiled_step = optimizer.step if hooked else torch.compile(optimizer.step)
+    return optimizer._triptych_compiled_step
 
 
 def _compiled_module(model: MLP) -> torch.nn.Module:
@@ -148,7 +157,7 @@ class TorchBackend:
         compiled: bool | None = None,
     ) -> float:
         value = self._backward(model, x, targets, loss, compiled=bool(compiled))
-        optimizer.step()
+        (_compiled_optimizer_step(optimizer) if compiled else optimizer.step)()
         return float(value.item())
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
