@@ -1,8 +1,9 @@
 """The :class:`spec.backend.Backend` contract for JAX with Flax NNX.
 
-Every computation runs under ``jax.jit`` on the model's split state (``nnx.split`` / ``nnx.merge``),
-the idiomatic fast path: the Python module is rebuilt inside the trace, so the compiled function
-sees only arrays.
+Inference and gradients run under ``jax.jit`` on the model's split state (``nnx.split`` /
+``nnx.merge``): the Python module is rebuilt inside the trace, so the compiled function sees only
+arrays. The train step, called thousands of times, is ``nnx.jit`` bound to model and optimizer with
+``nnx.cached_partial``, which walks the module graph once instead of on every call.
 """
 
 from __future__ import annotations
@@ -71,19 +72,10 @@ def _apply_gradients(graphdef: nnx.GraphDef, state: nnx.State, grads: nnx.State)
 
 
 def train_step_body(model: MLP, optimizer: nnx.Optimizer, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
-    """One training step on live NNX objects: eager as it stands, compiled inside :func:`_train_step`."""
+    """One training step on live NNX objects: eager as it stands, compiled inside :func:`_jit_train_step`."""
     value, grads = nnx.value_and_grad(training_loss)(model, x, targets, loss)
     optimizer.update(model, grads)
     return value
-
-
-@partial(jax.jit, static_argnames="loss", donate_argnums=1)
-def _train_step(
-    graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str
-) -> tuple[jax.Array, nnx.State]:
-    model, optimizer = nnx.merge(graphdef, state)
-    value = train_step_body(model, optimizer, x, targets, loss)
-    return value, nnx.state((model, optimizer))
 
 
 def configure_threads() -> str:
@@ -98,6 +90,24 @@ def configure_threads() -> str:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
         return "1"
     return f"every core (XLA cannot pin {threads} threads)"
+
+
+@nnx.jit(static_argnames="loss", graph=True, graph_updates=True)
+def _jit_train_step(model: MLP, optimizer: nnx.Optimizer, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
+    return train_step_body(model, optimizer, x, targets, loss)
+
+
+def _cached_train_step(model: MLP, optimizer: nnx.Optimizer, loss: str) -> Callable[..., jax.Array]:
+    """The jitted train step bound to ``model`` and ``optimizer`` with ``nnx.cached_partial``, once per
+    (optimizer, loss): NNX then walks the module graph once instead of on every call (an
+    ``nnx.split``/``nnx.update`` per step cost more than the step itself on the small models). The
+    cached copy shares the model's variables, so every other method sees each update."""
+    cache = model.__dict__.setdefault("_triptych_train_steps", {})
+    key = (id(optimizer), loss)
+    if key not in cache:
+        with nnx.set_graph_mode(True), nnx.set_graph_updates(True):
+            cache[key] = partial(nnx.cached_partial(_jit_train_step, model, optimizer), loss=loss)
+    return cache[key]
 
 
 class JaxBackend:
@@ -199,10 +209,7 @@ class JaxBackend:
         x, targets = jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype)
         if compiled is False:  # eager: every operation dispatched on its own
             return float(train_step_body(model, optimizer, x, targets, loss))
-        graphdef, state = nnx.split((model, optimizer))
-        value, state = _train_step(graphdef, state, x, targets, loss=loss)
-        nnx.update((model, optimizer), state)
-        return float(value)
+        return float(_cached_train_step(model, optimizer, loss)(x, targets))
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
         return schedules.learning_rates(schedule)
