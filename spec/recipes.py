@@ -87,24 +87,37 @@ def digits_mlp(hidden: tuple[int, ...], name: str, **options: float) -> MLPSpec:
 _ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected")
 
 DIGITS_EPOCHS = 35
+DIGITS_TARGET = 0.95
 DIGITS_STEPS = DIGITS_EPOCHS * 12  # 1,437 training images: 12 batches of 128 per epoch
+
+
+def digits_recipe(name: str, model: MLPSpec, optimizer: OptimizerSpec, **options: object) -> RecipeSpec:
+    """A recipe on the embedded digits with what the classic ones share: cross-entropy on class ids,
+    batches of 128, DIGITS_EPOCHS epochs, a 95% test-accuracy target."""
+    return RecipeSpec(
+        name,
+        model,
+        optimizer,
+        "sparse_categorical_crossentropy",
+        batch_size=128,
+        epochs=DIGITS_EPOCHS,
+        target_accuracy=DIGITS_TARGET,
+        **options,  # type: ignore[arg-type]
+    )
+
 
 # The classic recipes, on the embedded digits.
 RECIPES: dict[str, RecipeSpec] = {
     r.name: r
     for r in (
         # The classic Dense 512 relu → Dense 10 softmax net with Adam (Kingma & Ba's defaults).
-        RecipeSpec(
+        digits_recipe(
             "digits_adam",
             digits_mlp((512,), "digits_512"),
             OptimizerSpec("adam", 1e-3, **_ADAM),
-            "sparse_categorical_crossentropy",
-            batch_size=128,
-            epochs=DIGITS_EPOCHS,
-            target_accuracy=0.95,
         ),
         # Adam with a linear warm-up (2 epochs) and cosine decay over the rest of the run.
-        RecipeSpec(
+        digits_recipe(
             "digits_adam_cosine",
             digits_mlp((512,), "digits_512"),
             OptimizerSpec(
@@ -112,10 +125,6 @@ RECIPES: dict[str, RecipeSpec] = {
                 ScheduleSpec("warmup_cosine", 3e-3, DIGITS_STEPS, floor=1e-5, warmup_steps=24, warmup_start=3e-4),
                 **_ADAM,
             ),
-            "sparse_categorical_crossentropy",
-            batch_size=128,
-            epochs=DIGITS_EPOCHS,
-            target_accuracy=0.95,
         ),
         # The classic MNIST recipe (Chollet, "Deep Learning with Python", ch. 2): Dense 512 relu →
         # Dense 10 softmax, RMSprop at 1e-3 with Keras's defaults (ρ 0.9, ε 1e-7 inside the square
@@ -123,37 +132,25 @@ RECIPES: dict[str, RecipeSpec] = {
         # RMSprop at a constant rate keeps jumping (test accuracy swings between 94% and 97% from
         # epoch to epoch on this small set), so the recipe keeps the weights of the best validation
         # loss, as Keras's EarlyStopping(restore_best_weights=True) does.
-        RecipeSpec(
+        digits_recipe(
             "digits_rmsprop",
             digits_mlp((512,), "digits_512"),
             OptimizerSpec("rmsprop", 1e-3, rho=0.9, epsilon=1e-7, epsilon_placement="inside_sqrt"),
-            "sparse_categorical_crossentropy",
-            batch_size=128,
-            epochs=DIGITS_EPOCHS,
-            target_accuracy=0.95,
             early_stopping=EarlyStopping(patience=8),
             validation_fraction=0.1,
             native_substitutes=("epsilon_placement",),
         ),
         # Regularised: dropout after the hidden layer and L2 on the kernels, in the loss.
-        RecipeSpec(
+        digits_recipe(
             "digits_adam_regularised",
             digits_mlp((512,), "digits_512_regularised", dropout=0.2, kernel_l2=1e-4),
             OptimizerSpec("adam", 1e-3, **_ADAM),
-            "sparse_categorical_crossentropy",
-            batch_size=128,
-            epochs=DIGITS_EPOCHS,
-            target_accuracy=0.95,
         ),
         # SGD with heavy-ball momentum.
-        RecipeSpec(
+        digits_recipe(
             "digits_sgd_momentum",
             digits_mlp((512,), "digits_512"),
             OptimizerSpec("sgd", 0.05, momentum=0.9),
-            "sparse_categorical_crossentropy",
-            batch_size=128,
-            epochs=DIGITS_EPOCHS,
-            target_accuracy=0.95,
         ),
     )
 }

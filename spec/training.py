@@ -71,7 +71,9 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
     params = init_params(recipe.model, recipe.seed)
     model = backend.build(recipe.model, params, seed=recipe.seed)
     history = History(backend.name, recipe.name)
-    optimizer = _make_optimizer(backend, model, recipe, history)
+    optimizer, history.substitutions = make_optimizer_substituting(
+        backend, model, recipe.optimizer, recipe.native_substitutes
+    )
     best_loss, best_params, waited = math.inf, None, 0
     for epoch in range(recipe.epochs):
         for batch in batch_indices(len(x), recipe.batch_size, seed=recipe.seed, epoch=epoch):
@@ -108,13 +110,6 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
     history.final_params = backend.export_params(model)
     history.final_test_accuracy = accuracy(backend, model, split.x_test, split.y_test)
     return history
-
-
-def _make_optimizer(backend: Backend, model: object, recipe: RecipeSpec, history: History) -> object:
-    optimizer, history.substitutions = make_optimizer_substituting(
-        backend, model, recipe.optimizer, recipe.native_substitutes
-    )
-    return optimizer
 
 
 def make_optimizer_substituting(

@@ -46,6 +46,13 @@ def _loss_and_grads(model: MLP, x: tf.Tensor, targets: tf.Tensor, loss: str) -> 
     return value, tape.gradient(value, variables)
 
 
+def _use_xla(model: MLP) -> bool:
+    """Whether the compiled paths use XLA: not for a model with dropout on a CPU (see
+    :func:`_train_step_function`)."""
+    on_cpu = not tf.config.list_logical_devices("GPU")
+    return not (model.spec.dropout and on_cpu)
+
+
 def _train_step_function(model: MLP, optimizer: keras.optimizers.Optimizer, loss: str, compiled: bool):
     """The train step, built once per (model, optimizer, loss, mode). Compiled, it is one
     ``tf.function`` compiled by XLA — except for a model with dropout on a CPU, where XLA's
@@ -63,9 +70,7 @@ def _train_step_function(model: MLP, optimizer: keras.optimizers.Optimizer, loss
             return value
 
         if compiled:
-            on_cpu = not tf.config.list_logical_devices("GPU")
-            use_xla = not (model.spec.dropout and on_cpu)
-            step = tf.function(step, jit_compile=use_xla, reduce_retracing=True)
+            step = tf.function(step, jit_compile=_use_xla(model), reduce_retracing=True)
         cache[key] = step
     return cache[key]
 
@@ -73,10 +78,8 @@ def _train_step_function(model: MLP, optimizer: keras.optimizers.Optimizer, loss
 def _compiled_call(model: MLP):
     """The model's call as an XLA-compiled ``tf.function`` (traced once per ``training`` value)."""
     if "_triptych_compiled_call" not in model.__dict__:
-        on_cpu = not tf.config.list_logical_devices("GPU")
-        use_xla = not (model.spec.dropout and on_cpu)  # see _train_step_function
         model.__dict__["_triptych_compiled_call"] = tf.function(
-            lambda x, training: model(x, training=training), jit_compile=use_xla
+            lambda x, training: model(x, training=training), jit_compile=_use_xla(model)
         )
     return model.__dict__["_triptych_compiled_call"]
 
