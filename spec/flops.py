@@ -1,6 +1,6 @@
 """Floating-point operations per step, from a spec alone, for the benchmarks' achieved FLOP/s.
 
-Counts multiply–adds of the dense layers as two operations (the convention of published peak
+Counts multiply–adds of the dense and convolution layers as two operations (the convention of published peak
 figures); activations, losses and optimizer updates are a few operations per element and are left
 out, so the figures are slight underestimates.
 """
@@ -9,16 +9,43 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from spec.models import MLPSpec, ModelSpec
+from spec.layers import Conv2D, Dense, Layer
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, layer_output_shape
 from spec.validation import check_positive_int
 
 
 def forward_flops(spec: ModelSpec, batch: int) -> int:
     """Operations of one forward pass over ``batch`` examples."""
     check_positive_int("batch", batch)
-    if not isinstance(spec, MLPSpec):
-        raise TypeError(f"no FLOP count for {type(spec).__name__}")
-    return 2 * batch * sum(fan_in * fan_out for fan_in, fan_out in pairwise(spec.layer_sizes))
+    match spec:
+        case MLPSpec():
+            return 2 * batch * sum(fan_in * fan_out for fan_in, fan_out in pairwise(spec.layer_sizes))
+        case CNNSpec():
+            return batch * sum(_layer_flops(layer, shape) for layer, shape in zip(spec.layers, spec.shapes()))
+        case ResNetSpec():
+            shapes = spec.shapes()
+            total, shape = 0, spec.input_shape
+            for layer in spec.stem_layers:
+                total += _layer_flops(layer, shape)
+                shape = layer_output_shape(layer, shape)
+            for block in spec.blocks():
+                shape = shapes[block.name]
+                after = (*layer_output_shape(block.conv_a, shape)[:2], block.out_channels)
+                total += _layer_flops(block.conv_a, shape) + _layer_flops(block.conv_b, after)
+                total += _layer_flops(block.shortcut_conv, shape) if block.has_shortcut_conv else 0
+            return batch * (total + _layer_flops(Dense(spec.num_classes), (spec.widths[-1],)))
+    raise TypeError(f"no FLOP count for {type(spec).__name__}")
+
+
+def _layer_flops(layer: Layer, shape: tuple[int, ...]) -> int:
+    """Operations of one layer on one example whose input has ``shape``."""
+    if isinstance(layer, Conv2D):
+        out_h, out_w, filters = layer_output_shape(layer, shape)
+        kh, kw = layer.kernel_size
+        return 2 * out_h * out_w * kh * kw * shape[2] * filters
+    if isinstance(layer, Dense):
+        return 2 * shape[0] * layer.units
+    return 0
 
 
 def train_step_flops(spec: ModelSpec, batch: int) -> int:

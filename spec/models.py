@@ -7,109 +7,28 @@ a framework default. Specs are frozen dataclasses validated on construction: a b
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
 
 from spec.errors import SpecError
-from spec.validation import check_number, check_positive_int
-
-HIDDEN_ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "linear")
-OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
-GELU_APPROXIMATIONS = ("exact", "tanh")
-# Kernel initializers, with their published definitions (fan_in/fan_out of an (in, out) kernel):
-#   glorot_uniform   U(±sqrt(6 / (fan_in + fan_out)))          Glorot & Bengio 2010 (Keras default)
-#   glorot_normal    N(0, 2 / (fan_in + fan_out))
-#   he_uniform       U(±sqrt(6 / fan_in))                       He et al. 2015
-#   he_normal        N(0, 2 / fan_in)
-#   lecun_normal     truncated N at ±2σ, std 1/sqrt(fan_in)     (Flax default)
-#   torch_default    U(±1/sqrt(fan_in)), kaiming_uniform(a=√5)  (torch.nn.Linear default)
-KERNEL_INITIALIZERS = (
-    "glorot_uniform",
-    "glorot_normal",
-    "he_uniform",
-    "he_normal",
-    "lecun_normal",
-    "torch_default",
+from spec.layers import (
+    BIAS_INITIALIZERS,
+    KERNEL_INITIALIZERS,
+    LAYER_TYPES,
+    OUTPUT_ACTIVATIONS,
+    Act,
+    Activation,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Layer,
+    Pool2D,
+    output_size,
+    resolve_padding,
 )
-# Bias initializers: zeros (Keras and Flax default) or torch_default, U(±1/sqrt(fan_in)).
-BIAS_INITIALIZERS = ("zeros", "torch_default")
-
-_ACTIVATION_SYNTAX = re.compile(r"^\s*([a-z_]+)\s*(?:\(\s*([^()]*?)\s*\))?\s*$")
-
-
-@dataclass(frozen=True)
-class Activation:
-    """An element-wise activation with its parameters made explicit.
-
-    Parameters are required where frameworks disagree on the default: the leaky ReLU slope (torch 0.01,
-    Keras layer 0.3, Keras function 0.2), the ELU alpha, and whether GELU is exact (erf) or the tanh
-    approximation (torch and Keras: exact; JAX/Flax: tanh).
-    """
-
-    kind: str
-    negative_slope: float | None = None  # leaky_relu only
-    alpha: float | None = None  # elu only
-    approximate: str | None = None  # gelu only: "exact" or "tanh"
-
-    def __post_init__(self) -> None:
-        if self.kind not in HIDDEN_ACTIVATIONS:
-            raise SpecError("activation", self.kind, HIDDEN_ACTIVATIONS)
-        _require_iff(self, "negative_slope", self.kind == "leaky_relu")
-        _require_iff(self, "alpha", self.kind == "elu")
-        _require_iff(self, "approximate", self.kind == "gelu")
-        if self.negative_slope is not None and not (
-            math.isfinite(self.negative_slope) and 0 <= self.negative_slope < 1
-        ):
-            raise SpecError("activation.negative_slope", self.negative_slope, "a number in [0, 1)")
-        if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise SpecError("activation.alpha", self.alpha, "a finite number > 0")
-        if self.approximate is not None and self.approximate not in GELU_APPROXIMATIONS:
-            raise SpecError("activation.approximate", self.approximate, GELU_APPROXIMATIONS)
-
-    @classmethod
-    def parse(cls, text: str | Activation) -> Activation:
-        """Parse ``relu``, ``leaky_relu(0.2)``, ``elu(1.0)``, ``gelu(exact)`` or ``gelu(tanh)``."""
-        if isinstance(text, Activation):
-            return text
-        match = _ACTIVATION_SYNTAX.match(text) if isinstance(text, str) else None
-        if match is None:
-            raise SpecError(
-                "activation",
-                text,
-                "relu, tanh, sigmoid, linear, leaky_relu(slope), elu(alpha), gelu(exact) or gelu(tanh)",
-            )
-        kind, arg = match.group(1), match.group(2)
-        if kind == "leaky_relu":
-            return cls(kind, negative_slope=_parse_float("activation.negative_slope", arg, "leaky_relu(0.2)"))
-        if kind == "elu":
-            return cls(kind, alpha=_parse_float("activation.alpha", arg, "elu(1.0)"))
-        if kind == "gelu":
-            return cls(kind, approximate=arg)
-        if arg is not None:
-            raise SpecError("activation", text, f"{kind} without parameters")
-        return cls(kind)
-
-    def __str__(self) -> str:
-        param = {"leaky_relu": self.negative_slope, "elu": self.alpha, "gelu": self.approximate}
-        return f"{self.kind}({param[self.kind]})" if self.kind in param else self.kind
-
-
-def _require_iff(activation: Activation, name: str, required: bool) -> None:
-    value = getattr(activation, name)
-    if required and value is None:
-        raise SpecError(f"activation.{name}", None, f"an explicit value for {activation.kind}")
-    if not required and value is not None:
-        raise SpecError(f"activation.{name}", value, f"None for {activation.kind}")
-
-
-def _parse_float(field_name: str, text: str | None, example: str) -> float:
-    if text is None:
-        raise SpecError(field_name, None, f"an explicit value, e.g. {example}")
-    try:
-        return float(text)
-    except ValueError:
-        raise SpecError(field_name, text, f"a number, e.g. {example}") from None
+from spec.validation import check_number, check_positive_int
 
 
 @dataclass(frozen=True)
@@ -135,8 +54,7 @@ class MLPSpec:
     kind: str = field(default="mlp", init=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise SpecError("name", self.name, "a Python identifier such as 'mnist_mlp'")
+        _check_name(self.name)
         check_positive_int("input_size", self.input_size)
         check_positive_int("output_size", self.output_size)
         if isinstance(self.hidden_sizes, (str, bytes)) or not hasattr(self.hidden_sizes, "__iter__"):
@@ -151,16 +69,14 @@ class MLPSpec:
         if len(activations) != len(self.hidden_sizes):
             raise SpecError("activations", activations, f"one per hidden layer ({len(self.hidden_sizes)})")
         object.__setattr__(self, "activations", activations)
-        if self.output_activation not in OUTPUT_ACTIVATIONS:
-            raise SpecError("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
         if not isinstance(self.use_bias, bool):
             raise SpecError("use_bias", self.use_bias, (True, False))
-        if self.kernel_initializer not in KERNEL_INITIALIZERS:
-            raise SpecError("kernel_initializer", self.kernel_initializer, KERNEL_INITIALIZERS)
-        if self.bias_initializer not in BIAS_INITIALIZERS:
-            raise SpecError("bias_initializer", self.bias_initializer, BIAS_INITIALIZERS)
+        _check_head_and_training_fields(self)
         check_number("dropout", self.dropout, low=0.0, high=1.0)
-        check_number("kernel_l2", self.kernel_l2, low=0.0)
+
+    @property
+    def has_dropout(self) -> bool:
+        return self.dropout > 0
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -183,8 +99,352 @@ class MLPSpec:
         )
 
 
-ModelSpec = MLPSpec  # grows into a union as the zoo adds architectures
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise SpecError("name", name, "a Python identifier such as 'mnist_mlp'")
 
+
+def _check_head_and_training_fields(spec: object) -> None:
+    """The fields every model spec shares: output activation, initializers, L2 factor."""
+    if spec.output_activation not in OUTPUT_ACTIVATIONS:
+        raise SpecError("output_activation", spec.output_activation, OUTPUT_ACTIVATIONS)
+    _check_initializers(spec)
+    check_number("kernel_l2", spec.kernel_l2, low=0.0)
+
+
+def _check_initializers(spec: object) -> None:
+    if spec.kernel_initializer not in KERNEL_INITIALIZERS:
+        raise SpecError("kernel_initializer", spec.kernel_initializer, KERNEL_INITIALIZERS)
+    if spec.bias_initializer not in BIAS_INITIALIZERS:
+        raise SpecError("bias_initializer", spec.bias_initializer, BIAS_INITIALIZERS)
+
+
+def _check_image_shape(shape: object) -> tuple[int, int, int]:
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+        raise SpecError("input_shape", shape, "(height, width, channels), NHWC without the batch axis")
+    for i, n in enumerate(shape):
+        check_positive_int(f"input_shape[{i}]", n)
+    return tuple(shape)  # type: ignore[return-value]
+
+
+def layer_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape (without the batch axis) ``layer`` makes of an input of ``shape``."""
+    image = len(shape) == 3
+    match layer:
+        case Conv2D() | Pool2D() if not image:
+            raise SpecError("layers", type(layer).__name__, "image layers only before Flatten/GlobalAvgPool")
+        case Conv2D():
+            window, strides = layer.kernel_size, layer.strides
+            pads = resolve_padding(layer.padding, shape[:2], window, strides)
+            return (*output_size(shape[:2], window, strides, pads), layer.filters)
+        case Pool2D():
+            window, strides = layer.pool_size, layer.strides
+            pads = resolve_padding(layer.padding, shape[:2], window, strides)
+            if layer.kind == "max" and any(p >= k for pair, k in zip(pads, window) for p in pair):
+                raise SpecError("pool.padding", pads, f"fewer pixels per side than the window {window}")
+            return (*output_size(shape[:2], window, strides, pads), shape[2])
+        case Flatten() | GlobalAvgPool() if not image:
+            raise SpecError("layers", type(layer).__name__, "one Flatten or GlobalAvgPool, after the image layers")
+        case Flatten():
+            return (shape[0] * shape[1] * shape[2],)
+        case GlobalAvgPool():
+            return (shape[2],)
+        case Dense() if image:
+            raise SpecError("layers", "Dense", "Dense layers only after Flatten or GlobalAvgPool")
+        case Dense():
+            return (layer.units,)
+    return shape  # BatchNorm, Act, Dropout keep the shape
+
+
+@dataclass(frozen=True)
+class CNNSpec:
+    """A sequential convolutional network on NHWC images: image layers (Conv2D, Pool2D, BatchNorm,
+    Act, Dropout), one Flatten or GlobalAvgPool, then Dense layers (with Act, BatchNorm, Dropout);
+    the last layer is a Dense giving the logits, which ``output_activation`` turns into outputs."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    layers: tuple[Layer, ...]
+    output_activation: str
+    kernel_initializer: str = "glorot_uniform"
+    bias_initializer: str = "zeros"
+    kernel_l2: float = 0.0
+    kind: str = field(default="cnn", init=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        object.__setattr__(self, "input_shape", _check_image_shape(self.input_shape))
+        if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
+            raise SpecError("layers", self.layers, "a sequence of layer specs from spec.layers")
+        object.__setattr__(self, "layers", tuple(self.layers))
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, LAYER_TYPES):
+                raise SpecError(f"layers[{i}]", layer, [t.__name__ for t in LAYER_TYPES])
+        if not self.layers or not isinstance(self.layers[-1], Dense):
+            raise SpecError("layers", self.layers[-1:] or "()", "a last Dense layer giving the logits")
+        self.shapes()  # checks the order of the layers and that every window fits
+        _check_head_and_training_fields(self)
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        """The input shape of every layer and, last, the output shape (without the batch axis)."""
+        shapes = [self.input_shape]
+        for i, layer in enumerate(self.layers):
+            try:
+                shapes.append(layer_output_shape(layer, shapes[-1]))
+            except SpecError as exc:
+                raise SpecError(
+                    f"layers[{i}] ({type(layer).__name__}) of {self.name}", exc.value, exc.allowed
+                ) from None
+        return shapes
+
+    @property
+    def output_size(self) -> int:
+        return self.layers[-1].units
+
+    @property
+    def has_dropout(self) -> bool:
+        return any(isinstance(layer, Dropout) and layer.rate > 0 for layer in self.layers)
+
+    def describe(self) -> str:
+        """One line a person can read, e.g. ``28×28×1 conv32/3 relu maxpool2 … dense10 (softmax)``."""
+        parts = ["×".join(map(str, self.input_shape))]
+        for layer in self.layers:
+            match layer:
+                case Conv2D():
+                    stride = f"/s{layer.strides[0]}" if layer.strides != (1, 1) else ""
+                    pad = (
+                        ""
+                        if layer.padding == "valid"
+                        else f" {layer.padding}"
+                        if isinstance(layer.padding, str)
+                        else " pad"
+                    )
+                    parts.append(f"conv{layer.filters}/{layer.kernel_size[0]}{stride}{pad}")
+                case Pool2D():
+                    parts.append(f"{layer.kind}pool{layer.pool_size[0]}")
+                case BatchNorm():
+                    parts.append("bn")
+                case Act():
+                    parts.append(str(layer.activation))
+                case Flatten():
+                    parts.append("flatten")
+                case GlobalAvgPool():
+                    parts.append("gap")
+                case Dense():
+                    parts.append(f"dense{layer.units}")
+                case Dropout():
+                    parts.append(f"dropout{layer.rate:g}")
+        return " ".join(parts) + f" ({self.output_activation})"
+
+
+RESNET_STEMS = ("imagenet", "cifar")
+SAME_3X3 = ((1, 1), (1, 1))  # torchvision's padding=1: symmetric at stride 2 too, unlike 'same'
+
+
+@dataclass(frozen=True)
+class ResidualBlock:
+    """One BasicBlock (He et al. 2016): conv_a 3×3/stride → bn_a → relu → conv_b 3×3 → bn_b, plus the
+    input — through shortcut_conv 1×1/stride → shortcut_bn when the shape changes — then relu."""
+
+    stage: int
+    index: int
+    in_channels: int
+    out_channels: int
+    stride: int
+
+    @property
+    def name(self) -> str:
+        return f"stage_{self.stage}/block_{self.index}"
+
+    @property
+    def has_shortcut_conv(self) -> bool:
+        return self.stride != 1 or self.in_channels != self.out_channels
+
+    @property
+    def conv_a(self) -> Conv2D:
+        return Conv2D(self.out_channels, 3, self.stride, SAME_3X3, use_bias=False)
+
+    @property
+    def conv_b(self) -> Conv2D:
+        return Conv2D(self.out_channels, 3, 1, SAME_3X3, use_bias=False)
+
+    @property
+    def shortcut_conv(self) -> Conv2D:
+        return Conv2D(self.out_channels, 1, self.stride, "valid", use_bias=False)
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """A ResNet of BasicBlocks (ResNet-18: ``stage_blocks`` (2, 2, 2, 2), widths 64–512).
+
+    ``stem``: ``imagenet`` is conv 7×7/2 (padding 3) → BN → relu → max-pool 3×3/2 (padding 1), as
+    torchvision's ``resnet18`` (and the classic CIFAR-10 fine-tuning example that uses it unchanged);
+    ``cifar`` is conv 3×3/1 (padding 1) → BN → relu, the stem of ResNets trained on 32×32 images.
+    Stage 0 keeps the resolution, each later stage halves it in its first block. Convolutions have no
+    bias (BatchNorm follows each); the head is global average pooling → Dense(num_classes).
+    """
+
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    stem: str
+    stage_blocks: tuple[int, ...] = (2, 2, 2, 2)
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    batchnorm: BatchNorm = field(default_factory=BatchNorm)
+    output_activation: str = "softmax"
+    kernel_initializer: str = "he_normal"
+    bias_initializer: str = "zeros"
+    kernel_l2: float = 0.0
+    kind: str = field(default="resnet", init=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        object.__setattr__(self, "input_shape", _check_image_shape(self.input_shape))
+        check_positive_int("num_classes", self.num_classes)
+        if self.stem not in RESNET_STEMS:
+            raise SpecError("stem", self.stem, RESNET_STEMS)
+        for field_name in ("stage_blocks", "widths"):
+            value = getattr(self, field_name)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise SpecError(field_name, value, "a sequence of positive integers, one per stage")
+            object.__setattr__(self, field_name, tuple(value))
+            for i, n in enumerate(getattr(self, field_name)):
+                check_positive_int(f"{field_name}[{i}]", n)
+        if len(self.stage_blocks) != len(self.widths) or not self.widths:
+            raise SpecError("widths", self.widths, f"one width per stage ({len(self.stage_blocks)})")
+        if not isinstance(self.batchnorm, BatchNorm):
+            raise SpecError("batchnorm", self.batchnorm, "a spec.layers.BatchNorm")
+        _check_head_and_training_fields(self)
+        self.shapes()
+
+    @property
+    def stem_layers(self) -> tuple[Layer, ...]:
+        """The stem as layer specs: its conv is canonical ``stem/conv``, its BatchNorm ``stem/bn``."""
+        if self.stem == "imagenet":
+            conv = Conv2D(self.widths[0], 7, 2, ((3, 3), (3, 3)), use_bias=False)
+            pool = Pool2D("max", 3, 2, ((1, 1), (1, 1)))
+            return (conv, self.batchnorm, Act("relu"), pool)
+        return (Conv2D(self.widths[0], 3, 1, SAME_3X3, use_bias=False), self.batchnorm, Act("relu"))
+
+    def blocks(self) -> list[ResidualBlock]:
+        """Every residual block, in order."""
+        blocks, channels = [], self.widths[0]
+        for stage, (count, width) in enumerate(zip(self.stage_blocks, self.widths)):
+            for index in range(count):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(ResidualBlock(stage, index, channels, width, stride))
+                channels = width
+        return blocks
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The input shape of the stem, of each block (by name) and of the head."""
+        shape: tuple[int, ...] = self.input_shape
+        shapes = {"stem": shape}
+        try:
+            for layer in self.stem_layers:
+                shape = layer_output_shape(layer, shape)
+            for block in self.blocks():
+                shapes[block.name] = shape
+                shape = layer_output_shape(block.conv_a, shape)
+        except SpecError as exc:
+            raise SpecError(f"input_shape of {self.name}", self.input_shape, f"an image large enough: {exc}") from None
+        shapes["head"] = shape
+        return shapes
+
+    @property
+    def output_size(self) -> int:
+        return self.num_classes
+
+    @property
+    def has_dropout(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        depth = 2 * sum(self.stage_blocks) + 2
+        return (
+            f"ResNet-{depth} ({self.stem} stem, widths {'-'.join(map(str, self.widths))}, "
+            f"{'×'.join(map(str, self.input_shape))} → {self.num_classes}, {self.output_activation})"
+        )
+
+
+ModelSpec = MLPSpec | CNNSpec | ResNetSpec
+
+
+def _relu() -> Act:
+    return Act("relu")
+
+
+VISION_ZOO: tuple[ModelSpec, ...] = (
+    # The Keras MNIST convnet: two valid 3×3 convs with 2×2 max-pooling, then Dense 10; 34,826 parameters.
+    CNNSpec(
+        "mnist_cnn",
+        (28, 28, 1),
+        (Conv2D(32, 3), _relu(), Pool2D("max", 2), Conv2D(64, 3), _relu(), Pool2D("max", 2), Flatten(), Dense(10)),
+        "softmax",
+    ),
+    # The PyTorch CIFAR-10 "SimpleCNN": 3×3 convs with padding 1, torch's default init; 1,070,794 parameters.
+    CNNSpec(
+        "cifar_simple_cnn",
+        (32, 32, 3),
+        (
+            Conv2D(32, 3, padding=SAME_3X3),
+            _relu(),
+            Pool2D("max", 2),
+            Conv2D(64, 3, padding=SAME_3X3),
+            _relu(),
+            Pool2D("max", 2),
+            Flatten(),
+            Dense(256),
+            _relu(),
+            Dense(10),
+        ),
+        "softmax",
+        kernel_initializer="torch_default",
+        bias_initializer="torch_default",
+    ),
+    # The classic 64×64 RGB binary classifier (cats vs dogs): two conv/pool stages, Dense 128, sigmoid.
+    CNNSpec(
+        "cnn_64",
+        (64, 64, 3),
+        (
+            Conv2D(32, 3),
+            _relu(),
+            Pool2D("max", 2),
+            Conv2D(64, 3),
+            _relu(),
+            Pool2D("max", 2),
+            Flatten(),
+            Dense(128),
+            _relu(),
+            Dense(1),
+        ),
+        "sigmoid",
+    ),
+    # A small CNN for the embedded 8×8 digits, trained to convergence by the digits_cnn recipe.
+    CNNSpec(
+        "digits_cnn",
+        (8, 8, 1),
+        (
+            Conv2D(16, 3, padding="same"),
+            _relu(),
+            Conv2D(32, 3, padding="same"),
+            _relu(),
+            Pool2D("max", 2),
+            Flatten(),
+            Dense(64),
+            _relu(),
+            Dense(10),
+        ),
+        "softmax",
+        kernel_initializer="he_uniform",
+    ),
+    # ResNet-18 for 32×32 images with the CIFAR stem: 11,173,962 parameters (plus 9,600 running statistics).
+    ResNetSpec("resnet18_cifar", (32, 32, 3), 10, "cifar"),
+    # torchvision's resnet18 (ImageNet stem) with a 10-class head, as fine-tuned on CIFAR-10.
+    ResNetSpec("resnet18_imagenet_stem", (32, 32, 3), 10, "imagenet"),
+    # ResNet-18 with 1/8 of the width, for training runs on a CPU (digits upsampled to 32×32).
+    ResNetSpec("resnet18_narrow", (32, 32, 1), 10, "cifar", widths=(8, 16, 32, 64)),
+)
 
 ZOO: dict[str, ModelSpec] = {
     spec.name: spec
@@ -218,6 +478,7 @@ ZOO: dict[str, ModelSpec] = {
             output_activation="softmax",
             kernel_initializer="he_normal",
         ),
+        *VISION_ZOO,
     )
 }
 

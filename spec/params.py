@@ -7,11 +7,15 @@ Layout convention (the only place it is defined):
   ``dense_2`` (the output layer), each with ``kernel`` and, when the spec has biases, ``bias``.
 * Dense kernels are ``(in, out)``: ``y = x @ kernel + bias``. (torch stores ``(out, in)``; its
   backend transposes at its edge.)
-* Images are NHWC; conv kernels ``(kh, kw, in, out)``; recurrent kernels concatenate their gates
-  along the last axis in the order the spec documents; attention q/k/v kernels are
-  ``(d_model, heads, head_dim)``. (These arrive with the vision and sequence models.)
-* Trainable parameters and state tensors (e.g. BatchNorm running statistics) share the mapping; each
-  entry says whether it is trainable.
+* Images are NHWC; conv kernels ``(kh, kw, in, out)``, with fan_in = kh·kw·in and fan_out =
+  kh·kw·out for the initializers. A Dense kernel after a Flatten has its rows in NHWC order
+  (h, w, c). (Recurrent kernels and attention q/k/v kernels arrive with the sequence models.)
+* A sequential CNN numbers its layers per kind: ``conv_0``, ``batchnorm_0``, ``dense_0`` …; a ResNet
+  names them by position: ``stem/conv``, ``stem/bn``, ``stage_1/block_0/conv_a`` (``bn_a``,
+  ``conv_b``, ``bn_b``, ``shortcut_conv``, ``shortcut_bn``) and ``head``.
+* BatchNorm layers hold ``gamma`` and ``beta`` (trainable) and ``moving_mean`` and
+  ``moving_variance`` (state, not trainable). Trainable parameters and state tensors share the
+  mapping; each entry says whether it is trainable, and gradients cover the trainable ones only.
 * Canonical values are float32 when exchanged with backends; the judge promotes them to float64.
 """
 
@@ -19,26 +23,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import numpy as np
 
 from spec.errors import ParamError
-from spec.models import MLPSpec, ModelSpec
+from spec.layers import BatchNorm, Conv2D, Dense, Flatten, Layer
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
 
 CANONICAL_DTYPE = np.float32
 
 
+LAYOUTS = ("dense", "conv", "vector")
+
+
 @dataclass(frozen=True)
 class ParamInfo:
-    """Shape and role of one canonical tensor."""
+    """Shape and role of one canonical tensor. ``layout`` says how backends convert it: a ``dense``
+    kernel (in, out), a ``conv`` kernel (kh, kw, in, out), or a ``vector`` (biases, BatchNorm).
+    ``flattened_from`` is the (h, w, c) feature map a Dense kernel's rows were flattened from."""
 
     shape: tuple[int, ...]
     trainable: bool
     initializer: str
     fan_in: int
     fan_out: int
+    layout: str = "vector"
+    flattened_from: tuple[int, int, int] | None = None
 
     @property
     def size(self) -> int:
@@ -62,16 +74,107 @@ def dense_name(index: int) -> str:
 
 def param_specs(spec: ModelSpec) -> dict[str, ParamInfo]:
     """Every canonical tensor of ``spec``, in a fixed order: ``name -> ParamInfo``."""
-    if not isinstance(spec, MLPSpec):
-        raise ParamError(f"no canonical parameters defined for spec type {type(spec).__name__}")
     infos: dict[str, ParamInfo] = {}
-    sizes = spec.layer_sizes
-    for i, (fan_in, fan_out) in enumerate(pairwise(sizes)):
-        layer = dense_name(i)
-        infos[f"{layer}/kernel"] = ParamInfo((fan_in, fan_out), True, spec.kernel_initializer, fan_in, fan_out)
-        if spec.use_bias:
-            infos[f"{layer}/bias"] = ParamInfo((fan_out,), True, spec.bias_initializer, fan_in, fan_out)
+    match spec:
+        case MLPSpec():
+            for i, (fan_in, fan_out) in enumerate(pairwise(spec.layer_sizes)):
+                _add_dense(infos, spec, dense_name(i), fan_in, fan_out, spec.use_bias, None)
+        case CNNSpec():
+            shapes = spec.shapes()
+            for name, layer, shape in zip(cnn_layer_names(spec), spec.layers, shapes):
+                if name is not None:
+                    _add_layer(infos, spec, name, layer, shape)
+            _mark_flatten(infos, spec, shapes)
+        case ResNetSpec():
+            shapes = spec.shapes()
+            _add_layer(infos, spec, "stem/conv", spec.stem_layers[0], shapes["stem"])
+            _add_layer(infos, spec, "stem/bn", spec.batchnorm, (spec.widths[0],))
+            for block in spec.blocks():
+                shape = shapes[block.name]
+                after = (*shape[:2], block.out_channels)  # conv_b and the BatchNorms see out_channels
+                _add_layer(infos, spec, f"{block.name}/conv_a", block.conv_a, shape)
+                _add_layer(infos, spec, f"{block.name}/bn_a", spec.batchnorm, after)
+                _add_layer(infos, spec, f"{block.name}/conv_b", block.conv_b, after)
+                _add_layer(infos, spec, f"{block.name}/bn_b", spec.batchnorm, after)
+                if block.has_shortcut_conv:
+                    _add_layer(infos, spec, f"{block.name}/shortcut_conv", block.shortcut_conv, shape)
+                    _add_layer(infos, spec, f"{block.name}/shortcut_bn", spec.batchnorm, after)
+            _add_layer(infos, spec, "head", Dense(spec.num_classes), (spec.widths[-1],))
+        case _:
+            raise ParamError(f"no canonical parameters defined for spec type {type(spec).__name__}")
     return infos
+
+
+def cnn_layer_names(spec: CNNSpec) -> list[str | None]:
+    """The canonical name of each layer of a sequential CNN (``None`` for layers without tensors)."""
+    counts: dict[str, int] = {}
+    names: list[str | None] = []
+    for layer in spec.layers:
+        kind = {Conv2D: "conv", BatchNorm: "batchnorm", Dense: "dense"}.get(type(layer))
+        if kind is None:
+            names.append(None)
+            continue
+        names.append(f"{kind}_{counts.get(kind, 0)}")
+        counts[kind] = counts.get(kind, 0) + 1
+    return names
+
+
+def _add_dense(
+    infos: dict[str, ParamInfo],
+    spec: ModelSpec,
+    layer: str,
+    fan_in: int,
+    fan_out: int,
+    use_bias: bool,
+    flattened_from: tuple[int, int, int] | None,
+) -> None:
+    infos[f"{layer}/kernel"] = ParamInfo(
+        (fan_in, fan_out), True, spec.kernel_initializer, fan_in, fan_out, "dense", flattened_from
+    )
+    if use_bias:
+        infos[f"{layer}/bias"] = ParamInfo((fan_out,), True, spec.bias_initializer, fan_in, fan_out)
+
+
+def _add_layer(infos: dict[str, ParamInfo], spec: ModelSpec, name: str, layer: Layer, shape: tuple[int, ...]) -> None:
+    """The tensors of one layer whose input has ``shape`` (without the batch axis)."""
+    channels = shape[-1]
+    match layer:
+        case Conv2D():
+            kh, kw = layer.kernel_size
+            fan_in, fan_out = kh * kw * channels, kh * kw * layer.filters
+            kernel_shape = (kh, kw, channels, layer.filters)
+            infos[f"{name}/kernel"] = ParamInfo(kernel_shape, True, spec.kernel_initializer, fan_in, fan_out, "conv")
+            if layer.use_bias:
+                infos[f"{name}/bias"] = ParamInfo((layer.filters,), True, spec.bias_initializer, fan_in, fan_out)
+        case BatchNorm():
+            for variable, trainable, initializer in BATCHNORM_TENSORS:
+                infos[f"{name}/{variable}"] = ParamInfo((channels,), trainable, initializer, channels, channels)
+        case Dense():
+            _add_dense(infos, spec, name, channels, layer.units, layer.use_bias, None)
+
+
+# A BatchNorm layer's tensors: (name, trainable, initial value).
+BATCHNORM_TENSORS = (
+    ("gamma", True, "ones"),
+    ("beta", True, "zeros"),
+    ("moving_mean", False, "zeros"),
+    ("moving_variance", False, "ones"),
+)
+
+
+def _mark_flatten(infos: dict[str, ParamInfo], spec: CNNSpec, shapes: list[tuple[int, ...]]) -> None:
+    """Record on the Dense kernel right after a Flatten the (h, w, c) its rows come from."""
+    names = cnn_layer_names(spec)
+    for i, layer in enumerate(spec.layers):
+        if isinstance(layer, Flatten):
+            following = next((n for n, lay in zip(names[i + 1 :], spec.layers[i + 1 :]) if isinstance(lay, Dense)))
+            key = f"{following}/kernel"
+            infos[key] = replace(infos[key], flattened_from=shapes[i])  # type: ignore[arg-type]
+
+
+def trainable_names(spec: ModelSpec) -> list[str]:
+    """The canonical names of the trainable tensors (those that have gradients), in order."""
+    return [name for name, info in param_specs(spec).items() if info.trainable]
 
 
 def count_params(spec: ModelSpec) -> ParamCount:
@@ -105,6 +208,8 @@ def sample_initializer(info: ParamInfo, rng: np.random.Generator) -> np.ndarray:
     match info.initializer:
         case "zeros":
             return np.zeros(shape)
+        case "ones":
+            return np.ones(shape)
         case "glorot_uniform":
             limit = math.sqrt(6.0 / (fan_in + fan_out))
             return rng.uniform(-limit, limit, shape)
@@ -134,14 +239,15 @@ def _truncated_standard_normal(rng: np.random.Generator, shape: tuple[int, ...])
 
 
 def check_params(
-    spec: ModelSpec, params: Mapping[str, np.ndarray], *, source: str = "parameters"
+    spec: ModelSpec, params: Mapping[str, np.ndarray], *, source: str = "parameters", trainable_only: bool = False
 ) -> dict[str, np.ndarray]:
-    """Validate ``params`` against ``spec`` and return them as float32 arrays in canonical order.
+    """Validate ``params`` against ``spec`` and return them as float32 arrays in canonical order;
+    ``trainable_only`` expects just the trainable tensors (gradients, say).
 
     A missing, unexpected, mis-shaped, non-numeric or non-finite tensor raises :class:`ParamError`
     naming it; ``source`` says where the parameters came from (e.g. a file name).
     """
-    expected = param_specs(spec)
+    expected = {n: i for n, i in param_specs(spec).items() if i.trainable or not trainable_only}
     missing = [n for n in expected if n not in params]
     unexpected = [n for n in params if n not in expected]
     if missing or unexpected:

@@ -11,12 +11,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from spec.errors import SpecError
+from spec.layers import (
+    Act,
+    Activation,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Layer,
+    Pads,
+    Pool2D,
+    resolve_padding,
+)
 from spec.losses import check_loss
-from spec.models import Activation, MLPSpec, ModelSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
 from spec.optimizers import OptimizerSpec
-from spec.params import check_params, dense_name
+from spec.params import check_params, cnn_layer_names, dense_name, param_specs, trainable_names
 from spec.schedules import ScheduleSpec
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -72,25 +87,138 @@ def _as_float64_params(spec: ModelSpec, params: Mapping[str, np.ndarray]) -> dic
     return {name: np.asarray(value, dtype=np.float64) for name, value in params.items()}
 
 
-def logits(spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """The model's pre-activation output in float64."""
-    if not isinstance(spec, MLPSpec):
-        raise SpecError("spec", type(spec).__name__, "a spec with a reference forward pass")
+def logits(spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, *, training: bool = False) -> np.ndarray:
+    """The model's pre-activation output in float64. ``training`` switches BatchNorm to batch
+    statistics; the judge has no dropout (it draws no random masks), so it matches a backend in
+    evaluation mode, or in training mode at dropout rate 0."""
+    return logits_and_state(spec, params, x, training=training)[0]
+
+
+def logits_and_state(
+    spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, *, training: bool = False
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The logits and the non-trainable state after the pass: in training mode each BatchNorm's
+    running statistics updated by this batch (:class:`spec.layers.BatchNorm`), else unchanged."""
     p = _as_float64_params(spec, params)
     h = _check_input(spec, x)
-    last = len(spec.hidden_sizes)
-    for i in range(last + 1):
-        h = h @ p[f"{dense_name(i)}/kernel"]
-        if spec.use_bias:
-            h = h + p[f"{dense_name(i)}/bias"]
-        if i < last:
-            h = activation(h, spec.activations[i])
-    return h
+    infos = param_specs(spec)
+    state = {name: value for name, value in p.items() if not infos[name].trainable}
+    match spec:
+        case MLPSpec():
+            last = len(spec.hidden_sizes)
+            for i in range(last + 1):
+                h = h @ p[f"{dense_name(i)}/kernel"]
+                if spec.use_bias:
+                    h = h + p[f"{dense_name(i)}/bias"]
+                if i < last:
+                    h = activation(h, spec.activations[i])
+        case CNNSpec():
+            for name, layer in zip(cnn_layer_names(spec), spec.layers):
+                h = apply_layer(layer, name, p, h, training, state)
+        case ResNetSpec():
+            h = _resnet(spec, p, h, training, state)
+        case _:
+            raise SpecError("spec", type(spec).__name__, "a spec with a reference forward pass")
+    return h, state
 
 
-def forward(spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+def _resnet(
+    spec: ResNetSpec, p: dict[str, np.ndarray], h: np.ndarray, training: bool, state: dict[str, np.ndarray]
+) -> np.ndarray:
+    for layer, name in zip(spec.stem_layers, ("stem/conv", "stem/bn", None, None)):
+        h = apply_layer(layer, name, p, h, training, state)
+    for block in spec.blocks():
+        b = block.name
+        out = apply_layer(block.conv_a, f"{b}/conv_a", p, h, training, state)
+        out = np.maximum(apply_layer(spec.batchnorm, f"{b}/bn_a", p, out, training, state), 0.0)
+        out = apply_layer(block.conv_b, f"{b}/conv_b", p, out, training, state)
+        out = apply_layer(spec.batchnorm, f"{b}/bn_b", p, out, training, state)
+        if block.has_shortcut_conv:
+            h = apply_layer(block.shortcut_conv, f"{b}/shortcut_conv", p, h, training, state)
+            h = apply_layer(spec.batchnorm, f"{b}/shortcut_bn", p, h, training, state)
+        h = np.maximum(out + h, 0.0)
+    return apply_layer(Dense(spec.num_classes), "head", p, h.mean(axis=(1, 2)), training, state)
+
+
+def apply_layer(
+    layer: Layer,
+    name: str | None,
+    p: Mapping[str, np.ndarray],
+    h: np.ndarray,
+    training: bool,
+    state: dict[str, np.ndarray],
+) -> np.ndarray:
+    """One layer in float64; ``name`` is its canonical name, ``state`` receives BatchNorm updates."""
+    match layer:
+        case Conv2D():
+            pads = resolve_padding(layer.padding, h.shape[1:3], layer.kernel_size, layer.strides)
+            out = conv2d(h, p[f"{name}/kernel"], layer.strides, pads)
+            return out + p[f"{name}/bias"] if layer.use_bias else out
+        case Pool2D():
+            return pool2d(h, layer)
+        case BatchNorm():
+            return batchnorm(h, layer, p, name, training, state)
+        case Act():
+            return activation(h, layer.activation)
+        case Flatten():
+            return h.reshape(len(h), -1)  # NHWC order: rows of the next kernel are (h, w, c)
+        case GlobalAvgPool():
+            return h.mean(axis=(1, 2))
+        case Dense():
+            out = h @ p[f"{name}/kernel"]
+            return out + p[f"{name}/bias"] if layer.use_bias else out
+        case Dropout():
+            return h
+    raise SpecError("layer", type(layer).__name__, "a layer with a reference")
+
+
+def conv2d(x: np.ndarray, kernel: np.ndarray, strides: tuple[int, int], pads: Pads) -> np.ndarray:
+    """Cross-correlation of NHWC ``x`` with a (kh, kw, in, out) kernel after zero ``pads``."""
+    x = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    kh, kw = kernel.shape[:2]
+    windows = sliding_window_view(x, (kh, kw), axis=(1, 2))[:, :: strides[0], :: strides[1]]  # n, h, w, c, kh, kw
+    return np.tensordot(windows, kernel, axes=([3, 4, 5], [2, 0, 1]))
+
+
+def pool2d(x: np.ndarray, layer: Pool2D) -> np.ndarray:
+    """Max or average pooling of NHWC ``x`` (padding semantics in :class:`spec.layers.Pool2D`)."""
+    pads = resolve_padding(layer.padding, x.shape[1:3], layer.pool_size, layer.strides)
+    widths = ((0, 0), pads[0], pads[1], (0, 0))
+    sh, sw = layer.strides
+
+    def windows(a: np.ndarray) -> np.ndarray:
+        return sliding_window_view(a, layer.pool_size, axis=(1, 2))[:, ::sh, ::sw]
+
+    if layer.kind == "max":
+        return windows(np.pad(x, widths, constant_values=-np.inf)).max(axis=(-2, -1))
+    total = windows(np.pad(x, widths)).sum(axis=(-2, -1))
+    if layer.count_padding or layer.padding == "valid":
+        return total / (layer.pool_size[0] * layer.pool_size[1])
+    counts = windows(np.pad(np.ones_like(x[:1, ..., :1]), widths)).sum(axis=(-2, -1))
+    return total / counts
+
+
+def batchnorm(
+    x: np.ndarray, layer: BatchNorm, p: Mapping[str, np.ndarray], name: str, training: bool, state: dict
+) -> np.ndarray:
+    """BatchNorm over every axis but the last (channels); in training, batch statistics (biased
+    variance) and the running statistics' update written to ``state``."""
+    axes = tuple(range(x.ndim - 1))
+    if training:
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+        n = x.size // x.shape[-1]
+        running_var = var * n / (n - 1) if layer.running_variance == "unbiased" else var
+        m = layer.momentum
+        state[f"{name}/moving_mean"] = m * p[f"{name}/moving_mean"] + (1 - m) * mean
+        state[f"{name}/moving_variance"] = m * p[f"{name}/moving_variance"] + (1 - m) * running_var
+    else:
+        mean, var = p[f"{name}/moving_mean"], p[f"{name}/moving_variance"]
+    return (x - mean) / np.sqrt(var + layer.epsilon) * p[f"{name}/gamma"] + p[f"{name}/beta"]
+
+
+def forward(spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, *, training: bool = False) -> np.ndarray:
     """The model's output (after its output activation) in float64."""
-    return output_activation(logits(spec, params, x), spec.output_activation)
+    return output_activation(logits(spec, params, x, training=training), spec.output_activation)
 
 
 def _check_input(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
@@ -144,9 +272,10 @@ def l2_penalty(spec: ModelSpec, params: Mapping[str, np.ndarray]) -> float:
 def loss(
     spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, targets: np.ndarray, loss_name: str
 ) -> float:
-    """The training loss of the model on one batch in float64 (evaluation mode: no dropout), including
-    the spec's L2 term."""
-    data_loss = loss_from_logits(loss_name, logits(spec, params, x), targets, spec.output_activation)
+    """The training loss of the model on one batch in float64, including the spec's L2 term: in
+    training mode (BatchNorm on batch statistics), without dropout (see :func:`logits`)."""
+    z = logits(spec, params, x, training=True)
+    data_loss = loss_from_logits(loss_name, z, targets, spec.output_activation)
     return data_loss + l2_penalty(spec, params)
 
 
@@ -164,10 +293,13 @@ class DirectionalCheck:
 
     @property
     def relative_error(self) -> float:
-        """Error relative to the derivative's size; a projection that happens to be tiny is measured
-        against a thousandth of the typical one, and anything below 1e-9 counts as zero (float64
-        finite differences are accurate to ~1e-11 here)."""
-        scale = max(abs(self.judge), abs(self.backend), 1e-3 * self.typical, 1e-9)
+        """Error relative to the derivative's size. A projection that happens to be tiny is measured
+        against a tenth of the typical one: float32 backprop leaves noise of ~1e-7 (MLPs) to ~1e-6
+        (through a dozen training-mode BatchNorms) of the typical projection, and finite differences
+        across ReLU and max-pool kinks about as much, which a smaller floor would blow up past the
+        tolerance; a wrong gradient errs by a sizeable fraction of the typical projection. Anything
+        below 1e-9 counts as zero (float64 finite differences are accurate to ~1e-11 here)."""
+        scale = max(abs(self.judge), abs(self.backend), 0.1 * self.typical, 1e-9)
         return abs(self.judge - self.backend) / scale
 
 
@@ -221,9 +353,9 @@ def check_gradients(
     large kernel), and a few directions move every tensor at once.
     """
     rng = np.random.default_rng(seed)
-    shapes = {name: np.shape(value) for name, value in params.items()}
+    shapes = {name: np.shape(params[name]) for name in trainable_names(spec)}
     if set(grads) != set(shapes):
-        raise SpecError("grads", sorted(grads), f"one gradient per parameter: {sorted(shapes)}")
+        raise SpecError("grads", sorted(grads), f"one gradient per trainable parameter: {sorted(shapes)}")
     plan = [(name, {name: shapes[name]}) for name in shapes for _ in range(directions_per_param)]
     plan += [("*", shapes)] * global_directions
     checks = []

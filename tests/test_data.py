@@ -42,8 +42,9 @@ def test_digits_in_every_supported_shape(shape: tuple[int, ...]) -> None:
 
 
 def test_unsupported_shape_is_named() -> None:
-    with pytest.raises(SpecError, match="input_shape"):
-        digits((32, 32, 3))
+    for shape in [(30, 30, 3), (32, 32, 2), (32, 16, 1), (100,)]:
+        with pytest.raises(SpecError, match="input_shape"):
+            digits(shape)
 
 
 def test_upsampling_repeats_pixels_inside_a_border() -> None:
@@ -73,3 +74,11 @@ def test_bad_batch_size_and_labels_are_named() -> None:
     with pytest.raises(SpecError, match="labels"):
         one_hot(np.array([0, 10]), 10)
     np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+
+
+def test_digits_as_larger_colour_images() -> None:
+    grey = digits((8, 8, 1))
+    big = digits((32, 32, 3))
+    assert big.x_train.shape[1:] == (32, 32, 3)
+    np.testing.assert_array_equal(big.x_train[:, ::4, ::4, 0], grey.x_train[..., 0])
+    np.testing.assert_array_equal(big.x_train[..., 0], big.x_train[..., 2])

@@ -115,3 +115,25 @@ def test_finite_differences_match_an_analytic_gradient() -> None:
     # and it notices a wrong gradient
     wrong = {**grads, "dense_0/bias": grads["dense_0/bias"] * 1.01}
     assert max(c.relative_error for c in ref.check_gradients(spec, params, x, t, "mse", wrong)) > 1e-3
+
+
+def test_pooling_padding_semantics_by_hand() -> None:
+    from spec.layers import Pool2D
+
+    x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 2, 2, 1)
+    left_out = ref.pool2d(x, Pool2D("avg", 3, 1, "same", count_padding=False))
+    counted = ref.pool2d(x, Pool2D("avg", 3, 1, "same", count_padding=True))
+    assert left_out[0, 0, 0, 0] == pytest.approx(2.5)  # the 4 real pixels
+    assert counted[0, 0, 0, 0] == pytest.approx(10 / 9)  # 4 real pixels and 5 padded zeros
+    negative = ref.pool2d(-x, Pool2D("max", 3, 1, "same"))
+    assert negative[0, 1, 1, 0] == -1.0  # padding never wins a max, even over negative values
+
+
+def test_convolution_by_hand() -> None:
+    x = np.arange(9.0).reshape(1, 3, 3, 1)
+    kernel = np.zeros((2, 2, 1, 1))
+    kernel[0, 1, 0, 0] = 1.0  # picks the top-right pixel of each window: a cross-correlation
+    out = ref.conv2d(x, kernel, (1, 1), ((0, 0), (0, 0)))
+    np.testing.assert_array_equal(out[0, :, :, 0], [[1.0, 2.0], [4.0, 5.0]])
+    strided = ref.conv2d(x, kernel, (2, 2), ((0, 1), (0, 1)))  # TF's 'same' at stride 2 on 3 pixels
+    np.testing.assert_array_equal(strided[0, :, :, 0], [[1.0, 0.0], [7.0, 0.0]])

@@ -19,11 +19,11 @@ from flax import nnx
 
 from impls.jax import schedules, weights
 from impls.jax.losses import compute_loss
-from impls.jax.models import MLP
+from impls.jax.models import CNN, MLP, ResNet, SpecModel
 from impls.jax.optimizers import make_optimizer
 from spec.backend import intra_op_threads
 from spec.losses import check_loss, takes_class_ids
-from spec.models import MLPSpec, ModelSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
 from spec.schedules import ScheduleSpec
@@ -35,7 +35,7 @@ def configure_float32_exact() -> None:
     jax.config.update("jax_default_matmul_precision", "highest")
 
 
-def training_loss(model: MLP, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
+def training_loss(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
     """The spec's loss on one batch plus its L2 term."""
     value = compute_loss(loss, model(x), targets, model.spec.output_activation)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
@@ -71,7 +71,9 @@ def _apply_gradients(graphdef: nnx.GraphDef, state: nnx.State, grads: nnx.State)
     return nnx.state((model, optimizer))
 
 
-def train_step_body(model: MLP, optimizer: nnx.Optimizer, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
+def train_step_body(
+    model: SpecModel, optimizer: nnx.Optimizer, x: jax.Array, targets: jax.Array, loss: str
+) -> jax.Array:
     """One training step on live NNX objects: eager as it stands, compiled inside :func:`_jit_train_step`."""
     value, grads = nnx.value_and_grad(training_loss)(model, x, targets, loss)
     optimizer.update(model, grads)
@@ -93,11 +95,13 @@ def configure_threads() -> str:
 
 
 @nnx.jit(static_argnames="loss", graph=True, graph_updates=True)
-def _jit_train_step(model: MLP, optimizer: nnx.Optimizer, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
+def _jit_train_step(
+    model: SpecModel, optimizer: nnx.Optimizer, x: jax.Array, targets: jax.Array, loss: str
+) -> jax.Array:
     return train_step_body(model, optimizer, x, targets, loss)
 
 
-def _cached_train_step(model: MLP, optimizer: nnx.Optimizer, loss: str) -> Callable[..., jax.Array]:
+def _cached_train_step(model: SpecModel, optimizer: nnx.Optimizer, loss: str) -> Callable[..., jax.Array]:
     """The jitted train step bound to ``model`` and ``optimizer`` with ``nnx.cached_partial``, once per
     (optimizer, loss): NNX then walks the module graph once instead of on every call (an
     ``nnx.split``/``nnx.update`` per step cost more than the step itself on the small models). The
@@ -131,23 +135,24 @@ class JaxBackend:
     def device(self) -> str:
         return self._device
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> MLP:
-        if not isinstance(spec, MLPSpec):
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
+        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet}
+        if type(spec) not in kinds:
             raise TypeError(f"jax backend cannot build {type(spec).__name__}")
         # An abstract model (shapes only), filled from ``params``: running Flax's own initializers
         # eagerly would compile each of their ops for every new shape, seconds per model on a CPU.
-        model = nnx.eval_shape(lambda: MLP(spec, rngs=nnx.Rngs(params=0, dropout=seed)))
+        model = nnx.eval_shape(lambda: kinds[type(spec)](spec, rngs=nnx.Rngs(params=0, dropout=seed)))
         weights.load(model, params)
         nnx.reseed(model, dropout=seed)  # the abstract build left the dropout stream without a key
         return model
 
-    def load_params(self, model: MLP, params: Mapping[str, np.ndarray]) -> None:
+    def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
 
-    def export_params(self, model: MLP) -> dict[str, np.ndarray]:
+    def export_params(self, model: SpecModel) -> dict[str, np.ndarray]:
         return weights.export(model)
 
-    def count_params(self, model: MLP) -> ParamCount:
+    def count_params(self, model: SpecModel) -> ParamCount:
         def size(state: nnx.State) -> int:
             return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(state))
 
@@ -157,24 +162,26 @@ class JaxBackend:
         params, rest = nnx.split_state(state, nnx.Param, ...)
         return ParamCount(size(params), size(rest))
 
-    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False, compiled: bool | None = None) -> np.ndarray:
+    def logits(
+        self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool | None = None
+    ) -> np.ndarray:
         if compiled is False:  # eager: every operation dispatched on its own
             model.train() if training else model.eval()
             return np.asarray(model(jnp.asarray(x, jnp.float32)))
         return self._run(_logits, model, x, training)
 
-    def forward(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+    def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         return self._run(_outputs, model, x, training)
 
     @staticmethod
-    def _run(compiled: Callable, model: MLP, x: np.ndarray, training: bool) -> np.ndarray:
+    def _run(compiled: Callable, model: SpecModel, x: np.ndarray, training: bool) -> np.ndarray:
         model.train() if training else model.eval()
         result, state = compiled(*nnx.split(model), jnp.asarray(x, jnp.float32))
         nnx.update(model, state)
         return np.asarray(result)
 
     def loss_and_grads(
-        self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str
+        self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         check_loss(loss, model.spec.output_activation)
         model.train()
@@ -185,17 +192,17 @@ class JaxBackend:
         nnx.update(model, state)
         return float(value), weights.from_state(model, grads)
 
-    def make_optimizer(self, model: MLP, opt: OptimizerSpec) -> nnx.Optimizer:
+    def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> nnx.Optimizer:
         return nnx.Optimizer(model, make_optimizer(opt), wrt=nnx.Param)
 
-    def apply_gradients(self, model: MLP, optimizer: nnx.Optimizer, grads: Mapping[str, np.ndarray]) -> None:
+    def apply_gradients(self, model: SpecModel, optimizer: nnx.Optimizer, grads: Mapping[str, np.ndarray]) -> None:
         grads_state = weights.to_state(model, grads)
         graphdef, state = nnx.split((model, optimizer))
         nnx.update((model, optimizer), _apply_gradients(graphdef, state, grads_state))
 
     def train_step(
         self,
-        model: MLP,
+        model: SpecModel,
         optimizer: nnx.Optimizer,
         x: np.ndarray,
         targets: np.ndarray,

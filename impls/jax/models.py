@@ -10,7 +10,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from spec.models import Activation, MLPSpec
+from spec.errors import UnsupportedOption
+from spec.layers import Act, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool, Layer, Pool2D, resolve_padding
+from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, layer_output_shape
+from spec.params import cnn_layer_names
 
 
 def activation(act: Activation) -> Callable[[jax.Array], jax.Array]:
@@ -43,7 +46,22 @@ def output_activation(logits: jax.Array, kind: str) -> jax.Array:
     return logits
 
 
-class MLP(nnx.Module):
+class SpecModel(nnx.Module):
+    """What every model adds to ``nnx.Module``: its spec, its outputs and its L2 term."""
+
+    spec: MLPSpec | CNNSpec | ResNetSpec
+
+    def l2_penalty(self) -> jax.Array:
+        """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the conv and Linear kernels."""
+        kernels = [m.kernel[...] for _, m in nnx.iter_modules(self) if isinstance(m, (nnx.Conv, nnx.Linear))]
+        return self.spec.kernel_l2 * sum(jnp.sum(jnp.square(k)) for k in kernels)
+
+    def infer(self, x: jax.Array) -> jax.Array:
+        """The model's outputs: logits passed through the spec's output activation."""
+        return output_activation(self(x), self.spec.output_activation)
+
+
+class MLP(SpecModel):
     """Linear layers with an activation (and dropout) after each hidden one; ``__call__`` returns logits.
 
     ``model.train()`` / ``model.eval()`` switch dropout on and off; its masks come from the ``dropout``
@@ -64,10 +82,136 @@ class MLP(nnx.Module):
             x = self.dropout(act(layer(x)))
         return self.dense[-1](x)
 
-    def l2_penalty(self) -> jax.Array:
-        """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the Linear kernels."""
-        return self.spec.kernel_l2 * sum(jnp.sum(jnp.square(layer.kernel[...])) for layer in self.dense)
 
-    def infer(self, x: jax.Array) -> jax.Array:
-        """The model's outputs: logits passed through the spec's output activation."""
-        return output_activation(self(x), self.spec.output_activation)
+def _flax_padding(layer: Conv2D | Pool2D, shape: tuple[int, ...]) -> str | tuple[tuple[int, int], ...]:
+    """Flax's own 'VALID' or 'SAME' where it means the spec's padding, else the explicit pairs."""
+    window = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
+    pads = resolve_padding(layer.padding, shape[:2], window, layer.strides)
+    if pads == ((0, 0), (0, 0)):
+        return "VALID"
+    return "SAME" if pads == resolve_padding("same", shape[:2], window, layer.strides) else pads
+
+
+def batchnorm(layer: BatchNorm, channels: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """``nnx.BatchNorm`` with the spec's momentum and epsilon. Its default one-pass variance
+    (E[x²] − E[x]²) cancels catastrophically in float32 when |mean| ≫ std, so the two-pass one, as
+    torch and TensorFlow compute it."""
+    if layer.running_variance != "biased":
+        raise UnsupportedOption(
+            "jax",
+            "batchnorm.running_variance",
+            layer.running_variance,
+            "nnx.BatchNorm updates its running variance with the batch's biased variance",
+            native="biased",
+        )
+    return nnx.BatchNorm(channels, momentum=layer.momentum, epsilon=layer.epsilon, use_fast_variance=False, rngs=rngs)
+
+
+def flatten(x: jax.Array) -> jax.Array:
+    """NHWC feature maps to vectors in (h, w, c) order, the canonical one."""
+    return x.reshape(x.shape[0], -1)
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+    return x.mean(axis=(1, 2))
+
+
+def layer_callable(layer: Layer, shape: tuple[int, ...], rngs: nnx.Rngs) -> Callable[[jax.Array], jax.Array]:
+    """The Flax module or function for one spec layer whose input has ``shape``."""
+    match layer:
+        case Conv2D():
+            return nnx.Conv(
+                shape[2],
+                layer.filters,
+                layer.kernel_size,
+                strides=layer.strides,
+                padding=_flax_padding(layer, shape),
+                use_bias=layer.use_bias,
+                rngs=rngs,
+            )
+        case Pool2D() if layer.kind == "max":
+            return partial(
+                nnx.max_pool, window_shape=layer.pool_size, strides=layer.strides, padding=_flax_padding(layer, shape)
+            )
+        case Pool2D():
+            return partial(
+                nnx.avg_pool,
+                window_shape=layer.pool_size,
+                strides=layer.strides,
+                padding=_flax_padding(layer, shape),
+                count_include_pad=layer.count_padding is not False,
+            )
+        case BatchNorm():
+            return batchnorm(layer, shape[-1], rngs)
+        case Act():
+            return activation(layer.activation)
+        case Flatten():
+            return flatten
+        case GlobalAvgPool():
+            return global_avg_pool
+        case Dense():
+            return nnx.Linear(shape[0], layer.units, use_bias=layer.use_bias, rngs=rngs)
+        case Dropout():
+            return nnx.Dropout(layer.rate, rngs=rngs)
+    raise ValueError(f"no Flax layer for {layer}")
+
+
+class CNN(SpecModel):
+    """The spec's layers in order as an ``nnx.Sequential``; ``layer_names`` holds their canonical
+    names (``conv_0`` …, ``None`` for layers without tensors)."""
+
+    def __init__(self, spec: CNNSpec, *, rngs: nnx.Rngs) -> None:
+        self.spec = spec
+        self.layer_names = tuple(cnn_layer_names(spec))
+        self.body = nnx.Sequential(
+            *(layer_callable(layer, shape, rngs) for layer, shape in zip(spec.layers, spec.shapes()))
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.body(x)
+
+
+class BasicBlock(nnx.Module):
+    """conv_a → bn_a → relu → conv_b → bn_b, plus the (projected) input, then relu."""
+
+    def __init__(self, block: ResidualBlock, spec: ResNetSpec, shape: tuple[int, ...], *, rngs: nnx.Rngs) -> None:
+        after = (*layer_output_shape(block.conv_a, shape)[:2], block.out_channels)
+        self.conv_a = layer_callable(block.conv_a, shape, rngs)
+        self.bn_a = batchnorm(spec.batchnorm, block.out_channels, rngs)
+        self.conv_b = layer_callable(block.conv_b, after, rngs)
+        self.bn_b = batchnorm(spec.batchnorm, block.out_channels, rngs)
+        self.shortcut_conv = layer_callable(block.shortcut_conv, shape, rngs) if block.has_shortcut_conv else None
+        self.shortcut_bn = batchnorm(spec.batchnorm, block.out_channels, rngs) if block.has_shortcut_conv else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out = jax.nn.relu(self.bn_a(self.conv_a(x)))
+        out = self.bn_b(self.conv_b(out))
+        shortcut = x if self.shortcut_conv is None else self.shortcut_bn(self.shortcut_conv(x))
+        return jax.nn.relu(out + shortcut)
+
+
+class ResNet(SpecModel):
+    """Stem, stages of BasicBlocks, global average pooling and a Linear head."""
+
+    def __init__(self, spec: ResNetSpec, *, rngs: nnx.Rngs) -> None:
+        self.spec = spec
+        conv, bn, _, *pool = spec.stem_layers
+        self.stem_conv = layer_callable(conv, spec.input_shape, rngs)
+        self.stem_bn = batchnorm(bn, spec.widths[0], rngs)
+        after_conv = layer_output_shape(conv, spec.input_shape)
+        self.stem_pool = layer_callable(pool[0], after_conv, rngs) if pool else None
+        shapes = spec.shapes()
+        stages: list[list[BasicBlock]] = [[] for _ in spec.widths]
+        for block in spec.blocks():
+            stages[block.stage].append(BasicBlock(block, spec, shapes[block.name], rngs=rngs))
+        self.stages = nnx.List([nnx.List(blocks) for blocks in stages])
+        self.head = nnx.Linear(spec.widths[-1], spec.num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jax.nn.relu(self.stem_bn(self.stem_conv(x)))
+        if self.stem_pool is not None:
+            x = self.stem_pool(x)
+        for stage in self.stages:
+            for block in stage:
+                x = block(x)
+        return self.head(global_avg_pool(x))

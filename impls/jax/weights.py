@@ -1,7 +1,9 @@
-"""Canonical ⇄ Flax NNX names and layouts.
+"""Canonical ⇄ Flax NNX names and layouts (conventions in :mod:`spec.params`).
 
-``nnx.Linear`` kernels are already (in, out), the canonical layout, so values pass through unchanged;
-this module maps names to ``nnx.Param`` variables and to paths in an ``nnx.State``.
+Flax already uses the canonical layouts — NHWC images, ``nnx.Linear`` kernels (in, out), ``nnx.Conv``
+kernels (kh, kw, in, out), NHWC flattening — so values pass through unchanged; this module maps
+canonical names to variables and to paths in an ``nnx.State``. BatchNorm's ``gamma``, ``beta``,
+``moving_mean`` and ``moving_variance`` are Flax's ``scale``, ``bias``, ``mean`` and ``var``.
 """
 
 from __future__ import annotations
@@ -12,16 +14,39 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from spec.params import check_params, dense_name
+from spec.params import check_params, param_specs
+
+_VARIABLE = {
+    "kernel": "kernel",
+    "bias": "bias",
+    "gamma": "scale",
+    "beta": "bias",
+    "moving_mean": "mean",
+    "moving_variance": "var",
+}
 
 
-def canonical_paths(model: nnx.Module) -> dict[str, tuple[str | int, ...]]:
-    """Canonical name -> path of the variable in ``nnx.state(model)``, in the spec's order."""
+def _layer_path(model: nnx.Module, layer: str) -> tuple[str | int, ...]:
+    """The path of canonical layer ``layer`` (``dense_1``, ``conv_0``, ``stage_1/block_0/conv_a`` …)."""
+    kind = model.spec.kind
+    if kind == "mlp":
+        return ("dense", int(layer.rsplit("_", 1)[1]))
+    if kind == "cnn":
+        return ("body", "layers", model.layer_names.index(layer))
+    if layer.startswith("stage_"):
+        stage, block, part = layer.split("/")
+        return ("stages", int(stage.removeprefix("stage_")), int(block.removeprefix("block_")), part)
+    return (layer.replace("/", "_"),)  # stem/conv -> stem_conv, head
+
+
+def canonical_paths(model: nnx.Module, *, trainable_only: bool = False) -> dict[str, tuple[str | int, ...]]:
+    """Canonical name -> path of the variable in ``nnx.state(model)``, in the spec's order (BatchNorm
+    statistics too, unless ``trainable_only``)."""
     paths = {}
-    for i in range(len(model.dense)):
-        paths[f"{dense_name(i)}/kernel"] = ("dense", i, "kernel")
-        if model.spec.use_bias:
-            paths[f"{dense_name(i)}/bias"] = ("dense", i, "bias")
+    for name, info in param_specs(model.spec).items():
+        if info.trainable or not trainable_only:
+            layer, variable = name.rsplit("/", 1)
+            paths[name] = (*_layer_path(model, layer), _VARIABLE[variable])
     return paths
 
 
@@ -39,18 +64,19 @@ def load(model: nnx.Module, params: Mapping[str, np.ndarray]) -> None:
 
 
 def export(model: nnx.Module) -> dict[str, np.ndarray]:
-    return from_state(model, nnx.state(model, nnx.Param))
+    return {name: np.asarray(_at(model, path).get_value()) for name, path in canonical_paths(model).items()}
 
 
 def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray]) -> nnx.State:
     """A parameter-shaped ``nnx.State`` holding canonical ``arrays`` (e.g. gradients to apply)."""
-    checked = check_params(model.spec, arrays, source="gradients")
+    checked = check_params(model.spec, arrays, source="gradients", trainable_only=True)
     state = nnx.clone(nnx.state(model, nnx.Param))
-    for name, path in canonical_paths(model).items():
+    for name, path in canonical_paths(model, trainable_only=True).items():
         _at(state, path).set_value(jnp.asarray(checked[name]))
     return state
 
 
 def from_state(model: nnx.Module, state: nnx.State) -> dict[str, np.ndarray]:
-    """Canonical arrays from a parameter-shaped ``nnx.State`` (parameters or their gradients)."""
-    return {name: np.asarray(_at(state, path).get_value()) for name, path in canonical_paths(model).items()}
+    """Canonical arrays from a parameter-shaped ``nnx.State`` (the parameters' gradients, say)."""
+    paths = canonical_paths(model, trainable_only=True)
+    return {name: np.asarray(_at(state, path).get_value()) for name, path in paths.items()}

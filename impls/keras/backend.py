@@ -10,12 +10,12 @@ import tensorflow as tf
 
 from impls.keras import schedules, weights
 from impls.keras.losses import compute_loss
-from impls.keras.models import MLP
+from impls.keras.models import CNN, MLP, ResNet, SpecModel
 from impls.keras.optimizers import before_step, make_optimizer
 from spec.backend import intra_op_threads
 from spec.errors import BackendUnavailable
 from spec.losses import check_loss, takes_class_ids
-from spec.models import MLPSpec, ModelSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount, check_params
 from spec.schedules import ScheduleSpec
@@ -37,8 +37,8 @@ def _targets(targets: np.ndarray, loss: str) -> np.ndarray:
     return np.asarray(targets, np.int64 if takes_class_ids(loss) else np.float32)
 
 
-def _loss_and_grads(model: MLP, x: tf.Tensor, targets: tf.Tensor, loss: str) -> tuple[tf.Tensor, list[tf.Tensor]]:
-    variables = list(weights.canonical_variables(model).values())
+def _loss_and_grads(model: SpecModel, x: tf.Tensor, targets: tf.Tensor, loss: str) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    variables = list(weights.canonical_variables(model, trainable_only=True).values())
     with tf.GradientTape() as tape:
         value = compute_loss(loss, model(x, training=True), targets, model.spec.output_activation)
         if model.losses:  # the kernel regularizers' L2 terms, as Keras's own train step adds them
@@ -46,14 +46,14 @@ def _loss_and_grads(model: MLP, x: tf.Tensor, targets: tf.Tensor, loss: str) -> 
     return value, tape.gradient(value, variables)
 
 
-def _use_xla(model: MLP) -> bool:
+def _use_xla(model: SpecModel) -> bool:
     """Whether the compiled paths use XLA: not for a model with dropout on a CPU (see
     :func:`_train_step_function`)."""
     on_cpu = not tf.config.list_logical_devices("GPU")
-    return not (model.spec.dropout and on_cpu)
+    return not (model.spec.has_dropout and on_cpu)
 
 
-def _train_step_function(model: MLP, optimizer: keras.optimizers.Optimizer, loss: str, compiled: bool):
+def _train_step_function(model: SpecModel, optimizer: keras.optimizers.Optimizer, loss: str, compiled: bool):
     """The train step, built once per (model, optimizer, loss, mode). Compiled, it is one
     ``tf.function`` compiled by XLA — except for a model with dropout on a CPU, where XLA's
     random-number generation made each step about 20× slower than TensorFlow's own kernels (30 ms vs
@@ -62,7 +62,7 @@ def _train_step_function(model: MLP, optimizer: keras.optimizers.Optimizer, loss
     cache = model.__dict__.setdefault("_triptych_train_steps", {})
     key = (id(optimizer), loss, compiled)
     if key not in cache:
-        variables = list(weights.canonical_variables(model).values())
+        variables = list(weights.canonical_variables(model, trainable_only=True).values())
 
         def step(x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
             value, grads = _loss_and_grads(model, x, targets, loss)
@@ -75,7 +75,7 @@ def _train_step_function(model: MLP, optimizer: keras.optimizers.Optimizer, loss
     return cache[key]
 
 
-def _compiled_call(model: MLP):
+def _compiled_call(model: SpecModel):
     """The model's call as an XLA-compiled ``tf.function`` (traced once per ``training`` value)."""
     if "_triptych_compiled_call" not in model.__dict__:
         model.__dict__["_triptych_compiled_call"] = tf.function(
@@ -113,58 +113,64 @@ class KerasBackend:
     def device(self) -> str:
         return self._device
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> MLP:
-        if not isinstance(spec, MLPSpec):
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
+        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet}
+        if type(spec) not in kinds:
             raise TypeError(f"keras backend cannot build {type(spec).__name__}")
-        model = MLP(spec, seed=seed)
-        model.build((None, *spec.input_shape))
+        model = kinds[type(spec)](spec, seed=seed)
+        if isinstance(model, MLP):
+            model.build((None, *spec.input_shape))
+        else:  # one call creates every layer's variables, shapes inferred as Keras does
+            model(keras.ops.zeros((1, *spec.input_shape)))
         weights.load(model, params)
         return model
 
-    def load_params(self, model: MLP, params: Mapping[str, np.ndarray]) -> None:
+    def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
 
-    def export_params(self, model: MLP) -> dict[str, np.ndarray]:
+    def export_params(self, model: SpecModel) -> dict[str, np.ndarray]:
         return weights.export(model)
 
-    def count_params(self, model: MLP) -> ParamCount:
+    def count_params(self, model: SpecModel) -> ParamCount:
         def size(variables: list[keras.Variable]) -> int:
             return sum(int(np.prod(v.shape)) for v in variables)
 
         return ParamCount(size(model.trainable_weights), size(model.non_trainable_weights))
 
-    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False, compiled: bool | None = None) -> np.ndarray:
+    def logits(
+        self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool | None = None
+    ) -> np.ndarray:
         run = _compiled_call(model) if compiled else model
         return keras.ops.convert_to_numpy(run(tf.constant(x, tf.float32), training=training))
 
-    def forward(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+    def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         return keras.ops.convert_to_numpy(model.infer(np.asarray(x, np.float32), training=training))
 
     def loss_and_grads(
-        self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str
+        self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         check_loss(loss, model.spec.output_activation)
-        variables = weights.canonical_variables(model)
+        variables = weights.canonical_variables(model, trainable_only=True)
         value, grads = _loss_and_grads(model, np.asarray(x, np.float32), _targets(targets, loss), loss)
         return float(value), {name: g.numpy() for name, g in zip(variables, grads)}
 
-    def make_optimizer(self, model: MLP, opt: OptimizerSpec) -> keras.optimizers.Optimizer:
+    def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> keras.optimizers.Optimizer:
         optimizer = make_optimizer(opt)
         optimizer.spec = opt
-        optimizer.build(list(weights.canonical_variables(model).values()))
+        optimizer.build(list(weights.canonical_variables(model, trainable_only=True).values()))
         return optimizer
 
     def apply_gradients(
-        self, model: MLP, optimizer: keras.optimizers.Optimizer, grads: Mapping[str, np.ndarray]
+        self, model: SpecModel, optimizer: keras.optimizers.Optimizer, grads: Mapping[str, np.ndarray]
     ) -> None:
-        checked = check_params(model.spec, grads, source="gradients")
+        checked = check_params(model.spec, grads, source="gradients", trainable_only=True)
         before_step(optimizer, optimizer.spec)
-        variables = weights.canonical_variables(model)
+        variables = weights.canonical_variables(model, trainable_only=True)
         optimizer.apply_gradients([(checked[name], variable) for name, variable in variables.items()])
 
     def train_step(
         self,
-        model: MLP,
+        model: SpecModel,
         optimizer: keras.optimizers.Optimizer,
         x: np.ndarray,
         targets: np.ndarray,

@@ -7,7 +7,22 @@ from functools import partial
 
 import keras
 
-from spec.models import Activation, MLPSpec
+from spec.errors import UnsupportedOption
+from spec.layers import (
+    Act,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Layer,
+    Pads,
+    Pool2D,
+    resolve_padding,
+)
+from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, layer_output_shape
+from spec.params import cnn_layer_names
 
 
 def activation(act: Activation) -> Callable[[keras.KerasTensor], keras.KerasTensor]:
@@ -33,7 +48,17 @@ def output_activation(logits: keras.KerasTensor, kind: str) -> keras.KerasTensor
     return logits
 
 
-class MLP(keras.Model):
+class SpecModel(keras.Model):
+    """What every model adds to ``keras.Model``: its spec and its outputs."""
+
+    spec: MLPSpec | CNNSpec | ResNetSpec
+
+    def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
+        """The model's outputs: logits passed through the spec's output activation."""
+        return output_activation(self(x, training=training), self.spec.output_activation)
+
+
+class MLP(SpecModel):
     """Dense layers with an activation (and dropout) on each hidden one; ``call`` returns logits.
 
     The spec's L2 term is each Dense layer's ``kernel_regularizer``: Keras collects it in
@@ -65,6 +90,158 @@ class MLP(keras.Model):
             x = dropout(layer(x), training=training)
         return self.dense[-1](x)
 
-    def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
-        """The model's outputs: logits passed through the spec's output activation."""
-        return output_activation(self(x, training=training), self.spec.output_activation)
+
+class Pad2D(keras.layers.Layer):
+    """Constant padding of NHWC images, ((top, bottom), (left, right)): ``ZeroPadding2D`` with a
+    chosen value, for max-pooling windows where padded pixels must never win (−∞)."""
+
+    def __init__(self, pads: Pads, value: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.pads, self.value = pads, value
+
+    def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        return keras.ops.pad(x, ((0, 0), *self.pads, (0, 0)), constant_values=self.value)
+
+
+def _keras_padding(layer: Conv2D | Pool2D, shape: tuple[int, ...]) -> tuple[Pads | None, str]:
+    """Keras's own 'valid' or 'same' where it means the spec's padding; otherwise the explicit pads
+    for a padding layer in front of a 'valid' window."""
+    window = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
+    pads = resolve_padding(layer.padding, shape[:2], window, layer.strides)
+    if pads == ((0, 0), (0, 0)):
+        return None, "valid"
+    if pads == resolve_padding("same", shape[:2], window, layer.strides):
+        return None, "same"
+    return pads, "valid"
+
+
+def layer_stack(layer: Layer, name: str, shape: tuple[int, ...], spec: MLPSpec | CNNSpec | ResNetSpec, seed: int):
+    """The Keras layer(s) for one spec layer whose input has ``shape``; the one holding the spec
+    layer's tensors is named ``name``, a padding layer in front ``<name>_pad``."""
+    regularizer = keras.regularizers.L2(spec.kernel_l2) if spec.kernel_l2 else None
+    match layer:
+        case Conv2D():
+            pads, mode = _keras_padding(layer, shape)
+            conv = keras.layers.Conv2D(
+                layer.filters,
+                layer.kernel_size,
+                layer.strides,
+                padding=mode,
+                use_bias=layer.use_bias,
+                kernel_regularizer=regularizer,
+                name=name,
+            )
+            return [conv] if pads is None else [keras.layers.ZeroPadding2D(pads, name=f"{name}_pad"), conv]
+        case Pool2D():
+            return _pool_stack(layer, name, shape)
+        case BatchNorm():
+            return [batchnorm(layer, name)]
+        case Act():
+            return [keras.layers.Activation(activation(layer.activation), name=name)]
+        case Flatten():
+            return [keras.layers.Flatten(name=name)]  # NHWC: (h, w, c) order, the canonical one
+        case GlobalAvgPool():
+            return [keras.layers.GlobalAveragePooling2D(name=name)]
+        case Dense():
+            return [keras.layers.Dense(layer.units, use_bias=layer.use_bias, kernel_regularizer=regularizer, name=name)]
+        case Dropout():
+            return [keras.layers.Dropout(layer.rate, seed=seed, name=name)]
+    raise ValueError(f"no Keras layer for {layer}")
+
+
+def _pool_stack(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[keras.layers.Layer]:
+    pads, mode = _keras_padding(layer, shape)
+    if layer.kind == "max":
+        pool = keras.layers.MaxPooling2D(layer.pool_size, layer.strides, padding=mode, name=name)
+        return [pool] if pads is None else [Pad2D(pads, float("-inf"), name=f"{name}_pad"), pool]
+    if mode == "same" and layer.count_padding:  # Keras's 'same' average leaves the padding out
+        pads, mode = resolve_padding("same", shape[:2], layer.pool_size, layer.strides), "valid"
+    if pads is not None and not layer.count_padding:
+        raise UnsupportedOption(
+            "keras", "pool.padding", pads, "AveragePooling2D leaves padding out of the mean only for 'same'"
+        )
+    pool = keras.layers.AveragePooling2D(layer.pool_size, layer.strides, padding=mode, name=name)
+    return [pool] if pads is None else [keras.layers.ZeroPadding2D(pads, name=f"{name}_pad"), pool]
+
+
+def batchnorm(layer: BatchNorm, name: str) -> keras.layers.BatchNormalization:
+    """``BatchNormalization`` over the channels (last axis), momentum and epsilon from the spec."""
+    if layer.running_variance != "biased":
+        raise UnsupportedOption(
+            "keras",
+            "batchnorm.running_variance",
+            layer.running_variance,
+            "BatchNormalization updates its moving variance with the batch's biased variance",
+            native="biased",
+        )
+    return keras.layers.BatchNormalization(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, name=name)
+
+
+class CNN(SpecModel):
+    """The spec's layers in order, each Keras layer named as its canonical layer (``conv_0`` …)."""
+
+    def __init__(self, spec: CNNSpec, seed: int = 0, **kwargs) -> None:
+        super().__init__(name=spec.name, **kwargs)
+        self.spec = spec
+        self.stack = []
+        for i, (name, layer, shape) in enumerate(zip(cnn_layer_names(spec), spec.layers, spec.shapes())):
+            self.stack += layer_stack(layer, name or f"{type(layer).__name__.lower()}_{i}", shape, spec, seed + i)
+
+    def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
+        for layer in self.stack:
+            x = layer(x, training=training)
+        return x
+
+
+class BasicBlock(keras.layers.Layer):
+    """conv_a → bn_a → relu → conv_b → bn_b, plus the (projected) input, then relu."""
+
+    def __init__(self, block: ResidualBlock, spec: ResNetSpec, shape: tuple[int, ...], **kwargs) -> None:
+        super().__init__(name=block.name.replace("/", "_"), **kwargs)
+        after = (*layer_output_shape(block.conv_a, shape)[:2], block.out_channels)
+        self.conv_a = layer_stack(block.conv_a, "conv_a", shape, spec, 0)
+        self.bn_a = batchnorm(spec.batchnorm, "bn_a")
+        self.conv_b = layer_stack(block.conv_b, "conv_b", after, spec, 0)
+        self.bn_b = batchnorm(spec.batchnorm, "bn_b")
+        self.shortcut = []
+        if block.has_shortcut_conv:
+            self.shortcut = [*layer_stack(block.shortcut_conv, "shortcut_conv", shape, spec, 0)]
+            self.shortcut.append(batchnorm(spec.batchnorm, "shortcut_bn"))
+
+    def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
+        out = x
+        for layer in self.conv_a:
+            out = layer(out)
+        out = keras.ops.relu(self.bn_a(out, training=training))
+        for layer in self.conv_b:
+            out = layer(out)
+        out = self.bn_b(out, training=training)
+        for layer in self.shortcut:
+            x = layer(x, training=training)
+        return keras.ops.relu(out + x)
+
+
+class ResNet(SpecModel):
+    """Stem, BasicBlocks, global average pooling and a Dense head (the layout of
+    ``keras.applications``' ResNets, with explicit padding layers where the spec pads as torch does)."""
+
+    def __init__(self, spec: ResNetSpec, seed: int = 0, **kwargs) -> None:
+        super().__init__(name=spec.name, **kwargs)
+        self.spec = spec
+        shapes = spec.shapes()
+        self.stem = []
+        shape = spec.input_shape
+        for name, layer in zip(("stem_conv", "stem_bn", "stem_relu", "stem_pool"), spec.stem_layers):
+            self.stem += layer_stack(layer, name, shape, spec, seed)
+            shape = layer_output_shape(layer, shape)
+        self.blocks = [BasicBlock(block, spec, shapes[block.name]) for block in spec.blocks()]
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        regularizer = keras.regularizers.L2(spec.kernel_l2) if spec.kernel_l2 else None
+        self.head = keras.layers.Dense(spec.num_classes, kernel_regularizer=regularizer, name="head")
+
+    def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
+        for layer in self.stem:
+            x = layer(x, training=training)
+        for block in self.blocks:
+            x = block(x, training=training)
+        return self.head(self.pool(x))

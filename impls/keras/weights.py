@@ -1,7 +1,8 @@
-"""Canonical ⇄ Keras names and layouts.
+"""Canonical ⇄ Keras names and layouts (conventions in :mod:`spec.params`).
 
-Keras ``Dense`` kernels are already (in, out), the canonical layout, so values pass through unchanged;
-this module maps names to variables.
+Keras already uses the canonical layouts — NHWC images, ``Dense`` kernels (in, out), ``Conv2D``
+kernels (kh, kw, in, out), NHWC flattening — and BatchNormalization's variable names, so values pass
+through unchanged; this module maps canonical names to Keras variables.
 """
 
 from __future__ import annotations
@@ -11,16 +12,35 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from spec.params import check_params, dense_name
+from spec.params import check_params, param_specs
 
 
-def canonical_variables(model: keras.Model) -> dict[str, keras.Variable]:
-    """The model's variables under canonical names, in the spec's order."""
+def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
+    """The Keras layer of canonical layer ``layer`` (``dense_1``, ``conv_0``, ``stage_1/block_0/conv_a`` …)."""
+    kind = model.spec.kind
+    if kind == "mlp":
+        return model.dense[int(layer.rsplit("_", 1)[1])]
+    if kind == "cnn":
+        candidates = model.stack
+    elif layer == "head":
+        return model.head
+    elif layer.startswith("stem/"):
+        candidates, layer = model.stem, layer.replace("/", "_")
+    else:
+        block_name, layer = layer.rsplit("/", 1)
+        block = next(b for b in model.blocks if b.name == block_name.replace("/", "_"))
+        candidates = [*block.conv_a, block.bn_a, *block.conv_b, block.bn_b, *block.shortcut]
+    return next(candidate for candidate in candidates if candidate.name == layer)
+
+
+def canonical_variables(model: keras.Model, *, trainable_only: bool = False) -> dict[str, keras.Variable]:
+    """The model's variables under canonical names, in the spec's order (BatchNorm's moving
+    statistics too, unless ``trainable_only``)."""
     named = {}
-    for i, layer in enumerate(model.dense):
-        named[f"{dense_name(i)}/kernel"] = layer.kernel
-        if model.spec.use_bias:
-            named[f"{dense_name(i)}/bias"] = layer.bias
+    for name, info in param_specs(model.spec).items():
+        if info.trainable or not trainable_only:
+            layer, variable = name.rsplit("/", 1)
+            named[name] = getattr(_layer(model, layer), variable)
     return named
 
 

@@ -9,11 +9,11 @@ import torch
 
 from impls.torch import schedules, weights
 from impls.torch.losses import compute_loss
-from impls.torch.models import MLP
+from impls.torch.models import CNN, MLP, ResNet, SpecModel
 from impls.torch.optimizers import make_optimizer
 from spec.backend import intra_op_threads
 from spec.losses import check_loss, takes_class_ids
-from spec.models import MLPSpec, ModelSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
 from spec.schedules import ScheduleSpec
@@ -27,13 +27,13 @@ def configure_float32_exact() -> None:
     torch.set_float32_matmul_precision("highest")
 
 
-def training_loss(model: MLP, x: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
+def training_loss(model: SpecModel, x: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
     """The spec's loss on one batch plus its L2 term."""
     value = compute_loss(loss, model(x), targets, model.spec.output_activation)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
 
 
-def _compiled_loss(model: MLP):
+def _compiled_loss(model: SpecModel):
     """``training_loss`` through ``torch.compile`` (forward and, via AOTAutograd, backward), compiled
     once per model. Eager is torch's default: compiling takes 10–15 s on a small CPU, more than most
     of our training runs."""
@@ -52,7 +52,7 @@ def _compiled_optimizer_step(optimizer: torch.optim.Optimizer):
     return optimizer._triptych_compiled_step
 
 
-def _compiled_module(model: MLP) -> torch.nn.Module:
+def _compiled_module(model: SpecModel) -> torch.nn.Module:
     """``torch.compile(model)``, compiled once per model (and recompiled by torch for a new mode)."""
     if "_triptych_compiled_module" not in model.__dict__:
         model.__dict__["_triptych_compiled_module"] = torch.compile(model)
@@ -84,47 +84,57 @@ class TorchBackend:
     def device(self) -> str:
         return str(self._device) if self._device.type == "cpu" else f"cuda:{torch.cuda.current_device()}"
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> MLP:
-        if not isinstance(spec, MLPSpec):
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
+        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet}
+        if type(spec) not in kinds:
             raise TypeError(f"torch backend cannot build {type(spec).__name__}")
         torch.manual_seed(seed)  # nn.Dropout draws its masks from torch's global generator
-        model = MLP(spec).to(self._device)
+        model = kinds[type(spec)](spec).to(self._device)
         weights.load(model, params)
         return model
 
-    def load_params(self, model: MLP, params: Mapping[str, np.ndarray]) -> None:
+    def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
 
-    def export_params(self, model: MLP) -> dict[str, np.ndarray]:
+    def export_params(self, model: SpecModel) -> dict[str, np.ndarray]:
         return weights.export(model)
 
-    def count_params(self, model: MLP) -> ParamCount:
+    def count_params(self, model: SpecModel) -> ParamCount:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-        return ParamCount(trainable=trainable, non_trainable=frozen + sum(b.numel() for b in model.buffers()))
+        # BatchNorm's running statistics count, as in Keras; its integer step counter holds no weights
+        state = sum(b.numel() for b in model.buffers() if b.is_floating_point())
+        return ParamCount(trainable=trainable, non_trainable=frozen + state)
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self._device)
 
-    def logits(self, model: MLP, x: np.ndarray, *, training: bool = False, compiled: bool | None = None) -> np.ndarray:
+    def _input(self, model: SpecModel, x: np.ndarray) -> torch.Tensor:
+        """A batch for ``model``: canonical NHWC images become the NCHW tensors torch layers expect."""
+        tensor = self._tensor(x)
+        return tensor.permute(0, 3, 1, 2).contiguous() if tensor.ndim == 4 else tensor
+
+    def logits(
+        self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool | None = None
+    ) -> np.ndarray:
         model.train(training)
         run = _compiled_module(model) if compiled else model
         with torch.no_grad():
-            return run(self._tensor(x)).cpu().numpy()
+            return run(self._input(model, x)).cpu().numpy()
 
-    def forward(self, model: MLP, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+    def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         model.train(training)
         with torch.no_grad():
-            return model.infer(self._tensor(x)).cpu().numpy()
+            return model.infer(self._input(model, x)).cpu().numpy()
 
     def loss_and_grads(
-        self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str
+        self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         value = self._backward(model, x, targets, loss)
         return float(value.item()), weights.export_grads(model)
 
     def _backward(
-        self, model: MLP, x: np.ndarray, targets: np.ndarray, loss: str, compiled: bool = False
+        self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str, compiled: bool = False
     ) -> torch.Tensor:
         """Forward in training mode, loss and ``backward()``: gradients land in each ``.grad``."""
         check_loss(loss, model.spec.output_activation)
@@ -135,20 +145,22 @@ class TorchBackend:
         else:
             target_tensor = self._tensor(targets)
         loss_fn = _compiled_loss(model) if compiled else training_loss
-        value = loss_fn(model, self._tensor(x), target_tensor, loss)
+        value = loss_fn(model, self._input(model, x), target_tensor, loss)
         value.backward()
         return value
 
-    def make_optimizer(self, model: MLP, opt: OptimizerSpec) -> torch.optim.Optimizer:
+    def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> torch.optim.Optimizer:
         return make_optimizer(model, opt)
 
-    def apply_gradients(self, model: MLP, optimizer: torch.optim.Optimizer, grads: Mapping[str, np.ndarray]) -> None:
+    def apply_gradients(
+        self, model: SpecModel, optimizer: torch.optim.Optimizer, grads: Mapping[str, np.ndarray]
+    ) -> None:
         weights.set_grads(model, grads)
         optimizer.step()
 
     def train_step(
         self,
-        model: MLP,
+        model: SpecModel,
         optimizer: torch.optim.Optimizer,
         x: np.ndarray,
         targets: np.ndarray,

@@ -1,13 +1,30 @@
-"""The spec's models as ``torch.nn.Module``s."""
+"""The spec's models as ``torch.nn.Module``s, on NCHW images."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from itertools import pairwise
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from spec.models import Activation, MLPSpec
+from spec.errors import UnsupportedOption
+from spec.layers import (
+    Act,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Layer,
+    Pads,
+    Pool2D,
+    resolve_padding,
+)
+from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, layer_output_shape
+from spec.params import cnn_layer_names
 
 
 def activation(act: Activation) -> nn.Module:
@@ -39,7 +56,22 @@ def output_activation(logits: torch.Tensor, kind: str) -> torch.Tensor:
     return logits
 
 
-class MLP(nn.Module):
+class SpecModel(nn.Module):
+    """What every model adds to ``nn.Module``: its spec, its outputs and its L2 term."""
+
+    spec: MLPSpec | CNNSpec | ResNetSpec
+
+    def l2_penalty(self) -> torch.Tensor:
+        """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the conv and Linear weights."""
+        kernels = (m.weight for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+        return self.spec.kernel_l2 * sum(w.square().sum() for w in kernels)
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's outputs: logits passed through the spec's output activation."""
+        return output_activation(self(x), self.spec.output_activation)
+
+
+class MLP(SpecModel):
     """Linear layers with an activation (and dropout) after each hidden one; ``forward`` returns logits."""
 
     def __init__(self, spec: MLPSpec) -> None:
@@ -57,10 +89,162 @@ class MLP(nn.Module):
             x = self.dropout(act(layer(x)))
         return self.dense[-1](x)
 
-    def l2_penalty(self) -> torch.Tensor:
-        """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the Linear weights."""
-        return self.spec.kernel_l2 * sum(layer.weight.square().sum() for layer in self.dense)
 
-    def infer(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's outputs: logits passed through the spec's output activation."""
-        return output_activation(self(x), self.spec.output_activation)
+class _BiasedRunningVariance:
+    """torch updates ``running_var`` with the unbiased batch variance; a spec asking for the biased
+    one (as Keras and Flax use) gets this forward: the same normalisation by batch statistics, and
+    the running statistics updated with the biased variance."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        dims = [0, *range(2, x.ndim)]
+        mean, var = x.mean(dims), x.var(dims, unbiased=False)
+        with torch.no_grad():
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var, self.momentum)
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+class BiasedBatchNorm2d(_BiasedRunningVariance, nn.BatchNorm2d):
+    pass
+
+
+class BiasedBatchNorm1d(_BiasedRunningVariance, nn.BatchNorm1d):
+    pass
+
+
+def batchnorm(layer: BatchNorm, channels: int, image: bool) -> nn.Module:
+    """``nn.BatchNorm2d`` (or ``1d`` after the flatten) following the spec: torch's momentum is the
+    weight of the new batch, 1 − the spec's."""
+    if layer.running_variance == "unbiased":
+        kind = nn.BatchNorm2d if image else nn.BatchNorm1d
+    else:
+        kind = BiasedBatchNorm2d if image else BiasedBatchNorm1d
+    return kind(channels, eps=layer.epsilon, momentum=1.0 - layer.momentum)
+
+
+def _symmetric(pads: Pads) -> bool:
+    return pads[0][0] == pads[0][1] and pads[1][0] == pads[1][1]
+
+
+def _pad_module(pads: Pads, value: float) -> nn.Module:
+    """Explicit padding of an NCHW tensor (torch's own padding arguments are symmetric only)."""
+    (top, bottom), (left, right) = pads
+    return nn.ConstantPad2d((left, right, top, bottom), value)
+
+
+def layer_modules(layer: Layer, name: str, shape: tuple[int, ...]) -> list[tuple[str, nn.Module]]:
+    """The torch module(s) for one spec layer whose input has (NHWC) ``shape``, keyed by ``name``;
+    an asymmetric or over-wide padding comes first as its own ``<name>_pad`` module."""
+    image = len(shape) == 3
+    match layer:
+        case Conv2D():
+            pads = resolve_padding(layer.padding, shape[:2], layer.kernel_size, layer.strides)
+            symmetric = _symmetric(pads)
+            conv = nn.Conv2d(
+                shape[2],
+                layer.filters,
+                layer.kernel_size,
+                layer.strides,
+                padding=(pads[0][0], pads[1][0]) if symmetric else 0,
+                bias=layer.use_bias,
+            )
+            return [(name, conv)] if symmetric else [(f"{name}_pad", _pad_module(pads, 0.0)), (name, conv)]
+        case Pool2D():
+            return _pool_modules(layer, name, shape)
+        case BatchNorm():
+            return [(name, batchnorm(layer, shape[-1], image))]
+        case Act():
+            return [(name, activation(layer.activation))]
+        case Flatten():
+            return [(name, nn.Flatten())]  # (c, h, w) order: weights.py reorders the next kernel's rows
+        case GlobalAvgPool():
+            return [(name, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))]
+        case Dense():
+            return [(name, nn.Linear(shape[0], layer.units, bias=layer.use_bias))]
+        case Dropout():
+            return [(name, nn.Dropout(layer.rate))]
+    raise ValueError(f"no torch module for layer {layer}")
+
+
+def _pool_modules(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[tuple[str, nn.Module]]:
+    pads = resolve_padding(layer.padding, shape[:2], layer.pool_size, layer.strides)
+    # torch pads inside the pool only symmetrically and by at most half the window
+    native = _symmetric(pads) and all(2 * p[0] <= k for p, k in zip(pads, layer.pool_size))
+    padding = (pads[0][0], pads[1][0]) if native else 0
+    if layer.kind == "max":
+        pool = nn.MaxPool2d(layer.pool_size, layer.strides, padding=padding)
+        return [(name, pool)] if native else [(f"{name}_pad", _pad_module(pads, float("-inf"))), (name, pool)]
+    count_padding = bool(layer.count_padding) or layer.padding == "valid"
+    if not native and not count_padding:
+        raise UnsupportedOption(
+            "torch", "pool.padding", pads, "AvgPool2d excludes padding only when it pads symmetrically", native=None
+        )
+    pool = nn.AvgPool2d(layer.pool_size, layer.strides, padding=padding, count_include_pad=count_padding)
+    return [(name, pool)] if native else [(f"{name}_pad", _pad_module(pads, 0.0)), (name, pool)]
+
+
+class CNN(SpecModel):
+    """The spec's layers in order, as one ``nn.Sequential`` whose children carry the canonical
+    layer names (``conv_0``, ``dense_1`` …); ``forward`` takes NCHW images and returns logits."""
+
+    def __init__(self, spec: CNNSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        modules: list[tuple[str, nn.Module]] = []
+        for i, (name, layer, shape) in enumerate(zip(cnn_layer_names(spec), spec.layers, spec.shapes())):
+            modules += layer_modules(layer, name or f"{type(layer).__name__.lower()}_{i}", shape)
+        self.layers = nn.Sequential(OrderedDict(modules))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class BasicBlock(nn.Module):
+    """conv_a → bn_a → relu → conv_b → bn_b, plus the (projected) input, then relu."""
+
+    def __init__(self, block: ResidualBlock, bn: BatchNorm) -> None:
+        super().__init__()
+        self.conv_a = nn.Conv2d(block.in_channels, block.out_channels, 3, block.stride, padding=1, bias=False)
+        self.bn_a = batchnorm(bn, block.out_channels, image=True)
+        self.conv_b = nn.Conv2d(block.out_channels, block.out_channels, 3, 1, padding=1, bias=False)
+        self.bn_b = batchnorm(bn, block.out_channels, image=True)
+        self.has_shortcut_conv = block.has_shortcut_conv
+        if block.has_shortcut_conv:
+            self.shortcut_conv = nn.Conv2d(block.in_channels, block.out_channels, 1, block.stride, bias=False)
+            self.shortcut_bn = batchnorm(bn, block.out_channels, image=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn_a(self.conv_a(x)))
+        out = self.bn_b(self.conv_b(out))
+        shortcut = self.shortcut_bn(self.shortcut_conv(x)) if self.has_shortcut_conv else x
+        return F.relu(out + shortcut)
+
+
+class ResNet(SpecModel):
+    """Stem, stages of BasicBlocks, global average pooling and a Linear head (torchvision's layout,
+    with the spec's names: ``stem.conv``, ``stages.stage_1.block_0.conv_a`` …)."""
+
+    def __init__(self, spec: ResNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        stem: list[tuple[str, nn.Module]] = []
+        shape = spec.input_shape
+        for name, layer in zip(("conv", "bn", "relu", "pool"), spec.stem_layers):
+            stem += layer_modules(layer, name, shape)
+            shape = layer_output_shape(layer, shape)
+        self.stem = nn.Sequential(OrderedDict(stem))
+        stages: dict[str, nn.Sequential] = {}
+        for block in spec.blocks():
+            stage = stages.setdefault(f"stage_{block.stage}", nn.Sequential())
+            stage.add_module(f"block_{block.index}", BasicBlock(block, spec.batchnorm))
+        self.stages = nn.ModuleDict(stages)
+        self.head = nn.Linear(spec.widths[-1], spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages.values():
+            x = stage(x)
+        return self.head(x.mean(dim=(2, 3)))

@@ -69,15 +69,26 @@ def digits(input_shape: tuple[int, ...] = (64,), test_fraction: float = 0.2, see
     """The embedded digits split for a model whose examples have ``input_shape``.
 
     Supported shapes: (64,) and (8, 8) for the native digits; (784,) and (28, 28) for the MNIST-sized
-    upsampling; a trailing channel axis of 1 (NHWC) is allowed on the 2-D forms.
+    upsampling; NHWC images (s, s, 1) or (s, s, 3) for s = 8, 28 or any multiple of 8 (each pixel
+    repeated s/8 × s/8 times; grey repeated over 3 channels).
     """
     images, labels = load_digits()
-    core = input_shape[:-1] if len(input_shape) == 3 and input_shape[-1] == 1 else input_shape
-    side = {(64,): 8, (8, 8): 8, (784,): 28, (28, 28): 28}.get(tuple(core))
+    shape = tuple(input_shape)
+    channels = shape[2] if len(shape) == 3 else 1
+    core = shape[:2] if len(shape) == 3 else shape
+    side = {(64,): 8, (784,): 28}.get(core)
+    if len(core) == 2 and core[0] == core[1] and (core[0] == 28 or core[0] % 8 == 0) and channels in (1, 3):
+        side = core[0]
     if side is None:
-        raise SpecError("input_shape", input_shape, "(64,), (8, 8), (8, 8, 1), (784,), (28, 28) or (28, 28, 1)")
+        raise SpecError(
+            "input_shape", input_shape, "(64,), (784,), (8, 8), (28, 28), or (s, s, 1 or 3) with s 28 or 8k"
+        )
     if side == 28:
         images = upsample_to_mnist(images)
+    elif side > 8:
+        images = images.repeat(side // 8, axis=-2).repeat(side // 8, axis=-1)
+    if channels == 3:
+        images = np.repeat(images[..., None], 3, axis=-1)
     x = images.reshape((len(images), *input_shape)).astype(np.float32)
     train, test = stratified_split(labels, test_fraction, seed)
     return Split(x[train], labels[train], x[test], labels[test])
@@ -91,6 +102,18 @@ def batch_indices(
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last else n
     return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def digit_targets(labels: np.ndarray, output_activation: str, output_size: int) -> np.ndarray:
+    """Targets on the digits for a model's default loss (:data:`spec.losses.DEFAULT_LOSS`): class ids
+    for softmax; for one sigmoid output the binary task "is the digit odd" as (n, 1) floats; one-hot
+    rows otherwise."""
+    labels = np.asarray(labels)
+    if output_activation == "softmax":
+        return labels
+    if output_size == 1:
+        return (labels % 2).astype(np.float32)[:, None]
+    return one_hot(labels, output_size)
 
 
 def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:

@@ -1,0 +1,316 @@
+"""The vision zoo (CNNs, pooling, BatchNorm, ResNet-18) on every backend, against the float64 judge
+and against each other: parameter counts, padding and flatten conventions, BatchNorm in training and
+evaluation, running statistics, gradients."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from spec import reference as ref
+from spec.backend import Backend
+from spec.data import digits
+from spec.errors import SpecError, UnsupportedOption
+from spec.layers import Act, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool, Pool2D, resolve_padding
+from spec.models import ZOO, CNNSpec, ResNetSpec
+from spec.optimizers import OptimizerSpec
+from spec.params import count_params, init_params, param_specs, trainable_names
+from spec.tolerances import max_scaled_error, tolerance
+
+VISION = {name: spec for name, spec in ZOO.items() if spec.kind != "mlp"}
+BATCH = 16  # BatchNorm over 16 images: statistics of a 1×1 feature map are still well conditioned
+
+# Published parameter counts (trainable): the Keras MNIST convnet example, torchvision's resnet18
+# (ImageNet stem, 1000 classes: 11,689,512) with a 10-class head, and ResNet-18 with the CIFAR stem.
+PUBLISHED_COUNTS = {
+    "mnist_cnn": 34_826,
+    "resnet18_cifar": 11_173_962,
+    "resnet18_imagenet_stem": 11_689_512 - (512 * 1000 + 1000) + (512 * 10 + 10),
+}
+
+# Small specs for what the zoo does not reach, and cheap enough for finite differences: every
+# padding rule (asymmetric 'same' at stride 2, explicit, −∞ for max, counted or not for average),
+# BatchNorm before and after the flatten, global average pooling, and tiny ResNets with both stems.
+_BN = BatchNorm(momentum=0.8, epsilon=1e-3)
+SMALL: list[CNNSpec | ResNetSpec] = [
+    CNNSpec(
+        "same_stride2",
+        (8, 8, 1),
+        (Conv2D(4, 3, 2, "same"), Act("tanh"), Pool2D("max", 3, 2, "same"), Flatten(), Dense(10)),
+        "softmax",
+    ),
+    CNNSpec(
+        "explicit_pads",
+        (8, 8, 1),
+        (
+            Conv2D(4, 3, 1, ((2, 0), (1, 3))),
+            Act("elu(1.0)"),
+            Pool2D("max", 2, 2, ((1, 0), (0, 1))),
+            Conv2D(3, 2, (1, 2), "valid", use_bias=False),
+            Flatten(),
+            Dense(10),
+        ),
+        "softmax",
+        bias_initializer="torch_default",
+    ),
+    CNNSpec(
+        "avg_pools",
+        (8, 8, 1),
+        (
+            Conv2D(4, 3, 1, "same"),
+            Pool2D("avg", 3, 1, "same", count_padding=False),  # (1, 1) each side: torch can leave it out too
+            Act("relu"),
+            Pool2D("avg", 3, 2, "same", count_padding=True),  # (0, 1): asymmetric, padded zeros counted
+            Pool2D("avg", 2, 1, ((1, 1), (1, 1)), count_padding=True),
+            GlobalAvgPool(),
+            Dense(10),
+        ),
+        "softmax",
+    ),
+    CNNSpec(
+        "batchnorm_cnn",
+        (8, 8, 1),
+        # no bias before a BatchNorm: it would cancel out (its gradient is zero)
+        (
+            Conv2D(6, 3, use_bias=False),
+            _BN,
+            Act("relu"),
+            Flatten(),
+            Dense(12, use_bias=False),
+            _BN,
+            Act("relu"),
+            Dropout(0.0),
+            Dense(10),
+        ),
+        "softmax",
+        kernel_l2=1e-3,
+    ),
+    ResNetSpec("tiny_resnet_cifar", (8, 8, 1), 10, "cifar", (1, 1), (4, 6), batchnorm=_BN),
+    ResNetSpec("tiny_resnet_imagenet", (16, 16, 1), 10, "imagenet", (1, 1), (4, 6), batchnorm=_BN, kernel_l2=1e-3),
+]
+SMALL_IDS = [spec.name for spec in SMALL]
+LOSS = "sparse_categorical_crossentropy"
+
+
+def batch_for(spec: CNNSpec | ResNetSpec, size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """Digits with a little noise: upsampled digits have large regions of exactly equal pixels,
+    whose activations all sit on the same side of a ReLU kink — or all on it, where float32 rounding
+    decides the gradient and finite differences straddle the kink."""
+    split = digits(spec.input_shape)
+    noise = np.random.default_rng(size).normal(0.0, 0.1, (size, *spec.input_shape))
+    return (split.x_test[:size] + noise).astype(np.float32), split.y_test[:size]
+
+
+def perturbed_params(spec: CNNSpec | ResNetSpec, seed: int) -> dict[str, np.ndarray]:
+    """The canonical init with biases, BatchNorm's γ, β and running statistics moved off 1 and 0, so
+    that a backend that ignores one of them (or swaps two) cannot match the judge."""
+    params = init_params(spec, seed)
+    rng = np.random.default_rng(seed)
+    for name, info in param_specs(spec).items():
+        variable = name.rsplit("/", 1)[1]
+        if variable in ("gamma", "moving_variance"):
+            params[name] = rng.uniform(0.5, 1.5, info.shape).astype(np.float32)
+        elif variable in ("beta", "moving_mean", "bias"):
+            params[name] = rng.uniform(-0.5, 0.5, info.shape).astype(np.float32)
+    return params
+
+
+def forward_tolerance(spec: CNNSpec | ResNetSpec, device: str, training: bool):
+    deep = isinstance(spec, ResNetSpec) and sum(spec.stage_blocks) > 2
+    return tolerance("forward_deep_batchnorm" if deep and training else "forward", "float32", device)
+
+
+# --- specs ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED_COUNTS))
+def test_spec_counts_match_published_counts(name: str) -> None:
+    assert count_params(ZOO[name]).trainable == PUBLISHED_COUNTS[name]
+
+
+def test_resnet18_for_imagenet_has_torchvisions_count() -> None:
+    spec = ResNetSpec("resnet18", (224, 224, 3), 1000, "imagenet")
+    # 11,689,512 parameters; BatchNorm adds 2 × 4,800 running statistics
+    assert count_params(spec).trainable == 11_689_512
+    assert count_params(spec).non_trainable == 9_600
+
+
+@pytest.mark.parametrize(
+    ("size", "window", "stride", "pads"),
+    [
+        ((16, 16), (3, 3), (2, 2), ((0, 1), (0, 1))),  # TF's asymmetric 'same': the extra pixel bottom/right
+        ((15, 15), (3, 3), (2, 2), ((1, 1), (1, 1))),
+        ((8, 8), (3, 3), (1, 1), ((1, 1), (1, 1))),
+        ((32, 32), (7, 7), (2, 2), ((2, 3), (2, 3))),  # not torchvision's stem padding of 3
+        ((5, 6), (1, 1), (2, 2), ((0, 0), (0, 0))),
+    ],
+)
+def test_same_padding_follows_the_tensorflow_rule(size, window, stride, pads) -> None:
+    assert resolve_padding("same", size, window, stride) == pads
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: Conv2D(0, 3), "conv.filters"),
+        (lambda: Conv2D(4, (3, 0)), "conv.kernel_size[1]"),
+        (lambda: Conv2D(4, 3, padding="full"), "conv.padding"),
+        (lambda: Conv2D(4, 3, padding=((1, -1), (0, 0))), "conv.padding"),
+        (lambda: Pool2D("min", 2), "pool.kind"),
+        (lambda: Pool2D("avg", 2, padding="same"), "pool.count_padding"),
+        (lambda: Pool2D("max", 2, count_padding=True), "pool.count_padding"),
+        (lambda: BatchNorm(momentum=1.0), "batchnorm.momentum"),
+        (lambda: BatchNorm(epsilon=0.0), "batchnorm.epsilon"),
+        (lambda: BatchNorm(running_variance="sample"), "batchnorm.running_variance"),
+        (lambda: CNNSpec("c", (8, 8, 1), (Conv2D(4, 3), Flatten()), "softmax"), "layers"),
+        (lambda: CNNSpec("c", (8, 8, 1), (Dense(4),), "softmax"), "layers[0] (Dense)"),
+        (lambda: CNNSpec("c", (8, 8, 1), (Flatten(), Conv2D(4, 3), Dense(2)), "softmax"), "layers[1] (Conv2D)"),
+        (lambda: CNNSpec("c", (4, 4, 1), (Conv2D(4, 5), Flatten(), Dense(2)), "softmax"), "layers[0] (Conv2D)"),
+        (lambda: CNNSpec("c", (8, 8), (Flatten(), Dense(2)), "softmax"), "input_shape"),
+        (lambda: ResNetSpec("r", (32, 32, 3), 10, "mnist"), "stem"),
+        (lambda: ResNetSpec("r", (32, 32, 3), 10, "cifar", (2, 2), (8,)), "widths"),
+        (lambda: ResNetSpec("r", (32, 32, 3), 10, "cifar", batchnorm=0.9), "batchnorm"),
+    ],
+)
+def test_bad_vision_spec_names_the_field(make, field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        make()
+    assert info.value.field.startswith(field), info.value
+
+
+def test_flattened_kernel_rows_are_in_nhwc_order() -> None:
+    spec = ZOO["mnist_cnn"]
+    info = param_specs(spec)["dense_0/kernel"]
+    assert info.flattened_from == (5, 5, 64) and info.shape == (5 * 5 * 64, 10)
+
+
+# --- every backend against the judge --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", [*VISION.values(), *SMALL], ids=[*VISION, *SMALL_IDS])
+def test_param_counts_from_the_framework_equal_the_spec(backend: Backend, spec) -> None:
+    model = backend.build(spec, init_params(spec, 0))
+    assert backend.count_params(model) == count_params(spec)
+
+
+@pytest.mark.parametrize("spec", [*VISION.values(), *SMALL], ids=[*VISION, *SMALL_IDS])
+def test_forward_matches_the_judge_in_evaluation_and_training(backend: Backend, spec) -> None:
+    params = perturbed_params(spec, 1)
+    x, _ = batch_for(spec)
+    model = backend.build(spec, params)
+    exported = backend.export_params(model)
+    assert all(np.array_equal(exported[n], params[n]) for n in params), "export differs from what was loaded"
+    device = backend.device()
+    evaluation = backend.logits(model, x)
+    assert max_scaled_error(evaluation, ref.logits(spec, params, x), forward_tolerance(spec, device, False)) <= 1.0
+    outputs = backend.forward(model, x)
+    assert max_scaled_error(outputs, ref.forward(spec, params, x), forward_tolerance(spec, device, False)) <= 1.0
+    # training mode: BatchNorm normalises with the batch's statistics and updates its running ones
+    expected, state = ref.logits_and_state(spec, params, x, training=True)
+    training = backend.logits(model, x, training=True)
+    assert max_scaled_error(training, expected, forward_tolerance(spec, device, True)) <= 1.0
+    after = backend.export_params(model)
+    for name, value in state.items():
+        error = max_scaled_error(after[name], value, tolerance("forward", "float32", device))
+        assert error <= 1.0, f"{name}: running statistic off by {error:.3g}× the tolerance"
+
+
+@pytest.mark.parametrize("spec", SMALL, ids=SMALL_IDS)
+def test_gradients_match_the_judge(backend: Backend, spec) -> None:
+    params = perturbed_params(spec, 2)
+    x, labels = batch_for(spec, 8)
+    model = backend.build(spec, params)
+    value, grads = backend.loss_and_grads(model, x, labels, LOSS)
+    assert value == pytest.approx(ref.loss(spec, params, x, labels, LOSS), rel=tolerance("forward").rtol)
+    assert list(grads) == trainable_names(spec)
+    checks = ref.check_gradients(spec, params, x, labels, LOSS, grads, seed=3)
+    worst = max(checks, key=lambda c: c.relative_error)
+    assert worst.relative_error <= tolerance("gradient", "float32", backend.device()).rtol, worst
+
+
+# Not yet the full-depth ResNets: there torch and JAX gradients of the stem differ by up to ~1% of
+# the largest element on some inputs (the tiny ResNets agree, and match the judge); open in issue 4.
+@pytest.mark.parametrize(
+    "spec", [*SMALL, VISION["digits_cnn"], VISION["mnist_cnn"]], ids=[*SMALL_IDS, "digits_cnn", "mnist_cnn"]
+)
+def test_backends_agree_per_parameter(backends: tuple[Backend, Backend], spec) -> None:
+    params = perturbed_params(spec, 4)
+    x, labels = batch_for(spec)
+    first, second = backends
+    results = [b.loss_and_grads(b.build(spec, params), x, labels, LOSS) for b in backends]
+    tol = tolerance("cross_backend_gradient", "float32", first.device())
+    for name in trainable_names(spec):
+        error = max_scaled_error(results[0][1][name], results[1][1][name], tol)
+        assert error <= 1.0, f"{name}: {first.name} vs {second.name} differ by {error:.3g}× the tolerance"
+
+
+def test_one_train_step_updates_running_statistics_as_the_judge(backend: Backend) -> None:
+    spec = SMALL[-1]
+    params = perturbed_params(spec, 5)
+    x, labels = batch_for(spec)
+    model = backend.build(spec, params)
+    optimizer = backend.make_optimizer(model, OptimizerSpec("sgd", 0.1))
+    backend.train_step(model, optimizer, x, labels, LOSS)
+    _, state = ref.logits_and_state(spec, params, x, training=True)
+    after = backend.export_params(model)
+    for name, value in state.items():
+        assert max_scaled_error(after[name], value, tolerance("forward", "float32", backend.device())) <= 1.0, name
+    assert any(not np.array_equal(after[n], params[n]) for n in trainable_names(spec)), "no parameter moved"
+
+
+def test_unbiased_running_variance_where_the_framework_has_it(backend: Backend) -> None:
+    """torch updates its running variance with the unbiased batch variance; Keras and Flax cannot,
+    and say so naming the field and what they compute instead."""
+    spec = dataclasses.replace(
+        SMALL[3],
+        name="unbiased",
+        layers=tuple(
+            dataclasses.replace(layer, running_variance="unbiased") if isinstance(layer, BatchNorm) else layer
+            for layer in SMALL[3].layers
+        ),
+    )
+    params = perturbed_params(spec, 6)
+    if backend.name != "torch":
+        with pytest.raises(UnsupportedOption, match=r"batchnorm\.running_variance") as info:
+            backend.build(spec, params)
+        assert info.value.native == "biased"
+        return
+    x, _ = batch_for(spec)
+    model = backend.build(spec, params)
+    backend.logits(model, x, training=True)
+    _, state = ref.logits_and_state(spec, params, x, training=True)
+    _, biased = ref.logits_and_state(SMALL[3], params, x, training=True)
+    after = backend.export_params(model)
+    tol = tolerance("forward", "float32", backend.device())
+    for name in state:
+        assert max_scaled_error(after[name], state[name], tol) <= 1.0, name
+    variance = "batchnorm_1/moving_variance"  # after the flatten: n = 16, a factor 16/15
+    assert max_scaled_error(after[variance], biased[variance], tol) > 1.0, "the two conventions must differ here"
+
+
+def test_an_average_that_leaves_out_asymmetric_padding_is_refused_by_torch(backend: Backend) -> None:
+    spec = CNNSpec(
+        "avg_asym", (8, 8, 1), (Pool2D("avg", 3, 2, "same", count_padding=False), Flatten(), Dense(10)), "softmax"
+    )
+    params = init_params(spec, 0)
+    if backend.name == "torch":
+        with pytest.raises(UnsupportedOption, match=r"pool\.padding.*\(\(0, 1\), \(0, 1\)\)"):
+            backend.build(spec, params)
+        return
+    x, _ = batch_for(spec)
+    model = backend.build(spec, params)
+    assert max_scaled_error(backend.logits(model, x), ref.logits(spec, params, x), tolerance("forward")) <= 1.0
+
+
+def test_flatten_order_is_canonical_on_every_backend(backend: Backend) -> None:
+    """One non-zero weight in the Dense kernel after the flatten, at the row of pixel (h, w, c):
+    the logit must equal that pixel of the last feature map on every backend."""
+    spec = CNNSpec("flat", (4, 4, 2), (Flatten(), Dense(1, use_bias=False)), "linear")
+    kernel = np.zeros((32, 1), np.float32)
+    h, w, c = 1, 2, 1
+    kernel[(h * 4 + w) * 2 + c] = 1.0
+    x = np.random.default_rng(0).normal(size=(3, 4, 4, 2)).astype(np.float32)
+    model = backend.build(spec, {"dense_0/kernel": kernel})
+    np.testing.assert_array_equal(backend.logits(model, x)[:, 0], x[:, h, w, c])
