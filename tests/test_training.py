@@ -26,7 +26,7 @@ _histories: dict[tuple[str, str], History] = {}
 def history(backend: Backend, recipe: RecipeSpec) -> History:
     """Each (backend, recipe) trained once per session and shared by the tests that read it."""
     if (backend.name, recipe.name) not in _histories:
-        _histories[backend.name, recipe.name] = fit(backend, recipe, SPLIT)
+        _histories[backend.name, recipe.name] = fit(backend, recipe, digits(recipe.model.input_shape))
     return _histories[backend.name, recipe.name]
 
 
@@ -46,9 +46,13 @@ def test_backends_converge_alike(backends: tuple[Backend, Backend], name: str) -
     assert abs(a.final_test_accuracy - b.final_test_accuracy) <= 0.015
 
 
-# Recipes whose numbers should be the same everywhere: no dropout (each framework draws its own masks)
-# and no native substitutes.
-IDENTICAL = [name for name, r in RECIPES.items() if not r.model.dropout and not r.native_substitutes]
+# Recipes whose numbers should be the same everywhere: no dropout (each framework draws its own masks),
+# no native substitutes, and no deep ResNet (see test_deep_resnet_trajectories_agree_in_the_large).
+IDENTICAL = [
+    name
+    for name, r in RECIPES.items()
+    if not r.model.has_dropout and not r.native_substitutes and r.model.kind != "resnet"
+]
 
 
 @pytest.mark.parametrize("name", IDENTICAL)
@@ -57,6 +61,23 @@ def test_identical_recipes_take_identical_first_steps(backends: tuple[Backend, B
     assert not a.substitutions and not b.substitutions
     # identical init and batches: the first steps agree to float32 rounding
     np.testing.assert_allclose(a.step_loss[:10], b.step_loss[:10], rtol=1e-4)
+
+
+def test_deep_resnet_trajectories_agree_in_the_large(backends: tuple[Backend, Backend]) -> None:
+    """ResNet-18 from identical weights and batches: the first loss agrees to float32 rounding; from
+    the first update on, the runs part (a ReLU input within float32 error of zero takes a different
+    side in each framework — see tests/test_vision.py), so the curves must agree epoch by epoch in
+    the large: each epoch's mean loss within a factor of 1.5, and the accuracy within 1.5 points
+    (test_backends_converge_alike)."""
+    recipe = RECIPES["resnet18_narrow_augmented"]
+    a, b = (history(backend, recipe) for backend in backends)
+    trajectory = tolerance("trajectory", "float32", backends[0].device())
+    assert a.step_loss[0] == pytest.approx(b.step_loss[0], rel=trajectory.rtol)
+    steps = len(a.step_loss) // recipe.epochs
+    for epoch in range(recipe.epochs):
+        window = slice(epoch * steps, (epoch + 1) * steps)
+        mean_a, mean_b = np.mean(a.step_loss[window]), np.mean(b.step_loss[window])
+        assert max(mean_a, mean_b) / min(mean_a, mean_b) <= 1.5, (epoch, mean_a, mean_b)
 
 
 def test_a_substitution_is_recorded_only_where_the_framework_needs_it(backend: Backend) -> None:

@@ -230,8 +230,13 @@ def test_gradients_match_the_judge(backend: Backend, spec) -> None:
     assert worst.relative_error <= tolerance("gradient", "float32", backend.device()).rtol, worst
 
 
-# Not yet the full-depth ResNets: there torch and JAX gradients of the stem differ by up to ~1% of
-# the largest element on some inputs (the tiny ResNets agree, and match the judge); open in issue 4.
+# Not the full-depth ResNets: with ~10⁵ ReLUs in training mode, a few of their inputs lie within the
+# float32 forward error (~1e-5) of zero, and whichever side a framework rounds to decides that unit's
+# gradient. Measured on resnet18_narrow: one such unit in stage 2 (8e-7 from zero) flips between
+# torch float32 and float64, and moves the stem's gradient by ~1% — torch in float64, JAX and the
+# judge's finite differences agree to 1e-6 on the same input. Elementwise gradient agreement is
+# ill-posed there; the tiny ResNets (same blocks, few units) are checked instead, and the deep ones by
+# their forward passes and training curves.
 @pytest.mark.parametrize(
     "spec", [*SMALL, VISION["digits_cnn"], VISION["mnist_cnn"]], ids=[*SMALL_IDS, "digits_cnn", "mnist_cnn"]
 )
