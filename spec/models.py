@@ -51,6 +51,10 @@ class MLPSpec:
     bias_initializer: str = "zeros"
     dropout: float = 0.0
     kernel_l2: float = 0.0
+    # Transfer learning: canonical layers (or layer prefixes such as "stage_0") left out of training,
+    # and whether BatchNorm layers among them run in inference mode in training (see FROZEN_BATCHNORM).
+    frozen: tuple[str, ...] = ()
+    frozen_batchnorm: str = "inference"
     kind: str = field(default="mlp", init=False)
 
     def __post_init__(self) -> None:
@@ -104,12 +108,41 @@ def _check_name(name: object) -> None:
         raise SpecError("name", name, "a Python identifier such as 'mnist_mlp'")
 
 
+# How a BatchNorm layer in a frozen part of the model behaves in training mode:
+#   "inference"  normalise with its running statistics and leave them alone (Keras: a layer with
+#                trainable=False runs in inference mode; the usual fine-tuning setup)
+#   "training"   normalise with batch statistics and keep updating the running ones (torch: setting
+#                requires_grad=False freezes γ and β only)
+FROZEN_BATCHNORM = ("inference", "training")
+
+
 def _check_head_and_training_fields(spec: object) -> None:
-    """The fields every model spec shares: output activation, initializers, L2 factor."""
+    """The fields every model spec shares: output activation, initializers, L2 factor, freezing."""
     if spec.output_activation not in OUTPUT_ACTIVATIONS:
         raise SpecError("output_activation", spec.output_activation, OUTPUT_ACTIVATIONS)
     _check_initializers(spec)
     check_number("kernel_l2", spec.kernel_l2, low=0.0)
+    if isinstance(spec.frozen, str) or not all(isinstance(f, str) for f in spec.frozen):
+        raise SpecError("frozen", spec.frozen, "a tuple of canonical layer names or prefixes")
+    object.__setattr__(spec, "frozen", tuple(spec.frozen))
+    if spec.frozen_batchnorm not in FROZEN_BATCHNORM:
+        raise SpecError("frozen_batchnorm", spec.frozen_batchnorm, FROZEN_BATCHNORM)
+    from spec.params import layer_names  # here: spec.params builds on this module
+
+    layers = layer_names(spec)
+    for entry in spec.frozen:
+        if not any(is_within(layer, entry) for layer in layers):
+            raise SpecError("frozen", entry, f"a canonical layer name or prefix of {spec.name}: {layers}")
+
+
+def is_within(layer: str, entry: str) -> bool:
+    """Whether canonical ``layer`` is ``entry`` or lies under it (``stage_0`` holds ``stage_0/block_1/conv_a``)."""
+    return layer == entry or layer.startswith(entry + "/")
+
+
+def is_frozen(spec: ModelSpec, layer: str) -> bool:
+    """Whether the spec leaves canonical ``layer`` out of training."""
+    return any(is_within(layer, entry) for entry in spec.frozen)
 
 
 def _check_initializers(spec: object) -> None:
@@ -169,6 +202,10 @@ class CNNSpec:
     kernel_initializer: str = "glorot_uniform"
     bias_initializer: str = "zeros"
     kernel_l2: float = 0.0
+    # Transfer learning: canonical layers (or layer prefixes such as "stage_0") left out of training,
+    # and whether BatchNorm layers among them run in inference mode in training (see FROZEN_BATCHNORM).
+    frozen: tuple[str, ...] = ()
+    frozen_batchnorm: str = "inference"
     kind: str = field(default="cnn", init=False)
 
     def __post_init__(self) -> None:
@@ -295,6 +332,10 @@ class ResNetSpec:
     kernel_initializer: str = "he_normal"
     bias_initializer: str = "zeros"
     kernel_l2: float = 0.0
+    # Transfer learning: canonical layers (or layer prefixes such as "stage_0") left out of training,
+    # and whether BatchNorm layers among them run in inference mode in training (see FROZEN_BATCHNORM).
+    frozen: tuple[str, ...] = ()
+    frozen_batchnorm: str = "inference"
     kind: str = field(default="resnet", init=False)
 
     def __post_init__(self) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 
 from spec.errors import ParamError
 from spec.layers import BatchNorm, Conv2D, Dense, Flatten, Layer
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, is_frozen
 
 CANONICAL_DTYPE = np.float32
 
@@ -72,8 +72,9 @@ def dense_name(index: int) -> str:
     return f"dense_{index}"
 
 
-def param_specs(spec: ModelSpec) -> dict[str, ParamInfo]:
-    """Every canonical tensor of ``spec``, in a fixed order: ``name -> ParamInfo``."""
+def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamInfo]:
+    """Every canonical tensor of ``spec``, in a fixed order: ``name -> ParamInfo``; the tensors of
+    frozen layers are not trainable (unless ``unfrozen``, which ignores ``spec.frozen``)."""
     infos: dict[str, ParamInfo] = {}
     match spec:
         case MLPSpec():
@@ -102,7 +103,17 @@ def param_specs(spec: ModelSpec) -> dict[str, ParamInfo]:
             _add_layer(infos, spec, "head", Dense(spec.num_classes), (spec.widths[-1],))
         case _:
             raise ParamError(f"no canonical parameters defined for spec type {type(spec).__name__}")
+    if spec.frozen and not unfrozen:  # frozen layers' tensors are state, not trained
+        infos = {
+            name: replace(info, trainable=False) if is_frozen(spec, name.rsplit("/", 1)[0]) else info
+            for name, info in infos.items()
+        }
     return infos
+
+
+def layer_names(spec: ModelSpec) -> list[str]:
+    """The canonical names of the layers that hold tensors, in order."""
+    return list(dict.fromkeys(name.rsplit("/", 1)[0] for name in param_specs(spec, unfrozen=True)))
 
 
 def cnn_layer_names(spec: CNNSpec) -> list[str | None]:

@@ -7,7 +7,7 @@ against the literature. Backends are compared to these values.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +29,7 @@ from spec.layers import (
     resolve_padding,
 )
 from spec.losses import check_loss
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, is_frozen
 from spec.optimizers import OptimizerSpec
 from spec.params import check_params, cnn_layer_names, dense_name, param_specs, trainable_names
 from spec.schedules import ScheduleSpec
@@ -97,12 +97,19 @@ def logits(spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, *, 
 def logits_and_state(
     spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, *, training: bool = False
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The logits and the non-trainable state after the pass: in training mode each BatchNorm's
-    running statistics updated by this batch (:class:`spec.layers.BatchNorm`), else unchanged."""
+    """The logits and the running statistics after the pass: in training mode each BatchNorm's
+    updated by this batch (:class:`spec.layers.BatchNorm`) — except in frozen layers whose BatchNorm
+    runs in inference mode (``spec.frozen_batchnorm``) — else unchanged."""
     p = _as_float64_params(spec, params)
     h = _check_input(spec, x)
-    infos = param_specs(spec)
+    # the running statistics: every BatchNorm's, frozen layers' too
+    infos = param_specs(spec, unfrozen=True)
     state = {name: value for name, value in p.items() if not infos[name].trainable}
+
+    def batch_statistics(layer: str) -> bool:
+        """Whether BatchNorm ``layer`` normalises with (and updates from) the batch's statistics."""
+        return training and not (spec.frozen_batchnorm == "inference" and is_frozen(spec, layer))
+
     match spec:
         case MLPSpec():
             last = len(spec.hidden_sizes)
@@ -114,30 +121,37 @@ def logits_and_state(
                     h = activation(h, spec.activations[i])
         case CNNSpec():
             for name, layer in zip(cnn_layer_names(spec), spec.layers):
-                h = apply_layer(layer, name, p, h, training, state)
+                h = apply_layer(layer, name, p, h, name is not None and batch_statistics(name), state)
         case ResNetSpec():
-            h = _resnet(spec, p, h, training, state)
+            h = _resnet(spec, p, h, batch_statistics, state)
         case _:
             raise SpecError("spec", type(spec).__name__, "a spec with a reference forward pass")
     return h, state
 
 
 def _resnet(
-    spec: ResNetSpec, p: dict[str, np.ndarray], h: np.ndarray, training: bool, state: dict[str, np.ndarray]
+    spec: ResNetSpec,
+    p: dict[str, np.ndarray],
+    h: np.ndarray,
+    batch_statistics: Callable[[str], bool],
+    state: dict[str, np.ndarray],
 ) -> np.ndarray:
+    def bn(name: str, x: np.ndarray) -> np.ndarray:
+        return apply_layer(spec.batchnorm, name, p, x, batch_statistics(name), state)
+
+    def conv(layer: Conv2D, name: str, x: np.ndarray) -> np.ndarray:
+        return apply_layer(layer, name, p, x, False, state)
+
     for layer, name in zip(spec.stem_layers, ("stem/conv", "stem/bn", None, None)):
-        h = apply_layer(layer, name, p, h, training, state)
+        h = apply_layer(layer, name, p, h, name == "stem/bn" and batch_statistics(name), state)
     for block in spec.blocks():
         b = block.name
-        out = apply_layer(block.conv_a, f"{b}/conv_a", p, h, training, state)
-        out = np.maximum(apply_layer(spec.batchnorm, f"{b}/bn_a", p, out, training, state), 0.0)
-        out = apply_layer(block.conv_b, f"{b}/conv_b", p, out, training, state)
-        out = apply_layer(spec.batchnorm, f"{b}/bn_b", p, out, training, state)
+        out = np.maximum(bn(f"{b}/bn_a", conv(block.conv_a, f"{b}/conv_a", h)), 0.0)
+        out = bn(f"{b}/bn_b", conv(block.conv_b, f"{b}/conv_b", out))
         if block.has_shortcut_conv:
-            h = apply_layer(block.shortcut_conv, f"{b}/shortcut_conv", p, h, training, state)
-            h = apply_layer(spec.batchnorm, f"{b}/shortcut_bn", p, h, training, state)
+            h = bn(f"{b}/shortcut_bn", conv(block.shortcut_conv, f"{b}/shortcut_conv", h))
         h = np.maximum(out + h, 0.0)
-    return apply_layer(Dense(spec.num_classes), "head", p, h.mean(axis=(1, 2)), training, state)
+    return apply_layer(Dense(spec.num_classes), "head", p, h.mean(axis=(1, 2)), False, state)
 
 
 def apply_layer(
@@ -262,11 +276,13 @@ def _check_targets(targets: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def l2_penalty(spec: ModelSpec, params: Mapping[str, np.ndarray]) -> float:
-    """``kernel_l2 · Σ‖W‖²`` over the Dense kernels: the spec's L2 term of the training loss."""
+    """``kernel_l2 · Σ‖W‖²`` over the trained kernels (Dense and conv; not those of frozen layers,
+    whose penalty is a constant, as Keras leaves it out): the spec's L2 term of the training loss."""
     if not spec.kernel_l2:
         return 0.0
     p = _as_float64_params(spec, params)
-    return spec.kernel_l2 * sum(float(np.sum(v * v)) for name, v in p.items() if name.endswith("/kernel"))
+    trained = [name for name in trainable_names(spec) if name.endswith("/kernel")]
+    return spec.kernel_l2 * sum(float(np.sum(p[name] ** 2)) for name in trained)
 
 
 def loss(

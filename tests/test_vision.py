@@ -319,3 +319,71 @@ def test_flatten_order_is_canonical_on_every_backend(backend: Backend) -> None:
     x = np.random.default_rng(0).normal(size=(3, 4, 4, 2)).astype(np.float32)
     model = backend.build(spec, {"dense_0/kernel": kernel})
     np.testing.assert_array_equal(backend.logits(model, x)[:, 0], x[:, h, w, c])
+
+
+# --- transfer learning ----------------------------------------------------------------------------
+
+BACKBONE = ("stem", "stage_0", "stage_1")  # every layer of the tiny ResNets but the head
+
+
+@pytest.mark.parametrize("frozen_batchnorm", ["inference", "training"])
+def test_frozen_backbone_stays_bit_identical_and_batchnorm_follows_the_spec(
+    backend: Backend, frozen_batchnorm: str
+) -> None:
+    spec = dataclasses.replace(SMALL[-2], frozen=BACKBONE, frozen_batchnorm=frozen_batchnorm)
+    params = perturbed_params(spec, 7)
+    model = backend.build(spec, params)
+    head = ["head/kernel", "head/bias"]
+    assert trainable_names(spec) == head
+    assert backend.count_params(model) == count_params(spec)
+    assert count_params(spec).trainable == params["head/kernel"].size + params["head/bias"].size
+
+    x, labels = batch_for(spec)
+    # in training mode, a frozen BatchNorm normalises as the spec says (running or batch statistics)
+    expected, state = ref.logits_and_state(spec, params, x, training=True)
+    tol = tolerance("forward", "float32", backend.device())
+    assert max_scaled_error(backend.logits(model, x, training=True), expected, tol) <= 1.0
+    backend.load_params(model, params)
+
+    _, grads = backend.loss_and_grads(model, x, labels, LOSS)
+    assert list(grads) == head
+    checks = ref.check_gradients(spec, params, x, labels, LOSS, grads, seed=8)
+    assert max(c.relative_error for c in checks) <= tolerance("gradient", "float32", backend.device()).rtol
+    backend.load_params(model, params)
+
+    optimizer = backend.make_optimizer(
+        model, OptimizerSpec("adam", 1e-2, beta1=0.9, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected")
+    )
+    for _ in range(3):
+        backend.train_step(model, optimizer, x, labels, LOSS)
+    after = backend.export_params(model)
+    for name in params:
+        if name in head:
+            assert not np.array_equal(after[name], params[name]), f"{name} did not train"
+        elif name in state and frozen_batchnorm == "training":
+            assert not np.array_equal(after[name], params[name]), f"{name}: running statistic not updated"
+        else:  # frozen weights, and frozen running statistics in inference mode, to the bit
+            np.testing.assert_array_equal(after[name], params[name], err_msg=name)
+
+
+def test_frozen_backbone_trains_alike_on_every_backend(backends: tuple[Backend, Backend]) -> None:
+    spec = dataclasses.replace(SMALL[-1], name="fine_tuned", frozen=BACKBONE)
+    params = perturbed_params(spec, 9)
+    x, labels = batch_for(spec)
+    results = []
+    for backend in backends:
+        model = backend.build(spec, params)
+        optimizer = backend.make_optimizer(model, OptimizerSpec("sgd", 0.1, momentum=0.9))
+        losses = [backend.train_step(model, optimizer, x, labels, LOSS) for _ in range(5)]
+        results.append((losses, backend.export_params(model)))
+    tol = tolerance("trajectory", "float32", backends[0].device())
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=tol.rtol)
+    for name in ("head/kernel", "head/bias"):
+        assert max_scaled_error(results[0][1][name], results[1][1][name], tol) <= 1.0, name
+
+
+def test_freezing_an_unknown_layer_names_it() -> None:
+    with pytest.raises(SpecError, match="frozen: got 'stage_7'"):
+        dataclasses.replace(SMALL[-1], frozen=("stage_7",))
+    with pytest.raises(SpecError, match="frozen_batchnorm"):
+        dataclasses.replace(SMALL[-1], frozen=("stem",), frozen_batchnorm="eval")

@@ -60,7 +60,9 @@ def _loss_and_grads(
     graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str
 ) -> tuple[jax.Array, nnx.State, nnx.State]:
     model = nnx.merge(graphdef, state)
-    value, grads = nnx.value_and_grad(training_loss)(model, x, targets, loss)
+    value, grads = nnx.value_and_grad(training_loss, argnums=nnx.DiffState(0, weights.trainable(model)))(
+        model, x, targets, loss
+    )
     return value, grads, nnx.state(model)
 
 
@@ -75,7 +77,9 @@ def train_step_body(
     model: SpecModel, optimizer: nnx.Optimizer, x: jax.Array, targets: jax.Array, loss: str
 ) -> jax.Array:
     """One training step on live NNX objects: eager as it stands, compiled inside :func:`_jit_train_step`."""
-    value, grads = nnx.value_and_grad(training_loss)(model, x, targets, loss)
+    value, grads = nnx.value_and_grad(training_loss, argnums=nnx.DiffState(0, weights.trainable(model)))(
+        model, x, targets, loss
+    )
     optimizer.update(model, grads)
     return value
 
@@ -143,6 +147,7 @@ class JaxBackend:
         # eagerly would compile each of their ops for every new shape, seconds per model on a CPU.
         model = nnx.eval_shape(lambda: kinds[type(spec)](spec, rngs=nnx.Rngs(params=0, dropout=seed)))
         weights.load(model, params)
+        weights.freeze(model)
         nnx.reseed(model, dropout=seed)  # the abstract build left the dropout stream without a key
         return model
 
@@ -159,7 +164,7 @@ class JaxBackend:
         # everything that is not a parameter, except random-number streams (dropout's key and counter),
         # which hold no weights: BatchNorm statistics would count here
         state = nnx.state(model, nnx.Not(nnx.RngState))
-        params, rest = nnx.split_state(state, nnx.Param, ...)
+        params, rest = nnx.split_state(state, weights.trainable(model), ...)
         return ParamCount(size(params), size(rest))
 
     def logits(
@@ -193,7 +198,7 @@ class JaxBackend:
         return float(value), weights.from_state(model, grads)
 
     def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> nnx.Optimizer:
-        return nnx.Optimizer(model, make_optimizer(opt), wrt=nnx.Param)
+        return nnx.Optimizer(model, make_optimizer(opt), wrt=weights.trainable(model))
 
     def apply_gradients(self, model: SpecModel, optimizer: nnx.Optimizer, grads: Mapping[str, np.ndarray]) -> None:
         grads_state = weights.to_state(model, grads)

@@ -47,13 +47,30 @@ def output_activation(logits: jax.Array, kind: str) -> jax.Array:
 
 
 class SpecModel(nnx.Module):
-    """What every model adds to ``nnx.Module``: its spec, its outputs and its L2 term."""
+    """What every model adds to ``nnx.Module``: its spec, its outputs, its L2 term, and BatchNorm
+    layers that stay on running statistics while frozen (``frozen_batchnorm_paths``, set by
+    :func:`impls.jax.weights.freeze`)."""
 
     spec: MLPSpec | CNNSpec | ResNetSpec
+    frozen_batchnorm_paths: tuple[tuple[str | int, ...], ...] = ()
+
+    def train(self, **attributes: object) -> None:
+        super().train(**attributes)
+        for path in self.frozen_batchnorm_paths:
+            module = self
+            for key in path:
+                module = module[key] if isinstance(key, int) else getattr(module, key)
+            module.use_running_average = True
 
     def l2_penalty(self) -> jax.Array:
-        """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the conv and Linear kernels."""
-        kernels = [m.kernel[...] for _, m in nnx.iter_modules(self) if isinstance(m, (nnx.Conv, nnx.Linear))]
+        """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the trained conv and
+        Linear kernels (``frozen_paths``: see :func:`impls.jax.weights.freeze`)."""
+        frozen = getattr(self, "frozen_paths", frozenset())
+        kernels = [
+            m.kernel[...]
+            for path, m in nnx.iter_modules(self)
+            if isinstance(m, (nnx.Conv, nnx.Linear)) and (*path, "kernel") not in frozen
+        ]
         return self.spec.kernel_l2 * sum(jnp.sum(jnp.square(k)) for k in kernels)
 
     def infer(self, x: jax.Array) -> jax.Array:

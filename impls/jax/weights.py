@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from spec.params import check_params, param_specs
+from spec.models import is_frozen
+from spec.params import check_params, layer_names, param_specs
 
 _VARIABLE = {
     "kernel": "kernel",
@@ -57,6 +58,28 @@ def _at(tree: object, path: tuple[str | int, ...]) -> nnx.Variable:
     return tree
 
 
+def freeze(model: nnx.Module) -> None:
+    """Record the spec's frozen layers: :func:`trainable` leaves their parameters out of gradients and
+    updates, and ``model.train()`` keeps their BatchNorms on running statistics when
+    ``spec.frozen_batchnorm`` is "inference"."""
+    spec = model.spec
+    frozen = [layer for layer in layer_names(spec) if is_frozen(spec, layer)]
+    model.frozen_paths = frozenset(
+        path for name, path in canonical_paths(model).items() if is_frozen(spec, name.rsplit("/", 1)[0])
+    )
+    if spec.frozen_batchnorm == "inference":
+        paths = (_layer_path(model, layer) for layer in frozen)
+        model.frozen_batchnorm_paths = tuple(p for p in paths if isinstance(_at(model, p), nnx.BatchNorm))
+
+
+def trainable(model: nnx.Module) -> nnx.filterlib.Filter:
+    """The NNX filter of what training updates: every ``nnx.Param`` outside the frozen layers."""
+    frozen = getattr(model, "frozen_paths", frozenset())
+    if not frozen:
+        return nnx.Param
+    return nnx.All(nnx.Param, lambda path, _: tuple(path) not in frozen)
+
+
 def load(model: nnx.Module, params: Mapping[str, np.ndarray]) -> None:
     checked = check_params(model.spec, params)
     for name, path in canonical_paths(model).items():
@@ -70,7 +93,7 @@ def export(model: nnx.Module) -> dict[str, np.ndarray]:
 def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray]) -> nnx.State:
     """A parameter-shaped ``nnx.State`` holding canonical ``arrays`` (e.g. gradients to apply)."""
     checked = check_params(model.spec, arrays, source="gradients", trainable_only=True)
-    state = nnx.clone(nnx.state(model, nnx.Param))
+    state = nnx.clone(nnx.state(model, trainable(model)))
     for name, path in canonical_paths(model, trainable_only=True).items():
         _at(state, path).set_value(jnp.asarray(checked[name]))
     return state

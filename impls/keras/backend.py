@@ -123,6 +123,7 @@ class KerasBackend:
         else:  # one call creates every layer's variables, shapes inferred as Keras does
             model(keras.ops.zeros((1, *spec.input_shape)))
         weights.load(model, params)
+        weights.freeze(model)
         return model
 
     def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:

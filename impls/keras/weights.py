@@ -12,7 +12,8 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from spec.params import check_params, param_specs
+from spec.models import is_frozen
+from spec.params import check_params, layer_names, param_specs
 
 
 def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
@@ -42,6 +43,22 @@ def canonical_variables(model: keras.Model, *, trainable_only: bool = False) -> 
             layer, variable = name.rsplit("/", 1)
             named[name] = getattr(_layer(model, layer), variable)
     return named
+
+
+def freeze(model: keras.Model) -> None:
+    """Apply the spec's frozen layers the Keras way: ``layer.trainable = False``, which also puts a
+    BatchNormalization layer in inference mode (the spec's "inference"). For "training", a frozen
+    BatchNormalization stays trainable — on batch statistics, updating its moving ones — with only
+    ``gamma`` and ``beta`` marked untrainable."""
+    spec = model.spec
+    for layer in layer_names(spec):
+        if not is_frozen(spec, layer):
+            continue
+        native = _layer(model, layer)
+        if isinstance(native, keras.layers.BatchNormalization) and spec.frozen_batchnorm == "training":
+            native.gamma.trainable = native.beta.trainable = False
+        else:
+            native.trainable = False
 
 
 def load(model: keras.Model, params: Mapping[str, np.ndarray]) -> None:

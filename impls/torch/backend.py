@@ -91,6 +91,7 @@ class TorchBackend:
         torch.manual_seed(seed)  # nn.Dropout draws its masks from torch's global generator
         model = kinds[type(spec)](spec).to(self._device)
         weights.load(model, params)
+        weights.freeze(model)
         return model
 
     def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:

@@ -57,13 +57,24 @@ def output_activation(logits: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 class SpecModel(nn.Module):
-    """What every model adds to ``nn.Module``: its spec, its outputs and its L2 term."""
+    """What every model adds to ``nn.Module``: its spec, its outputs, its L2 term, and BatchNorm
+    layers that stay in evaluation mode while frozen (``frozen_batchnorms``, set by
+    :func:`impls.torch.weights.freeze`)."""
 
     spec: MLPSpec | CNNSpec | ResNetSpec
+    frozen_batchnorms: tuple[nn.Module, ...] = ()
+
+    def train(self, mode: bool = True) -> SpecModel:
+        super().train(mode)
+        for batchnorm in self.frozen_batchnorms:  # normalise with, and keep, their running statistics
+            batchnorm.eval()
+        return self
 
     def l2_penalty(self) -> torch.Tensor:
-        """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the conv and Linear weights."""
-        kernels = (m.weight for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+        """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the trained conv and
+        Linear weights."""
+        layers = (m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+        kernels = (m.weight for m in layers if m.weight.requires_grad)
         return self.spec.kernel_l2 * sum(w.square().sum() for w in kernels)
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from spec.params import ParamInfo, check_params, param_specs
+from spec.models import is_frozen
+from spec.params import ParamInfo, check_params, layer_names, param_specs
 
 # canonical variable -> the torch attribute holding it (Linear/Conv2d weight and bias, BatchNorm's)
 _ATTRIBUTE = {
@@ -73,6 +74,20 @@ def to_canonical(info: ParamInfo, value: np.ndarray) -> np.ndarray:
             h, w, c = info.flattened_from
             value = value.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(h * w * c, -1)
     return value
+
+
+def freeze(model: nn.Module) -> None:
+    """Apply the spec's frozen layers: their parameters stop requiring gradients, and their BatchNorm
+    layers stay in evaluation mode when ``spec.frozen_batchnorm`` is "inference" (torch's own
+    requires_grad=False leaves BatchNorm on batch statistics, the spec's "training")."""
+    spec = model.spec
+    for layer in layer_names(spec):
+        if is_frozen(spec, layer):
+            module = _module(model, layer)
+            module.requires_grad_(False)
+            if spec.frozen_batchnorm == "inference" and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                model.frozen_batchnorms = (*model.frozen_batchnorms, module)
+    model.train(model.training)
 
 
 @torch.no_grad()
