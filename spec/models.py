@@ -397,6 +397,13 @@ class ResNetSpec:
         return self.num_classes
 
     @property
+    def is_deep(self) -> bool:
+        """More than two blocks: a dozen or more training-mode BatchNorms and ~10⁵ ReLUs, enough that
+        float32 rounding amplifies through the normalisations and decides the side of some ReLU
+        kinks, so elementwise gradient checks are ill-posed (measured in tests/test_vision.py)."""
+        return sum(self.stage_blocks) > 2
+
+    @property
     def has_dropout(self) -> bool:
         return False
 

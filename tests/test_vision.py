@@ -11,7 +11,7 @@ import pytest
 
 from spec import reference as ref
 from spec.backend import Backend
-from spec.data import digits
+from spec.data import digits, jittered
 from spec.errors import SpecError, UnsupportedOption
 from spec.layers import Act, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool, Pool2D, resolve_padding
 from spec.models import ZOO, CNNSpec, ResNetSpec
@@ -95,12 +95,9 @@ LOSS = "sparse_categorical_crossentropy"
 
 
 def batch_for(spec: CNNSpec | ResNetSpec, size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """Digits with a little noise: upsampled digits have large regions of exactly equal pixels,
-    whose activations all sit on the same side of a ReLU kink — or all on it, where float32 rounding
-    decides the gradient and finite differences straddle the kink."""
+    """Digits with a little noise (see :func:`spec.data.jittered`)."""
     split = digits(spec.input_shape)
-    noise = np.random.default_rng(size).normal(0.0, 0.1, (size, *spec.input_shape))
-    return (split.x_test[:size] + noise).astype(np.float32), split.y_test[:size]
+    return jittered(split.x_test[:size], seed=size), split.y_test[:size]
 
 
 def perturbed_params(spec: CNNSpec | ResNetSpec, seed: int) -> dict[str, np.ndarray]:
@@ -118,7 +115,7 @@ def perturbed_params(spec: CNNSpec | ResNetSpec, seed: int) -> dict[str, np.ndar
 
 
 def forward_tolerance(spec: CNNSpec | ResNetSpec, device: str, training: bool):
-    deep = isinstance(spec, ResNetSpec) and sum(spec.stage_blocks) > 2
+    deep = isinstance(spec, ResNetSpec) and spec.is_deep
     return tolerance("forward_deep_batchnorm" if deep and training else "forward", "float32", device)
 
 
