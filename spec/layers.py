@@ -36,6 +36,10 @@ KERNEL_INITIALIZERS = (
 )
 # Bias initializers: zeros (Keras and Flax default) or torch_default, U(±1/sqrt(fan_in)).
 BIAS_INITIALIZERS = ("zeros", "torch_default")
+# Recurrent-kernel initializers: orthogonal (Keras and Flax: the whole (hidden, gates·hidden) matrix
+# has orthonormal rows; Saxe et al. 2014), glorot_uniform, or torch_default (torch initializes every
+# recurrent tensor U(±1/sqrt(hidden))).
+RECURRENT_INITIALIZERS = ("orthogonal", "glorot_uniform", "torch_default")
 
 _ACTIVATION_SYNTAX = re.compile(r"^\s*([a-z_]+)\s*(?:\(\s*([^()]*?)\s*\))?\s*$")
 

@@ -15,6 +15,7 @@ from spec.layers import (
     KERNEL_INITIALIZERS,
     LAYER_TYPES,
     OUTPUT_ACTIVATIONS,
+    RECURRENT_INITIALIZERS,
     Act,
     Activation,
     BatchNorm,
@@ -415,7 +416,110 @@ class ResNetSpec:
         )
 
 
-ModelSpec = MLPSpec | CNNSpec | ResNetSpec
+# Recurrent cells and their gates, in the canonical order in which kernels and biases concatenate
+# them (torch's and Flax's order; Keras orders the GRU's z, r, h and its backend reorders):
+#   simple_rnn  h' = tanh(x·W + b + h·U)
+#   lstm        i, f, g, o = split(x·W + b + h·U);  c' = σ(f)·c + σ(i)·tanh(g);  h' = σ(o)·tanh(c')
+#   gru         r, z = σ(x·W_rz + b_rz + h·U_rz [+ b'_rz]);  h' = (1 − z)·n + z·h, where
+#                 reset "after":  n = tanh(x·W_n + b_n + r·(h·U_n + b'_n))   (torch; Keras reset_after=True)
+#                 reset "before": n = tanh(x·W_n + b_n + (r·h)·U_n)          (Keras reset_after=False)
+# b' is the recurrent bias, which only the reset-"after" GRU has (see spec.params).
+RNN_CELLS = ("simple_rnn", "lstm", "gru")
+GATES = {"simple_rnn": ("h",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+GRU_RESET = ("after", "before")
+# What the head reads: "last" — the final hidden state of each direction of the top layer (the
+# forward one after step T−1, the backward one after step 0), concatenated; "sequence" — every time
+# step's output (one Dense applied per step).
+SEQUENCE_HEADS = ("last", "sequence")
+
+
+@dataclass(frozen=True)
+class RNNSpec:
+    """Stacked recurrent layers (batch-first sequences ``(batch, seq_len, input_size)``) and a Dense head.
+
+    Each layer after the first reads the previous one's outputs (both directions concatenated when
+    ``bidirectional``). No dropout between layers. ``cell`` and ``gru_reset`` are defined at
+    :data:`RNN_CELLS`; ``head`` at :data:`SEQUENCE_HEADS`.
+    """
+
+    name: str
+    cell: str
+    input_size: int
+    hidden_size: int
+    seq_len: int
+    output_size: int
+    output_activation: str
+    num_layers: int = 1
+    bidirectional: bool = False
+    head: str = "last"
+    gru_reset: str = "after"
+    kernel_initializer: str = "glorot_uniform"
+    recurrent_initializer: str = "orthogonal"
+    bias_initializer: str = "zeros"
+    kernel_l2: float = 0.0
+    frozen: tuple[str, ...] = ()
+    frozen_batchnorm: str = "inference"
+    kind: str = field(default="rnn", init=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        if self.cell not in RNN_CELLS:
+            raise SpecError("cell", self.cell, RNN_CELLS)
+        for field_name in ("input_size", "hidden_size", "seq_len", "output_size", "num_layers"):
+            check_positive_int(field_name, getattr(self, field_name))
+        if not isinstance(self.bidirectional, bool):
+            raise SpecError("bidirectional", self.bidirectional, (True, False))
+        if self.head not in SEQUENCE_HEADS:
+            raise SpecError("head", self.head, SEQUENCE_HEADS)
+        if self.head == "sequence" and self.output_activation == "softmax":
+            raise SpecError("output_activation", "softmax", "sigmoid or linear with a per-step head")
+        if self.gru_reset not in GRU_RESET:
+            raise SpecError("gru_reset", self.gru_reset, GRU_RESET)
+        if self.recurrent_initializer not in RECURRENT_INITIALIZERS:
+            raise SpecError("recurrent_initializer", self.recurrent_initializer, RECURRENT_INITIALIZERS)
+        if self.kernel_l2:  # a recurrent kernel's penalty differs per framework; not pinned yet
+            raise SpecError("kernel_l2", self.kernel_l2, "0 for recurrent models")
+        if self.frozen:
+            raise SpecError("frozen", self.frozen, "() for recurrent models")
+        _check_head_and_training_fields(self)
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return GATES[self.cell]
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return ("forward", "backward") if self.bidirectional else ("forward",)
+
+    @property
+    def has_recurrent_bias(self) -> bool:
+        """Whether each layer has a second bias inside the recurrent term (the reset-"after" GRU)."""
+        return self.cell == "gru" and self.gru_reset == "after"
+
+    @property
+    def features(self) -> int:
+        """Width of each layer's output: the hidden size times the number of directions."""
+        return self.hidden_size * len(self.directions)
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return (self.seq_len, self.input_size)
+
+    @property
+    def has_dropout(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        cell = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": f"GRU (reset {self.gru_reset})"}[self.cell]
+        stack = f"{self.num_layers}×" if self.num_layers > 1 else ""
+        bi = "bidirectional " if self.bidirectional else ""
+        return (
+            f"{self.seq_len}×{self.input_size} {bi}{stack}{cell}({self.hidden_size}) → {self.head} → "
+            f"dense{self.output_size} ({self.output_activation})"
+        )
+
+
+ModelSpec = MLPSpec | CNNSpec | ResNetSpec | RNNSpec
 
 
 def _relu() -> Act:
@@ -527,6 +631,50 @@ ZOO: dict[str, ModelSpec] = {
             kernel_initializer="he_normal",
         ),
         *VISION_ZOO,
+    )
+}
+
+
+SEQUENCE_ZOO: dict[str, RNNSpec] = {
+    spec.name: spec
+    for spec in (
+        # The classic Keras SimpleRNN example: 100 steps of one feature, 32 tanh units, Dense(1, sigmoid).
+        RNNSpec("simple_rnn_classifier", "simple_rnn", 1, 32, 100, 1, "sigmoid"),
+        # The classic PyTorch time-series LSTM: 2 stacked layers of 50 units, Linear on the last step;
+        # torch's init.
+        RNNSpec(
+            "lstm_forecaster",
+            "lstm",
+            1,
+            50,
+            30,
+            1,
+            "linear",
+            num_layers=2,
+            kernel_initializer="torch_default",
+            recurrent_initializer="torch_default",
+            bias_initializer="torch_default",
+        ),
+        # The same forecaster with GRU layers (torch's and Keras's default reset-after formula).
+        RNNSpec(
+            "gru_forecaster",
+            "gru",
+            1,
+            50,
+            30,
+            1,
+            "linear",
+            num_layers=2,
+            kernel_initializer="torch_default",
+            recurrent_initializer="torch_default",
+            bias_initializer="torch_default",
+        ),
+        # Keras's original GRU formula (reset before the recurrent matmul), on the adding problem.
+        RNNSpec("gru_reset_before", "gru", 2, 32, 50, 1, "linear", gru_reset="before"),
+        # A bidirectional LSTM tagging every step of the sequence (return-sequences mode).
+        RNNSpec("bilstm_tagger", "lstm", 2, 16, 20, 1, "sigmoid", bidirectional=True, head="sequence"),
+        # A bidirectional 2-layer GRU reading the last states of both directions.
+        RNNSpec("bigru_classifier", "gru", 2, 16, 20, 1, "sigmoid", num_layers=2, bidirectional=True),
     )
 }
 

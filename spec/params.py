@@ -9,7 +9,15 @@ Layout convention (the only place it is defined):
   backend transposes at its edge.)
 * Images are NHWC; conv kernels ``(kh, kw, in, out)``, with fan_in = kh·kw·in and fan_out =
   kh·kw·out for the initializers. A Dense kernel after a Flatten has its rows in NHWC order
-  (h, w, c). (Recurrent kernels and attention q/k/v kernels arrive with the sequence models.)
+  (h, w, c).
+* Sequences are batch-first ``(batch, time, features)``. A recurrent layer ``rnn_<i>`` (with
+  ``/forward`` and ``/backward`` under it when bidirectional) holds ``kernel`` (in, G·H),
+  ``recurrent_kernel`` (H, G·H) and ``bias`` (G·H,): the G gates concatenated along the last axis in
+  the order of :data:`spec.models.GATES` (LSTM i, f, g, o; GRU r, z, n). One bias per layer: the
+  frameworks that keep two (torch's ``b_ih`` and ``b_hh``) only ever use their sum — except the
+  reset-"after" GRU, whose recurrent bias sits inside ``r·(h·U_n + b'_n)``; its ``bias`` is then
+  ``(2, G·H)``, the input bias in row 0 and the recurrent bias in row 1 (Keras's layout). The head
+  after the recurrent layers is ``dense_0``.
 * A sequential CNN numbers its layers per kind: ``conv_0``, ``batchnorm_0``, ``dense_0`` …; a ResNet
   names them by position: ``stem/conv``, ``stem/bn``, ``stage_1/block_0/conv_a`` (``bn_a``,
   ``conv_b``, ``bn_b``, ``shortcut_conv``, ``shortcut_bn``) and ``head``.
@@ -30,18 +38,20 @@ import numpy as np
 
 from spec.errors import ParamError
 from spec.layers import BatchNorm, Conv2D, Dense, Flatten, Layer
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, is_frozen
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, is_frozen
 
 CANONICAL_DTYPE = np.float32
 
 
-LAYOUTS = ("dense", "conv", "vector")
+LAYOUTS = ("dense", "conv", "vector", "recurrent", "recurrent_bias")
 
 
 @dataclass(frozen=True)
 class ParamInfo:
     """Shape and role of one canonical tensor. ``layout`` says how backends convert it: a ``dense``
-    kernel (in, out), a ``conv`` kernel (kh, kw, in, out), or a ``vector`` (biases, BatchNorm).
+    kernel (in, out), a ``conv`` kernel (kh, kw, in, out), a ``vector`` (biases, BatchNorm), or a
+    recurrent layer's tensor, its gate blocks along the last axis: a ``recurrent`` kernel (in, G·H)
+    or recurrent kernel (H, G·H), or a ``recurrent_bias`` (G·H,) or (2, G·H).
     ``flattened_from`` is the (h, w, c) feature map a Dense kernel's rows were flattened from."""
 
     shape: tuple[int, ...]
@@ -101,6 +111,11 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
                     _add_layer(infos, spec, f"{block.name}/shortcut_conv", block.shortcut_conv, shape)
                     _add_layer(infos, spec, f"{block.name}/shortcut_bn", spec.batchnorm, after)
             _add_layer(infos, spec, "head", Dense(spec.num_classes), (spec.widths[-1],))
+        case RNNSpec():
+            for layer in range(spec.num_layers):
+                for name in rnn_layer_names(spec, layer):
+                    _add_recurrent(infos, spec, name, spec.input_size if layer == 0 else spec.features)
+            _add_dense(infos, spec, dense_name(0), spec.features, spec.output_size, True, None)
         case _:
             raise ParamError(f"no canonical parameters defined for spec type {type(spec).__name__}")
     if spec.frozen and not unfrozen:  # frozen layers' tensors are state, not trained
@@ -109,6 +124,33 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
             for name, info in infos.items()
         }
     return infos
+
+
+def rnn_layer_names(spec: RNNSpec, layer: int) -> list[str]:
+    """The canonical names of recurrent layer ``layer``: one per direction."""
+    if spec.bidirectional:
+        return [f"rnn_{layer}/{direction}" for direction in spec.directions]
+    return [f"rnn_{layer}"]
+
+
+def _add_recurrent(infos: dict[str, ParamInfo], spec: RNNSpec, name: str, fan_in: int) -> None:
+    """The tensors of one recurrent layer (one direction) reading ``fan_in`` features. Keras's
+    initializers see the whole (fan_in, G·H) kernel; torch's draw every tensor U(±1/sqrt(H))."""
+    hidden, width = spec.hidden_size, len(spec.gates) * spec.hidden_size
+
+    def fans(initializer: str, rows: int) -> tuple[int, int]:
+        return (hidden, width) if initializer == "torch_default" else (rows, width)
+
+    infos[f"{name}/kernel"] = ParamInfo(
+        (fan_in, width), True, spec.kernel_initializer, *fans(spec.kernel_initializer, fan_in), "recurrent"
+    )
+    infos[f"{name}/recurrent_kernel"] = ParamInfo(
+        (hidden, width), True, spec.recurrent_initializer, *fans(spec.recurrent_initializer, hidden), "recurrent"
+    )
+    bias_shape = (2, width) if spec.has_recurrent_bias else (width,)
+    infos[f"{name}/bias"] = ParamInfo(
+        bias_shape, True, spec.bias_initializer, *fans(spec.bias_initializer, hidden), "recurrent_bias"
+    )
 
 
 def layer_names(spec: ModelSpec) -> list[str]:
@@ -236,7 +278,19 @@ def sample_initializer(info: ParamInfo, rng: np.random.Generator) -> np.ndarray:
         case "torch_default":
             limit = 1.0 / math.sqrt(fan_in)
             return rng.uniform(-limit, limit, shape)
+        case "orthogonal":
+            return _orthogonal(rng, shape)
     raise ParamError(f"unknown initializer {info.initializer!r}")
+
+
+def _orthogonal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """A matrix with orthonormal rows (or columns, whichever are fewer), the whole tensor seen as
+    (prod(shape[:-1]), shape[-1]) — Keras's and Flax's construction: QR of a Gaussian matrix, signs
+    fixed by R's diagonal so the distribution is uniform (Haar)."""
+    rows, cols = math.prod(shape[:-1]), shape[-1]
+    q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
+    q = q * np.sign(np.diag(r))
+    return (q.T if rows < cols else q).reshape(shape)
 
 
 def _truncated_standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

@@ -29,9 +29,9 @@ from spec.layers import (
     resolve_padding,
 )
 from spec.losses import check_loss
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, is_frozen
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, is_frozen
 from spec.optimizers import OptimizerSpec
-from spec.params import check_params, cnn_layer_names, dense_name, param_specs, trainable_names
+from spec.params import check_params, cnn_layer_names, dense_name, param_specs, rnn_layer_names, trainable_names
 from spec.schedules import ScheduleSpec
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -124,6 +124,8 @@ def logits_and_state(
                 h = apply_layer(layer, name, p, h, name is not None and batch_statistics(name), state)
         case ResNetSpec():
             h = _resnet(spec, p, h, batch_statistics, state)
+        case RNNSpec():
+            h = _rnn(spec, p, h)
         case _:
             raise SpecError("spec", type(spec).__name__, "a spec with a reference forward pass")
     return h, state
@@ -152,6 +154,59 @@ def _resnet(
             h = bn(f"{b}/shortcut_bn", conv(block.shortcut_conv, f"{b}/shortcut_conv", h))
         h = np.maximum(out + h, 0.0)
     return apply_layer(Dense(spec.num_classes), "head", p, h.mean(axis=(1, 2)), False, state)
+
+
+def _rnn(spec: RNNSpec, p: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Stacked (bidirectional) recurrent layers, then the head on the last states or on every step."""
+    for layer in range(spec.num_layers):
+        names = rnn_layer_names(spec, layer)
+        x = np.concatenate(
+            [
+                recurrent_layer(spec, p, name, x, reverse=direction == "backward")
+                for name, direction in zip(names, spec.directions)
+            ],
+            axis=-1,
+        )
+    if spec.head == "last":  # the forward direction ends at step T−1, the backward one at step 0
+        hidden = spec.hidden_size
+        last = [x[:, -1, :hidden]] + ([x[:, 0, hidden:]] if spec.bidirectional else [])
+        x = np.concatenate(last, axis=-1)
+    return x @ p["dense_0/kernel"] + p["dense_0/bias"]
+
+
+def recurrent_layer(
+    spec: RNNSpec, p: Mapping[str, np.ndarray], name: str, x: np.ndarray, *, reverse: bool
+) -> np.ndarray:
+    """One recurrent layer over ``x`` (batch, time, features) from a zero state; the output at each
+    step, in time order even when ``reverse`` runs it from the last step to the first. The cell
+    equations are at :data:`spec.models.RNN_CELLS`."""
+    kernel, recurrent, bias = p[f"{name}/kernel"], p[f"{name}/recurrent_kernel"], p[f"{name}/bias"]
+    bias, recurrent_bias = (bias[0], bias[1]) if spec.has_recurrent_bias else (bias, 0.0)
+    hidden = spec.hidden_size
+    h = np.zeros((len(x), hidden))
+    c = np.zeros_like(h)
+    outputs = np.empty((*x.shape[:2], hidden))
+    steps = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
+    for t in steps:
+        from_input = x[:, t] @ kernel + bias
+        match spec.cell:
+            case "simple_rnn":
+                h = np.tanh(from_input + h @ recurrent)
+            case "lstm":
+                i, f, g, o = np.split(from_input + h @ recurrent, 4, axis=-1)
+                c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+                h = sigmoid(o) * np.tanh(c)
+            case "gru":
+                x_r, x_z, x_n = np.split(from_input, 3, axis=-1)
+                h_r, h_z, h_n = np.split(h @ recurrent + recurrent_bias, 3, axis=-1)
+                r, z = sigmoid(x_r + h_r), sigmoid(x_z + h_z)
+                if spec.gru_reset == "after":
+                    n = np.tanh(x_n + r * h_n)
+                else:
+                    n = np.tanh(x_n + (r * h) @ recurrent[:, 2 * hidden :])
+                h = (1 - z) * n + z * h
+        outputs[:, t] = h
+    return outputs
 
 
 def apply_layer(

@@ -19,7 +19,7 @@ from spec.optimizers import OptimizerSpec
 from spec.params import count_params, init_params, param_specs, trainable_names
 from spec.tolerances import max_scaled_error, tolerance
 
-VISION = {name: spec for name, spec in ZOO.items() if spec.kind != "mlp"}
+VISION = {name: spec for name, spec in ZOO.items() if spec.kind in ("cnn", "resnet")}
 BATCH = 16  # BatchNorm over 16 images: statistics of a 1×1 feature map are still well conditioned
 
 # Published parameter counts (trainable): the Keras MNIST convnet example, torchvision's resnet18

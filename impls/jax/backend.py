@@ -19,11 +19,11 @@ from flax import nnx
 
 from impls.jax import schedules, weights
 from impls.jax.losses import compute_loss
-from impls.jax.models import CNN, MLP, ResNet, SpecModel
+from impls.jax.models import CNN, MLP, RNN, ResNet, SpecModel
 from impls.jax.optimizers import make_optimizer
 from spec.backend import intra_op_threads
 from spec.losses import check_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
 from spec.schedules import ScheduleSpec
@@ -140,7 +140,7 @@ class JaxBackend:
         return self._device
 
     def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet}
+        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN}
         if type(spec) not in kinds:
             raise TypeError(f"jax backend cannot build {type(spec).__name__}")
         # An abstract model (shapes only), filled from ``params``: running Flax's own initializers
@@ -148,7 +148,9 @@ class JaxBackend:
         model = nnx.eval_shape(lambda: kinds[type(spec)](spec, rngs=nnx.Rngs(params=0, dropout=seed)))
         weights.load(model, params)
         weights.freeze(model)
-        nnx.reseed(model, dropout=seed)  # the abstract build left the dropout stream without a key
+        # the abstract build left the random streams without keys: dropout's, and the carry stream
+        # nnx.RNN keeps (its cells draw their zero initial states through it)
+        nnx.reseed(model, dropout=seed, carry=0)
         return model
 
     def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:

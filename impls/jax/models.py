@@ -12,7 +12,7 @@ from flax import nnx
 
 from spec.errors import UnsupportedOption
 from spec.layers import Act, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool, Layer, Pool2D, resolve_padding
-from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, layer_output_shape
+from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, RNNSpec, layer_output_shape
 from spec.params import cnn_layer_names
 
 
@@ -51,7 +51,7 @@ class SpecModel(nnx.Module):
     layers that stay on running statistics while frozen (``frozen_batchnorm_paths``, set by
     :func:`impls.jax.weights.freeze`)."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec
     frozen_batchnorm_paths: tuple[tuple[str | int, ...], ...] = ()
 
     def train(self, **attributes: object) -> None:
@@ -232,3 +232,86 @@ class ResNet(SpecModel):
             for block in stage:
                 x = block(x)
         return self.head(global_avg_pool(x))
+
+
+class GRUCell(nnx.RNNCellBase):
+    """A GRU cell with either reset formula (:data:`spec.models.RNN_CELLS`). ``nnx.GRUCell`` applies
+    the reset after the recurrent matmul but has no recurrent bias (``b'_n`` in ``r·(h·U_n + b'_n)``),
+    which torch's and Keras's GRUs have; this cell holds its biases as one (2, 3H) parameter — input
+    bias, recurrent bias — or (3H,) for the reset-before formula, and its gates in nnx's r, z, n order."""
+
+    def __init__(self, in_features: int, hidden_features: int, *, reset_after: bool, rngs: nnx.Rngs) -> None:
+        self.hidden_features = hidden_features
+        self.reset_after = reset_after
+        self.dense_i = nnx.Linear(in_features, 3 * hidden_features, use_bias=False, rngs=rngs)
+        self.dense_h = nnx.Linear(hidden_features, 3 * hidden_features, use_bias=False, rngs=rngs)
+        shape = (2, 3 * hidden_features) if reset_after else (3 * hidden_features,)
+        self.bias = nnx.Param(jnp.zeros(shape))
+
+    def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h = carry
+        bias = self.bias[...]
+        input_bias, recurrent_bias = (bias[0], bias[1]) if self.reset_after else (bias, 0.0)
+        x_r, x_z, x_n = jnp.split(self.dense_i(inputs) + input_bias, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(self.dense_h(h) + recurrent_bias, 3, axis=-1)
+        r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+        if self.reset_after:
+            n = jnp.tanh(x_n + r * h_n)
+        else:
+            n = jnp.tanh(x_n + (r * h) @ self.dense_h.kernel[:, 2 * self.hidden_features :])
+        new_h = (1.0 - z) * n + z * h
+        return new_h, new_h
+
+    def initialize_carry(
+        self, input_shape: tuple[int, ...], rngs: object = None, carry_init: object = None
+    ) -> jax.Array:
+        return jnp.zeros((*input_shape[:-1], self.hidden_features))
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
+
+def recurrent_cell(spec: RNNSpec, in_features: int, rngs: nnx.Rngs) -> nnx.RNNCellBase:
+    """The Flax cell for one recurrent layer: nnx's own for SimpleRNN and LSTM (same gate order as
+    the spec), :class:`GRUCell` for the GRU."""
+    match spec.cell:
+        case "simple_rnn":
+            return nnx.SimpleCell(in_features, spec.hidden_size, activation_fn=jnp.tanh, rngs=rngs)
+        case "lstm":
+            return nnx.OptimizedLSTMCell(
+                in_features, spec.hidden_size, gate_fn=jax.nn.sigmoid, activation_fn=jnp.tanh, rngs=rngs
+            )
+        case "gru":
+            return GRUCell(in_features, spec.hidden_size, reset_after=spec.gru_reset == "after", rngs=rngs)
+    raise ValueError(f"no Flax cell for {spec.cell!r}")
+
+
+class RNN(SpecModel):
+    """Stacked ``nnx.RNN`` layers (``nnx.Bidirectional`` when the spec says so) and a Linear head on
+    the last states or on every step."""
+
+    def __init__(self, spec: RNNSpec, *, rngs: nnx.Rngs) -> None:
+        self.spec = spec
+        layers = []
+        for index in range(spec.num_layers):
+            in_features = spec.input_size if index == 0 else spec.features
+            if spec.bidirectional:
+                forward = nnx.RNN(recurrent_cell(spec, in_features, rngs))
+                backward = nnx.RNN(recurrent_cell(spec, in_features, rngs))
+                layers.append(nnx.Bidirectional(forward, backward))
+            else:
+                layers.append(nnx.RNN(recurrent_cell(spec, in_features, rngs)))
+        self.recurrent = nnx.List(layers)
+        self.head = nnx.Linear(spec.features, spec.output_size, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.recurrent:
+            x = layer(x)
+        if self.spec.head == "sequence":
+            return self.head(x)
+        hidden = self.spec.hidden_size  # the backward direction's final state is at step 0
+        last = x[:, -1, :hidden]
+        if self.spec.bidirectional:
+            last = jnp.concatenate([last, x[:, 0, hidden:]], axis=-1)
+        return self.head(last)

@@ -3,7 +3,10 @@
 Flax already uses the canonical layouts — NHWC images, ``nnx.Linear`` kernels (in, out), ``nnx.Conv``
 kernels (kh, kw, in, out), NHWC flattening — so values pass through unchanged; this module maps
 canonical names to variables and to paths in an ``nnx.State``. BatchNorm's ``gamma``, ``beta``,
-``moving_mean`` and ``moving_variance`` are Flax's ``scale``, ``bias``, ``mean`` and ``var``.
+``moving_mean`` and ``moving_variance`` are Flax's ``scale``, ``bias``, ``mean`` and ``var``. A
+recurrent layer's kernel and recurrent kernel are its cell's ``dense_i`` and ``dense_h`` kernels
+(same gate order); its bias is ``dense_i``'s (SimpleCell), ``dense_h``'s (OptimizedLSTMCell) or the
+cell's own (:class:`impls.jax.models.GRUCell`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ def _layer_path(model: nnx.Module, layer: str) -> tuple[str | int, ...]:
     kind = model.spec.kind
     if kind == "mlp":
         return ("dense", int(layer.rsplit("_", 1)[1]))
+    if kind == "rnn":
+        if layer == "dense_0":
+            return ("head",)
+        index, _, direction = layer.removeprefix("rnn_").partition("/")
+        rnn = ("recurrent", int(index)) + ((f"{direction}_rnn",) if direction else ())
+        return (*rnn, "cell")
     if kind == "cnn":
         return ("body", "layers", model.layer_names.index(layer))
     if layer.startswith("stage_"):
@@ -47,8 +56,20 @@ def canonical_paths(model: nnx.Module, *, trainable_only: bool = False) -> dict[
     for name, info in param_specs(model.spec).items():
         if info.trainable or not trainable_only:
             layer, variable = name.rsplit("/", 1)
-            paths[name] = (*_layer_path(model, layer), _VARIABLE[variable])
+            if info.layout in ("recurrent", "recurrent_bias"):
+                paths[name] = (*_layer_path(model, layer), *_recurrent_variable(model.spec.cell, variable))
+            else:
+                paths[name] = (*_layer_path(model, layer), _VARIABLE[variable])
     return paths
+
+
+def _recurrent_variable(cell: str, variable: str) -> tuple[str, ...]:
+    """Where a cell keeps a canonical recurrent tensor (see the module docstring)."""
+    if variable == "kernel":
+        return ("dense_i", "kernel")
+    if variable == "recurrent_kernel":
+        return ("dense_h", "kernel")
+    return {"simple_rnn": ("dense_i", "bias"), "lstm": ("dense_h", "bias"), "gru": ("bias",)}[cell]
 
 
 def _at(tree: object, path: tuple[str | int, ...]) -> nnx.Variable:

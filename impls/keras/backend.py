@@ -10,12 +10,12 @@ import tensorflow as tf
 
 from impls.keras import schedules, weights
 from impls.keras.losses import compute_loss
-from impls.keras.models import CNN, MLP, ResNet, SpecModel
+from impls.keras.models import CNN, MLP, RNN, ResNet, SpecModel
 from impls.keras.optimizers import before_step, make_optimizer
 from spec.backend import intra_op_threads
 from spec.errors import BackendUnavailable
 from spec.losses import check_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount, check_params
 from spec.schedules import ScheduleSpec
@@ -114,7 +114,7 @@ class KerasBackend:
         return self._device
 
     def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet}
+        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN}
         if type(spec) not in kinds:
             raise TypeError(f"keras backend cannot build {type(spec).__name__}")
         model = kinds[type(spec)](spec, seed=seed)
@@ -153,7 +153,7 @@ class KerasBackend:
         check_loss(loss, model.spec.output_activation)
         variables = weights.canonical_variables(model, trainable_only=True)
         value, grads = _loss_and_grads(model, np.asarray(x, np.float32), _targets(targets, loss), loss)
-        return float(value), {name: g.numpy() for name, g in zip(variables, grads)}
+        return float(value), weights.to_canonical(model, {name: g.numpy() for name, g in zip(variables, grads)})
 
     def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> keras.optimizers.Optimizer:
         optimizer = make_optimizer(opt)
@@ -164,7 +164,7 @@ class KerasBackend:
     def apply_gradients(
         self, model: SpecModel, optimizer: keras.optimizers.Optimizer, grads: Mapping[str, np.ndarray]
     ) -> None:
-        checked = check_params(model.spec, grads, source="gradients", trainable_only=True)
+        checked = weights.to_native(model, check_params(model.spec, grads, source="gradients", trainable_only=True))
         before_step(optimizer, optimizer.spec)
         variables = weights.canonical_variables(model, trainable_only=True)
         optimizer.apply_gradients([(checked[name], variable) for name, variable in variables.items()])

@@ -21,7 +21,7 @@ from spec.layers import (
     Pool2D,
     resolve_padding,
 )
-from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, layer_output_shape
+from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, RNNSpec, layer_output_shape
 from spec.params import cnn_layer_names
 
 
@@ -51,7 +51,7 @@ def output_activation(logits: keras.KerasTensor, kind: str) -> keras.KerasTensor
 class SpecModel(keras.Model):
     """What every model adds to ``keras.Model``: its spec and its outputs."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec
 
     def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         """The model's outputs: logits passed through the spec's output activation."""
@@ -245,3 +245,46 @@ class ResNet(SpecModel):
         for block in self.blocks:
             x = block(x, training=training)
         return self.head(self.pool(x))
+
+
+def recurrent_layer(spec: RNNSpec, return_sequences: bool, name: str) -> keras.layers.Layer:
+    """The Keras layer for one recurrent layer of ``spec``, activations passed explicitly. The
+    weights come from the spec, so initializer options (``unit_forget_bias`` …) play no part."""
+    common = {"use_bias": True, "return_sequences": return_sequences, "name": name}
+    match spec.cell:
+        case "simple_rnn":
+            return keras.layers.SimpleRNN(spec.hidden_size, activation="tanh", **common)
+        case "lstm":
+            return keras.layers.LSTM(spec.hidden_size, activation="tanh", recurrent_activation="sigmoid", **common)
+        case "gru":
+            return keras.layers.GRU(
+                spec.hidden_size,
+                activation="tanh",
+                recurrent_activation="sigmoid",
+                reset_after=spec.gru_reset == "after",
+                **common,
+            )
+    raise ValueError(f"no Keras layer for cell {spec.cell!r}")
+
+
+class RNN(SpecModel):
+    """Stacked ``SimpleRNN`` / ``LSTM`` / ``GRU`` layers (``Bidirectional`` when the spec says so)
+    and a Dense head. Only the top layer stops returning sequences, for a "last" head: Keras then
+    returns each direction's final state, which is what the spec's head reads."""
+
+    def __init__(self, spec: RNNSpec, seed: int = 0, **kwargs) -> None:
+        super().__init__(name=spec.name, **kwargs)
+        self.spec = spec
+        self.recurrent = []
+        for index in range(spec.num_layers):
+            sequences = index < spec.num_layers - 1 or spec.head == "sequence"
+            layer = recurrent_layer(spec, sequences, name=f"rnn_{index}")
+            if spec.bidirectional:
+                layer = keras.layers.Bidirectional(layer, merge_mode="concat", name=f"rnn_{index}")
+            self.recurrent.append(layer)
+        self.head = keras.layers.Dense(spec.output_size, name="dense_0")
+
+    def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
+        for layer in self.recurrent:
+            x = layer(x, training=training)
+        return self.head(x)

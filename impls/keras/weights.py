@@ -2,7 +2,9 @@
 
 Keras already uses the canonical layouts — NHWC images, ``Dense`` kernels (in, out), ``Conv2D``
 kernels (kh, kw, in, out), NHWC flattening — and BatchNormalization's variable names, so values pass
-through unchanged; this module maps canonical names to Keras variables.
+through unchanged; this module maps canonical names to Keras variables. Recurrent cells hold
+``kernel``, ``recurrent_kernel`` and ``bias`` in the canonical layout too, (2, G·H) for the
+reset-after GRU's bias included, except that Keras orders the GRU's gates z, r, h.
 """
 
 from __future__ import annotations
@@ -13,14 +15,33 @@ import keras
 import numpy as np
 
 from spec.models import is_frozen
-from spec.params import check_params, layer_names, param_specs
+from spec.params import ParamInfo, check_params, layer_names, param_specs
+
+_KERAS_GRU_GATES = [1, 0, 2]  # canonical r, z, n -> Keras z, r, h (and back: the swap is its own inverse)
+
+
+def gate_order(spec: object, info: ParamInfo, value: np.ndarray) -> np.ndarray:
+    """A recurrent tensor with its gate blocks in Keras's order (from the canonical one, or back)."""
+    if spec.kind != "rnn" or spec.cell != "gru" or info.layout not in ("recurrent", "recurrent_bias"):
+        return value
+    blocks = np.split(np.asarray(value), 3, axis=-1)
+    return np.concatenate([blocks[i] for i in _KERAS_GRU_GATES], axis=-1)
 
 
 def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
-    """The Keras layer of canonical layer ``layer`` (``dense_1``, ``conv_0``, ``stage_1/block_0/conv_a`` …)."""
+    """The Keras layer of canonical layer ``layer`` (``dense_1``, ``conv_0``, ``stage_1/block_0/conv_a``,
+    ``rnn_0/backward`` (its cell) …)."""
     kind = model.spec.kind
     if kind == "mlp":
         return model.dense[int(layer.rsplit("_", 1)[1])]
+    if kind == "rnn":
+        if layer == "dense_0":
+            return model.head
+        index, _, direction = layer.removeprefix("rnn_").partition("/")
+        native = model.recurrent[int(index)]
+        if direction:
+            native = native.forward_layer if direction == "forward" else native.backward_layer
+        return native.cell
     if kind == "cnn":
         candidates = model.stack
     elif layer == "head":
@@ -63,9 +84,22 @@ def freeze(model: keras.Model) -> None:
 
 def load(model: keras.Model, params: Mapping[str, np.ndarray]) -> None:
     checked = check_params(model.spec, params)
+    infos = param_specs(model.spec)
     for name, variable in canonical_variables(model).items():
-        variable.assign(checked[name])
+        variable.assign(gate_order(model.spec, infos[name], checked[name]))
 
 
 def export(model: keras.Model) -> dict[str, np.ndarray]:
-    return {name: keras.ops.convert_to_numpy(v) for name, v in canonical_variables(model).items()}
+    return to_canonical(model, {name: keras.ops.convert_to_numpy(v) for name, v in canonical_variables(model).items()})
+
+
+def to_canonical(model: keras.Model, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Arrays of the model's variables (values or gradients), by canonical name, in the canonical layout."""
+    infos = param_specs(model.spec)
+    return {name: gate_order(model.spec, infos[name], np.asarray(value)) for name, value in arrays.items()}
+
+
+def to_native(model: keras.Model, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Canonical arrays (gradients, say), by canonical name, in the layout of the model's variables."""
+    infos = param_specs(model.spec)
+    return {name: gate_order(model.spec, infos[name], value) for name, value in arrays.items()}

@@ -9,11 +9,11 @@ import torch
 
 from impls.torch import schedules, weights
 from impls.torch.losses import compute_loss
-from impls.torch.models import CNN, MLP, ResNet, SpecModel
+from impls.torch.models import CNN, MLP, RNN, ResNet, SpecModel
 from impls.torch.optimizers import make_optimizer
 from spec.backend import intra_op_threads
 from spec.losses import check_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
 from spec.schedules import ScheduleSpec
@@ -85,7 +85,7 @@ class TorchBackend:
         return str(self._device) if self._device.type == "cpu" else f"cuda:{torch.cuda.current_device()}"
 
     def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet}
+        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN}
         if type(spec) not in kinds:
             raise TypeError(f"torch backend cannot build {type(spec).__name__}")
         torch.manual_seed(seed)  # nn.Dropout draws its masks from torch's global generator

@@ -23,7 +23,7 @@ from spec.layers import (
     Pool2D,
     resolve_padding,
 )
-from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, layer_output_shape
+from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, RNNSpec, layer_output_shape
 from spec.params import cnn_layer_names
 
 
@@ -61,7 +61,7 @@ class SpecModel(nn.Module):
     layers that stay in evaluation mode while frozen (``frozen_batchnorms``, set by
     :func:`impls.torch.weights.freeze`)."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec
     frozen_batchnorms: tuple[nn.Module, ...] = ()
 
     def train(self, mode: bool = True) -> SpecModel:
@@ -259,3 +259,55 @@ class ResNet(SpecModel):
         for stage in self.stages.values():
             x = stage(x)
         return self.head(x.mean(dim=(2, 3)))
+
+
+class RNN(SpecModel):
+    """``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (batch-first, stacked, optionally bidirectional) and a
+    Linear head on the last states or on every step; ``forward`` returns logits.
+
+    torch's recurrent layers always hold two biases, ``b_ih`` and ``b_hh``, and only their sum enters
+    the SimpleRNN and LSTM cells: the spec's one bias is ``b_ih``, and ``b_hh`` is held at zero,
+    out of training (trained too, it would double the bias's effective learning rate). The GRU's
+    ``b_hh`` is the spec's recurrent bias (it sits inside ``r·(W_hn h + b_hn)``).
+    """
+
+    def __init__(self, spec: RNNSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        if spec.cell == "gru" and spec.gru_reset == "before":
+            raise UnsupportedOption(
+                "torch",
+                "gru_reset",
+                "before",
+                "nn.GRU applies the reset gate after the recurrent matmul",
+                native="after",
+            )
+        layer = {"simple_rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[spec.cell]
+        options = {"nonlinearity": "tanh"} if spec.cell == "simple_rnn" else {}
+        self.rnn = layer(
+            spec.input_size,
+            spec.hidden_size,
+            num_layers=spec.num_layers,
+            bias=True,
+            batch_first=True,
+            bidirectional=spec.bidirectional,
+            **options,
+        )
+        if not spec.has_recurrent_bias:
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias_hh"):
+                    nn.init.zeros_(param)
+                    param.requires_grad_(False)
+        self.head = nn.Linear(spec.features, spec.output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.rnn(x)
+        if self.spec.head == "sequence":
+            return self.head(outputs)
+        # outputs[:, -1] would hold the backward direction after one step only: its final state
+        # is at step 0
+        hidden = self.spec.hidden_size
+        last = outputs[:, -1, :hidden]
+        if self.spec.bidirectional:
+            last = torch.cat([last, outputs[:, 0, hidden:]], dim=-1)
+        return self.head(last)

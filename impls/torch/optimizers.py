@@ -19,7 +19,7 @@ def make_optimizer(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimize
     ``optimizer.step()`` advances it; gradient clipping is ``clip_grad_norm_`` in a pre-step hook."""
     optimizer = _make(model, opt)
     if opt.clip_global_norm is not None:
-        params = list(weights.canonical_parameters(model).values())
+        params = weights.trained_parameters(model)
 
         def clip(*_: object) -> None:
             nn.utils.clip_grad_norm_(params, opt.clip_global_norm)
@@ -32,7 +32,7 @@ def make_optimizer(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimize
 
 
 def _make(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimizer:
-    params = list(weights.canonical_parameters(model).values())
+    params = weights.trained_parameters(model)
     lr = opt.base_learning_rate
     match opt.kind:
         case "sgd":

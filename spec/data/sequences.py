@@ -1,0 +1,69 @@
+"""Synthetic sequence tasks, generated in numpy from a seed so that every backend sees the same data.
+
+Sequences are batch-first float32 arrays ``(n, seq_len, features)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spec.validation import check_positive_int
+
+
+@dataclass(frozen=True)
+class SequenceTask:
+    """Inputs ``x`` (n, seq_len, features) and targets ``y``; ``baseline`` is the loss of the best
+    constant prediction, the bar a model has to clear to show it learned anything."""
+
+    x: np.ndarray
+    y: np.ndarray
+    baseline: float
+
+
+def adding_problem(n: int, seq_len: int, seed: int) -> SequenceTask:
+    """Hochreiter & Schmidhuber's adding problem (1997): feature 0 is uniform in [0, 1], feature 1
+    marks one step in each half of the sequence; the target is the sum of the two marked values.
+    Always predicting 1 has MSE 1/6 (the variance of a sum of two uniforms)."""
+    check_positive_int("n", n)
+    if not isinstance(seq_len, int) or seq_len < 2:
+        raise ValueError(f"seq_len must be an integer >= 2, got {seq_len!r}")
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0.0, 1.0, (n, seq_len))
+    half = seq_len // 2
+    first = rng.integers(0, half, n)
+    second = rng.integers(half, seq_len, n)
+    markers = np.zeros((n, seq_len))
+    markers[np.arange(n), first] = markers[np.arange(n), second] = 1.0
+    x = np.stack([values, markers], axis=-1).astype(np.float32)
+    y = (values[np.arange(n), first] + values[np.arange(n), second])[:, None].astype(np.float32)
+    return SequenceTask(x, y, baseline=1.0 / 6.0)
+
+
+def sine_forecast(n: int, seq_len: int, seed: int, noise: float = 0.05) -> SequenceTask:
+    """Windows of sine waves with random frequency, phase and amplitude plus Gaussian noise; the
+    target is the next (noise-free) value. The baseline is the target's variance."""
+    check_positive_int("n", n)
+    check_positive_int("seq_len", seq_len)
+    rng = np.random.default_rng(seed)
+    frequency = rng.uniform(0.1, 0.3, (n, 1))
+    phase = rng.uniform(0.0, 2 * np.pi, (n, 1))
+    amplitude = rng.uniform(0.5, 1.0, (n, 1))
+    t = np.arange(seq_len + 1)[None, :]
+    clean = amplitude * np.sin(frequency * t + phase)
+    x = (clean[:, :seq_len] + noise * rng.standard_normal((n, seq_len)))[..., None].astype(np.float32)
+    y = clean[:, seq_len:].astype(np.float32)
+    return SequenceTask(x, y, baseline=float(y.var()))
+
+
+def running_sign(n: int, seq_len: int, seed: int, features: int = 1) -> SequenceTask:
+    """Gaussian sequences labelled 1 where the running sum of feature 0 is positive: per step
+    ``y`` (n, seq_len, 1), for the per-step (sequence) heads. The final step's label is the
+    sequence's class for last-state heads (``y[:, -1]``). Baseline: binary cross-entropy ln 2."""
+    check_positive_int("n", n)
+    check_positive_int("seq_len", seq_len)
+    check_positive_int("features", features)
+    x = np.random.default_rng(seed).standard_normal((n, seq_len, features)).astype(np.float32)
+    y = (np.cumsum(x[..., :1], axis=1) > 0).astype(np.float32)
+    return SequenceTask(x, y, baseline=float(np.log(2.0)))

@@ -1,0 +1,329 @@
+"""The recurrent zoo (SimpleRNN, LSTM, GRU; stacked, bidirectional, last-state and per-step heads) on
+every backend, against the float64 judge, against each other and against the frameworks' own layers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import get_backend, selected_backends
+from spec import reference as ref
+from spec.backend import Backend
+from spec.data.sequences import adding_problem, running_sign, sine_forecast
+from spec.errors import SpecError, UnsupportedOption
+from spec.losses import DEFAULT_LOSS
+from spec.models import SEQUENCE_ZOO, RNNSpec
+from spec.optimizers import OptimizerSpec
+from spec.params import count_params, init_params, param_specs, trainable_names
+from spec.tolerances import max_scaled_error, tolerance
+
+# Small specs cheap enough for finite differences, covering every cell, both GRU formulas, stacking,
+# both directions and both heads; the zoo's own models run the forward and cross-backend checks.
+SMALL = [
+    RNNSpec("tiny_simple_rnn", "simple_rnn", 2, 5, 7, 3, "softmax", num_layers=2),
+    RNNSpec("tiny_lstm", "lstm", 2, 4, 6, 2, "linear", bidirectional=True, head="sequence"),
+    RNNSpec("tiny_gru_after", "gru", 3, 4, 6, 1, "sigmoid", num_layers=2, bidirectional=True),
+    RNNSpec("tiny_gru_before", "gru", 3, 4, 6, 1, "linear", gru_reset="before"),
+]
+SEQUENCES = {**SEQUENCE_ZOO, **{spec.name: spec for spec in SMALL}}
+# Backpropagation through a 100-step SimpleRNN, checked against finite differences as well.
+LONG = SEQUENCE_ZOO["simple_rnn_classifier"]
+
+
+def loss_for(spec: RNNSpec) -> str:
+    return DEFAULT_LOSS[spec.output_activation]
+
+
+def batch_for(spec: RNNSpec, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian sequences and targets of the head's shape for the spec's default loss."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((size, *spec.input_shape)).astype(np.float32)
+    shape = (size, spec.seq_len, spec.output_size) if spec.head == "sequence" else (size, spec.output_size)
+    if spec.output_activation == "softmax":
+        return x, rng.integers(0, spec.output_size, size)
+    if spec.output_activation == "sigmoid":
+        return x, (rng.uniform(size=shape) > 0.5).astype(np.float32)
+    return x, rng.standard_normal(shape).astype(np.float32)
+
+
+def perturbed_params(spec: RNNSpec, seed: int) -> dict[str, np.ndarray]:
+    """The canonical init with biases moved off zero, so that a backend that drops or misplaces
+    one (the GRU's recurrent bias, say) cannot match the judge."""
+    params = init_params(spec, seed)
+    rng = np.random.default_rng(seed)
+    for name, info in param_specs(spec).items():
+        if name.endswith("/bias"):
+            params[name] = rng.uniform(-0.5, 0.5, info.shape).astype(np.float32)
+    return params
+
+
+def build(backend: Backend, spec: RNNSpec, params: dict[str, np.ndarray]):
+    """The backend's model, or a skip naming the option its framework cannot express."""
+    try:
+        return backend.build(spec, params)
+    except UnsupportedOption as exc:
+        pytest.skip(str(exc))
+
+
+def torch_held_zero_biases(spec: RNNSpec) -> int:
+    """torch's RNN layers always hold ``b_hh`` next to ``b_ih`` (G·H each, per layer and direction);
+    where the spec has one bias (SimpleRNN, LSTM), torch keeps ``b_hh`` at zero, untrained."""
+    if spec.has_recurrent_bias:
+        return 0
+    return spec.num_layers * len(spec.directions) * len(spec.gates) * spec.hidden_size
+
+
+# --- the spec and the judge alone -----------------------------------------------------------------
+
+
+def test_counts_match_the_published_ones() -> None:
+    # Keras's SimpleRNN example: SimpleRNN(32) on one feature has 32 + 32·32 + 32 = 1,088 weights,
+    # Dense(1) 33.
+    assert count_params(SEQUENCE_ZOO["simple_rnn_classifier"]).trainable == 1_088 + 33
+    # torch's 2-layer LSTM(50) on one feature: 4·50·(1 + 50) + 2·200 + 4·50·(50 + 50) + 2·200 = 31,000
+    # weights with both bias vectors; the spec keeps one per layer (their sum), 400 fewer.
+    assert count_params(SEQUENCE_ZOO["lstm_forecaster"]).trainable == 31_000 - 400 + 51
+    # the reset-after GRU keeps both biases, as torch and Keras do: 3·50·(1 + 50 + 2) + 3·50·(50 + 50 + 2)
+    assert count_params(SEQUENCE_ZOO["gru_forecaster"]).trainable == 3 * 50 * 53 + 3 * 50 * 102 + 51
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: RNNSpec("r", "transformer", 1, 4, 5, 1, "linear"), "cell"),
+        (lambda: RNNSpec("r", "gru", 1, 4, 5, 1, "linear", gru_reset="during"), "gru_reset"),
+        (lambda: RNNSpec("r", "lstm", 1, 4, 5, 3, "softmax", head="sequence"), "output_activation"),
+        (lambda: RNNSpec("r", "lstm", 1, 4, 5, 1, "linear", head="first"), "head"),
+        (lambda: RNNSpec("r", "lstm", 1, 0, 5, 1, "linear"), "hidden_size"),
+        (lambda: RNNSpec("r", "lstm", 1, 4, 5, 1, "linear", recurrent_initializer="zeros"), "recurrent_initializer"),
+        (lambda: RNNSpec("r", "lstm", 1, 4, 5, 1, "linear", kernel_l2=1e-4), "kernel_l2"),
+    ],
+)
+def test_bad_recurrent_spec_names_the_field(make, field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        make()
+    assert info.value.field == field
+
+
+def _sigmoid(v: float) -> float:
+    return 1.0 / (1.0 + math.exp(-v))
+
+
+def test_judge_lstm_and_gru_cells_by_hand() -> None:
+    """One unit, two steps, the cell equations written out with scalars."""
+    xs = (0.5, -1.0)
+    lstm = RNNSpec("one_lstm", "lstm", 1, 1, 2, 1, "linear")
+    w, u, b = (0.3, -0.2, 0.5, 0.7), (0.1, 0.4, -0.6, 0.2), (0.05, -0.1, 0.2, 0.0)
+    params = {
+        "rnn_0/kernel": np.array([w], np.float32),
+        "rnn_0/recurrent_kernel": np.array([u], np.float32),
+        "rnn_0/bias": np.array(b, np.float32),
+        "dense_0/kernel": np.ones((1, 1), np.float32),
+        "dense_0/bias": np.zeros(1, np.float32),
+    }
+    w, u, b = (np.float32(v).item() for v in w), (np.float32(v).item() for v in u), (np.float32(v).item() for v in b)
+    w, u, b = list(w), list(u), list(b)
+    h = c = 0.0
+    for x in xs:
+        i, f, g, o = (w[k] * x + b[k] + u[k] * h for k in range(4))
+        c = _sigmoid(f) * c + _sigmoid(i) * math.tanh(g)
+        h = _sigmoid(o) * math.tanh(c)
+    assert ref.logits(lstm, params, np.array([[[xs[0]], [xs[1]]]]))[0, 0] == pytest.approx(h, rel=1e-12)
+
+    for reset in ("after", "before"):
+        gru = RNNSpec("one_gru", "gru", 1, 1, 2, 1, "linear", gru_reset=reset)
+        w, u = [0.3, -0.2, 0.5], [0.1, 0.4, -0.6]
+        b, rb = [0.05, -0.1, 0.2], [0.3, -0.2, 0.4]
+        params = {
+            "rnn_0/kernel": np.array([w], np.float64),
+            "rnn_0/recurrent_kernel": np.array([u], np.float64),
+            "rnn_0/bias": np.array([b, rb] if reset == "after" else b, np.float64),
+            "dense_0/kernel": np.ones((1, 1)),
+            "dense_0/bias": np.zeros(1),
+        }
+        h = 0.0
+        for x in xs:
+            r = _sigmoid(w[0] * x + b[0] + u[0] * h + (rb[0] if reset == "after" else 0.0))
+            z = _sigmoid(w[1] * x + b[1] + u[1] * h + (rb[1] if reset == "after" else 0.0))
+            if reset == "after":
+                n = math.tanh(w[2] * x + b[2] + r * (u[2] * h + rb[2]))
+            else:
+                n = math.tanh(w[2] * x + b[2] + u[2] * (r * h))
+            h = (1 - z) * n + z * h
+        got = ref.logits(gru, {k: v.astype(np.float32) for k, v in params.items()}, np.array([[[xs[0]], [xs[1]]]]))
+        assert got[0, 0] == pytest.approx(h, rel=1e-6), reset  # float32 parameters, float64 arithmetic
+
+
+def test_judge_backward_direction_reads_the_sequence_reversed() -> None:
+    """The backward direction of a bidirectional layer is the forward cell run on the reversed
+    sequence, its outputs put back in time order."""
+    bi = RNNSpec("bi", "gru", 2, 3, 5, 1, "linear", bidirectional=True, head="sequence")
+    uni = RNNSpec("uni", "gru", 2, 3, 5, 1, "linear", head="sequence")
+    params = perturbed_params(bi, 0)
+    x = np.random.default_rng(0).standard_normal((4, 5, 2))
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    backward = ref.recurrent_layer(bi, p64, "rnn_0/backward", x, reverse=True)
+    as_forward = {f"rnn_0/{v}": p64[f"rnn_0/backward/{v}"] for v in ("kernel", "recurrent_kernel", "bias")}
+    reversed_run = ref.recurrent_layer(uni, as_forward, "rnn_0", x[:, ::-1], reverse=False)[:, ::-1]
+    np.testing.assert_allclose(backward, reversed_run, rtol=1e-12)
+
+
+def test_sequence_tasks_are_deterministic_and_have_their_baselines() -> None:
+    task = adding_problem(2000, 20, seed=1)
+    assert task.x.shape == (2000, 20, 2) and task.y.shape == (2000, 1)
+    assert np.all(task.x[..., 1].sum(axis=1) == 2)
+    assert np.mean((task.y - 1.0) ** 2) == pytest.approx(task.baseline, rel=0.1)
+    np.testing.assert_array_equal(adding_problem(5, 20, seed=1).x, adding_problem(5, 20, seed=1).x)
+    sine = sine_forecast(100, 30, seed=2)
+    assert sine.x.shape == (100, 30, 1) and sine.y.shape == (100, 1)
+    signs = running_sign(50, 10, seed=3, features=2)
+    assert signs.y.shape == (50, 10, 1)
+    np.testing.assert_array_equal(signs.y[:, :, 0], np.cumsum(signs.x[..., 0], axis=1) > 0)
+
+
+# --- every backend against the judge --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", list(SEQUENCES.values()), ids=list(SEQUENCES))
+def test_param_counts_from_the_framework_equal_the_spec(backend: Backend, spec: RNNSpec) -> None:
+    model = build(backend, spec, init_params(spec, 0))
+    counted = backend.count_params(model)
+    expected = count_params(spec)
+    assert counted.trainable == expected.trainable
+    held = torch_held_zero_biases(spec) if backend.name == "torch" else 0
+    assert counted.non_trainable == expected.non_trainable + held
+
+
+@pytest.mark.parametrize("spec", list(SEQUENCES.values()), ids=list(SEQUENCES))
+def test_forward_matches_the_judge_at_every_step(backend: Backend, spec: RNNSpec) -> None:
+    params = perturbed_params(spec, 1)
+    x, _ = batch_for(spec)
+    model = build(backend, spec, params)
+    exported = backend.export_params(model)
+    assert all(np.array_equal(exported[n], params[n]) for n in params), "export differs from what was loaded"
+    tol = tolerance("forward", "float32", backend.device())
+    assert max_scaled_error(backend.logits(model, x), ref.logits(spec, params, x), tol) <= 1.0
+    assert max_scaled_error(backend.forward(model, x), ref.forward(spec, params, x), tol) <= 1.0
+
+
+@pytest.mark.parametrize("spec", [*SMALL, LONG], ids=[*(s.name for s in SMALL), LONG.name])
+def test_gradients_match_the_judge(backend: Backend, spec: RNNSpec) -> None:
+    params = perturbed_params(spec, 2)
+    x, targets = batch_for(spec, 6, seed=2)
+    model = build(backend, spec, params)
+    value, grads = backend.loss_and_grads(model, x, targets, loss_for(spec))
+    assert value == pytest.approx(ref.loss(spec, params, x, targets, loss_for(spec)), rel=tolerance("forward").rtol)
+    assert list(grads) == trainable_names(spec)
+    checks = ref.check_gradients(spec, params, x, targets, loss_for(spec), grads, seed=3)
+    worst = max(checks, key=lambda c: c.relative_error)
+    assert worst.relative_error <= tolerance("gradient", "float32", backend.device()).rtol, worst
+
+
+@pytest.mark.parametrize("spec", list(SEQUENCES.values()), ids=list(SEQUENCES))
+def test_backends_agree_per_parameter(backends: tuple[Backend, Backend], spec: RNNSpec) -> None:
+    params = perturbed_params(spec, 4)
+    x, targets = batch_for(spec, 8, seed=4)
+    first, second = backends
+    results = [b.loss_and_grads(build(b, spec, params), x, targets, loss_for(spec)) for b in backends]
+    tol = tolerance("cross_backend_gradient", "float32", first.device())
+    for name in trainable_names(spec):
+        error = max_scaled_error(results[0][1][name], results[1][1][name], tol)
+        assert error <= 1.0, f"{name}: {first.name} vs {second.name} differ by {error:.3g}× the tolerance"
+
+
+@pytest.mark.parametrize("spec", SMALL, ids=[s.name for s in SMALL])
+def test_one_adam_step_from_canonical_gradients_matches_the_judge(backend: Backend, spec: RNNSpec) -> None:
+    """Canonical gradients applied by the native optimizer land where the judge's update does: the
+    gate order and the (2, G·H) GRU bias convert the same way on the way in as on the way out."""
+    params = perturbed_params(spec, 5)
+    model = build(backend, spec, params)
+    opt = OptimizerSpec("adam", 0.01, beta1=0.9, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected")
+    rng = np.random.default_rng(5)
+    grads = {name: rng.standard_normal(params[name].shape).astype(np.float32) for name in trainable_names(spec)}
+    backend.apply_gradients(model, backend.make_optimizer(model, opt), grads)
+    expected = ref.ReferenceOptimizer(opt, {n: params[n] for n in grads}).step({n: params[n] for n in grads}, grads)
+    after = backend.export_params(model)
+    tol = tolerance("optimizer_step", "float32", backend.device())
+    for name, value in expected.items():
+        assert max_scaled_error(after[name], value, tol) <= 1.0, name
+
+
+# --- the frameworks' own layers as second witnesses ------------------------------------------------
+
+
+def framework_backend(request: pytest.FixtureRequest, name: str) -> Backend:
+    """Backend ``name`` for a test of its framework's own layers, if ``--backend`` selected it."""
+    if name not in selected_backends(request.config):
+        pytest.skip(f"--backend did not select {name}")
+    return get_backend(request.config, name)
+
+
+@pytest.mark.parametrize("name", ["lstm_forecaster", "bigru_classifier"])
+def test_torch_final_states_are_what_the_head_reads(request: pytest.FixtureRequest, name: str) -> None:
+    """torch's own ``h_n`` (each direction's final state) is what the model's head reads: the
+    backward direction's final state sits at step 0 of the output sequence, not at step T−1."""
+    backend = framework_backend(request, "torch")
+    import torch
+
+    spec = SEQUENCE_ZOO[name]
+    model = backend.build(spec, perturbed_params(spec, 6))
+    x = torch.from_numpy(batch_for(spec, 4, seed=6)[0])
+    with torch.no_grad():
+        _, h_n = model.rnn(x)
+        if spec.cell == "lstm":
+            h_n = h_n[0]  # (h_n, c_n)
+        top = h_n[-len(spec.directions) :]  # the top layer's directions
+        expected = model.head(torch.cat(list(top), dim=-1))
+        np.testing.assert_allclose(model(x).numpy(), expected.numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_flax_gru_cell_agrees_with_the_nnx_gru_cell(request: pytest.FixtureRequest, reset_after: bool) -> None:
+    """Our Flax GRU cell (which nnx's cannot replace: it lacks the recurrent bias) computes what
+    ``nnx.GRUCell`` does from the same kernels when that bias is zero — and, for the reset-before
+    formula, what it cannot: the two differ once the state is non-zero."""
+    framework_backend(request, "jax")
+    import jax
+    from flax import nnx
+
+    from impls.jax.models import GRUCell
+
+    ours = GRUCell(3, 4, reset_after=reset_after, rngs=nnx.Rngs(0))
+    theirs = nnx.GRUCell(3, 4, rngs=nnx.Rngs(1))
+    theirs.dense_i.kernel.set_value(ours.dense_i.kernel[...])
+    theirs.dense_h.kernel.set_value(ours.dense_h.kernel[...])
+    input_bias = jax.numpy.asarray(np.random.default_rng(7).uniform(-0.5, 0.5, 12), jax.numpy.float32)
+    theirs.dense_i.bias.set_value(input_bias)
+    ours.bias.set_value(jax.numpy.stack([input_bias, jax.numpy.zeros(12)]) if reset_after else input_bias)
+    x = jax.numpy.asarray(np.random.default_rng(8).standard_normal((5, 6, 3)), jax.numpy.float32)
+    got = nnx.RNN(ours)(x)
+    expected = nnx.RNN(theirs)(x)
+    if reset_after:
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_allclose(np.asarray(got[:, 0]), np.asarray(expected[:, 0]), rtol=1e-6, atol=1e-6)
+        assert np.abs(np.asarray(got[:, 1:]) - np.asarray(expected[:, 1:])).max() > 1e-3
+
+
+def test_keras_lstm_final_state_is_what_the_head_reads(request: pytest.FixtureRequest) -> None:
+    """A stand-alone ``keras.layers.LSTM`` with ``return_state=True``, given the model's weights,
+    returns as its final state exactly the features the model's head reads."""
+    backend = framework_backend(request, "keras")
+    import keras
+
+    spec = SEQUENCE_ZOO["lstm_forecaster"]
+    model = backend.build(spec, perturbed_params(spec, 9))
+    x = batch_for(spec, 4, seed=9)[0]
+    stack = []
+    for index, layer in enumerate(model.recurrent):
+        witness = keras.layers.LSTM(spec.hidden_size, return_sequences=True, return_state=True)
+        witness.build((None, spec.seq_len, spec.input_size if index == 0 else spec.hidden_size))
+        witness.set_weights(layer.get_weights())
+        stack.append(witness)
+    h = x
+    for witness in stack:
+        h, final_h, _ = witness(h)
+    expected = keras.ops.convert_to_numpy(model.head(final_h))
+    np.testing.assert_allclose(backend.logits(model, x), expected, rtol=1e-6, atol=1e-7)
