@@ -10,7 +10,7 @@ from __future__ import annotations
 from itertools import pairwise
 
 from spec.layers import Conv2D, Dense, Layer
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, layer_output_shape
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, layer_output_shape
 from spec.validation import check_positive_int
 
 
@@ -34,6 +34,12 @@ def forward_flops(spec: ModelSpec, batch: int) -> int:
                 total += _layer_flops(block.conv_a, shape) + _layer_flops(block.conv_b, after)
                 total += _layer_flops(block.shortcut_conv, shape) if block.has_shortcut_conv else 0
             return batch * (total + _layer_flops(Dense(spec.num_classes), (spec.widths[-1],)))
+        case RNNSpec():  # per step, layer and direction: the input and the recurrent matmul
+            gates = len(spec.gates) * spec.hidden_size
+            inputs = [spec.input_size] + [spec.features] * (spec.num_layers - 1)
+            per_step = sum(2 * (n + spec.hidden_size) * gates * len(spec.directions) for n in inputs)
+            head_steps = spec.seq_len if spec.head == "sequence" else 1
+            return batch * (spec.seq_len * per_step + head_steps * 2 * spec.features * spec.output_size)
     raise TypeError(f"no FLOP count for {type(spec).__name__}")
 
 

@@ -598,6 +598,35 @@ VISION_ZOO: tuple[ModelSpec, ...] = (
     ResNetSpec("resnet18_narrow", (32, 32, 1), 10, "cifar", widths=(8, 16, 32, 64)),
 )
 
+def _torch_forecaster(name: str, cell: str) -> RNNSpec:
+    """One feature per step, 30 steps, 2 layers of 50 units, one output; torch's default init."""
+    torch_init = "torch_default"
+    return RNNSpec(
+        name, cell, 1, 50, 30, 1, "linear", num_layers=2,
+        kernel_initializer=torch_init, recurrent_initializer=torch_init, bias_initializer=torch_init,
+    )  # fmt: skip
+
+
+SEQUENCE_ZOO: dict[str, RNNSpec] = {
+    spec.name: spec
+    for spec in (
+        # The classic Keras SimpleRNN example: 100 steps of one feature, 32 tanh units, Dense(1, sigmoid).
+        RNNSpec("simple_rnn_classifier", "simple_rnn", 1, 32, 100, 1, "sigmoid"),
+        # The classic PyTorch time-series LSTM: 2 stacked layers of 50 units, Linear on the last step;
+        # torch's init. And the same forecaster with GRU layers (torch's and Keras's default
+        # reset-after formula).
+        _torch_forecaster("lstm_forecaster", "lstm"),
+        _torch_forecaster("gru_forecaster", "gru"),
+        # Keras's original GRU formula (reset before the recurrent matmul), on the adding problem.
+        RNNSpec("gru_reset_before", "gru", 2, 32, 50, 1, "linear", gru_reset="before"),
+        # A bidirectional LSTM tagging every step of the sequence (return-sequences mode).
+        RNNSpec("bilstm_tagger", "lstm", 2, 16, 20, 1, "sigmoid", bidirectional=True, head="sequence"),
+        # A bidirectional 2-layer GRU reading the last states of both directions.
+        RNNSpec("bigru_classifier", "gru", 2, 16, 20, 1, "sigmoid", num_layers=2, bidirectional=True),
+    )
+}
+
+
 ZOO: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -631,50 +660,7 @@ ZOO: dict[str, ModelSpec] = {
             kernel_initializer="he_normal",
         ),
         *VISION_ZOO,
-    )
-}
-
-
-SEQUENCE_ZOO: dict[str, RNNSpec] = {
-    spec.name: spec
-    for spec in (
-        # The classic Keras SimpleRNN example: 100 steps of one feature, 32 tanh units, Dense(1, sigmoid).
-        RNNSpec("simple_rnn_classifier", "simple_rnn", 1, 32, 100, 1, "sigmoid"),
-        # The classic PyTorch time-series LSTM: 2 stacked layers of 50 units, Linear on the last step;
-        # torch's init.
-        RNNSpec(
-            "lstm_forecaster",
-            "lstm",
-            1,
-            50,
-            30,
-            1,
-            "linear",
-            num_layers=2,
-            kernel_initializer="torch_default",
-            recurrent_initializer="torch_default",
-            bias_initializer="torch_default",
-        ),
-        # The same forecaster with GRU layers (torch's and Keras's default reset-after formula).
-        RNNSpec(
-            "gru_forecaster",
-            "gru",
-            1,
-            50,
-            30,
-            1,
-            "linear",
-            num_layers=2,
-            kernel_initializer="torch_default",
-            recurrent_initializer="torch_default",
-            bias_initializer="torch_default",
-        ),
-        # Keras's original GRU formula (reset before the recurrent matmul), on the adding problem.
-        RNNSpec("gru_reset_before", "gru", 2, 32, 50, 1, "linear", gru_reset="before"),
-        # A bidirectional LSTM tagging every step of the sequence (return-sequences mode).
-        RNNSpec("bilstm_tagger", "lstm", 2, 16, 20, 1, "sigmoid", bidirectional=True, head="sequence"),
-        # A bidirectional 2-layer GRU reading the last states of both directions.
-        RNNSpec("bigru_classifier", "gru", 2, 16, 20, 1, "sigmoid", num_layers=2, bidirectional=True),
+        *SEQUENCE_ZOO.values(),
     )
 }
 

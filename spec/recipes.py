@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from spec.data import Split, digits
 from spec.data.augment import Augmentation
+from spec.data.sequences import SEQUENCE_TASKS, sequence_split
 from spec.errors import SpecError
 from spec.losses import check_loss
-from spec.models import ZOO, MLPSpec, ModelSpec
+from spec.models import SEQUENCE_ZOO, ZOO, MLPSpec, ModelSpec, RNNSpec
 from spec.optimizers import OptimizerSpec
 from spec.schedules import ScheduleSpec
 from spec.validation import check_number, check_positive_int
@@ -47,6 +49,8 @@ class RecipeSpec:
     epochs: int
     seed: int = 0  # the canonical init and the batch order
     target_accuracy: float | None = None  # the test accuracy the recipe is expected to reach
+    target_loss: float | None = None  # the test loss (float64, without L2) it is expected to get below
+    data: str = "digits"  # the embedded digits, or a synthetic task of spec.data.sequences.SEQUENCE_TASKS
     early_stopping: EarlyStopping | None = None
     validation_fraction: float = 0.0  # carved from the training set, stratified; needed by early stopping
     augmentation: Augmentation | None = None  # applied to each training batch, seeded by (seed, epoch, step)
@@ -78,6 +82,20 @@ class RecipeSpec:
         for name in self.native_substitutes:
             if name not in SUBSTITUTABLE:
                 raise SpecError("recipe.native_substitutes", name, SUBSTITUTABLE)
+        if self.target_loss is not None:
+            check_number("recipe.target_loss", self.target_loss, low=0.0, low_open=True)
+        sequence_model = isinstance(self.model, RNNSpec)
+        if (self.data == "digits") == sequence_model or self.data not in ("digits", *SEQUENCE_TASKS):
+            allowed = SEQUENCE_TASKS if sequence_model else ("digits",)
+            raise SpecError("recipe.data", self.data, allowed)
+
+
+def recipe_split(recipe: RecipeSpec) -> Split:
+    """The data ``recipe`` trains and is tested on: the digits shaped for its model, or its task."""
+    model = recipe.model
+    if recipe.data == "digits":
+        return digits(model.input_shape)
+    return sequence_split(recipe.data, model.seq_len, model.input_size, seed=recipe.seed)
 
 
 def digits_mlp(hidden: tuple[int, ...], name: str, **options: float) -> MLPSpec:
@@ -177,5 +195,41 @@ RECIPES: dict[str, RecipeSpec] = {
             target_accuracy=0.95,
             augmentation=Augmentation((32, 32, 1), crop_padding=4),
         ),
+    )
+}
+
+
+SEQUENCE_STEPS_PER_EPOCH = 32  # 2,048 training sequences in batches of 64
+
+
+def sequence_recipe(model: str, data: str, epochs: int, learning_rate: float = 1e-2, **options: object) -> RecipeSpec:
+    """Adam (Kingma & Ba's defaults) with cosine decay to 0, batches of 64 of a 2,048-sequence task."""
+    spec = SEQUENCE_ZOO[model]
+    schedule = ScheduleSpec("cosine", learning_rate, epochs * SEQUENCE_STEPS_PER_EPOCH, floor=0.0)
+    return RecipeSpec(
+        f"{model}_{data}",
+        spec,
+        OptimizerSpec("adam", schedule, **_ADAM),
+        "mse" if spec.output_activation == "linear" else "binary_crossentropy",
+        batch_size=64,
+        epochs=epochs,
+        data=data,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+# Each sequence model on its synthetic task, with the target it reaches on every backend.
+SEQUENCE_RECIPES: dict[str, RecipeSpec] = {
+    r.name: r
+    for r in (
+        # 100 tanh steps amplify rounding: at 3e-3 the backends' runs part within two epochs
+        # (accuracies 95–97%); at 5e-4 they stay within half a point of each other
+        sequence_recipe("simple_rnn_classifier", "drift_sign", 8, 5e-4, target_accuracy=0.95),
+        sequence_recipe("lstm_forecaster", "sine_forecast", 4, target_loss=0.01),
+        sequence_recipe("gru_forecaster", "sine_forecast", 4, target_loss=0.01),
+        # the adding problem's plateau at the baseline (1/6) lasts ~200 steps, then the loss drops
+        sequence_recipe("gru_reset_before", "adding_problem", 16, target_loss=0.05),
+        sequence_recipe("bilstm_tagger", "running_sign", 6, target_accuracy=0.95),
+        sequence_recipe("bigru_classifier", "running_sign_last", 4, target_accuracy=0.95),
     )
 }

@@ -28,7 +28,8 @@ class History:
     step_loss: list[float] = field(default_factory=list)  # training loss of every step, before its update
     step_learning_rate: list[float] = field(default_factory=list)  # the spec's rate (backends: test_schedules)
     epoch_val_loss: list[float] = field(default_factory=list)
-    epoch_test_accuracy: list[float] = field(default_factory=list)
+    epoch_test_accuracy: list[float] = field(default_factory=list)  # NaN for a regression
+    epoch_test_loss: list[float] = field(default_factory=list)
     stopped_epoch: int | None = None  # the epoch early stopping ended (1-based), if it did
     best_epoch: int | None = None  # the epoch whose weights were restored (1-based), if any
     final_params: dict[str, np.ndarray] = field(default_factory=dict)
@@ -36,6 +37,7 @@ class History:
     substitutions: dict[str, tuple[object, object]] = field(default_factory=dict)
 
     final_test_accuracy: float = math.nan  # of the final weights (the best epoch's, when restored)
+    final_test_loss: float = math.nan  # the recipe's loss on the test set (float64), final weights
 
     def steps_to(self, accuracy: float) -> int | None:
         """Steps taken by the end of the first epoch whose test accuracy reached ``accuracy``."""
@@ -45,9 +47,33 @@ class History:
                 return epoch * steps_per_epoch
         return None
 
+    def steps_to_loss(self, loss: float) -> int | None:
+        """Steps taken by the end of the first epoch whose test loss got to ``loss`` or below."""
+        steps_per_epoch = len(self.step_loss) // max(len(self.epoch_test_loss), 1)
+        for epoch, value in enumerate(self.epoch_test_loss, start=1):
+            if value <= loss:
+                return epoch * steps_per_epoch
+        return None
 
-def accuracy(backend: Backend, model: object, x: np.ndarray, labels: np.ndarray) -> float:
-    return float((backend.logits(model, x).argmax(axis=-1) == labels).mean())
+
+def accuracy(backend: Backend, model: object, x: np.ndarray, labels: np.ndarray, loss: str) -> float:
+    """The share of correct predictions: the arg-max class for class ids and one-hot targets, the
+    side of 0.5 for binary targets (every step's, for per-step heads); NaN for a regression."""
+    logits = backend.logits(model, x)
+    match loss:
+        case "sparse_categorical_crossentropy":
+            return float((logits.argmax(axis=-1) == labels).mean())
+        case "categorical_crossentropy":
+            return float((logits.argmax(axis=-1) == np.asarray(labels).argmax(axis=-1)).mean())
+        case "binary_crossentropy":
+            return float(((logits > 0) == (np.asarray(labels) > 0.5)).mean())
+    return math.nan
+
+
+def evaluation_loss(backend: Backend, model: object, recipe: RecipeSpec, split: Split) -> float:
+    """The recipe's loss (without the L2 term) of the model on the test set, in float64."""
+    logits = backend.logits(model, split.x_test)
+    return ref.loss_from_logits(recipe.loss, logits, split.y_test, recipe.model.output_activation)
 
 
 def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | None = None) -> History:
@@ -90,7 +116,8 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
                 )
             history.step_loss.append(loss)
             history.step_learning_rate.append(rate)
-        history.epoch_test_accuracy.append(accuracy(backend, model, split.x_test, split.y_test))
+        history.epoch_test_accuracy.append(accuracy(backend, model, split.x_test, split.y_test, recipe.loss))
+        history.epoch_test_loss.append(evaluation_loss(backend, model, recipe, split))
         if recipe.early_stopping is None:
             continue
         val_loss = ref.loss_from_logits(
@@ -108,7 +135,8 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
     if recipe.early_stopping is not None and recipe.early_stopping.restore_best and best_params is not None:
         backend.load_params(model, best_params)
     history.final_params = backend.export_params(model)
-    history.final_test_accuracy = accuracy(backend, model, split.x_test, split.y_test)
+    history.final_test_accuracy = accuracy(backend, model, split.x_test, split.y_test, recipe.loss)
+    history.final_test_loss = evaluation_loss(backend, model, recipe, split)
     return history
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import get_backend, selected_backends
 from spec import compare
 from spec.backend import Backend
 from spec.optimizers import OPTIMIZER_ZOO
-from spec.recipes import RECIPES
+from spec.recipes import RECIPES, SEQUENCE_RECIPES
 
 
 @pytest.fixture(autouse=True)
@@ -41,11 +42,16 @@ def test_training_part_reports_convergence_and_draws_the_loss_curves(
         name: dataclasses.replace(RECIPES[name], epochs=3, target_accuracy=0.5, early_stopping=None)
         for name in ("digits_adam", "digits_rmsprop")
     }
+    # a regression too: judged by its test loss (its baseline, the target's variance, is ~0.3)
+    forecast = dataclasses.replace(SEQUENCE_RECIPES["lstm_forecaster_sine_forecast"], epochs=1, target_loss=0.05)
     monkeypatch.setattr(compare, "RECIPES", short)
+    monkeypatch.setattr(compare, "SEQUENCE_RECIPES", {forecast.name: forecast})
     monkeypatch.setattr(compare, "OPTIMIZER_ZOO", {})
     assert compare.main(["--backend", backend_name, "--model", "digits_mlp", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "compare.json").read_text())["convergence"]
-    assert [(r["recipe"], r["backend"]) for r in rows] == [(name, backend_name) for name in short]
+    assert [(r["recipe"], r["backend"]) for r in rows] == [(name, backend_name) for name in [*short, forecast.name]]
+    regression = rows.pop()
+    assert regression["ok"] and regression["test_accuracy"] is None and regression["test_loss"] <= 0.05
     for row in rows:
         assert row["ok"] and row["steps_to_target"] is not None and row["steps_to_target"] <= 36
         assert 0.5 <= row["test_accuracy"] <= 1.0
@@ -72,3 +78,18 @@ def test_out_of_tolerance_row_fails_the_run(
     args = ["--backend", backend_name, "--model", "digits_mlp", "--no-training", "--out", str(tmp_path)]
     assert compare.main(args) == 1
     assert "**NO**" in (tmp_path / "compare.md").read_text()
+
+
+def test_a_model_the_framework_cannot_express_is_reported_not_native(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch's nn.GRU has only the reset-after formula: the report says so instead of failing."""
+    if "torch" not in selected_backends(request.config):
+        pytest.skip("--backend did not select torch")
+    get_backend(request.config, "torch")
+    monkeypatch.setattr(compare, "OPTIMIZER_ZOO", {})
+    argv = ["--backend", "torch", "--model", "gru_reset_before", "--no-training", "--out", str(tmp_path)]
+    assert compare.main(argv) == 0
+    (row,) = json.loads((tmp_path / "compare.json").read_text())["models"]
+    assert row["ok"] and row["params"] is None and "reset gate after" in row["unsupported"]
+    assert "| gru_reset_before |" in (tmp_path / "compare.md").read_text()

@@ -15,7 +15,7 @@ from spec.data.augment import Augmentation
 from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
-from spec.recipes import RECIPES, EarlyStopping, RecipeSpec, digits_mlp
+from spec.recipes import RECIPES, SEQUENCE_RECIPES, EarlyStopping, RecipeSpec, digits_mlp, recipe_split
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History, fit
 
@@ -26,38 +26,56 @@ _histories: dict[tuple[str, str], History] = {}
 def history(backend: Backend, recipe: RecipeSpec) -> History:
     """Each (backend, recipe) trained once per session and shared by the tests that read it."""
     if (backend.name, recipe.name) not in _histories:
-        _histories[backend.name, recipe.name] = fit(backend, recipe, digits(recipe.model.input_shape))
+        _histories[backend.name, recipe.name] = fit(backend, recipe, recipe_split(recipe))
     return _histories[backend.name, recipe.name]
 
 
-@pytest.mark.parametrize("name", list(RECIPES))
+ALL_RECIPES = {**RECIPES, **SEQUENCE_RECIPES}
+
+
+@pytest.mark.parametrize("name", list(ALL_RECIPES))
 def test_recipe_reaches_its_target(backend: Backend, name: str) -> None:
-    recipe = RECIPES[name]
-    h = history(backend, recipe)
+    recipe = ALL_RECIPES[name]
+    try:
+        h = history(backend, recipe)
+    except UnsupportedOption as exc:  # a model the framework cannot express (torch: the reset-before GRU)
+        pytest.skip(str(exc))
     assert len(h.epoch_test_accuracy) == (h.stopped_epoch or recipe.epochs)
     assert h.step_loss[-1] < h.step_loss[0] / 5
-    assert h.final_test_accuracy >= recipe.target_accuracy, h.epoch_test_accuracy
+    if recipe.target_accuracy is not None:
+        assert h.final_test_accuracy >= recipe.target_accuracy, h.epoch_test_accuracy
+    if recipe.target_loss is not None:
+        assert h.final_test_loss <= recipe.target_loss, h.epoch_test_loss
 
 
-@pytest.mark.parametrize("name", list(RECIPES))
+def histories(backends: tuple[Backend, Backend], recipe: RecipeSpec) -> tuple[History, History]:
+    try:
+        return tuple(history(backend, recipe) for backend in backends)  # type: ignore[return-value]
+    except UnsupportedOption as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize("name", list(ALL_RECIPES))
 def test_backends_converge_alike(backends: tuple[Backend, Backend], name: str) -> None:
-    a, b = (history(backend, RECIPES[name]) for backend in backends)
-    # within 1.5 points of each other (the issue's bound)
-    assert abs(a.final_test_accuracy - b.final_test_accuracy) <= 0.015
+    a, b = histories(backends, ALL_RECIPES[name])
+    if np.isnan(a.final_test_accuracy):  # a regression: the test losses within 1.5× of each other
+        assert max(a.final_test_loss, b.final_test_loss) <= 1.5 * min(a.final_test_loss, b.final_test_loss)
+    else:  # within 1.5 points of each other (the vision issue's bound)
+        assert abs(a.final_test_accuracy - b.final_test_accuracy) <= 0.015
 
 
 # Recipes whose numbers should be the same everywhere: no dropout (each framework draws its own masks),
 # no native substitutes, and no deep ResNet (see test_deep_resnet_trajectories_agree_in_the_large).
 IDENTICAL = [
     name
-    for name, r in RECIPES.items()
+    for name, r in ALL_RECIPES.items()
     if not r.model.has_dropout and not r.native_substitutes and r.model.kind != "resnet"
 ]
 
 
 @pytest.mark.parametrize("name", IDENTICAL)
 def test_identical_recipes_take_identical_first_steps(backends: tuple[Backend, Backend], name: str) -> None:
-    a, b = (history(backend, RECIPES[name]) for backend in backends)
+    a, b = histories(backends, ALL_RECIPES[name])
     assert not a.substitutions and not b.substitutions
     # identical init and batches: the first steps agree to float32 rounding
     np.testing.assert_allclose(a.step_loss[:10], b.step_loss[:10], rtol=1e-4)

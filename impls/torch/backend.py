@@ -101,8 +101,9 @@ class TorchBackend:
         return weights.export(model)
 
     def count_params(self, model: SpecModel) -> ParamCount:
+        held = {id(p) for p in model.held_at_zero}  # constants torch's layer insists on (SpecModel)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+        frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad and id(p) not in held)
         # BatchNorm's running statistics count, as in Keras; its integer step counter holds no weights
         state = sum(b.numel() for b in model.buffers() if b.is_floating_point())
         return ParamCount(trainable=trainable, non_trainable=frozen + state)

@@ -63,6 +63,8 @@ class SpecModel(nn.Module):
 
     spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec
     frozen_batchnorms: tuple[nn.Module, ...] = ()
+    # parameters a torch layer insists on having that the spec's model does not (see RNN)
+    held_at_zero: tuple[nn.Parameter, ...] = ()
 
     def train(self, mode: bool = True) -> SpecModel:
         super().train(mode)
@@ -267,8 +269,9 @@ class RNN(SpecModel):
 
     torch's recurrent layers always hold two biases, ``b_ih`` and ``b_hh``, and only their sum enters
     the SimpleRNN and LSTM cells: the spec's one bias is ``b_ih``, and ``b_hh`` is held at zero,
-    out of training (trained too, it would double the bias's effective learning rate). The GRU's
-    ``b_hh`` is the spec's recurrent bias (it sits inside ``r·(W_hn h + b_hn)``).
+    out of training (trained too, it would double the bias's effective learning rate), and out of
+    the parameter count (``held_at_zero``). The GRU's ``b_hh`` is the spec's recurrent bias (it sits
+    inside ``r·(W_hn h + b_hn)``).
     """
 
     def __init__(self, spec: RNNSpec) -> None:
@@ -294,10 +297,11 @@ class RNN(SpecModel):
             **options,
         )
         if not spec.has_recurrent_bias:
-            for name, param in self.rnn.named_parameters():
-                if name.startswith("bias_hh"):
-                    nn.init.zeros_(param)
-                    param.requires_grad_(False)
+            held = [param for name, param in self.rnn.named_parameters() if name.startswith("bias_hh")]
+            for param in held:
+                nn.init.zeros_(param)
+                param.requires_grad_(False)
+            self.held_at_zero = tuple(held)
         self.head = nn.Linear(spec.features, spec.output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,8 @@ DIGITS_LEVELS = 16  # pixel values are integers 0..16
 
 @dataclass(frozen=True)
 class Split:
-    """A train/test split; ``x`` arrays are float32, ``y`` arrays int64 class ids."""
+    """A train/test split; ``x`` arrays are float32, ``y`` arrays int64 class ids (or float32
+    targets of a regression or per-step task)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
