@@ -37,8 +37,11 @@ def _targets(targets: np.ndarray, loss: str) -> np.ndarray:
     return np.asarray(targets, np.int64 if takes_class_ids(loss) else np.float32)
 
 
-def _loss_and_grads(model: SpecModel, x: tf.Tensor, targets: tf.Tensor, loss: str) -> tuple[tf.Tensor, list[tf.Tensor]]:
-    variables = list(weights.canonical_variables(model, trainable_only=True).values())
+def _loss_and_grads(
+    model: SpecModel, variables: list[keras.Variable], x: tf.Tensor, targets: tf.Tensor, loss: str
+) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """The training loss and its gradient for each of ``variables`` (looked up by the caller, outside
+    any tf.function: AutoGraph cannot convert the spec's ``match`` statements)."""
     with tf.GradientTape() as tape:
         value = compute_loss(loss, model(x, training=True), targets, model.spec.output_activation)
         if model.losses:  # the kernel regularizers' L2 terms, as Keras's own train step adds them
@@ -65,7 +68,7 @@ def _train_step_function(model: SpecModel, optimizer: keras.optimizers.Optimizer
         variables = list(weights.canonical_variables(model, trainable_only=True).values())
 
         def step(x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-            value, grads = _loss_and_grads(model, x, targets, loss)
+            value, grads = _loss_and_grads(model, variables, x, targets, loss)
             optimizer.apply_gradients(zip(grads, variables, strict=True))
             return value
 
@@ -152,7 +155,9 @@ class KerasBackend:
     ) -> tuple[float, dict[str, np.ndarray]]:
         check_loss(loss, model.spec.output_activation)
         variables = weights.canonical_variables(model, trainable_only=True)
-        value, grads = _loss_and_grads(model, np.asarray(x, np.float32), _targets(targets, loss), loss)
+        value, grads = _loss_and_grads(
+            model, list(variables.values()), np.asarray(x, np.float32), _targets(targets, loss), loss
+        )
         return float(value), weights.to_canonical(model, {name: g.numpy() for name, g in zip(variables, grads)})
 
     def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> keras.optimizers.Optimizer:
