@@ -25,7 +25,7 @@ import numpy as np
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
 from spec.data import digit_targets, digits, jittered
-from spec.data.sequences import running_sign
+from spec.data.sequences import running_sign_for
 from spec.errors import BackendUnavailable, UnsupportedOption
 from spec.losses import DEFAULT_LOSS
 from spec.models import ZOO, ModelSpec, ResNetSpec, RNNSpec
@@ -87,8 +87,8 @@ def check_batch(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets to judge ``spec`` on: embedded digits plus a little noise (exactly equal
     pixels would put activations exactly on ReLU kinks), or sequences of the running-sign task."""
     if isinstance(spec, RNNSpec):
-        task = running_sign(SEQUENCE_BATCH, spec.seq_len, SEED, spec.input_size)
-        targets = task.y if spec.head == "sequence" else task.y[:, -1]
+        task = running_sign_for(spec.head, SEQUENCE_BATCH, spec.seq_len, spec.input_size, SEED)
+        targets = task.y
         if spec.output_activation == "softmax":
             targets = targets[:, 0].astype(np.int64) % spec.output_size
         return task.x, targets

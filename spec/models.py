@@ -598,6 +598,7 @@ VISION_ZOO: tuple[ModelSpec, ...] = (
     ResNetSpec("resnet18_narrow", (32, 32, 1), 10, "cifar", widths=(8, 16, 32, 64)),
 )
 
+
 def _torch_forecaster(name: str, cell: str) -> RNNSpec:
     """One feature per step, 30 steps, 2 layers of 50 units, one output; torch's default init."""
     torch_init = "torch_default"

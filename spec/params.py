@@ -66,6 +66,11 @@ class ParamInfo:
     def size(self) -> int:
         return math.prod(self.shape)
 
+    @property
+    def is_recurrent(self) -> bool:
+        """Whether this is a recurrent layer's kernel, recurrent kernel or bias (gate blocks)."""
+        return self.layout in ("recurrent", "recurrent_bias")
+
 
 @dataclass(frozen=True)
 class ParamCount:
@@ -131,6 +136,13 @@ def rnn_layer_names(spec: RNNSpec, layer: int) -> list[str]:
     if spec.bidirectional:
         return [f"rnn_{layer}/{direction}" for direction in spec.directions]
     return [f"rnn_{layer}"]
+
+
+def rnn_layer_position(layer: str) -> tuple[int, str]:
+    """The stack index and direction of a canonical recurrent layer: ``rnn_1/backward`` is
+    (1, "backward"); a unidirectional ``rnn_0`` is (0, "forward")."""
+    index, _, direction = layer.removeprefix("rnn_").partition("/")
+    return int(index), direction or "forward"
 
 
 def _add_recurrent(infos: dict[str, ParamInfo], spec: RNNSpec, name: str, fan_in: int) -> None:

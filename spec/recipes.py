@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from spec.data import Split, digits
 from spec.data.augment import Augmentation
-from spec.data.sequences import SEQUENCE_TASKS, sequence_split
+from spec.data.sequences import SEQUENCE_TASKS, SEQUENCE_TRAIN, sequence_split
 from spec.errors import SpecError
 from spec.losses import check_loss
 from spec.models import SEQUENCE_ZOO, ZOO, MLPSpec, ModelSpec, RNNSpec
@@ -94,7 +94,7 @@ def recipe_split(recipe: RecipeSpec) -> Split:
     """The data ``recipe`` trains and is tested on: the digits shaped for its model, or its task."""
     model = recipe.model
     if recipe.data == "digits":
-        return digits(model.input_shape)
+        return digits(model.input_shape, seed=recipe.seed)
     return sequence_split(recipe.data, model.seq_len, model.input_size, seed=recipe.seed)
 
 
@@ -199,19 +199,20 @@ RECIPES: dict[str, RecipeSpec] = {
 }
 
 
-SEQUENCE_STEPS_PER_EPOCH = 32  # 2,048 training sequences in batches of 64
+SEQUENCE_BATCH = 64
 
 
 def sequence_recipe(model: str, data: str, epochs: int, learning_rate: float = 1e-2, **options: object) -> RecipeSpec:
     """Adam (Kingma & Ba's defaults) with cosine decay to 0, batches of 64 of a 2,048-sequence task."""
     spec = SEQUENCE_ZOO[model]
-    schedule = ScheduleSpec("cosine", learning_rate, epochs * SEQUENCE_STEPS_PER_EPOCH, floor=0.0)
+    steps_per_epoch = math.ceil(SEQUENCE_TRAIN / SEQUENCE_BATCH)
+    schedule = ScheduleSpec("cosine", learning_rate, epochs * steps_per_epoch, floor=0.0)
     return RecipeSpec(
         f"{model}_{data}",
         spec,
         OptimizerSpec("adam", schedule, **_ADAM),
         "mse" if spec.output_activation == "linear" else "binary_crossentropy",
-        batch_size=64,
+        batch_size=SEQUENCE_BATCH,
         epochs=epochs,
         data=data,
         **options,  # type: ignore[arg-type]

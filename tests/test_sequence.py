@@ -103,49 +103,44 @@ def _sigmoid(v: float) -> float:
     return 1.0 / (1.0 + math.exp(-v))
 
 
-def test_judge_lstm_and_gru_cells_by_hand() -> None:
-    """One unit, two steps, the cell equations written out with scalars."""
-    xs = (0.5, -1.0)
-    lstm = RNNSpec("one_lstm", "lstm", 1, 1, 2, 1, "linear")
-    w, u, b = (0.3, -0.2, 0.5, 0.7), (0.1, 0.4, -0.6, 0.2), (0.05, -0.1, 0.2, 0.0)
-    params = {
-        "rnn_0/kernel": np.array([w], np.float32),
-        "rnn_0/recurrent_kernel": np.array([u], np.float32),
-        "rnn_0/bias": np.array(b, np.float32),
+def _one_unit_params(kernel: list[float], recurrent: list[float], bias: list | list[list]) -> dict[str, np.ndarray]:
+    """Canonical float32 tensors of a one-unit recurrent layer and an identity head."""
+    return {
+        "rnn_0/kernel": np.array([kernel], np.float32),
+        "rnn_0/recurrent_kernel": np.array([recurrent], np.float32),
+        "rnn_0/bias": np.array(bias, np.float32),
         "dense_0/kernel": np.ones((1, 1), np.float32),
         "dense_0/bias": np.zeros(1, np.float32),
     }
-    w, u, b = (np.float32(v).item() for v in w), (np.float32(v).item() for v in u), (np.float32(v).item() for v in b)
-    w, u, b = list(w), list(u), list(b)
+
+
+def test_judge_lstm_and_gru_cells_by_hand() -> None:
+    """One unit, two steps, the cell equations written out with scalars. The values are binary
+    fractions, exact in float32, so the judge's float64 arithmetic must match to rounding."""
+    xs = (0.5, -1.0)
+    inputs = np.array([[[xs[0]], [xs[1]]]])
+    w, u, b = [0.25, -0.125, 0.5, 0.75], [0.125, 0.375, -0.625, 0.25], [0.0625, -0.125, 0.25, 0.0]
     h = c = 0.0
     for x in xs:
         i, f, g, o = (w[k] * x + b[k] + u[k] * h for k in range(4))
         c = _sigmoid(f) * c + _sigmoid(i) * math.tanh(g)
         h = _sigmoid(o) * math.tanh(c)
-    assert ref.logits(lstm, params, np.array([[[xs[0]], [xs[1]]]]))[0, 0] == pytest.approx(h, rel=1e-12)
+    lstm = RNNSpec("one_lstm", "lstm", 1, 1, 2, 1, "linear")
+    assert ref.logits(lstm, _one_unit_params(w, u, b), inputs)[0, 0] == pytest.approx(h, rel=1e-12)
 
+    w, u = [0.25, -0.125, 0.5], [0.125, 0.375, -0.625]
+    b, rb = [0.0625, -0.125, 0.25], [0.375, -0.25, 0.5]
     for reset in ("after", "before"):
-        gru = RNNSpec("one_gru", "gru", 1, 1, 2, 1, "linear", gru_reset=reset)
-        w, u = [0.3, -0.2, 0.5], [0.1, 0.4, -0.6]
-        b, rb = [0.05, -0.1, 0.2], [0.3, -0.2, 0.4]
-        params = {
-            "rnn_0/kernel": np.array([w], np.float64),
-            "rnn_0/recurrent_kernel": np.array([u], np.float64),
-            "rnn_0/bias": np.array([b, rb] if reset == "after" else b, np.float64),
-            "dense_0/kernel": np.ones((1, 1)),
-            "dense_0/bias": np.zeros(1),
-        }
+        after = reset == "after"
         h = 0.0
         for x in xs:
-            r = _sigmoid(w[0] * x + b[0] + u[0] * h + (rb[0] if reset == "after" else 0.0))
-            z = _sigmoid(w[1] * x + b[1] + u[1] * h + (rb[1] if reset == "after" else 0.0))
-            if reset == "after":
-                n = math.tanh(w[2] * x + b[2] + r * (u[2] * h + rb[2]))
-            else:
-                n = math.tanh(w[2] * x + b[2] + u[2] * (r * h))
+            r = _sigmoid(w[0] * x + b[0] + u[0] * h + (rb[0] if after else 0.0))
+            z = _sigmoid(w[1] * x + b[1] + u[1] * h + (rb[1] if after else 0.0))
+            n = math.tanh(w[2] * x + b[2] + (r * (u[2] * h + rb[2]) if after else u[2] * (r * h)))
             h = (1 - z) * n + z * h
-        got = ref.logits(gru, {k: v.astype(np.float32) for k, v in params.items()}, np.array([[[xs[0]], [xs[1]]]]))
-        assert got[0, 0] == pytest.approx(h, rel=1e-6), reset  # float32 parameters, float64 arithmetic
+        gru = RNNSpec("one_gru", "gru", 1, 1, 2, 1, "linear", gru_reset=reset)
+        params = _one_unit_params(w, u, [b, rb] if after else b)
+        assert ref.logits(gru, params, inputs)[0, 0] == pytest.approx(h, rel=1e-12), reset
 
 
 def test_judge_backward_direction_reads_the_sequence_reversed() -> None:

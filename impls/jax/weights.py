@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from spec.models import is_frozen
-from spec.params import check_params, layer_names, param_specs
+from spec.params import check_params, layer_names, param_specs, rnn_layer_position
 
 _VARIABLE = {
     "kernel": "kernel",
@@ -38,8 +38,8 @@ def _layer_path(model: nnx.Module, layer: str) -> tuple[str | int, ...]:
     if kind == "rnn":
         if layer == "dense_0":
             return ("head",)
-        index, _, direction = layer.removeprefix("rnn_").partition("/")
-        rnn = ("recurrent", int(index)) + ((f"{direction}_rnn",) if direction else ())
+        index, direction = rnn_layer_position(layer)
+        rnn = ("recurrent", index) + ((f"{direction}_rnn",) if model.spec.bidirectional else ())
         return (*rnn, "cell")
     if kind == "cnn":
         return ("body", "layers", model.layer_names.index(layer))
@@ -56,7 +56,7 @@ def canonical_paths(model: nnx.Module, *, trainable_only: bool = False) -> dict[
     for name, info in param_specs(model.spec).items():
         if info.trainable or not trainable_only:
             layer, variable = name.rsplit("/", 1)
-            if info.layout in ("recurrent", "recurrent_bias"):
+            if info.is_recurrent:
                 paths[name] = (*_layer_path(model, layer), *_recurrent_variable(model.spec.cell, variable))
             else:
                 paths[name] = (*_layer_path(model, layer), _VARIABLE[variable])

@@ -15,14 +15,14 @@ import keras
 import numpy as np
 
 from spec.models import is_frozen
-from spec.params import ParamInfo, check_params, layer_names, param_specs
+from spec.params import ParamInfo, check_params, layer_names, param_specs, rnn_layer_position
 
 _KERAS_GRU_GATES = [1, 0, 2]  # canonical r, z, n -> Keras z, r, h (and back: the swap is its own inverse)
 
 
 def gate_order(spec: object, info: ParamInfo, value: np.ndarray) -> np.ndarray:
     """A recurrent tensor with its gate blocks in Keras's order (from the canonical one, or back)."""
-    if spec.kind != "rnn" or spec.cell != "gru" or info.layout not in ("recurrent", "recurrent_bias"):
+    if spec.kind != "rnn" or spec.cell != "gru" or not info.is_recurrent:
         return value
     blocks = np.split(np.asarray(value), 3, axis=-1)
     return np.concatenate([blocks[i] for i in _KERAS_GRU_GATES], axis=-1)
@@ -37,9 +37,9 @@ def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
     if kind == "rnn":
         if layer == "dense_0":
             return model.head
-        index, _, direction = layer.removeprefix("rnn_").partition("/")
-        native = model.recurrent[int(index)]
-        if direction:
+        index, direction = rnn_layer_position(layer)
+        native = model.recurrent[index]
+        if model.spec.bidirectional:
             native = native.forward_layer if direction == "forward" else native.backward_layer
         return native.cell
     if kind == "cnn":

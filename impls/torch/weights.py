@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from spec.models import is_frozen
-from spec.params import ParamInfo, check_params, layer_names, param_specs
+from spec.params import ParamInfo, check_params, layer_names, param_specs, rnn_layer_position
 
 # canonical variable -> the torch attribute holding it (Linear/Conv2d weight and bias, BatchNorm's)
 _ATTRIBUTE = {
@@ -45,7 +45,7 @@ def _module(model: nn.Module, layer: str) -> nn.Module:
 def _recurrent_tensors(model: nn.Module, layer: str, variable: str) -> tuple[torch.Tensor, ...]:
     """The torch tensor(s) of a canonical recurrent tensor: ``rnn_1/backward`` + ``kernel`` is
     ``rnn.weight_ih_l1_reverse``; a (2, G·H) GRU bias is ``bias_ih`` and ``bias_hh``."""
-    index, _, direction = layer.removeprefix("rnn_").partition("/")
+    index, direction = rnn_layer_position(layer)
     suffix = f"_l{index}" + ("_reverse" if direction == "backward" else "")
     if variable == "bias":
         kinds = ("ih", "hh") if model.spec.has_recurrent_bias else ("ih",)
@@ -59,7 +59,7 @@ def canonical_tensors(model: nn.Module) -> dict[str, tuple[torch.Tensor, ...]]:
     tensors = {}
     for name, info in param_specs(model.spec).items():
         layer, variable = name.rsplit("/", 1)
-        if info.layout in ("recurrent", "recurrent_bias"):
+        if info.is_recurrent:
             tensors[name] = _recurrent_tensors(model, layer, variable)
         else:
             tensors[name] = (getattr(_module(model, layer), _ATTRIBUTE[variable]),)

@@ -110,8 +110,17 @@ def sequence_task(task: str, n: int, seq_len: int, features: int, seed: int) -> 
     raise SpecError("data", task, SEQUENCE_TASKS)
 
 
+def running_sign_for(head: str, n: int, seq_len: int, features: int, seed: int) -> SequenceTask:
+    """The running-sign task with targets shaped for a recurrent head (:data:`spec.models.SEQUENCE_HEADS`):
+    every step's label for a per-step ("sequence") head, the last one's otherwise."""
+    return sequence_task("running_sign" if head == "sequence" else "running_sign_last", n, seq_len, features, seed)
+
+
+SEQUENCE_TRAIN, SEQUENCE_TEST = 2048, 512  # sequences in a split's two halves
+
+
 def sequence_split(
-    task: str, seq_len: int, features: int, *, train: int = 2048, test: int = 512, seed: int = 0
+    task: str, seq_len: int, features: int, *, train: int = SEQUENCE_TRAIN, test: int = SEQUENCE_TEST, seed: int = 0
 ) -> Split:
     """A train/test split of ``task``: the two halves drawn from different seeds."""
     first = sequence_task(task, train, seq_len, features, seed)

@@ -18,7 +18,7 @@ import pytest
 
 from spec.backend import Backend
 from spec.data import digit_targets, digits
-from spec.data.sequences import running_sign
+from spec.data.sequences import running_sign_for
 from spec.errors import UnsupportedOption
 from spec.flops import forward_flops, train_step_flops
 from spec.losses import DEFAULT_LOSS
@@ -52,8 +52,8 @@ def batch_size(spec: ModelSpec) -> int:
 
 def batch_for(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(spec, RNNSpec):  # the running-sign task gives inputs and targets of any head's shape
-        task = running_sign(batch_size(spec), spec.seq_len, 0, spec.input_size)
-        return task.x, task.y if spec.head == "sequence" else task.y[:, -1]
+        task = running_sign_for(spec.head, batch_size(spec), spec.seq_len, spec.input_size, 0)
+        return task.x, task.y
     split = digits(spec.input_shape)
     labels = split.y_train[: batch_size(spec)]
     return split.x_train[: batch_size(spec)], digit_targets(labels, spec.output_activation, spec.output_size)
