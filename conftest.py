@@ -75,6 +75,13 @@ def get_backend(config: pytest.Config, name: str) -> Backend:
     return found
 
 
+def framework_backend(request: pytest.FixtureRequest, name: str) -> Backend:
+    """Backend ``name`` for a test of its framework's own layers, if ``--backend`` selected it."""
+    if name not in selected_backends(request.config):
+        pytest.skip(f"--backend did not select {name}")
+    return get_backend(request.config, name)
+
+
 def _backend_params(config: pytest.Config) -> list:
     return [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in selected_backends(config)]
 

@@ -25,14 +25,14 @@ import numpy as np
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
 from spec.data import digit_targets, digits, jittered
-from spec.data.sequences import running_sign_for
+from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import BackendUnavailable, UnsupportedOption
 from spec.losses import DEFAULT_LOSS
-from spec.models import ZOO, ModelSpec, ResNetSpec, RNNSpec
+from spec.models import ZOO, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
 from spec.plots import plot_loss_curves
-from spec.recipes import RECIPES, SEQUENCE_RECIPES, RecipeSpec, recipe_split
+from spec.recipes import RECIPES, SEQUENCE_RECIPES, TRANSFORMER_RECIPES, RecipeSpec, recipe_split
 from spec.speed import load_speed, speed_markdown
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History, fit
@@ -85,7 +85,11 @@ def cpu_model() -> str:
 
 def check_batch(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets to judge ``spec`` on: embedded digits plus a little noise (exactly equal
-    pixels would put activations exactly on ReLU kinks), or sequences of the running-sign task."""
+    pixels would put activations exactly on ReLU kinks), sequences of the running-sign task, or
+    padded token sequences for a Transformer."""
+    if isinstance(spec, TransformerSpec):
+        task = token_task_for(spec, SEQUENCE_BATCH, SEED)
+        return task.x, task.y
     if isinstance(spec, RNNSpec):
         task = running_sign_for(spec.head, SEQUENCE_BATCH, spec.seq_len, spec.input_size, SEED)
         targets = task.y
@@ -304,8 +308,9 @@ def markdown(rows: list[Row], header: dict[str, str], unavailable: dict[str, str
     lines += [f"- **{name}**: not run ({reason})" for name, reason in unavailable.items()]
     lines += [
         "",
-        "Forward error: max |output − judge| over a batch of embedded digits, or of Gaussian sequences for",
-        "the recurrent models (float32 backend, float64 judge; every step's output for per-step heads).",
+        "Forward error: max |output − judge| over a batch of embedded digits, of Gaussian sequences for",
+        "the recurrent models, or of padded token sequences for the Transformers (float32 backend, float64",
+        "judge; every step's output for per-step heads).",
         "Gradient error: max relative error of the loss's directional derivative, backend gradient vs",
         "float64 central differences, over random directions per tensor and across all tensors, on the",
         "digits plus a little noise (exactly equal pixels would put activations exactly on ReLU kinks).",
@@ -382,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = [compare_model(ZOO[m], b) for m in (args.model or list(ZOO)) for b in backends]
     optimizer_rows = [compare_optimizer(n, o, b) for n, o in OPTIMIZER_ZOO.items() for b in backends]
-    recipes = [*RECIPES.values(), *SEQUENCE_RECIPES.values()]
+    recipes = [*RECIPES.values(), *SEQUENCE_RECIPES.values(), *TRANSFORMER_RECIPES.values()]
     runs = {} if args.no_training else {r.name: [compare_recipe(r, b) for b in backends] for r in recipes}
     convergence_rows = [row for recipe_runs in runs.values() for row, _ in recipe_runs]
     text = markdown(rows, header, unavailable) + optimizer_markdown(optimizer_rows)

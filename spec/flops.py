@@ -10,7 +10,7 @@ from __future__ import annotations
 from itertools import pairwise
 
 from spec.layers import Conv2D, Dense, Layer
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, layer_output_shape
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, layer_output_shape
 from spec.validation import check_positive_int
 
 
@@ -40,6 +40,11 @@ def forward_flops(spec: ModelSpec, batch: int) -> int:
             per_step = sum(2 * (n + spec.hidden_size) * gates * len(spec.directions) for n in inputs)
             head_steps = spec.seq_len if spec.head == "sequence" else 1
             return batch * (spec.seq_len * per_step + head_steps * 2 * spec.features * spec.output_size)
+        case TransformerSpec():  # per layer and position: q, k, v, output projections, scores and mixing, FFN
+            t, d = spec.seq_len, spec.d_model
+            per_layer = t * (2 * 4 * d * d + 2 * 2 * t * d + 2 * 2 * d * spec.ff_size)
+            head_positions = t if spec.pooling == "none" else 1
+            return batch * (spec.num_layers * per_layer + head_positions * 2 * d * spec.output_size)
     raise TypeError(f"no FLOP count for {type(spec).__name__}")
 
 

@@ -40,6 +40,9 @@ BIAS_INITIALIZERS = ("zeros", "torch_default")
 # has orthonormal rows; Saxe et al. 2014), glorot_uniform, or torch_default (torch initializes every
 # recurrent tensor U(±1/sqrt(hidden))).
 RECURRENT_INITIALIZERS = ("orthogonal", "glorot_uniform", "torch_default")
+# Embedding-table initializers: normal, N(0, 1) (torch's nn.Embedding), or uniform, U(±0.05)
+# (Keras's Embedding). (Flax's nnx.Embed draws a truncated normal of variance 1/d_model.)
+EMBEDDING_INITIALIZERS = ("normal", "uniform")
 
 _ACTIVATION_SYNTAX = re.compile(r"^\s*([a-z_]+)\s*(?:\(\s*([^()]*?)\s*\))?\s*$")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from spec.errors import SpecError
 from spec.layers import (
     BIAS_INITIALIZERS,
+    EMBEDDING_INITIALIZERS,
     KERNEL_INITIALIZERS,
     LAYER_TYPES,
     OUTPUT_ACTIVATIONS,
@@ -519,7 +520,122 @@ class RNNSpec:
         )
 
 
-ModelSpec = MLPSpec | CNNSpec | ResNetSpec | RNNSpec
+# Transformer encoder choices:
+#   positional   "sinusoidal" — the fixed table of Vaswani et al. (2017), sin at even and cos at odd
+#                features, interleaved: PE[t, 2i] = sin(t / 10000^(2i/d)), PE[t, 2i+1] = cos(…);
+#                "learned" — a trained (seq_len, d_model) table
+#   norm         "post" — x = LN(x + sublayer(x)) (the original; torch's default norm_first=False);
+#                "pre"  — x = x + sublayer(LN(x)), with one more LayerNorm after the last layer
+#   pooling      what the head reads: "mean" of the non-padding positions, the "first" position (a
+#                [CLS]-style token), or "none" — every position (one Dense per position)
+POSITIONAL_ENCODINGS = ("sinusoidal", "learned")
+NORM_PLACEMENTS = ("post", "pre")
+POOLINGS = ("mean", "first", "none")
+FFN_ACTIVATIONS = ("relu", "gelu")
+
+
+@dataclass(frozen=True)
+class TransformerSpec:
+    """A Transformer encoder on token ids ``(batch, seq_len)``: token embedding (times √d_model when
+    ``scale_embedding``), positions, ``num_layers`` encoder layers — multi-head self-attention and a
+    position-wise FFN (Dense ``ff_size`` → activation → Dense ``d_model``), each with a residual and
+    a LayerNorm — then pooling and a Dense head. No dropout.
+
+    Attention: per head, softmax(q·kᵀ / √head_dim) · v, where head_dim = d_model / num_heads; the
+    heads' outputs concatenate (head-major) into the output projection. The padding mask hides the
+    keys whose token is ``pad_token`` (``None``: no mask): every position, padding included, attends
+    to the non-padding positions only. A sequence must hold at least one non-padding token.
+    LayerNorm normalises each position over its features with the biased variance and
+    ``layer_norm_epsilon`` inside the square root (defaults: torch 1e-5, Keras 1e-3, Flax 1e-6).
+    """
+
+    name: str
+    vocab_size: int
+    seq_len: int
+    d_model: int
+    num_heads: int
+    ff_size: int
+    num_layers: int
+    output_size: int
+    output_activation: str
+    activation: Activation | str = "relu"
+    positional: str = "sinusoidal"
+    norm: str = "post"
+    layer_norm_epsilon: float = 1e-5
+    pad_token: int | None = 0
+    pooling: str = "mean"
+    scale_embedding: bool = True
+    kernel_initializer: str = "glorot_uniform"
+    bias_initializer: str = "zeros"
+    embedding_initializer: str = "normal"
+    kernel_l2: float = 0.0
+    frozen: tuple[str, ...] = ()
+    frozen_batchnorm: str = "inference"
+    kind: str = field(default="transformer", init=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        for field_name in ("vocab_size", "seq_len", "d_model", "num_heads", "ff_size", "num_layers", "output_size"):
+            check_positive_int(field_name, getattr(self, field_name))
+        if self.d_model % self.num_heads:
+            raise SpecError("num_heads", self.num_heads, f"a divisor of d_model ({self.d_model})")
+        object.__setattr__(self, "activation", Activation.parse(self.activation))
+        if self.activation.kind not in FFN_ACTIVATIONS:
+            raise SpecError("activation", self.activation, FFN_ACTIVATIONS)
+        if self.positional not in POSITIONAL_ENCODINGS:
+            raise SpecError("positional", self.positional, POSITIONAL_ENCODINGS)
+        if self.positional == "sinusoidal" and self.d_model % 2:
+            raise SpecError("d_model", self.d_model, "an even number for sinusoidal positions")
+        if self.norm not in NORM_PLACEMENTS:
+            raise SpecError("norm", self.norm, NORM_PLACEMENTS)
+        check_number("layer_norm_epsilon", self.layer_norm_epsilon, low=0.0, low_open=True)
+        if self.pad_token is not None and (
+            isinstance(self.pad_token, bool) or not isinstance(self.pad_token, int) or
+            not 0 <= self.pad_token < self.vocab_size
+        ):  # fmt: skip
+            raise SpecError("pad_token", self.pad_token, f"None or a token id in [0, {self.vocab_size})")
+        if self.pooling not in POOLINGS:
+            raise SpecError("pooling", self.pooling, POOLINGS)
+        if self.pooling == "none" and self.output_activation == "softmax":
+            raise SpecError("output_activation", "softmax", "sigmoid or linear with a per-position head")
+        if not isinstance(self.scale_embedding, bool):
+            raise SpecError("scale_embedding", self.scale_embedding, (True, False))
+        if self.embedding_initializer not in EMBEDDING_INITIALIZERS:
+            raise SpecError("embedding_initializer", self.embedding_initializer, EMBEDDING_INITIALIZERS)
+        if self.kernel_l2:  # which tensors an L2 term covers (embeddings? attention?) is not pinned yet
+            raise SpecError("kernel_l2", self.kernel_l2, "0 for Transformer models")
+        if self.frozen:
+            raise SpecError("frozen", self.frozen, "() for Transformer models")
+        _check_head_and_training_fields(self)
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def input_shape(self) -> tuple[int]:
+        return (self.seq_len,)
+
+    @property
+    def has_dropout(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        positions = "sinusoidal" if self.positional == "sinusoidal" else "learned"
+        return (
+            f"{self.seq_len} tokens of {self.vocab_size}, {positions} positions, {self.num_layers}× "
+            f"{self.norm}-norm encoder (d {self.d_model}, {self.num_heads} heads, FFN {self.ff_size} "
+            f"{self.activation}, LN ε {self.layer_norm_epsilon:g}) → {self.pooling} → "
+            f"dense{self.output_size} ({self.output_activation})"
+        )
+
+
+def input_dtype(spec: object) -> str:
+    """The dtype of a model's inputs: token ids for a Transformer, float32 values otherwise."""
+    return "int32" if getattr(spec, "kind", None) == "transformer" else "float32"
+
+
+ModelSpec = MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec
 
 
 def _relu() -> Act:
@@ -628,6 +744,26 @@ SEQUENCE_ZOO: dict[str, RNNSpec] = {
 }
 
 
+TRANSFORMER_ZOO: dict[str, TransformerSpec] = {
+    spec.name: spec
+    for spec in (
+        # The classic encoder classifier (torch's defaults: post-norm, ReLU, LayerNorm ε 1e-5,
+        # sinusoidal positions, embeddings scaled by √d_model), mean-pooled over the non-padding
+        # tokens, on the majority-token task. Embeddings start small, U(±0.05) (Keras's init): with
+        # torch's N(0, 1) times √d_model, first-layer attention scores start near 30, the softmax
+        # near one-hot, and the loss so sensitive that float32 rounding differences between
+        # frameworks grow tenfold per step (measured: 1e-7 → 2e-3 in six steps).
+        TransformerSpec("transformer_classifier", 9, 24, 32, 4, 64, 2, 8, "softmax", embedding_initializer="uniform"),
+        # The modern variant (pre-norm, GELU with the tanh approximation, learned positions, Flax's
+        # LayerNorm ε 1e-6) tagging every position: does its token occur elsewhere in the sequence?
+        TransformerSpec(
+            "transformer_tagger", 33, 24, 32, 4, 64, 2, 1, "sigmoid",
+            activation="gelu(tanh)", positional="learned", norm="pre", layer_norm_epsilon=1e-6, pooling="none",
+        ),
+    )
+}  # fmt: skip
+
+
 ZOO: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -662,6 +798,7 @@ ZOO: dict[str, ModelSpec] = {
         ),
         *VISION_ZOO,
         *SEQUENCE_ZOO.values(),
+        *TRANSFORMER_ZOO.values(),
     )
 }
 

@@ -18,6 +18,14 @@ Layout convention (the only place it is defined):
   reset-"after" GRU, whose recurrent bias sits inside ``r·(h·U_n + b'_n)``; its ``bias`` is then
   ``(2, G·H)``, the input bias in row 0 and the recurrent bias in row 1 (Keras's layout). The head
   after the recurrent layers is ``dense_0``.
+* A Transformer encoder (token ids ``(batch, seq_len)``) holds ``embedding/embeddings`` (vocab,
+  d_model), ``position/embeddings`` (seq_len, d_model) when positions are learned, layers
+  ``encoder_<i>`` with ``attention/{query,key,value}/kernel`` (d_model, heads, head_dim) and
+  ``/bias`` (heads, head_dim), ``attention/output/kernel`` (heads, head_dim, d_model) and ``/bias``
+  (d_model,) — the layout of Keras's and Flax's attention; torch packs q, k and v as the rows of one
+  (3·d_model, d_model) ``in_proj_weight``, head-major within each — ``attention_norm`` and
+  ``ffn_norm`` (LayerNorm ``gamma`` and ``beta``), ``ffn_0`` and ``ffn_1`` (Dense); then
+  ``final_norm`` (pre-norm only) and the head ``dense_0``.
 * A sequential CNN numbers its layers per kind: ``conv_0``, ``batchnorm_0``, ``dense_0`` …; a ResNet
   names them by position: ``stem/conv``, ``stem/bn``, ``stage_1/block_0/conv_a`` (``bn_a``,
   ``conv_b``, ``bn_b``, ``shortcut_conv``, ``shortcut_bn``) and ``head``.
@@ -38,12 +46,22 @@ import numpy as np
 
 from spec.errors import ParamError
 from spec.layers import BatchNorm, Conv2D, Dense, Flatten, Layer
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, is_frozen
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, is_frozen
 
 CANONICAL_DTYPE = np.float32
 
 
-LAYOUTS = ("dense", "conv", "vector", "recurrent", "recurrent_bias")
+LAYOUTS = (
+    "dense",
+    "conv",
+    "vector",
+    "recurrent",
+    "recurrent_bias",
+    "embedding",
+    "attention_in",
+    "attention_bias",
+    "attention_out",
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +69,13 @@ class ParamInfo:
     """Shape and role of one canonical tensor. ``layout`` says how backends convert it: a ``dense``
     kernel (in, out), a ``conv`` kernel (kh, kw, in, out), a ``vector`` (biases, BatchNorm), or a
     recurrent layer's tensor, its gate blocks along the last axis: a ``recurrent`` kernel (in, G·H)
-    or recurrent kernel (H, G·H), or a ``recurrent_bias`` (G·H,) or (2, G·H).
-    ``flattened_from`` is the (h, w, c) feature map a Dense kernel's rows were flattened from."""
+    or recurrent kernel (H, G·H), or a ``recurrent_bias`` (G·H,) or (2, G·H); an ``embedding``
+    table (rows, d_model); an attention projection's ``attention_in`` kernel (d_model, heads,
+    head_dim), its ``attention_bias`` (heads, head_dim), or the output projection's
+    ``attention_out`` kernel (heads, head_dim, d_model).
+    ``flattened_from`` is the (h, w, c) feature map a Dense kernel's rows were flattened from.
+    ``zero_gradient`` marks a tensor the loss cannot depend on: an attention key bias adds q·b to
+    every score of query q alike, which the softmax cancels (its gradient is float rounding only)."""
 
     shape: tuple[int, ...]
     trainable: bool
@@ -61,6 +84,7 @@ class ParamInfo:
     fan_out: int
     layout: str = "vector"
     flattened_from: tuple[int, int, int] | None = None
+    zero_gradient: bool = False
 
     @property
     def size(self) -> int:
@@ -121,6 +145,8 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
                 for name in rnn_layer_names(spec, layer):
                     _add_recurrent(infos, spec, name, spec.input_size if layer == 0 else spec.features)
             _add_dense(infos, spec, dense_name(0), spec.features, spec.output_size, True, None)
+        case TransformerSpec():
+            _add_transformer(infos, spec)
         case _:
             raise ParamError(f"no canonical parameters defined for spec type {type(spec).__name__}")
     if spec.frozen and not unfrozen:  # frozen layers' tensors are state, not trained
@@ -163,6 +189,57 @@ def _add_recurrent(infos: dict[str, ParamInfo], spec: RNNSpec, name: str, fan_in
     infos[f"{name}/bias"] = ParamInfo(
         bias_shape, True, spec.bias_initializer, *fans(spec.bias_initializer, hidden), "recurrent_bias"
     )
+
+
+ATTENTION_PROJECTIONS = ("query", "key", "value")
+# A LayerNorm's tensors: (name, initial value).
+LAYER_NORM_TENSORS = (("gamma", "ones"), ("beta", "zeros"))
+
+
+def encoder_layer_name(index: int) -> str:
+    return f"encoder_{index}"
+
+
+def _add_transformer(infos: dict[str, ParamInfo], spec: TransformerSpec) -> None:
+    d, heads, head_dim = spec.d_model, spec.num_heads, spec.head_dim
+    kernel, bias = spec.kernel_initializer, spec.bias_initializer
+    infos["embedding/embeddings"] = ParamInfo((spec.vocab_size, d), True, spec.embedding_initializer, 1, d, "embedding")
+    if spec.positional == "learned":
+        infos["position/embeddings"] = ParamInfo((spec.seq_len, d), True, spec.embedding_initializer, 1, d, "embedding")
+
+    def add_norm(layer: str) -> None:
+        for variable, initializer in LAYER_NORM_TENSORS:
+            infos[f"{layer}/{variable}"] = ParamInfo((d,), True, initializer, d, d)
+
+    for index in range(spec.num_layers):
+        layer = encoder_layer_name(index)
+        for projection in ATTENTION_PROJECTIONS:  # fans of the (d_model, d_model) matrix each one is
+            name = f"{layer}/attention/{projection}"
+            infos[f"{name}/kernel"] = ParamInfo((d, heads, head_dim), True, kernel, d, d, "attention_in")
+            infos[f"{name}/bias"] = ParamInfo(
+                (heads, head_dim), True, bias, d, d, "attention_bias", zero_gradient=projection == "key"
+            )
+        output = f"{layer}/attention/output"
+        infos[f"{output}/kernel"] = ParamInfo((heads, head_dim, d), True, kernel, d, d, "attention_out")
+        infos[f"{output}/bias"] = ParamInfo((d,), True, bias, d, d)
+        add_norm(f"{layer}/attention_norm")
+        _add_dense(infos, spec, f"{layer}/ffn_0", d, spec.ff_size, True, None)
+        _add_dense(infos, spec, f"{layer}/ffn_1", spec.ff_size, d, True, None)
+        add_norm(f"{layer}/ffn_norm")
+    if spec.norm == "pre":
+        add_norm("final_norm")
+    _add_dense(infos, spec, dense_name(0), d, spec.output_size, True, None)
+
+
+def sinusoidal_positions(seq_len: int, d_model: int) -> np.ndarray:
+    """The fixed positional table (:data:`spec.models.POSITIONAL_ENCODINGS`), float64 (seq_len, d_model):
+    a constant every backend adds, not a parameter."""
+    position = np.arange(seq_len)[:, None]
+    frequency = 10000.0 ** (-np.arange(0, d_model, 2) / d_model)
+    table = np.empty((seq_len, d_model))
+    table[:, 0::2] = np.sin(position * frequency)
+    table[:, 1::2] = np.cos(position * frequency)
+    return table
 
 
 def layer_names(spec: ModelSpec) -> list[str]:
@@ -292,6 +369,10 @@ def sample_initializer(info: ParamInfo, rng: np.random.Generator) -> np.ndarray:
             return rng.uniform(-limit, limit, shape)
         case "orthogonal":
             return _orthogonal(rng, shape)
+        case "normal":
+            return rng.standard_normal(shape)
+        case "uniform":
+            return rng.uniform(-0.05, 0.05, shape)
     raise ParamError(f"unknown initializer {info.initializer!r}")
 
 

@@ -7,7 +7,7 @@ against the literature. Backends are compared to these values.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +29,18 @@ from spec.layers import (
     resolve_padding,
 )
 from spec.losses import check_loss
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, is_frozen
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, is_frozen
 from spec.optimizers import OptimizerSpec
-from spec.params import check_params, cnn_layer_names, dense_name, param_specs, rnn_layer_names, trainable_names
+from spec.params import (
+    check_params,
+    cnn_layer_names,
+    dense_name,
+    encoder_layer_name,
+    param_specs,
+    rnn_layer_names,
+    sinusoidal_positions,
+    trainable_names,
+)
 from spec.schedules import ScheduleSpec
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -126,6 +135,8 @@ def logits_and_state(
             h = _resnet(spec, p, h, batch_statistics, state)
         case RNNSpec():
             h = _rnn(spec, p, h)
+        case TransformerSpec():
+            h = _transformer(spec, p, h)
         case _:
             raise SpecError("spec", type(spec).__name__, "a spec with a reference forward pass")
     return h, state
@@ -172,6 +183,69 @@ def _rnn(spec: RNNSpec, p: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         last = [x[:, -1, :hidden]] + ([x[:, 0, hidden:]] if spec.bidirectional else [])
         x = np.concatenate(last, axis=-1)
     return x @ p["dense_0/kernel"] + p["dense_0/bias"]
+
+
+def padding_mask(spec: TransformerSpec, tokens: np.ndarray) -> np.ndarray:
+    """True at the positions that are not padding (all of them when the spec has no pad token)."""
+    return np.ones(tokens.shape, bool) if spec.pad_token is None else tokens != spec.pad_token
+
+
+def _transformer(spec: TransformerSpec, p: dict[str, np.ndarray], tokens: np.ndarray) -> np.ndarray:
+    """Embedding and positions, the encoder layers, pooling and the head (:class:`TransformerSpec`)."""
+    mask = padding_mask(spec, tokens)
+    h = p["embedding/embeddings"][tokens] * (math.sqrt(spec.d_model) if spec.scale_embedding else 1.0)
+    if spec.positional == "learned":
+        h = h + p["position/embeddings"]
+    else:
+        h = h + sinusoidal_positions(spec.seq_len, spec.d_model)
+    for index in range(spec.num_layers):
+        h = encoder_layer(spec, p, encoder_layer_name(index), h, mask)
+    if spec.norm == "pre":
+        h = layer_norm(h, p, "final_norm", spec.layer_norm_epsilon)
+    if spec.pooling == "mean":
+        h = (h * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+    elif spec.pooling == "first":
+        h = h[:, 0]
+    return h @ p["dense_0/kernel"] + p["dense_0/bias"]
+
+
+def encoder_layer(
+    spec: TransformerSpec, p: Mapping[str, np.ndarray], name: str, h: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """One encoder layer: self-attention and the FFN, each with its residual and LayerNorm."""
+    eps = spec.layer_norm_epsilon
+
+    def ffn(x: np.ndarray) -> np.ndarray:
+        hidden = activation(x @ p[f"{name}/ffn_0/kernel"] + p[f"{name}/ffn_0/bias"], spec.activation)
+        return hidden @ p[f"{name}/ffn_1/kernel"] + p[f"{name}/ffn_1/bias"]
+
+    if spec.norm == "post":
+        h = layer_norm(h + self_attention(p, f"{name}/attention", h, mask), p, f"{name}/attention_norm", eps)
+        return layer_norm(h + ffn(h), p, f"{name}/ffn_norm", eps)
+    h = h + self_attention(p, f"{name}/attention", layer_norm(h, p, f"{name}/attention_norm", eps), mask)
+    return h + ffn(layer_norm(h, p, f"{name}/ffn_norm", eps))
+
+
+def self_attention(p: Mapping[str, np.ndarray], name: str, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Multi-head scaled dot-product self-attention over ``x`` (batch, time, d_model); the keys where
+    ``mask`` is False get no weight."""
+    q, k, v = (
+        np.einsum("btd,dnh->btnh", x, p[f"{name}/{proj}/kernel"]) + p[f"{name}/{proj}/bias"]
+        for proj in ("query", "key", "value")
+    )
+    scores = np.einsum("btnh,bsnh->bnts", q, k) / math.sqrt(q.shape[-1])
+    scores = np.where(mask[:, None, None, :], scores, -np.inf)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    heads = np.einsum("bnts,bsnh->btnh", weights, v)
+    return np.einsum("btnh,nhd->btd", heads, p[f"{name}/output/kernel"]) + p[f"{name}/output/bias"]
+
+
+def layer_norm(x: np.ndarray, p: Mapping[str, np.ndarray], name: str, epsilon: float) -> np.ndarray:
+    """Normalise each position over its features (biased variance), then scale and shift."""
+    mean = x.mean(axis=-1, keepdims=True)
+    variance = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(variance + epsilon) * p[f"{name}/gamma"] + p[f"{name}/beta"]
 
 
 def recurrent_layer(
@@ -291,10 +365,26 @@ def forward(spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, *,
 
 
 def _check_input(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
     if x.ndim != 1 + len(spec.input_shape) or x.shape[1:] != spec.input_shape:
         raise SpecError("x", f"array of shape {x.shape}", f"shape (batch, {', '.join(map(str, spec.input_shape))})")
-    return x
+    if isinstance(spec, TransformerSpec):
+        check_tokens(spec, x)
+        return x
+    return x.astype(np.float64)
+
+
+def check_tokens(spec: TransformerSpec, tokens: np.ndarray) -> None:
+    """Token ids must be integers in [0, vocab_size), and no sequence may be padding only (its
+    attention would have no key to weigh)."""
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise SpecError("x", f"{tokens.dtype} array", "integer token ids")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= spec.vocab_size):
+        raise SpecError("x", f"token ids in [{tokens.min()}, {tokens.max()}]", f"ids in [0, {spec.vocab_size})")
+    if spec.pad_token is not None:
+        empty = np.flatnonzero((tokens == spec.pad_token).all(axis=1))
+        if empty.size:
+            raise SpecError("x", f"sequences {empty[:5].tolist()} made of padding only", "at least one other token")
 
 
 def loss_from_logits(loss: str, z: np.ndarray, targets: np.ndarray, output_act: str) -> float:
@@ -433,13 +523,21 @@ def check_gradients(
         raise SpecError("grads", sorted(grads), f"one gradient per trainable parameter: {sorted(shapes)}")
     plan = [(name, {name: shapes[name]}) for name in shapes for _ in range(directions_per_param)]
     plan += [("*", shapes)] * global_directions
+    infos = param_specs(spec)
+
+    def typical_projection(names: Collection[str]) -> float:
+        moved = [np.asarray(grads[n], np.float64) for n in names]
+        return math.sqrt(sum(float((g**2).sum()) for g in moved) / sum(g.size for g in moved))
+
+    overall = typical_projection(shapes)
     checks = []
     for label, subset in plan:
         direction = random_direction(subset, rng)
-        moved = {n: np.asarray(grads[n], np.float64) for n in direction}
-        backend_value = sum(float((moved[n] * d).sum()) for n, d in direction.items())
-        size = sum(g.size for g in moved.values())
-        typical = math.sqrt(sum(float((g**2).sum()) for g in moved.values()) / size)
+        backend_value = sum(float((np.asarray(grads[n], np.float64) * d).sum()) for n, d in direction.items())
+        # a tensor whose exact gradient is zero has only rounding to show: measured against the
+        # whole gradient's typical projection, a real (wrong) gradient in it still stands out
+        zero = all(infos[n].zero_gradient for n in subset)
+        typical = overall if zero else typical_projection(subset)
         judge_value = directional_derivative(spec, params, x, targets, loss_name, direction)
         checks.append(DirectionalCheck(label, judge_value, backend_value, typical))
     return checks

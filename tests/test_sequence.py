@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import get_backend, selected_backends
+from conftest import framework_backend
 from spec import reference as ref
 from spec.backend import Backend
 from spec.data.sequences import adding_problem, running_sign, sine_forecast
@@ -16,8 +16,13 @@ from spec.errors import SpecError, UnsupportedOption
 from spec.losses import DEFAULT_LOSS
 from spec.models import SEQUENCE_ZOO, RNNSpec
 from spec.optimizers import OptimizerSpec
-from spec.params import count_params, init_params, param_specs, trainable_names
+from spec.params import count_params, init_params, param_specs
 from spec.tolerances import max_scaled_error, tolerance
+from tests.checks import (
+    assert_adam_step_from_canonical_gradients_matches_judge,
+    assert_backends_agree_per_parameter,
+    assert_gradients_match_judge,
+)
 
 # Small specs cheap enough for finite differences, covering every cell, both GRU formulas, stacking,
 # both directions and both heads; the zoo's own models run the forward and cross-backend checks.
@@ -212,24 +217,15 @@ def test_gradients_match_the_judge(backend: Backend, spec: RNNSpec) -> None:
     params = perturbed_params(spec, 2)
     x, targets = batch_for(spec, 6, seed=2)
     model = build(backend, spec, params)
-    value, grads = backend.loss_and_grads(model, x, targets, loss_for(spec))
-    assert value == pytest.approx(ref.loss(spec, params, x, targets, loss_for(spec)), rel=tolerance("forward").rtol)
-    assert list(grads) == trainable_names(spec)
-    checks = ref.check_gradients(spec, params, x, targets, loss_for(spec), grads, seed=3)
-    worst = max(checks, key=lambda c: c.relative_error)
-    assert worst.relative_error <= tolerance("gradient", "float32", backend.device()).rtol, worst
+    assert_gradients_match_judge(backend, model, spec, params, x, targets, loss_for(spec), seed=3)
 
 
 @pytest.mark.parametrize("spec", list(SEQUENCES.values()), ids=list(SEQUENCES))
 def test_backends_agree_per_parameter(backends: tuple[Backend, Backend], spec: RNNSpec) -> None:
     params = perturbed_params(spec, 4)
     x, targets = batch_for(spec, 8, seed=4)
-    first, second = backends
-    results = [b.loss_and_grads(build(b, spec, params), x, targets, loss_for(spec)) for b in backends]
-    tol = tolerance("cross_backend_gradient", "float32", first.device())
-    for name in trainable_names(spec):
-        error = max_scaled_error(results[0][1][name], results[1][1][name], tol)
-        assert error <= 1.0, f"{name}: {first.name} vs {second.name} differ by {error:.3g}× the tolerance"
+    models = tuple(build(b, spec, params) for b in backends)
+    assert_backends_agree_per_parameter(backends, models, spec, x, targets, loss_for(spec))
 
 
 @pytest.mark.parametrize("spec", SMALL, ids=[s.name for s in SMALL])
@@ -238,25 +234,10 @@ def test_one_adam_step_from_canonical_gradients_matches_the_judge(backend: Backe
     gate order and the (2, G·H) GRU bias convert the same way on the way in as on the way out."""
     params = perturbed_params(spec, 5)
     model = build(backend, spec, params)
-    opt = OptimizerSpec("adam", 0.01, beta1=0.9, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected")
-    rng = np.random.default_rng(5)
-    grads = {name: rng.standard_normal(params[name].shape).astype(np.float32) for name in trainable_names(spec)}
-    backend.apply_gradients(model, backend.make_optimizer(model, opt), grads)
-    expected = ref.ReferenceOptimizer(opt, {n: params[n] for n in grads}).step({n: params[n] for n in grads}, grads)
-    after = backend.export_params(model)
-    tol = tolerance("optimizer_step", "float32", backend.device())
-    for name, value in expected.items():
-        assert max_scaled_error(after[name], value, tol) <= 1.0, name
+    assert_adam_step_from_canonical_gradients_matches_judge(backend, model, spec, params, seed=5)
 
 
 # --- the frameworks' own layers as second witnesses ------------------------------------------------
-
-
-def framework_backend(request: pytest.FixtureRequest, name: str) -> Backend:
-    """Backend ``name`` for a test of its framework's own layers, if ``--backend`` selected it."""
-    if name not in selected_backends(request.config):
-        pytest.skip(f"--backend did not select {name}")
-    return get_backend(request.config, name)
 
 
 @pytest.mark.parametrize("name", ["lstm_forecaster", "bigru_classifier"])

@@ -15,7 +15,15 @@ from spec.data.augment import Augmentation
 from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
-from spec.recipes import RECIPES, SEQUENCE_RECIPES, EarlyStopping, RecipeSpec, digits_mlp, recipe_split
+from spec.recipes import (
+    RECIPES,
+    SEQUENCE_RECIPES,
+    TRANSFORMER_RECIPES,
+    EarlyStopping,
+    RecipeSpec,
+    digits_mlp,
+    recipe_split,
+)
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History, fit
 
@@ -30,7 +38,7 @@ def history(backend: Backend, recipe: RecipeSpec) -> History:
     return _histories[backend.name, recipe.name]
 
 
-ALL_RECIPES = {**RECIPES, **SEQUENCE_RECIPES}
+ALL_RECIPES = {**RECIPES, **SEQUENCE_RECIPES, **TRANSFORMER_RECIPES}
 
 
 @pytest.mark.parametrize("name", list(ALL_RECIPES))

@@ -19,11 +19,11 @@ from flax import nnx
 
 from impls.jax import schedules, weights
 from impls.jax.losses import compute_loss
-from impls.jax.models import CNN, MLP, RNN, ResNet, SpecModel
+from impls.jax.models import CNN, MLP, RNN, ResNet, SpecModel, Transformer
 from impls.jax.optimizers import make_optimizer
 from spec.backend import intra_op_threads
 from spec.losses import check_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, input_dtype
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
 from spec.schedules import ScheduleSpec
@@ -33,6 +33,11 @@ def configure_float32_exact() -> None:
     """Compute float32 matmuls and convolutions in full float32 on every device: JAX's default lets
     GPUs use TF32 (and TPUs bfloat16 passes), which equivalence checks must not measure."""
     jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def _inputs(model: SpecModel, x: np.ndarray) -> jax.Array:
+    """A batch in the dtype the model takes: float32 values or int32 token ids."""
+    return jnp.asarray(x, input_dtype(model.spec))
 
 
 def training_loss(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
@@ -140,7 +145,7 @@ class JaxBackend:
         return self._device
 
     def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN}
+        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN, TransformerSpec: Transformer}
         if type(spec) not in kinds:
             raise TypeError(f"jax backend cannot build {type(spec).__name__}")
         # An abstract model (shapes only), filled from ``params``: running Flax's own initializers
@@ -174,7 +179,7 @@ class JaxBackend:
     ) -> np.ndarray:
         if compiled is False:  # eager: every operation dispatched on its own
             model.train() if training else model.eval()
-            return np.asarray(model(jnp.asarray(x, jnp.float32)))
+            return np.asarray(model(_inputs(model, x)))
         return self._run(_logits, model, x, training)
 
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
@@ -183,7 +188,7 @@ class JaxBackend:
     @staticmethod
     def _run(compiled: Callable, model: SpecModel, x: np.ndarray, training: bool) -> np.ndarray:
         model.train() if training else model.eval()
-        result, state = compiled(*nnx.split(model), jnp.asarray(x, jnp.float32))
+        result, state = compiled(*nnx.split(model), _inputs(model, x))
         nnx.update(model, state)
         return np.asarray(result)
 
@@ -194,7 +199,7 @@ class JaxBackend:
         model.train()
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
         value, grads, state = _loss_and_grads(
-            *nnx.split(model), jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype), loss=loss
+            *nnx.split(model), _inputs(model, x), jnp.asarray(targets, dtype), loss=loss
         )
         nnx.update(model, state)
         return float(value), weights.from_state(model, grads)
@@ -220,7 +225,7 @@ class JaxBackend:
         check_loss(loss, model.spec.output_activation)
         model.train()
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
-        x, targets = jnp.asarray(x, jnp.float32), jnp.asarray(targets, dtype)
+        x, targets = _inputs(model, x), jnp.asarray(targets, dtype)
         if compiled is False:  # eager: every operation dispatched on its own
             return float(train_step_body(model, optimizer, x, targets, loss))
         return float(_cached_train_step(model, optimizer, loss)(x, targets))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from itertools import pairwise
@@ -12,8 +13,17 @@ from flax import nnx
 
 from spec.errors import UnsupportedOption
 from spec.layers import Act, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool, Layer, Pool2D, resolve_padding
-from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, RNNSpec, layer_output_shape
-from spec.params import cnn_layer_names
+from spec.models import (
+    Activation,
+    CNNSpec,
+    MLPSpec,
+    ResidualBlock,
+    ResNetSpec,
+    RNNSpec,
+    TransformerSpec,
+    layer_output_shape,
+)
+from spec.params import cnn_layer_names, sinusoidal_positions
 
 
 def activation(act: Activation) -> Callable[[jax.Array], jax.Array]:
@@ -51,7 +61,7 @@ class SpecModel(nnx.Module):
     layers that stay on running statistics while frozen (``frozen_batchnorm_paths``, set by
     :func:`impls.jax.weights.freeze`)."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec
     frozen_batchnorm_paths: tuple[tuple[str | int, ...], ...] = ()
 
     def train(self, **attributes: object) -> None:
@@ -315,3 +325,73 @@ class RNN(SpecModel):
         if self.spec.bidirectional:
             last = jnp.concatenate([last, x[:, 0, hidden:]], axis=-1)
         return self.head(last)
+
+
+def layer_norm(spec: TransformerSpec, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    # Flax's default fast variance, E[x²] − E[x]², cancels in float32 where the mean is large
+    return nnx.LayerNorm(spec.d_model, epsilon=spec.layer_norm_epsilon, use_fast_variance=False, rngs=rngs)
+
+
+class EncoderLayer(nnx.Module):
+    """Self-attention (``nnx.MultiHeadAttention``) and the FFN (two ``nnx.Linear``), each with its
+    residual and ``nnx.LayerNorm``, after (post-norm) or before (pre-norm) the sublayer."""
+
+    def __init__(self, spec: TransformerSpec, *, rngs: nnx.Rngs) -> None:
+        self.pre_norm = spec.norm == "pre"
+        self.attention = nnx.MultiHeadAttention(
+            spec.num_heads, spec.d_model, spec.d_model, dropout_rate=0.0, decode=False, rngs=rngs
+        )
+        self.attention_norm = layer_norm(spec, rngs)
+        self.ffn_0 = nnx.Linear(spec.d_model, spec.ff_size, rngs=rngs)
+        self.activation = activation(spec.activation)
+        self.ffn_1 = nnx.Linear(spec.ff_size, spec.d_model, rngs=rngs)
+        self.ffn_norm = layer_norm(spec, rngs)
+
+    def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
+        def ffn(h: jax.Array) -> jax.Array:
+            return self.ffn_1(self.activation(self.ffn_0(h)))
+
+        if self.pre_norm:
+            x = x + self.attention(self.attention_norm(x), mask=mask)
+            return x + ffn(self.ffn_norm(x))
+        x = self.attention_norm(x + self.attention(x, mask=mask))
+        return self.ffn_norm(x + ffn(x))
+
+
+class Transformer(SpecModel):
+    """``nnx.Embed``, positions, ``EncoderLayer``s, pooling and a Linear head; ``__call__`` takes
+    token ids and returns logits."""
+
+    def __init__(self, spec: TransformerSpec, *, rngs: nnx.Rngs) -> None:
+        self.spec = spec
+        self.embedding = nnx.Embed(spec.vocab_size, spec.d_model, rngs=rngs)
+        if spec.positional == "learned":
+            self.position_embeddings = nnx.Param(jnp.zeros((spec.seq_len, spec.d_model)))
+        self.encoders = nnx.List([EncoderLayer(spec, rngs=rngs) for _ in range(spec.num_layers)])
+        self.final_norm = layer_norm(spec, rngs) if spec.norm == "pre" else None
+        self.head = nnx.Linear(spec.d_model, spec.output_size, rngs=rngs)
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        spec = self.spec
+        scale = math.sqrt(spec.d_model) if spec.scale_embedding else 1.0
+        if spec.positional == "learned":
+            positions = self.position_embeddings[...]
+        else:  # a constant (an array attribute would be state); jit folds it
+            positions = jnp.asarray(sinusoidal_positions(spec.seq_len, spec.d_model), jnp.float32)
+        x = self.embedding(tokens) * scale + positions
+        keep = None if spec.pad_token is None else tokens != spec.pad_token
+        # (batch, 1, query, key): every query sees the non-padding keys only
+        mask = None if keep is None else nnx.make_attention_mask(jnp.ones_like(keep), keep, dtype=bool)
+        for encoder in self.encoders:
+            x = encoder(x, mask)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        if spec.pooling == "mean":
+            if keep is None:
+                x = x.mean(axis=1)
+            else:
+                weights = keep[..., None].astype(x.dtype)
+                x = (x * weights).sum(axis=1) / weights.sum(axis=1)
+        elif spec.pooling == "first":
+            x = x[:, 0]
+        return self.head(x)

@@ -6,7 +6,8 @@ canonical names to variables and to paths in an ``nnx.State``. BatchNorm's ``gam
 ``moving_mean`` and ``moving_variance`` are Flax's ``scale``, ``bias``, ``mean`` and ``var``. A
 recurrent layer's kernel and recurrent kernel are its cell's ``dense_i`` and ``dense_h`` kernels
 (same gate order); its bias is ``dense_i``'s (SimpleCell), ``dense_h``'s (OptimizedLSTMCell) or the
-cell's own (:class:`impls.jax.models.GRUCell`).
+cell's own (:class:`impls.jax.models.GRUCell`). ``nnx.MultiHeadAttention``'s ``query``, ``key``,
+``value`` and ``out`` LinearGenerals hold the canonical attention layouts.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from spec.params import check_params, layer_names, param_specs, rnn_layer_positi
 _VARIABLE = {
     "kernel": "kernel",
     "bias": "bias",
-    "gamma": "scale",
+    "gamma": "scale",  # BatchNorm's and LayerNorm's
     "beta": "bias",
     "moving_mean": "mean",
     "moving_variance": "var",
@@ -41,12 +42,28 @@ def _layer_path(model: nnx.Module, layer: str) -> tuple[str | int, ...]:
         index, direction = rnn_layer_position(layer)
         rnn = ("recurrent", index) + ((f"{direction}_rnn",) if model.spec.bidirectional else ())
         return (*rnn, "cell")
+    if kind == "transformer":
+        return _transformer_path(layer)
     if kind == "cnn":
         return ("body", "layers", model.layer_names.index(layer))
     if layer.startswith("stage_"):
         stage, block, part = layer.split("/")
         return ("stages", int(stage.removeprefix("stage_")), int(block.removeprefix("block_")), part)
     return (layer.replace("/", "_"),)  # stem/conv -> stem_conv, head
+
+
+def _transformer_path(layer: str) -> tuple[str | int, ...]:
+    """``embedding``, ``encoder_1/attention/query`` (a LinearGeneral of its MultiHeadAttention:
+    query, key, value, out), ``encoder_0/ffn_norm``, ``final_norm``, ``dense_0`` (the head)."""
+    match layer.split("/"):
+        case ["dense_0"]:
+            return ("head",)
+        case [encoder, "attention", projection]:
+            index = int(encoder.removeprefix("encoder_"))
+            return ("encoders", index, "attention", "out" if projection == "output" else projection)
+        case [encoder, part]:
+            return ("encoders", int(encoder.removeprefix("encoder_")), part)
+    return (layer,)  # embedding, final_norm
 
 
 def canonical_paths(model: nnx.Module, *, trainable_only: bool = False) -> dict[str, tuple[str | int, ...]]:
@@ -58,6 +75,10 @@ def canonical_paths(model: nnx.Module, *, trainable_only: bool = False) -> dict[
             layer, variable = name.rsplit("/", 1)
             if info.is_recurrent:
                 paths[name] = (*_layer_path(model, layer), *_recurrent_variable(model.spec.cell, variable))
+            elif name == "position/embeddings":
+                paths[name] = ("position_embeddings",)
+            elif info.layout == "embedding":
+                paths[name] = (*_layer_path(model, layer), "embedding")
             else:
                 paths[name] = (*_layer_path(model, layer), _VARIABLE[variable])
     return paths

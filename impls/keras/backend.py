@@ -10,12 +10,12 @@ import tensorflow as tf
 
 from impls.keras import schedules, weights
 from impls.keras.losses import compute_loss
-from impls.keras.models import CNN, MLP, RNN, ResNet, SpecModel
+from impls.keras.models import CNN, MLP, RNN, ResNet, SpecModel, Transformer
 from impls.keras.optimizers import before_step, make_optimizer
 from spec.backend import intra_op_threads
 from spec.errors import BackendUnavailable
 from spec.losses import check_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, input_dtype
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount, check_params
 from spec.schedules import ScheduleSpec
@@ -37,6 +37,11 @@ def _targets(targets: np.ndarray, loss: str) -> np.ndarray:
     return np.asarray(targets, np.int64 if takes_class_ids(loss) else np.float32)
 
 
+def _inputs(model: SpecModel, x: np.ndarray) -> np.ndarray:
+    """A batch in the dtype the model takes: float32 values or int32 token ids."""
+    return np.asarray(x, input_dtype(model.spec))
+
+
 def _loss_and_grads(
     model: SpecModel, variables: list[keras.Variable], x: tf.Tensor, targets: tf.Tensor, loss: str
 ) -> tuple[tf.Tensor, list[tf.Tensor]]:
@@ -46,7 +51,11 @@ def _loss_and_grads(
         value = compute_loss(loss, model(x, training=True), targets, model.spec.output_activation)
         if model.losses:  # the kernel regularizers' L2 terms, as Keras's own train step adds them
             value = value + keras.ops.sum(model.losses)
-    return value, tape.gradient(value, variables)
+    # An Embedding's gradient comes as IndexedSlices, one slice per looked-up token, repeats kept.
+    # Keras's Adam squares those slices one by one for its second moment (Σg² where the dense rule
+    # has (Σg)²) — a different update whenever a token repeats in the batch. Made dense here, the
+    # update is the one torch and Optax compute.
+    return value, [tf.convert_to_tensor(g) for g in tape.gradient(value, variables)]
 
 
 def _use_xla(model: SpecModel) -> bool:
@@ -117,14 +126,14 @@ class KerasBackend:
         return self._device
 
     def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN}
+        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN, TransformerSpec: Transformer}
         if type(spec) not in kinds:
             raise TypeError(f"keras backend cannot build {type(spec).__name__}")
         model = kinds[type(spec)](spec, seed=seed)
         if isinstance(model, MLP):
             model.build((None, *spec.input_shape))
         else:  # one call creates every layer's variables, shapes inferred as Keras does
-            model(keras.ops.zeros((1, *spec.input_shape)))
+            model(keras.ops.zeros((1, *spec.input_shape), dtype=input_dtype(spec)))
         weights.load(model, params)
         weights.freeze(model)
         return model
@@ -145,10 +154,10 @@ class KerasBackend:
         self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool | None = None
     ) -> np.ndarray:
         run = _compiled_call(model) if compiled else model
-        return keras.ops.convert_to_numpy(run(tf.constant(x, tf.float32), training=training))
+        return keras.ops.convert_to_numpy(run(_inputs(model, x), training=training))
 
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        return keras.ops.convert_to_numpy(model.infer(np.asarray(x, np.float32), training=training))
+        return keras.ops.convert_to_numpy(model.infer(_inputs(model, x), training=training))
 
     def loss_and_grads(
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
@@ -156,7 +165,7 @@ class KerasBackend:
         check_loss(loss, model.spec.output_activation)
         variables = weights.canonical_variables(model, trainable_only=True)
         value, grads = _loss_and_grads(
-            model, list(variables.values()), np.asarray(x, np.float32), _targets(targets, loss), loss
+            model, list(variables.values()), _inputs(model, x), _targets(targets, loss), loss
         )
         return float(value), weights.to_canonical(model, {name: g.numpy() for name, g in zip(variables, grads)})
 
@@ -187,7 +196,7 @@ class KerasBackend:
         check_loss(loss, model.spec.output_activation)
         before_step(optimizer, optimizer.spec)
         step = _train_step_function(model, optimizer, loss, compiled=True if compiled is None else compiled)
-        return float(step(tf.constant(x, tf.float32), tf.constant(_targets(targets, loss))))
+        return float(step(tf.constant(_inputs(model, x)), tf.constant(_targets(targets, loss))))
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
         return schedules.learning_rates(schedule)

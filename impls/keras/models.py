@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -21,8 +22,17 @@ from spec.layers import (
     Pool2D,
     resolve_padding,
 )
-from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, RNNSpec, layer_output_shape
-from spec.params import cnn_layer_names
+from spec.models import (
+    Activation,
+    CNNSpec,
+    MLPSpec,
+    ResidualBlock,
+    ResNetSpec,
+    RNNSpec,
+    TransformerSpec,
+    layer_output_shape,
+)
+from spec.params import cnn_layer_names, encoder_layer_name, sinusoidal_positions
 
 
 def activation(act: Activation) -> Callable[[keras.KerasTensor], keras.KerasTensor]:
@@ -51,7 +61,7 @@ def output_activation(logits: keras.KerasTensor, kind: str) -> keras.KerasTensor
 class SpecModel(keras.Model):
     """What every model adds to ``keras.Model``: its spec and its outputs."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec
 
     def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         """The model's outputs: logits passed through the spec's output activation."""
@@ -287,4 +297,85 @@ class RNN(SpecModel):
     def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         for layer in self.recurrent:
             x = layer(x, training=training)
+        return self.head(x)
+
+
+class LearnedPositions(keras.layers.Layer):
+    """A trained (seq_len, d_model) table added to the embedded tokens."""
+
+    def __init__(self, seq_len: int, d_model: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.embeddings = self.add_weight(shape=(seq_len, d_model), initializer="zeros", name="embeddings")
+
+    def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        return x + self.embeddings
+
+
+class EncoderLayer(keras.layers.Layer):
+    """Self-attention (``MultiHeadAttention``) and the FFN (two ``Dense``), each with its residual
+    and ``LayerNormalization``, after (post-norm) or before (pre-norm) the sublayer."""
+
+    def __init__(self, spec: TransformerSpec, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.pre_norm = spec.norm == "pre"
+        eps = spec.layer_norm_epsilon
+        self.attention = keras.layers.MultiHeadAttention(
+            spec.num_heads, key_dim=spec.head_dim, value_dim=spec.head_dim, dropout=0.0, use_bias=True, name="attention"
+        )
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=eps, name="attention_norm")
+        self.ffn_0 = keras.layers.Dense(spec.ff_size, activation=activation(spec.activation), name="ffn_0")
+        self.ffn_1 = keras.layers.Dense(spec.d_model, name="ffn_1")
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=eps, name="ffn_norm")
+
+    def call(self, x: keras.KerasTensor, padding_mask: keras.KerasTensor | None) -> keras.KerasTensor:
+        def attend(h: keras.KerasTensor) -> keras.KerasTensor:
+            # value_mask hides keys only; Keras's automatic masks would also hide padded queries
+            return self.attention(h, h, value_mask=padding_mask)
+
+        def ffn(h: keras.KerasTensor) -> keras.KerasTensor:
+            return self.ffn_1(self.ffn_0(h))
+
+        if self.pre_norm:
+            x = x + attend(self.attention_norm(x))
+            return x + ffn(self.ffn_norm(x))
+        x = self.attention_norm(x + attend(x))
+        return self.ffn_norm(x + ffn(x))
+
+
+class Transformer(SpecModel):
+    """``Embedding``, positions, ``EncoderLayer``s, pooling and a Dense head; ``call`` takes token ids
+    and returns logits."""
+
+    def __init__(self, spec: TransformerSpec, seed: int = 0, **kwargs) -> None:
+        super().__init__(name=spec.name, **kwargs)
+        self.spec = spec
+        self.embedding = keras.layers.Embedding(spec.vocab_size, spec.d_model, name="embedding")
+        self.scale = math.sqrt(spec.d_model) if spec.scale_embedding else 1.0
+        if spec.positional == "learned":
+            self.positions = LearnedPositions(spec.seq_len, spec.d_model, name="position")
+        else:
+            table = sinusoidal_positions(spec.seq_len, spec.d_model).astype("float32")
+            self.positions = lambda x: x + table
+        self.encoders = [EncoderLayer(spec, name=encoder_layer_name(i)) for i in range(spec.num_layers)]
+        self.final_norm = None
+        if spec.norm == "pre":
+            self.final_norm = keras.layers.LayerNormalization(epsilon=spec.layer_norm_epsilon, name="final_norm")
+        self.head = keras.layers.Dense(spec.output_size, name="dense_0")
+
+    def call(self, tokens: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
+        spec = self.spec
+        padding_mask = None if spec.pad_token is None else keras.ops.not_equal(tokens, spec.pad_token)
+        x = self.positions(self.embedding(tokens) * self.scale)
+        for encoder in self.encoders:
+            x = encoder(x, padding_mask)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        if spec.pooling == "mean":
+            if padding_mask is None:
+                x = keras.ops.mean(x, axis=1)
+            else:
+                keep = keras.ops.expand_dims(keras.ops.cast(padding_mask, x.dtype), -1)
+                x = keras.ops.sum(x * keep, axis=1) / keras.ops.sum(keep, axis=1)
+        elif spec.pooling == "first":
+            x = x[:, 0]
         return self.head(x)

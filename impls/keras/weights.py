@@ -4,7 +4,9 @@ Keras already uses the canonical layouts — NHWC images, ``Dense`` kernels (in,
 kernels (kh, kw, in, out), NHWC flattening — and BatchNormalization's variable names, so values pass
 through unchanged; this module maps canonical names to Keras variables. Recurrent cells hold
 ``kernel``, ``recurrent_kernel`` and ``bias`` in the canonical layout too, (2, G·H) for the
-reset-after GRU's bias included, except that Keras orders the GRU's gates z, r, h.
+reset-after GRU's bias included, except that Keras orders the GRU's gates z, r, h. A
+``MultiHeadAttention`` holds q, k, v as (d_model, heads, head_dim) and the output as
+(heads, head_dim, d_model) kernels, the canonical layouts.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
         if model.spec.bidirectional:
             native = native.forward_layer if direction == "forward" else native.backward_layer
         return native.cell
+    if kind == "transformer":
+        return _transformer_layer(model, layer)
     if kind == "cnn":
         candidates = model.stack
     elif layer == "head":
@@ -53,6 +57,30 @@ def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
         block = next(b for b in model.blocks if b.name == block_name.replace("/", "_"))
         candidates = [*block.conv_a, block.bn_a, *block.conv_b, block.bn_b, *block.shortcut]
     return next(candidate for candidate in candidates if candidate.name == layer)
+
+
+# canonical attention projection -> MultiHeadAttention's EinsumDense sublayer
+_ATTENTION_DENSE = {"query": "query_dense", "key": "key_dense", "value": "value_dense", "output": "output_dense"}
+
+
+def _transformer_layer(model: keras.Model, layer: str) -> keras.layers.Layer:
+    """``embedding``, ``position``, ``encoder_1/attention/query`` (an EinsumDense of its
+    MultiHeadAttention), ``encoder_0/ffn_norm``, ``final_norm``, ``dense_0``."""
+    match layer.split("/"):
+        case ["embedding"]:
+            return model.embedding
+        case ["position"]:
+            return model.positions
+        case ["final_norm"]:
+            return model.final_norm
+        case ["dense_0"]:
+            return model.head
+        case [encoder, "attention", projection]:
+            attention = model.encoders[int(encoder.removeprefix("encoder_"))].attention
+            return getattr(attention, _ATTENTION_DENSE[projection])
+        case [encoder, part]:
+            return getattr(model.encoders[int(encoder.removeprefix("encoder_"))], part)
+    raise KeyError(f"no Keras layer for canonical layer {layer!r}")
 
 
 def canonical_variables(model: keras.Model, *, trainable_only: bool = False) -> dict[str, keras.Variable]:

@@ -9,11 +9,11 @@ import torch
 
 from impls.torch import schedules, weights
 from impls.torch.losses import compute_loss
-from impls.torch.models import CNN, MLP, RNN, ResNet, SpecModel
+from impls.torch.models import CNN, MLP, RNN, ResNet, SpecModel, Transformer
 from impls.torch.optimizers import make_optimizer
 from spec.backend import intra_op_threads
 from spec.losses import check_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, input_dtype
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
 from spec.schedules import ScheduleSpec
@@ -85,7 +85,7 @@ class TorchBackend:
         return str(self._device) if self._device.type == "cpu" else f"cuda:{torch.cuda.current_device()}"
 
     def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN}
+        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN, TransformerSpec: Transformer}
         if type(spec) not in kinds:
             raise TypeError(f"torch backend cannot build {type(spec).__name__}")
         torch.manual_seed(seed)  # nn.Dropout draws its masks from torch's global generator
@@ -104,15 +104,20 @@ class TorchBackend:
         held = {id(p) for p in model.held_at_zero}  # constants torch's layer insists on (SpecModel)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad and id(p) not in held)
-        # BatchNorm's running statistics count, as in Keras; its integer step counter holds no weights
-        state = sum(b.numel() for b in model.buffers() if b.is_floating_point())
+        # BatchNorm's running statistics count, as in Keras; its integer step counter holds no weights,
+        # and buffers left out of the state dict are constants (the sinusoidal position table)
+        saved = model.state_dict(keep_vars=True).values()
+        state = sum(t.numel() for t in saved if not isinstance(t, torch.nn.Parameter) and t.is_floating_point())
         return ParamCount(trainable=trainable, non_trainable=frozen + state)
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self._device)
 
     def _input(self, model: SpecModel, x: np.ndarray) -> torch.Tensor:
-        """A batch for ``model``: canonical NHWC images become the NCHW tensors torch layers expect."""
+        """A batch for ``model``: canonical NHWC images become the NCHW tensors torch layers expect;
+        token ids become int64, the index type of ``nn.Embedding``."""
+        if input_dtype(model.spec) == "int32":
+            return torch.as_tensor(np.asarray(x, dtype=np.int64), device=self._device)
         tensor = self._tensor(x)
         return tensor.permute(0, 3, 1, 2).contiguous() if tensor.ndim == 4 else tensor
 

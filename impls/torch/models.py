@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
+from functools import partial
 from itertools import pairwise
 
 import torch
@@ -23,8 +25,17 @@ from spec.layers import (
     Pool2D,
     resolve_padding,
 )
-from spec.models import Activation, CNNSpec, MLPSpec, ResidualBlock, ResNetSpec, RNNSpec, layer_output_shape
-from spec.params import cnn_layer_names
+from spec.models import (
+    Activation,
+    CNNSpec,
+    MLPSpec,
+    ResidualBlock,
+    ResNetSpec,
+    RNNSpec,
+    TransformerSpec,
+    layer_output_shape,
+)
+from spec.params import cnn_layer_names, sinusoidal_positions
 
 
 def activation(act: Activation) -> nn.Module:
@@ -61,7 +72,7 @@ class SpecModel(nn.Module):
     layers that stay in evaluation mode while frozen (``frozen_batchnorms``, set by
     :func:`impls.torch.weights.freeze`)."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec
     frozen_batchnorms: tuple[nn.Module, ...] = ()
     # parameters a torch layer insists on having that the spec's model does not (see RNN)
     held_at_zero: tuple[nn.Parameter, ...] = ()
@@ -315,3 +326,52 @@ class RNN(SpecModel):
         if self.spec.bidirectional:
             last = torch.cat([last, outputs[:, 0, hidden:]], dim=-1)
         return self.head(last)
+
+
+class Transformer(SpecModel):
+    """``nn.Embedding``, positions, ``nn.TransformerEncoder`` (batch-first ``nn.TransformerEncoderLayer``s,
+    no dropout; pre-norm adds the encoder's final ``norm``), pooling and a Linear head; ``forward``
+    takes token ids and returns logits. The padding mask is ``src_key_padding_mask`` (True = ignore,
+    torch's convention), which masks keys only, as the spec does."""
+
+    def __init__(self, spec: TransformerSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        d_model = spec.d_model
+        self.embedding = nn.Embedding(spec.vocab_size, d_model)
+        self.scale = math.sqrt(d_model) if spec.scale_embedding else 1.0
+        if spec.positional == "learned":
+            self.position_embeddings = nn.Parameter(torch.zeros(spec.seq_len, d_model))
+        else:  # a constant: a buffer, left out of the state dict
+            table = torch.tensor(sinusoidal_positions(spec.seq_len, d_model), dtype=torch.float32)
+            self.register_buffer("position_embeddings", table, persistent=False)
+        gelu = partial(F.gelu, approximate="none" if spec.activation.approximate == "exact" else "tanh")
+        layer = nn.TransformerEncoderLayer(
+            d_model,
+            spec.num_heads,
+            dim_feedforward=spec.ff_size,
+            dropout=0.0,
+            activation=F.relu if spec.activation.kind == "relu" else gelu,
+            layer_norm_eps=spec.layer_norm_epsilon,
+            batch_first=True,
+            norm_first=spec.norm == "pre",
+        )
+        final_norm = nn.LayerNorm(d_model, eps=spec.layer_norm_epsilon) if spec.norm == "pre" else None
+        # nested tensors would drop the padded positions, which the spec defines (and a per-position head reads)
+        self.encoder = nn.TransformerEncoder(layer, spec.num_layers, norm=final_norm, enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, spec.output_size)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        spec = self.spec
+        padding = None if spec.pad_token is None else tokens == spec.pad_token
+        x = self.embedding(tokens) * self.scale + self.position_embeddings
+        x = self.encoder(x, src_key_padding_mask=padding)
+        if spec.pooling == "mean":
+            if padding is None:
+                x = x.mean(dim=1)
+            else:
+                keep = (~padding).unsqueeze(-1).to(x.dtype)
+                x = (x * keep).sum(dim=1) / keep.sum(dim=1)
+        elif spec.pooling == "first":
+            x = x[:, 0]
+        return self.head(x)

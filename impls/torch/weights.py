@@ -4,13 +4,17 @@ torch stores a Linear weight as (out, in), a conv weight as (out, in, kh, kw), a
 feature maps in (c, h, w) order; canonical kernels are (in, out) and (kh, kw, in, out), flattened
 in (h, w, c) order. Recurrent layers keep the canonical gate order (LSTM i, f, g, o; GRU r, z, n) in
 ``weight_ih_l<k>`` (G·H, in) and ``weight_hh_l<k>`` (G·H, H), ``_reverse`` for the backward
-direction; the reset-"after" GRU's canonical (2, G·H) bias is ``bias_ih`` and ``bias_hh``. Every
-conversion happens here and nowhere else.
+direction; the reset-"after" GRU's canonical (2, G·H) bias is ``bias_ih`` and ``bias_hh``. An
+attention layer's q, k and v are packed as the rows of ``in_proj_weight`` (3·d_model, d_model) and
+``in_proj_bias``; ``out_proj.weight`` is (d_model, heads·head_dim). Every conversion happens here
+and nowhere else.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,10 +40,45 @@ def _module(model: nn.Module, layer: str) -> nn.Module:
         return model.dense[int(layer.rsplit("_", 1)[1])]
     if model.spec.kind == "rnn":  # its one Linear: the recurrent layers are in _recurrent_tensors
         return model.head
+    if model.spec.kind == "transformer":
+        return _transformer_module(model, layer)
     path = layer.replace("/", ".")
     if model.spec.kind == "cnn":
         return model.layers.get_submodule(path)
     return model.get_submodule(f"stages.{path}" if path.startswith("stage_") else path)
+
+
+# canonical sub-layer of an encoder layer -> its nn.TransformerEncoderLayer attribute
+_ENCODER_PARTS = {
+    "attention/output": "self_attn.out_proj",
+    "attention_norm": "norm1",
+    "ffn_0": "linear1",
+    "ffn_1": "linear2",
+    "ffn_norm": "norm2",
+}
+
+
+def _transformer_module(model: nn.Module, layer: str) -> nn.Module:
+    if layer == "dense_0":
+        return model.head
+    if layer == "final_norm":
+        return model.encoder.norm
+    index, part = layer.removeprefix("encoder_").split("/", 1)
+    return model.encoder.layers[int(index)].get_submodule(_ENCODER_PARTS[part])
+
+
+def _transformer_tensor(model: nn.Module, layer: str, variable: str) -> torch.Tensor:
+    """The torch tensor of a canonical Transformer tensor; q, k and v share ``in_proj_weight`` and
+    ``in_proj_bias`` (see :func:`bindings`)."""
+    if layer == "embedding":
+        return model.embedding.weight
+    if layer == "position":
+        return model.position_embeddings
+    index, _, part = layer.removeprefix("encoder_").partition("/")
+    if part in ("attention/query", "attention/key", "attention/value"):
+        attention = model.encoder.layers[int(index)].self_attn
+        return attention.in_proj_weight if variable == "kernel" else attention.in_proj_bias
+    return getattr(_transformer_module(model, layer), _ATTRIBUTE[variable])
 
 
 def _recurrent_tensors(model: nn.Module, layer: str, variable: str) -> tuple[torch.Tensor, ...]:
@@ -53,55 +92,82 @@ def _recurrent_tensors(model: nn.Module, layer: str, variable: str) -> tuple[tor
     return (getattr(model.rnn, ("weight_ih" if variable == "kernel" else "weight_hh") + suffix),)
 
 
-def canonical_tensors(model: nn.Module) -> dict[str, tuple[torch.Tensor, ...]]:
-    """The torch tensor(s) holding each canonical tensor (parameters and BatchNorm buffers), in the
-    spec's order: one each, except the reset-"after" GRU's bias, held by two."""
-    tensors = {}
+@dataclass(frozen=True)
+class Binding:
+    """Canonical tensors and the torch tensors that hold them: flattened and concatenated in order,
+    the canonical ones (each in torch's layout) and the torch ones hold the same values. Mostly one
+    to one; a reset-"after" GRU bias is two torch tensors (``bias_ih``, ``bias_hh``), and an
+    attention layer's q, k and v kernels are one (``in_proj_weight``), as are their biases."""
+
+    names: tuple[str, ...]
+    tensors: tuple[torch.Tensor, ...]
+
+
+def bindings(model: nn.Module) -> list[Binding]:
+    """Every canonical tensor's binding (BatchNorm buffers included), in the spec's order."""
+    grouped: dict[tuple[int, ...], Binding] = {}
     for name, info in param_specs(model.spec).items():
         layer, variable = name.rsplit("/", 1)
         if info.is_recurrent:
-            tensors[name] = _recurrent_tensors(model, layer, variable)
+            tensors = _recurrent_tensors(model, layer, variable)
+        elif model.spec.kind == "transformer":
+            tensors = (_transformer_tensor(model, layer, variable),)
         else:
-            tensors[name] = (getattr(_module(model, layer), _ATTRIBUTE[variable]),)
-    return tensors
+            tensors = (getattr(_module(model, layer), _ATTRIBUTE[variable]),)
+        key = tuple(id(t) for t in tensors)
+        known = grouped.get(key)
+        grouped[key] = Binding((*known.names, name), tensors) if known else Binding((name,), tensors)
+    return list(grouped.values())
 
 
-def canonical_parameters(model: nn.Module) -> dict[str, tuple[nn.Parameter, ...]]:
-    """The trainable canonical tensors (the ones with gradients), in the spec's order."""
+def trained_bindings(model: nn.Module) -> list[Binding]:
+    """The bindings of the trainable canonical tensors (the ones with gradients)."""
     infos = param_specs(model.spec)
-    return {name: t for name, t in canonical_tensors(model).items() if infos[name].trainable}
+    return [b for b in bindings(model) if infos[b.names[0]].trainable]
 
 
 def trained_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The parameters an optimizer updates, in the spec's order."""
-    return [param for params in canonical_parameters(model).values() for param in params]
+    return [param for binding in trained_bindings(model) for param in binding.tensors]
 
 
 def to_native(info: ParamInfo, value: np.ndarray) -> np.ndarray:
     """A canonical array in torch's layout (a (2, G·H) recurrent bias: one row per torch tensor)."""
-    if info.layout == "recurrent":
-        return value.T
-    if info.layout == "conv":
-        return value.transpose(3, 2, 0, 1)
-    if info.layout == "dense":
-        if info.flattened_from is not None:  # rows (h, w, c) -> (c, h, w)
-            h, w, c = info.flattened_from
-            value = value.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
-        return value.T
+    match info.layout:
+        case "recurrent":
+            return value.T
+        case "conv":
+            return value.transpose(3, 2, 0, 1)
+        case "attention_in":  # (d_model, heads, head_dim) -> rows of in_proj_weight, head-major
+            return value.reshape(value.shape[0], -1).T
+        case "attention_bias":
+            return value.reshape(-1)
+        case "attention_out":  # (heads, head_dim, d_model) -> out_proj.weight (d_model, heads·head_dim)
+            return value.reshape(-1, value.shape[-1]).T
+        case "dense":
+            if info.flattened_from is not None:  # rows (h, w, c) -> (c, h, w)
+                h, w, c = info.flattened_from
+                value = value.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
+            return value.T
     return value
 
 
 def to_canonical(info: ParamInfo, value: np.ndarray) -> np.ndarray:
     """A torch-layout array in the canonical layout."""
-    if info.layout == "recurrent":
-        return value.T
-    if info.layout == "conv":
-        return value.transpose(2, 3, 1, 0)
-    if info.layout == "dense":
-        value = value.T
-        if info.flattened_from is not None:  # rows (c, h, w) -> (h, w, c)
-            h, w, c = info.flattened_from
-            value = value.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(h * w * c, -1)
+    match info.layout:
+        case "recurrent":
+            return value.T
+        case "conv":
+            return value.transpose(2, 3, 1, 0)
+        case "attention_in" | "attention_out":
+            return value.T.reshape(info.shape)
+        case "attention_bias":
+            return value.reshape(info.shape)
+        case "dense":
+            value = value.T
+            if info.flattened_from is not None:  # rows (c, h, w) -> (h, w, c)
+                h, w, c = info.flattened_from
+                value = value.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(h * w * c, -1)
     return value
 
 
@@ -119,47 +185,58 @@ def freeze(model: nn.Module) -> None:
     model.train(model.training)
 
 
-def _split(native: np.ndarray, count: int) -> list[np.ndarray]:
-    """A native array for ``count`` torch tensors: itself, or one row each (a (2, G·H) GRU bias)."""
-    return [native] if count == 1 else list(native)
+def _to_tensors(
+    binding: Binding, canonical: Mapping[str, np.ndarray], infos: Mapping[str, ParamInfo]
+) -> list[np.ndarray]:
+    """Canonical arrays of a binding as arrays shaped like its torch tensors."""
+    flat = np.concatenate([to_native(infos[n], canonical[n]).ravel() for n in binding.names])
+    cuts = np.cumsum([t.numel() for t in binding.tensors])[:-1]
+    return [np.ascontiguousarray(part).reshape(t.shape) for part, t in zip(np.split(flat, cuts), binding.tensors)]
 
 
-def _join(arrays: list[np.ndarray]) -> np.ndarray:
-    return arrays[0] if len(arrays) == 1 else np.stack(arrays)
+def _to_canonical(binding: Binding, arrays: list[np.ndarray], infos: Mapping[str, ParamInfo]) -> dict[str, np.ndarray]:
+    """The torch tensors' values (or gradients) of a binding as its canonical arrays."""
+    flat = np.concatenate([a.ravel() for a in arrays])
+    native_shapes = [to_native(infos[n], np.empty(infos[n].shape)).shape for n in binding.names]
+    cuts = np.cumsum([math.prod(shape) for shape in native_shapes])[:-1]
+    return {
+        name: np.array(to_canonical(infos[name], part.reshape(shape)), order="C")
+        for name, part, shape in zip(binding.names, np.split(flat, cuts), native_shapes)
+    }
 
 
 @torch.no_grad()
 def load(model: nn.Module, params: Mapping[str, np.ndarray]) -> None:
     checked = check_params(model.spec, params)
     infos = param_specs(model.spec)
-    for name, tensors in canonical_tensors(model).items():
-        for tensor, part in zip(tensors, _split(to_native(infos[name], checked[name]), len(tensors)), strict=True):
-            tensor.copy_(torch.from_numpy(np.ascontiguousarray(part)))
+    for binding in bindings(model):
+        for tensor, part in zip(binding.tensors, _to_tensors(binding, checked, infos), strict=True):
+            tensor.copy_(torch.from_numpy(part))
 
 
 def export(model: nn.Module) -> dict[str, np.ndarray]:
-    # np.array copies: on the CPU .numpy() shares memory with the parameter, which training would
-    # then change under the caller's feet.
+    # _to_canonical copies: on the CPU .numpy() shares memory with the parameter, which training
+    # would then change under the caller's feet.
     infos = param_specs(model.spec)
-    return {
-        name: np.array(to_canonical(infos[name], _join([t.detach().cpu().numpy() for t in tensors])), order="C")
-        for name, tensors in canonical_tensors(model).items()
-    }
+    exported: dict[str, np.ndarray] = {}
+    for binding in bindings(model):
+        exported |= _to_canonical(binding, [t.detach().cpu().numpy() for t in binding.tensors], infos)
+    return {name: exported[name] for name in infos}
 
 
 def set_grads(model: nn.Module, grads: Mapping[str, np.ndarray]) -> None:
     """Put canonical gradients into each parameter's ``.grad``, as ``backward()`` would."""
     checked = check_params(model.spec, grads, source="gradients", trainable_only=True)
     infos = param_specs(model.spec)
-    for name, params in canonical_parameters(model).items():
-        for param, part in zip(params, _split(to_native(infos[name], checked[name]), len(params)), strict=True):
-            param.grad = torch.from_numpy(np.ascontiguousarray(part)).to(param.device)
+    for binding in trained_bindings(model):
+        for param, part in zip(binding.tensors, _to_tensors(binding, checked, infos), strict=True):
+            param.grad = torch.from_numpy(part).to(param.device)
 
 
 def export_grads(model: nn.Module) -> dict[str, np.ndarray]:
     """Gradients after ``backward()``, in the canonical layout of their parameters."""
     infos = param_specs(model.spec)
-    return {
-        name: np.array(to_canonical(infos[name], _join([p.grad.detach().cpu().numpy() for p in params])), order="C")
-        for name, params in canonical_parameters(model).items()
-    }
+    grads: dict[str, np.ndarray] = {}
+    for binding in trained_bindings(model):
+        grads |= _to_canonical(binding, [p.grad.detach().cpu().numpy() for p in binding.tensors], infos)
+    return {name: grads[name] for name in infos if name in grads}

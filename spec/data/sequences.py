@@ -1,16 +1,19 @@
 """Synthetic sequence tasks, generated in numpy from a seed so that every backend sees the same data.
 
-Sequences are batch-first float32 arrays ``(n, seq_len, features)``.
+Sequences are batch-first float32 arrays ``(n, seq_len, features)``; token tasks (for the
+Transformer encoder) give int32 token ids ``(n, seq_len)``, right-padded with the pad token.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from spec.data import Split
 from spec.errors import SpecError
+from spec.models import TransformerSpec
 from spec.validation import check_positive_int
 
 
@@ -116,13 +119,103 @@ def running_sign_for(head: str, n: int, seq_len: int, features: int, seed: int) 
     return sequence_task("running_sign" if head == "sequence" else "running_sign_last", n, seq_len, features, seed)
 
 
+def padded_tokens(n: int, seq_len: int, vocab: int, pad: int | None, seed: int) -> np.ndarray:
+    """``n`` sequences of tokens drawn uniformly from the ids other than ``pad``, each of a length
+    uniform in [seq_len/3, seq_len] (at least 1) and right-padded with ``pad``; full length when
+    ``pad`` is None."""
+    check_positive_int("n", n)
+    check_positive_int("seq_len", seq_len)
+    if not isinstance(vocab, int) or vocab < 2:
+        raise SpecError("vocab_size", vocab, "an integer >= 2 (padding and at least one token)")
+    rng = np.random.default_rng(seed)
+    symbols = np.array([t for t in range(vocab) if t != pad])
+    tokens = symbols[rng.integers(0, len(symbols), (n, seq_len))]
+    if pad is not None:
+        lengths = rng.integers(max(1, seq_len // 3), seq_len + 1, n)
+        tokens[np.arange(seq_len)[None, :] >= lengths[:, None]] = pad
+    return tokens.astype(np.int32)
+
+
+def majority_tokens(n: int, seq_len: int, vocab: int, pad: int | None, seed: int) -> SequenceTask:
+    """Padded token sequences labelled with their most frequent token (its index among the non-pad
+    ids, so ``vocab − 1`` classes with padding); sequences whose top count is tied are redrawn.
+    Baseline: cross-entropy of the class frequencies."""
+    tokens = padded_tokens(n, seq_len, vocab, pad, seed)
+    symbols = np.array([t for t in range(vocab) if t != pad])
+    redraw = 1
+    while True:
+        counts = (tokens[..., None] == symbols).sum(axis=1)
+        top = np.sort(counts, axis=1)
+        tied = np.flatnonzero(top[:, -1] == top[:, -2]) if len(symbols) > 1 else np.array([], int)
+        if not tied.size:
+            break
+        tokens[tied] = padded_tokens(len(tied), seq_len, vocab, pad, seed + 7919 * redraw)
+        redraw += 1
+    labels = counts.argmax(axis=1).astype(np.int64)
+    frequencies = np.bincount(labels, minlength=len(symbols)) / n
+    present = frequencies[frequencies > 0]
+    return SequenceTask(tokens, labels, float(-(present * np.log(present)).sum()))
+
+
+def duplicate_tokens(n: int, seq_len: int, vocab: int, pad: int | None, seed: int) -> SequenceTask:
+    """Padded token sequences labelled per position: 1 where the token occurs at another non-pad
+    position of its sequence, 0 elsewhere (padding included). Answering needs attention across
+    positions. Baseline: binary cross-entropy of the mean label."""
+    tokens = padded_tokens(n, seq_len, vocab, pad, seed)
+    real = np.ones(tokens.shape, bool) if pad is None else tokens != pad
+    same = (tokens[:, :, None] == tokens[:, None, :]) & real[:, :, None] & real[:, None, :]
+    y = ((same.sum(axis=2) > 1) & real).astype(np.float32)[..., None]
+    p = float(y.mean())
+    baseline = -(p * np.log(p) + (1 - p) * np.log1p(-p)) if 0 < p < 1 else 0.0
+    return SequenceTask(tokens, y, float(baseline))
+
+
+# The token tasks a recipe can name for a Transformer: "majority" (one class per sequence) and
+# "duplicates" (a label per position).
+TOKEN_TASKS = ("majority", "duplicates")
+
+
+def token_task(task: str, n: int, seq_len: int, vocab: int, pad: int | None, seed: int) -> SequenceTask:
+    """``n`` sequences of token task ``task``."""
+    makers = {"majority": majority_tokens, "duplicates": duplicate_tokens}
+    if task not in makers:
+        raise SpecError("data", task, TOKEN_TASKS)
+    return makers[task](n, seq_len, vocab, pad, seed)
+
+
+def token_task_for(spec: TransformerSpec, n: int, seed: int) -> SequenceTask:
+    """A token task with targets shaped for ``spec``'s head: per-position duplicate labels for a
+    per-position head; otherwise majority classes — class ids modulo the output size for softmax,
+    indicator columns (is the class j?) for sigmoid or linear outputs."""
+    if spec.pooling == "none":
+        task = duplicate_tokens(n, spec.seq_len, spec.vocab_size, spec.pad_token, seed)
+        return SequenceTask(task.x, np.repeat(task.y, spec.output_size, axis=-1), task.baseline)
+    task = majority_tokens(n, spec.seq_len, spec.vocab_size, spec.pad_token, seed)
+    if spec.output_activation == "softmax":
+        return SequenceTask(task.x, task.y % spec.output_size, task.baseline)
+    indicators = (task.y[:, None] == np.arange(spec.output_size)).astype(np.float32)
+    return SequenceTask(task.x, indicators, task.baseline)
+
+
 SEQUENCE_TRAIN, SEQUENCE_TEST = 2048, 512  # sequences in a split's two halves
+
+
+def split_of(make: Callable[[int, int], SequenceTask], *, train: int, test: int, seed: int) -> Split:
+    """A train/test split from ``make(n, seed)``: the two halves drawn from different seeds."""
+    first, second = make(train, seed), make(test, seed + 1_000_003)
+    return Split(first.x, first.y, second.x, second.y)
 
 
 def sequence_split(
     task: str, seq_len: int, features: int, *, train: int = SEQUENCE_TRAIN, test: int = SEQUENCE_TEST, seed: int = 0
 ) -> Split:
-    """A train/test split of ``task``: the two halves drawn from different seeds."""
-    first = sequence_task(task, train, seq_len, features, seed)
-    second = sequence_task(task, test, seq_len, features, seed + 1_000_003)
-    return Split(first.x, first.y, second.x, second.y)
+    """A train/test split of sequence task ``task``."""
+    return split_of(lambda n, s: sequence_task(task, n, seq_len, features, s), train=train, test=test, seed=seed)
+
+
+def token_split(
+    task: str, seq_len: int, vocab: int, pad: int | None, *, train: int = SEQUENCE_TRAIN, test: int = SEQUENCE_TEST,
+    seed: int = 0,
+) -> Split:  # fmt: skip
+    """A train/test split of token task ``task``."""
+    return split_of(lambda n, s: token_task(task, n, seq_len, vocab, pad, s), train=train, test=test, seed=seed)

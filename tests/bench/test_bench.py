@@ -18,11 +18,11 @@ import pytest
 
 from spec.backend import Backend
 from spec.data import digit_targets, digits
-from spec.data.sequences import running_sign_for
+from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import UnsupportedOption
 from spec.flops import forward_flops, train_step_flops
 from spec.losses import DEFAULT_LOSS
-from spec.models import ZOO, ModelSpec, RNNSpec
+from spec.models import ZOO, ModelSpec, RNNSpec, TransformerSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import count_params, init_params
 from spec.training import make_optimizer_substituting
@@ -51,6 +51,9 @@ def batch_size(spec: ModelSpec) -> int:
 
 
 def batch_for(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(spec, TransformerSpec):
+        task = token_task_for(spec, batch_size(spec), 0)
+        return task.x, task.y
     if isinstance(spec, RNNSpec):  # the running-sign task gives inputs and targets of any head's shape
         task = running_sign_for(spec.head, batch_size(spec), spec.seq_len, spec.input_size, 0)
         return task.x, task.y
