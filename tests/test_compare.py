@@ -46,6 +46,7 @@ def test_training_part_reports_convergence_and_draws_the_loss_curves(
     forecast = dataclasses.replace(SEQUENCE_RECIPES["lstm_forecaster_sine_forecast"], epochs=1, target_loss=0.05)
     monkeypatch.setattr(compare, "RECIPES", short)
     monkeypatch.setattr(compare, "SEQUENCE_RECIPES", {forecast.name: forecast})
+    monkeypatch.setattr(compare, "TRANSFORMER_RECIPES", {})
     monkeypatch.setattr(compare, "OPTIMIZER_ZOO", {})
     assert compare.main(["--backend", backend_name, "--model", "digits_mlp", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "compare.json").read_text())["convergence"]

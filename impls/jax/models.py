@@ -71,6 +71,17 @@ class SpecModel(nnx.Module):
             for key in path:
                 module = module[key] if isinstance(key, int) else getattr(module, key)
             module.use_running_average = True
+        self.__dict__["_triptych_training"] = True
+
+    def eval(self, **attributes: object) -> None:
+        super().eval(**attributes)
+        self.__dict__["_triptych_training"] = False
+
+    def set_mode(self, training: bool) -> None:
+        """``train()`` or ``eval()``, skipped when the model is in that mode already: each walks the
+        whole module graph, 0.3 ms on the MNIST MLP — a quarter of its compiled train step."""
+        if self.__dict__.get("_triptych_training") is not training:
+            self.train() if training else self.eval()
 
     def l2_penalty(self) -> jax.Array:
         """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the trained conv and

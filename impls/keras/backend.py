@@ -33,13 +33,20 @@ def configure_float32_exact() -> None:
     tf.config.experimental.enable_tensor_float_32_execution(False)
 
 
-def _targets(targets: np.ndarray, loss: str) -> np.ndarray:
-    return np.asarray(targets, np.int64 if takes_class_ids(loss) else np.float32)
+def _as(array: np.ndarray | tf.Tensor, dtype: str) -> tf.Tensor:
+    """``array`` (numpy, or already a tensor: no copy then) as a tensor of ``dtype``."""
+    if isinstance(array, tf.Tensor):
+        return tf.cast(array, dtype)
+    return tf.constant(np.asarray(array, dtype))
 
 
-def _inputs(model: SpecModel, x: np.ndarray) -> np.ndarray:
+def _targets(targets: np.ndarray | tf.Tensor, loss: str) -> tf.Tensor:
+    return _as(targets, "int64" if takes_class_ids(loss) else "float32")
+
+
+def _inputs(model: SpecModel, x: np.ndarray | tf.Tensor) -> tf.Tensor:
     """A batch in the dtype the model takes: float32 values or int32 token ids."""
-    return np.asarray(x, input_dtype(model.spec))
+    return _as(x, input_dtype(model.spec))
 
 
 def _loss_and_grads(
@@ -196,7 +203,7 @@ class KerasBackend:
         check_loss(loss, model.spec.output_activation)
         before_step(optimizer, optimizer.spec)
         step = _train_step_function(model, optimizer, loss, compiled=True if compiled is None else compiled)
-        return float(step(tf.constant(_inputs(model, x)), tf.constant(_targets(targets, loss))))
+        return float(step(_inputs(model, x), _targets(targets, loss)))
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
         return schedules.learning_rates(schedule)

@@ -110,14 +110,15 @@ class TorchBackend:
         state = sum(t.numel() for t in saved if not isinstance(t, torch.nn.Parameter) and t.is_floating_point())
         return ParamCount(trainable=trainable, non_trainable=frozen + state)
 
-    def _tensor(self, x: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self._device)
+    def _tensor(self, x: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``x`` (numpy, or already a tensor: no copy then) as a tensor of ``dtype`` on the device."""
+        return torch.as_tensor(x, dtype=dtype, device=self._device)
 
     def _input(self, model: SpecModel, x: np.ndarray) -> torch.Tensor:
         """A batch for ``model``: canonical NHWC images become the NCHW tensors torch layers expect;
         token ids become int64, the index type of ``nn.Embedding``."""
         if input_dtype(model.spec) == "int32":
-            return torch.as_tensor(np.asarray(x, dtype=np.int64), device=self._device)
+            return self._tensor(x, torch.int64)
         tensor = self._tensor(x)
         return tensor.permute(0, 3, 1, 2).contiguous() if tensor.ndim == 4 else tensor
 
@@ -147,10 +148,8 @@ class TorchBackend:
         check_loss(loss, model.spec.output_activation)
         model.train(True)
         model.zero_grad(set_to_none=True)
-        if takes_class_ids(loss):  # torch's cross_entropy wants int64 class ids
-            target_tensor = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=self._device)
-        else:
-            target_tensor = self._tensor(targets)
+        # torch's cross_entropy wants int64 class ids
+        target_tensor = self._tensor(targets, torch.int64 if takes_class_ids(loss) else torch.float32)
         loss_fn = _compiled_loss(model) if compiled else training_loss
         value = loss_fn(model, self._input(model, x), target_tensor, loss)
         value.backward()

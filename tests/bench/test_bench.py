@@ -40,6 +40,11 @@ PEAK_SIZE = 2048  # 17 GFLOP per matmul: long enough to reach the peak, short en
 # First calls that compile for 10–30 s on a 2-core CPU; a smoke run (benchmarks disabled) skips them,
 # and the equivalence tests already run these paths (tests/test_training.py).
 SLOW_FIRST_CALL = {("torch", "compiled"), ("jax", "eager")}
+# Calls slower than this (eager recurrent and ResNet steps: 0.2–3 s) run a fixed 5 rounds instead of
+# make bench's minimum of 15: their spread between rounds is a few percent, and 15 rounds of them
+# took over four of make bench's twelve minutes.
+SLOW_CALL_SECONDS = 0.15
+SLOW_CALL_ROUNDS = 5
 
 
 def group(model: str, kind: str, mode: str) -> str:
@@ -62,6 +67,26 @@ def batch_for(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     return split.x_train[: batch_size(spec)], digit_targets(labels, spec.output_activation, spec.output_size)
 
 
+def on_device(backend: Backend, array: np.ndarray) -> object:
+    """``array`` as the framework's own array on its device, made once before timing: the
+    hand-written baselines hold their batches on the device too, and every backend accepts its
+    framework's arrays where the contract says numpy (without copying them)."""
+    match backend.name:
+        case "torch":
+            import torch
+
+            return torch.as_tensor(array, device=backend.device())
+        case "keras":
+            import tensorflow as tf
+
+            return tf.constant(array)
+        case "jax":
+            import jax
+
+            return jax.device_put(array)
+    return array
+
+
 def build(backend: Backend, spec: ModelSpec) -> object:
     """The backend's model from the canonical init, or a skip naming what its framework cannot express."""
     try:
@@ -82,10 +107,14 @@ def run_benchmark(benchmark, backend: Backend, mode: str, call: Callable[[], obj
     start = time.perf_counter()
     call()
     compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     call()  # a second warm-up: caches, allocator, any retrace on a changed input signature
+    warm_seconds = time.perf_counter() - start
     benchmark.extra_info.update(
         backend=backend.name, mode=mode, threads=backend.threads(), compile_seconds=compile_seconds, **info
     )
+    if warm_seconds > SLOW_CALL_SECONDS:
+        return benchmark.pedantic(call, rounds=SLOW_CALL_ROUNDS, iterations=1)
     return benchmark(call)
 
 
@@ -96,12 +125,13 @@ def test_forward(benchmark, backend: Backend, model_name: str, mode: str) -> Non
     spec = ZOO[model_name]
     x, targets = batch_for(spec)
     model = build(backend, spec)
+    x_device = on_device(backend, x)
     benchmark.group = group(model_name, "forward", mode)
     logits = run_benchmark(
         benchmark,
         backend,
         mode,
-        lambda: backend.logits(model, x, compiled=MODES[mode]),
+        lambda: backend.logits(model, x_device, compiled=MODES[mode]),
         model=model_name,
         kind="forward",
         batch=len(x),
@@ -116,7 +146,7 @@ def test_forward(benchmark, backend: Backend, model_name: str, mode: str) -> Non
 def test_train_step(benchmark, backend: Backend, model_name: str, mode: str) -> None:
     skip_heavy_smoke_run(benchmark, model_name)
     spec = ZOO[model_name]
-    x, y = batch_for(spec)
+    x, y = (on_device(backend, a) for a in batch_for(spec))
     model = build(backend, spec)
     optimizer, _ = make_optimizer_substituting(backend, model, OPTIMIZER, ("epsilon_placement",))
     benchmark.group = group(model_name, "train step", mode)
