@@ -67,11 +67,21 @@ def configure_threads() -> str:
     return f"{torch.get_num_threads()}" + ("" if threads else " (default)")
 
 
+def configure_compiler() -> None:
+    """Let ``torch.compile`` compile every zoo model, and fail rather than fall back. Dynamo keeps one
+    cache per code object — ``training_loss``, ``optimizer.step`` and ``Module.forward`` are shared by
+    every model — and after 8 entries (its default ``recompile_limit``) it silently ran the rest
+    eagerly: a "compiled" Transformer step took as long as the eager one in ``make bench``."""
+    torch._dynamo.config.recompile_limit = 64
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+
+
 class TorchBackend:
     name = "torch"
 
     def __init__(self) -> None:
         configure_float32_exact()
+        configure_compiler()
         self._threads = configure_threads()
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

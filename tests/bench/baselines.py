@@ -3,9 +3,10 @@
 The MNIST MLP (784-512-10, batch 128, RMSprop lr 1e-3, cross-entropy from logits), compiled the
 idiomatic way: ``torch.compile`` of model and optimizer step; ``tf.function(jit_compile=True)`` around
 a ``GradientTape`` step of a Keras model; ``jax.jit`` of a pure function with Optax and donated state.
-Each builder returns a no-argument callable that runs one step on device-resident data and returns
-the loss as a Python float (which waits for the device). Frameworks are imported inside each builder,
-so this module loads without any of them.
+Each builder returns a no-argument callable that runs one step on a device-resident batch, passed to
+the compiled step as its arguments (a real loop feeds a new batch each step; a batch captured as a
+constant saved Keras ~0.06 ms), and returns the loss as a Python float (which waits for the device).
+Frameworks are imported inside each builder, so this module loads without any of them.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ def torch_step() -> Callable[[], float]:
     x, y = torch.rand(BATCH, INPUTS), torch.randint(0, CLASSES, (BATCH,))
 
     @torch.compile
-    def step() -> torch.Tensor:
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         optimizer.step()
         return loss
 
-    return lambda: step().item()
+    return lambda: step(x, y).item()
 
 
 def keras_step() -> Callable[[], float]:
@@ -50,14 +51,14 @@ def keras_step() -> Callable[[], float]:
     y = tf.random.uniform((BATCH,), 0, CLASSES, dtype=tf.int64)
 
     @tf.function(jit_compile=True)
-    def step() -> tf.Tensor:
+    def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = loss_fn(y, model(x, training=True))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
-    return lambda: float(step())
+    return lambda: float(step(x, y))
 
 
 def jax_step() -> Callable[[], float]:
