@@ -39,7 +39,11 @@ def intra_op_threads() -> int | None:
 
 @runtime_checkable
 class Backend(Protocol):
-    """What each framework implementation provides. ``model`` is the framework's native model object."""
+    """What each framework implementation provides. ``model`` is the framework's native model object.
+
+    Batches ``x`` are numpy arrays in the dtype of :func:`spec.models.input_dtype` — float32 values,
+    or int32 token ids for a Transformer — and targets numpy arrays for the loss; a backend also
+    accepts its own framework's arrays there (the benchmarks hold their batches on the device)."""
 
     name: str
 
@@ -73,7 +77,7 @@ class Backend(Protocol):
         ...
 
     def forward(self, model: Any, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        """The model's output (after its output activation) for a float32 batch ``x``."""
+        """The model's output (after its output activation) for a batch ``x``."""
         ...
 
     def logits(self, model: Any, x: np.ndarray, *, training: bool = False, compiled: bool | None = None) -> np.ndarray:

@@ -254,6 +254,17 @@ def test_backends_agree_per_parameter(backends: tuple[Backend, Backend], spec: T
     assert_backends_agree_per_parameter(backends, models, spec, x, targets, loss_for(spec))
 
 
+@pytest.mark.parametrize("spec", list(TRANSFORMER_ZOO.values()), ids=list(TRANSFORMER_ZOO))
+def test_backends_agree_at_every_position(backends: tuple[Backend, Backend], spec: TransformerSpec) -> None:
+    """Our Keras and Flax compositions against torch's own ``nn.TransformerEncoderLayer`` stack (and
+    each other), on the same weights and padded batch."""
+    params = perturbed_params(spec, 9)
+    x, _ = batch_for(spec, 16, seed=9)
+    first, second = (b.logits(b.build(spec, params), x) for b in backends)
+    tol = tolerance("cross_backend_forward", "float32", backends[0].device())
+    assert max_scaled_error(first, second, tol) <= 1.0
+
+
 @pytest.mark.parametrize("spec", SMALL[:3], ids=[s.name for s in SMALL[:3]])
 def test_one_adam_step_from_canonical_gradients_matches_the_judge(backend: Backend, spec: TransformerSpec) -> None:
     """Canonical gradients applied by the native optimizer land where the judge's update does: q, k
