@@ -85,6 +85,11 @@ class Backend(Protocol):
         (``None``: the backend's default — torch and Keras eager, JAX ``jax.jit``)."""
         ...
 
+    def encode(self, model: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A VAE's encoder outputs for flattened ``images`` (without ε): the mean and the
+        log-variance of q(z|x), each (batch, latent_size)."""
+        ...
+
     def loss_and_grads(
         self, model: Any, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:

@@ -24,11 +24,11 @@ import numpy as np
 
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
-from spec.data import digit_targets, digits, jittered
+from spec.data import digit_targets, digits, jittered, vae_batch
 from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import BackendUnavailable, UnsupportedOption
-from spec.losses import DEFAULT_LOSS
-from spec.models import ZOO, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec
+from spec.losses import default_loss
+from spec.models import ZOO, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
 from spec.plots import plot_loss_curves
@@ -90,6 +90,8 @@ def check_batch(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(spec, TransformerSpec):
         task = token_task_for(spec, SEQUENCE_BATCH, SEED)
         return task.x, task.y
+    if isinstance(spec, VAESpec):
+        return vae_batch(digits((spec.input_size,)).x_test[:BATCH], spec.latent_size, SEED)
     if isinstance(spec, RNNSpec):
         task = running_sign_for(spec.head, SEQUENCE_BATCH, spec.seq_len, spec.input_size, SEED)
         targets = task.y
@@ -107,7 +109,7 @@ def compare_model(spec: ModelSpec, backend: Backend) -> Row:
     start = time.perf_counter()
     params = init_params(spec, SEED)
     x, labels = check_batch(spec)
-    loss = DEFAULT_LOSS[spec.output_activation]
+    loss = default_loss(spec)
     device = backend.device()
     try:
         model = backend.build(spec, params)
@@ -173,9 +175,7 @@ def compare_optimizer(name: str, opt: OptimizerSpec, backend: Backend) -> Optimi
         batch = slice(step * BATCH, (step + 1) * BATCH)
         # the judge applies its update to the backend's own gradients: only the optimizers are compared,
         # and differences cannot compound through the gradients
-        _, grads = backend.loss_and_grads(
-            model, split.x_train[batch], split.y_train[batch], DEFAULT_LOSS[spec.output_activation]
-        )
+        _, grads = backend.loss_and_grads(model, split.x_train[batch], split.y_train[batch], default_loss(spec))
         backend.apply_gradients(model, optimizer, grads)
         expected = judge.step(expected, grads)
     got = backend.export_params(model)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from itertools import pairwise
 
 from spec.layers import Conv2D, Dense, Layer
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, layer_output_shape
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, layer_output_shape
 from spec.validation import check_positive_int
 
 
@@ -45,6 +45,8 @@ def forward_flops(spec: ModelSpec, batch: int) -> int:
             per_layer = t * (2 * 4 * d * d + 2 * 2 * t * d + 2 * 2 * d * spec.ff_size)
             head_positions = t if spec.pooling == "none" else 1
             return batch * (spec.num_layers * per_layer + head_positions * 2 * d * spec.output_size)
+        case VAESpec():  # the reparameterisation is a few operations per latent unit
+            return forward_flops(spec.encoder, batch) + forward_flops(spec.decoder, batch)
     raise TypeError(f"no FLOP count for {type(spec).__name__}")
 
 

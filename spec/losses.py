@@ -11,6 +11,15 @@ definition allows, as the frameworks' numerically stable losses are:
   ``mean_{b,c}( max(z,0) - z*t + log(1 + exp(-|z|)) )``, i.e. the mean over every element.
   Needs a sigmoid output.
 * ``mse``: ``mean_{b,c}( (y_hat - t)^2 )`` over every element, on the activated output ``y_hat``.
+
+A model kind can have a loss of its own, computed from more than its logits (``MODEL_LOSSES``):
+
+* ``negative_elbo``, a VAE's (:class:`spec.models.VAESpec`): targets are the images, shape
+  (batch, pixels); ``mean_b( R_b + kl_weight * KL_b )`` where ``R_b`` sums the reconstruction loss
+  over the pixels of example b — ``max(z,0) - z*t + log(1 + exp(-|z|))`` for ``binary_crossentropy``,
+  ``(sigmoid(z) - t)^2`` for ``mse`` — and ``KL_b = -1/2 * sum_j( 1 + logvar_j - mean_j^2 - exp(logvar_j) )``
+  is KL( N(mean, exp(logvar)) || N(0, I) ). Summed, not averaged, over pixels: the averaged form
+  (what ``keras.losses.binary_crossentropy`` returns) would weigh the KL term 784 times more.
 """
 
 from __future__ import annotations
@@ -32,6 +41,29 @@ DEFAULT_LOSS = {"softmax": "sparse_categorical_crossentropy", "sigmoid": "binary
 def takes_class_ids(loss: str) -> bool:
     """Whether the loss's targets are integer class ids (else float arrays shaped like the output)."""
     return loss == "sparse_categorical_crossentropy"
+
+
+# The loss of a model kind whose loss needs more than its logits, by ``spec.kind``.
+MODEL_LOSSES = {"vae": "negative_elbo"}
+
+
+def default_loss(spec: object) -> str:
+    """The loss a model of ``spec`` is trained with unless a recipe says otherwise: its kind's own
+    (``MODEL_LOSSES``), else the one for its output activation (``DEFAULT_LOSS``)."""
+    return MODEL_LOSSES.get(spec.kind) or DEFAULT_LOSS[spec.output_activation]
+
+
+def check_model_loss(spec: object, loss: str) -> str:
+    """Return ``loss`` if a model of ``spec`` can be trained with it, else raise :class:`SpecError`:
+    a model kind in ``MODEL_LOSSES`` takes that loss only, every other model a loss that fits its
+    output activation (:func:`check_loss`)."""
+    own = MODEL_LOSSES.get(spec.kind)
+    if own is not None and loss != own:
+        raise SpecError("loss", loss, f"{own!r}, the loss of a {spec.kind} model")
+    if own is None and loss in MODEL_LOSSES.values():
+        kinds = [kind for kind, name in MODEL_LOSSES.items() if name == loss]
+        raise SpecError("loss", loss, f"a loss for a {spec.output_activation!r} output ({loss!r} is for {kinds})")
+    return loss if own is not None else check_loss(loss, spec.output_activation)
 
 
 def check_loss(loss: str, output_activation: str) -> str:

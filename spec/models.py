@@ -630,12 +630,96 @@ class TransformerSpec:
         )
 
 
+# How a VAE scores its reconstruction (summed over the pixels of each example, see spec.losses).
+RECONSTRUCTIONS = ("binary_crossentropy", "mse")
+
+
+@dataclass(frozen=True)
+class VAESpec:
+    """A variational autoencoder (Kingma & Welling) on flattened images in [0, 1].
+
+    Encoder: Dense ``hidden_size`` (``activation``) → Dense 2·``latent_size``, whose outputs are the
+    mean (first ``latent_size`` columns) and the log-variance (the rest) of q(z|x). The sample is
+    z = mean + exp(½·log_variance)·ε. Decoder: Dense ``hidden_size`` (``activation``) → Dense
+    ``input_size`` with a sigmoid. ε is an input, not drawn inside the model, so that every backend
+    and the judge see the same noise: the model's input is each image with its ε beside it,
+    shape (batch, input_size + latent_size) (:func:`spec.data.vae_inputs`). Its logits are the
+    decoder's, before the sigmoid. Its loss is the negative ELBO, ``negative_elbo`` in
+    :mod:`spec.losses`: ``reconstruction`` summed over the pixels plus ``kl_weight`` times the KL
+    divergence from N(0, I), averaged over the batch.
+    """
+
+    name: str
+    input_size: int = 784
+    hidden_size: int = 256
+    latent_size: int = 10
+    activation: Activation | str = "relu"
+    reconstruction: str = "binary_crossentropy"
+    kl_weight: float = 1.0
+    kernel_initializer: str = "glorot_uniform"
+    bias_initializer: str = "zeros"
+    output_activation: str = field(default="sigmoid", init=False)
+    kernel_l2: float = field(default=0.0, init=False)
+    frozen: tuple[str, ...] = field(default=(), init=False)
+    frozen_batchnorm: str = field(default="inference", init=False)
+    kind: str = field(default="vae", init=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        for field_name in ("input_size", "hidden_size", "latent_size"):
+            check_positive_int(field_name, getattr(self, field_name))
+        object.__setattr__(self, "activation", Activation.parse(self.activation))
+        if self.reconstruction not in RECONSTRUCTIONS:
+            raise SpecError("reconstruction", self.reconstruction, RECONSTRUCTIONS)
+        check_number("kl_weight", self.kl_weight, low=0.0)
+        _check_initializers(self)
+
+    @property
+    def encoder(self) -> MLPSpec:
+        """The encoder as an MLP: its logits are [mean | log_variance]."""
+        return MLPSpec(
+            f"{self.name}_encoder", self.input_size, (self.hidden_size,), 2 * self.latent_size,
+            self.activation, "linear", kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+        )  # fmt: skip
+
+    @property
+    def decoder(self) -> MLPSpec:
+        """The decoder as an MLP: from a latent sample to the image's logits."""
+        return MLPSpec(
+            f"{self.name}_decoder", self.latent_size, (self.hidden_size,), self.input_size,
+            self.activation, "sigmoid", kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+        )  # fmt: skip
+
+    @property
+    def input_shape(self) -> tuple[int]:
+        """One image and its noise ε, side by side."""
+        return (self.input_size + self.latent_size,)
+
+    @property
+    def output_size(self) -> int:
+        return self.input_size
+
+    @property
+    def has_dropout(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        kl = "" if self.kl_weight == 1 else f" × {self.kl_weight:g}"
+        return (
+            f"{self.input_size}-{self.hidden_size}({self.activation})-{self.latent_size}×2 (mean, log-variance) "
+            f"~ z → {self.hidden_size}({self.activation})-{self.input_size}(sigmoid); "
+            f"{self.reconstruction} + KL{kl}"
+        )
+
+
 def input_dtype(spec: object) -> str:
     """The dtype of a model's inputs: token ids for a Transformer, float32 values otherwise."""
     return "int32" if getattr(spec, "kind", None) == "transformer" else "float32"
 
 
-ModelSpec = MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec
+ModelSpec = MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec
 
 
 def _relu() -> Act:
@@ -796,6 +880,24 @@ ZOO: dict[str, ModelSpec] = {
             output_activation="softmax",
             kernel_initializer="he_normal",
         ),
+        # A dense autoencoder for the 8×8 digits: 64 → 32 → 8 (the code) → 32 → 64 sigmoid pixels,
+        # trained to reconstruct its input (the digits_autoencoder recipe). Biases start non-zero
+        # (torch's init): with zeros, an image whose 8 code units are all negative puts the next
+        # layer's inputs exactly on ReLU's kink, where finite differences see half the slope that
+        # every framework's ReLU'(0) = 0 gives (seen at init on 1 image in 64).
+        MLPSpec(
+            name="digits_autoencoder",
+            input_size=64,
+            hidden_sizes=(32, 8, 32),
+            output_size=64,
+            activations="relu",
+            output_activation="sigmoid",
+            bias_initializer="torch_default",
+        ),
+        # The classic VAE on flattened 28×28 images: 784 → 256 relu → mean and log-variance of a
+        # 10-dimensional latent; 10 → 256 relu → 784 sigmoid; binary cross-entropy summed over the
+        # pixels plus the KL term.
+        VAESpec("mnist_vae"),
         *VISION_ZOO,
         *SEQUENCE_ZOO.values(),
         *TRANSFORMER_ZOO.values(),

@@ -26,6 +26,8 @@ Layout convention (the only place it is defined):
   (3·d_model, d_model) ``in_proj_weight``, head-major within each — ``attention_norm`` and
   ``ffn_norm`` (LayerNorm ``gamma`` and ``beta``), ``ffn_0`` and ``ffn_1`` (Dense); then
   ``final_norm`` (pre-norm only) and the head ``dense_0``.
+* A VAE holds two MLPs named as above under ``encoder/`` and ``decoder/``: ``encoder/dense_1`` maps
+  the hidden layer to [mean | log-variance] (2·latent columns, the mean's first).
 * A sequential CNN numbers its layers per kind: ``conv_0``, ``batchnorm_0``, ``dense_0`` …; a ResNet
   names them by position: ``stem/conv``, ``stem/bn``, ``stage_1/block_0/conv_a`` (``bn_a``,
   ``conv_b``, ``bn_b``, ``shortcut_conv``, ``shortcut_bn``) and ``head``.
@@ -46,7 +48,7 @@ import numpy as np
 
 from spec.errors import ParamError
 from spec.layers import BatchNorm, Conv2D, Dense, Flatten, Layer
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, is_frozen
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, is_frozen
 
 CANONICAL_DTYPE = np.float32
 
@@ -147,6 +149,10 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
             _add_dense(infos, spec, dense_name(0), spec.features, spec.output_size, True, None)
         case TransformerSpec():
             _add_transformer(infos, spec)
+        case VAESpec():
+            for part, mlp in vae_parts(spec).items():
+                for i, (fan_in, fan_out) in enumerate(pairwise(mlp.layer_sizes)):
+                    _add_dense(infos, mlp, f"{part}/{dense_name(i)}", fan_in, fan_out, True, None)
         case _:
             raise ParamError(f"no canonical parameters defined for spec type {type(spec).__name__}")
     if spec.frozen and not unfrozen:  # frozen layers' tensors are state, not trained
@@ -155,6 +161,12 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
             for name, info in infos.items()
         }
     return infos
+
+
+def vae_parts(spec: VAESpec) -> dict[str, MLPSpec]:
+    """A VAE's two MLPs by the prefix of their canonical names: ``encoder/dense_1/kernel`` is
+    (hidden, 2·latent), its columns the mean's then the log-variance's."""
+    return {"encoder": spec.encoder, "decoder": spec.decoder}
 
 
 def rnn_layer_names(spec: RNNSpec, layer: int) -> list[str]:

@@ -14,8 +14,8 @@ from spec.data import Split, digits
 from spec.data.augment import Augmentation
 from spec.data.sequences import SEQUENCE_TASKS, SEQUENCE_TRAIN, TOKEN_TASKS, sequence_split, token_split
 from spec.errors import SpecError
-from spec.losses import DEFAULT_LOSS, check_loss
-from spec.models import SEQUENCE_ZOO, TRANSFORMER_ZOO, ZOO, MLPSpec, ModelSpec, RNNSpec, TransformerSpec
+from spec.losses import MODEL_LOSSES, check_model_loss, default_loss
+from spec.models import SEQUENCE_ZOO, TRANSFORMER_ZOO, ZOO, MLPSpec, ModelSpec, RNNSpec, TransformerSpec, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.schedules import ScheduleSpec
 from spec.validation import check_number, check_positive_int
@@ -62,11 +62,13 @@ class RecipeSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise SpecError("recipe.name", self.name, "a Python identifier")
-        check_loss(self.loss, self.model.output_activation)
+        check_model_loss(self.model, self.loss)
         check_positive_int("recipe.batch_size", self.batch_size)
         check_positive_int("recipe.epochs", self.epochs)
         if self.target_accuracy is not None:
             check_number("recipe.target_accuracy", self.target_accuracy, low=0.0, high=1.0 + 1e-12)
+        if self.early_stopping is not None and self.loss in MODEL_LOSSES.values():
+            raise SpecError("recipe.early_stopping", self.early_stopping, f"None with the {self.loss!r} loss")
         if self.early_stopping is not None and self.validation_fraction == 0.0:
             raise SpecError("recipe.validation_fraction", 0.0, "a fraction in (0, 1) when early_stopping is set")
         if self.validation_fraction:
@@ -89,13 +91,22 @@ class RecipeSpec:
             raise SpecError("recipe.data", self.data, allowed)
 
 
+# The digits as their own targets, for an autoencoder (a model whose output has the input's shape).
+DIGITS_RECONSTRUCTION = "digits_reconstruction"
+
+
 def data_for(model: ModelSpec) -> tuple[str, ...]:
     """The data a recipe for ``model`` can name: synthetic sequences for a recurrent model, token
-    tasks for a Transformer, the digits otherwise."""
+    tasks for a Transformer, the digits otherwise (as their own targets too, for a dense model whose
+    output is as wide as its input)."""
     if isinstance(model, RNNSpec):
         return SEQUENCE_TASKS
     if isinstance(model, TransformerSpec):
         return TOKEN_TASKS
+    if isinstance(model, MLPSpec) and model.output_size == model.input_size:
+        return ("digits", DIGITS_RECONSTRUCTION)
+    if isinstance(model, VAESpec):
+        return (DIGITS_RECONSTRUCTION,)
     return ("digits",)
 
 
@@ -104,6 +115,9 @@ def recipe_split(recipe: RecipeSpec) -> Split:
     model = recipe.model
     if recipe.data == "digits":
         return digits(model.input_shape, seed=recipe.seed)
+    if recipe.data == DIGITS_RECONSTRUCTION:
+        images = digits((model.input_size,), seed=recipe.seed)
+        return Split(images.x_train, images.x_train, images.x_test, images.x_test)
     if isinstance(model, TransformerSpec):
         return token_split(recipe.data, model.seq_len, model.vocab_size, model.pad_token, seed=recipe.seed)
     return sequence_split(recipe.data, model.seq_len, model.input_size, seed=recipe.seed)
@@ -206,6 +220,31 @@ RECIPES: dict[str, RecipeSpec] = {
             target_accuracy=0.95,
             augmentation=Augmentation((32, 32, 1), crop_padding=4),
         ),
+        # A dense autoencoder reconstructing the digits (MSE on sigmoid pixels), Adam at 1e-2: the test
+        # reconstruction error ends near 0.023, a third of predicting the mean image (0.074).
+        RecipeSpec(
+            "digits_autoencoder_mse",
+            ZOO["digits_autoencoder"],
+            OptimizerSpec("adam", 1e-2, **_ADAM),
+            "mse",
+            batch_size=128,
+            epochs=40,
+            target_loss=0.03,
+            data=DIGITS_RECONSTRUCTION,
+        ),
+        # The classic VAE on the digits upsampled to 28×28, Adam at 1e-3: the test negative ELBO
+        # (nats per image) ends near 177 on every backend; reconstructing every image as the mean
+        # training image costs 244 in reconstruction alone.
+        RecipeSpec(
+            "mnist_vae_digits",
+            ZOO["mnist_vae"],
+            OptimizerSpec("adam", 1e-3, **_ADAM),
+            "negative_elbo",
+            batch_size=128,
+            epochs=30,
+            target_loss=185.0,
+            data=DIGITS_RECONSTRUCTION,
+        ),
     )
 }
 
@@ -222,7 +261,7 @@ def sequence_recipe(model: str, data: str, epochs: int, learning_rate: float = 1
         f"{model}_{data}",
         spec,
         OptimizerSpec("adam", schedule, **_ADAM),
-        DEFAULT_LOSS[spec.output_activation],
+        default_loss(spec),
         batch_size=SEQUENCE_BATCH,
         epochs=epochs,
         data=data,

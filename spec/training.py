@@ -14,8 +14,9 @@ import numpy as np
 
 from spec import reference as ref
 from spec.backend import Backend
-from spec.data import Split, batch_indices, stratified_split
+from spec.data import EVALUATION_STREAM, Split, batch_indices, stratified_split, vae_inputs, vae_noise
 from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
+from spec.models import VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
 from spec.recipes import RecipeSpec
@@ -59,6 +60,8 @@ class History:
 def accuracy(backend: Backend, model: object, x: np.ndarray, labels: np.ndarray, loss: str) -> float:
     """The share of correct predictions: the arg-max class for class ids and one-hot targets, the
     side of 0.5 for binary targets (every step's, for per-step heads); NaN for a regression."""
+    if loss not in ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy"):
+        return math.nan
     logits = backend.logits(model, x)
     match loss:
         case "sparse_categorical_crossentropy":
@@ -70,8 +73,22 @@ def accuracy(backend: Backend, model: object, x: np.ndarray, labels: np.ndarray,
     return math.nan
 
 
+def model_inputs(recipe: RecipeSpec, x: np.ndarray, stream: int) -> np.ndarray:
+    """What the recipe's model takes for examples ``x``: a VAE's images get their ε beside them,
+    drawn from ``stream`` (the training step's number); other models take ``x`` as it is."""
+    spec = recipe.model
+    if isinstance(spec, VAESpec):
+        return vae_inputs(x, vae_noise(len(x), spec.latent_size, recipe.seed, stream))
+    return x
+
+
 def evaluation_loss(backend: Backend, model: object, recipe: RecipeSpec, split: Split) -> float:
-    """The recipe's loss (without the L2 term) of the model on the test set, in float64."""
+    """The recipe's loss (without the L2 term) of the model on the test set, in float64. A VAE's
+    (with one fixed draw of ε) is the judge's on the backend's weights: the loss needs the encoder's
+    outputs as well as the logits."""
+    if isinstance(recipe.model, VAESpec):
+        inputs = model_inputs(recipe, split.x_test, EVALUATION_STREAM)
+        return ref.loss(recipe.model, backend.export_params(model), inputs, split.y_test, recipe.loss)
     logits = backend.logits(model, split.x_test)
     return ref.loss_from_logits(recipe.loss, logits, split.y_test, recipe.model.output_activation)
 
@@ -108,6 +125,7 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
             x_batch = x[batch]
             if recipe.augmentation is not None:
                 x_batch = recipe.augmentation(x_batch, recipe.seed, epoch, step)
+            x_batch = model_inputs(recipe, x_batch, step)
             loss = backend.train_step(model, optimizer, x_batch, y[batch], recipe.loss, compiled=compiled)
             if not math.isfinite(loss):
                 raise TrainingDiverged(

@@ -10,7 +10,7 @@ from spec import reference as ref
 from spec.backend import Backend
 from spec.data import digits, one_hot
 from spec.errors import ParamError
-from spec.losses import LOSS_OUTPUT_ACTIVATIONS
+from spec.losses import LOSS_OUTPUT_ACTIVATIONS, default_loss
 from spec.models import ZOO, MLPSpec, ModelSpec
 from spec.params import count_params, init_params
 from spec.tolerances import max_scaled_error, tolerance
@@ -43,7 +43,7 @@ VARIANTS: list[tuple[MLPSpec, str]] = [
     (MLPSpec("kernel_l2", 64, (16,), 10, "relu", "softmax", kernel_l2=0.01), "sparse_categorical_crossentropy"),
 ]
 MLP_ZOO = {name: spec for name, spec in ZOO.items() if isinstance(spec, MLPSpec)}  # vision: test_vision.py
-CASES = [pytest.param(spec, "sparse_categorical_crossentropy", id=name) for name, spec in MLP_ZOO.items()] + [
+CASES = [pytest.param(spec, default_loss(spec), id=name) for name, spec in MLP_ZOO.items()] + [
     pytest.param(spec, loss, id=spec.name) for spec, loss in VARIANTS
 ]
 
@@ -55,11 +55,14 @@ def test_variants_cover_every_loss_with_every_output_activation() -> None:
 
 
 def batch_for(spec: ModelSpec, loss: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A batch of real digits for ``spec`` and targets of the form ``loss`` expects."""
+    """A batch of real digits for ``spec`` and targets of the form ``loss`` expects (the digits
+    themselves for an autoencoder)."""
     split = digits(spec.input_shape)
     x, labels = split.x_test[:BATCH], split.y_test[:BATCH]
     if loss == "sparse_categorical_crossentropy":
         return x, labels
+    if isinstance(spec, MLPSpec) and spec.output_activation == "sigmoid" and spec.output_size == spec.input_size:
+        return x, x
     if loss in ("categorical_crossentropy", "binary_crossentropy") or spec.output_activation != "linear":
         return x, one_hot(labels, spec.output_size)
     return x, np.random.default_rng(seed).normal(size=(BATCH, spec.output_size)).astype(np.float32)

@@ -41,7 +41,14 @@ def history(backend: Backend, recipe: RecipeSpec) -> History:
 ALL_RECIPES = {**RECIPES, **SEQUENCE_RECIPES, **TRANSFORMER_RECIPES}
 
 
-@pytest.mark.parametrize("name", list(ALL_RECIPES))
+def per_recipe(names: list[str]) -> list:
+    """Recipe names as parameters grouped by recipe for pytest-xdist (``--dist loadgroup``): every
+    test reading a recipe's histories runs in the worker that trained them, so each (backend,
+    recipe) trains once per run instead of once per worker."""
+    return [pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in names]
+
+
+@pytest.mark.parametrize("name", per_recipe(list(ALL_RECIPES)))
 def test_recipe_reaches_its_target(backend: Backend, name: str) -> None:
     recipe = ALL_RECIPES[name]
     try:
@@ -49,7 +56,8 @@ def test_recipe_reaches_its_target(backend: Backend, name: str) -> None:
     except UnsupportedOption as exc:  # a model the framework cannot express (torch: the reset-before GRU)
         pytest.skip(str(exc))
     assert len(h.epoch_test_accuracy) == (h.stopped_epoch or recipe.epochs)
-    assert h.step_loss[-1] < h.step_loss[0] / 5
+    if recipe.loss != "negative_elbo":  # a VAE's loss keeps its KL term and the digits' own entropy
+        assert h.step_loss[-1] < h.step_loss[0] / 5
     if recipe.target_accuracy is not None:
         assert h.final_test_accuracy >= recipe.target_accuracy, h.epoch_test_accuracy
     if recipe.target_loss is not None:
@@ -63,7 +71,7 @@ def histories(backends: tuple[Backend, Backend], recipe: RecipeSpec) -> tuple[Hi
         pytest.skip(str(exc))
 
 
-@pytest.mark.parametrize("name", list(ALL_RECIPES))
+@pytest.mark.parametrize("name", per_recipe(list(ALL_RECIPES)))
 def test_backends_converge_alike(backends: tuple[Backend, Backend], name: str) -> None:
     a, b = histories(backends, ALL_RECIPES[name])
     if np.isnan(a.final_test_accuracy):  # a regression: the test losses within 1.5× of each other
@@ -81,7 +89,7 @@ IDENTICAL = [
 ]
 
 
-@pytest.mark.parametrize("name", IDENTICAL)
+@pytest.mark.parametrize("name", per_recipe(IDENTICAL))
 def test_identical_recipes_take_identical_first_steps(backends: tuple[Backend, Backend], name: str) -> None:
     a, b = histories(backends, ALL_RECIPES[name])
     assert not a.substitutions and not b.substitutions
@@ -89,6 +97,7 @@ def test_identical_recipes_take_identical_first_steps(backends: tuple[Backend, B
     np.testing.assert_allclose(a.step_loss[:10], b.step_loss[:10], rtol=1e-4)
 
 
+@pytest.mark.xdist_group("resnet18_narrow_augmented")
 def test_deep_resnet_trajectories_agree_in_the_large(backends: tuple[Backend, Backend]) -> None:
     """ResNet-18 from identical weights and batches: the first loss agrees to float32 rounding; from
     the first update on, the runs part (a ReLU input within float32 error of zero takes a different
@@ -106,6 +115,7 @@ def test_deep_resnet_trajectories_agree_in_the_large(backends: tuple[Backend, Ba
         assert max(mean_a, mean_b) / min(mean_a, mean_b) <= 1.5, (epoch, mean_a, mean_b)
 
 
+@pytest.mark.xdist_group("digits_rmsprop")
 def test_a_substitution_is_recorded_only_where_the_framework_needs_it(backend: Backend) -> None:
     h = history(backend, RECIPES["digits_rmsprop"])
     # torch.optim.RMSprop cannot put epsilon inside the square root; Keras and Optax can

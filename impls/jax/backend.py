@@ -20,12 +20,12 @@ import numpy as np
 from flax import nnx
 
 from impls.jax import schedules, weights
-from impls.jax.losses import compute_loss
-from impls.jax.models import CNN, MLP, RNN, ResNet, SpecModel, Transformer
+from impls.jax.losses import compute_loss, negative_elbo
+from impls.jax.models import CNN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
 from impls.jax.optimizers import make_optimizer
 from spec.backend import intra_op_threads
-from spec.losses import check_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, input_dtype
+from spec.losses import check_model_loss, takes_class_ids
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
 from spec.schedules import ScheduleSpec
@@ -44,6 +44,8 @@ def _inputs(model: SpecModel, x: np.ndarray) -> jax.Array:
 
 def training_loss(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
     """The spec's loss on one batch plus its L2 term."""
+    if loss == "negative_elbo":
+        return negative_elbo(model.spec, model(x), targets)
     value = compute_loss(loss, model(x), targets, model.spec.output_activation)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
 
@@ -53,7 +55,12 @@ def training_loss(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str)
 @jax.jit
 def _logits(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> tuple[jax.Array, nnx.State]:
     model = nnx.merge(graphdef, state)
-    return model(x), nnx.state(model)
+    return logits_of(model(x)), nnx.state(model)
+
+
+@jax.jit
+def _encode(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return nnx.merge(graphdef, state).encode(images)
 
 
 @jax.jit
@@ -172,7 +179,14 @@ class JaxBackend:
         return self._device
 
     def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN, TransformerSpec: Transformer}
+        kinds = {
+            MLPSpec: MLP,
+            CNNSpec: CNN,
+            ResNetSpec: ResNet,
+            RNNSpec: RNN,
+            TransformerSpec: Transformer,
+            VAESpec: VAE,
+        }
         if type(spec) not in kinds:
             raise TypeError(f"jax backend cannot build {type(spec).__name__}")
         # An abstract model (shapes only), filled from ``params``: running Flax's own initializers
@@ -206,7 +220,7 @@ class JaxBackend:
     ) -> np.ndarray:
         if compiled is False:  # eager: every operation dispatched on its own
             synced(model).set_mode(training)
-            return np.asarray(model(_inputs(model, x)))
+            return np.asarray(logits_of(model(_inputs(model, x))))
         return self._run(_logits, model, x, training)
 
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
@@ -219,10 +233,15 @@ class JaxBackend:
         nnx.update(model, state)
         return np.asarray(result)
 
+    def encode(self, model: VAE, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        synced(model).set_mode(False)
+        mean, log_variance = _encode(*nnx.split(model), jnp.asarray(images, jnp.float32))
+        return np.asarray(mean), np.asarray(log_variance)
+
     def loss_and_grads(
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
-        check_loss(loss, model.spec.output_activation)
+        check_model_loss(model.spec, loss)
         synced(model).set_mode(True)
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
         value, grads, state = _loss_and_grads(
@@ -249,7 +268,7 @@ class JaxBackend:
         *,
         compiled: bool | None = None,
     ) -> float:
-        check_loss(loss, model.spec.output_activation)
+        check_model_loss(model.spec, loss)
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
         x, targets = _inputs(model, x), jnp.asarray(targets, dtype)
         if compiled is False:  # eager: every operation dispatched on its own

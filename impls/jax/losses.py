@@ -6,9 +6,11 @@ Optax losses return one value per example (or per element); the spec's reduction
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
-from impls.jax.models import output_activation
+from impls.jax.models import VAEOutput, output_activation
+from spec.models import VAESpec
 
 
 def compute_loss(loss: str, logits: jax.Array, targets: jax.Array, output_kind: str) -> jax.Array:
@@ -23,3 +25,15 @@ def compute_loss(loss: str, logits: jax.Array, targets: jax.Array, output_kind: 
             # optax.losses.l2_loss is half the squared error; squared_error is the spec's.
             return optax.losses.squared_error(output_activation(logits, output_kind), targets).mean()
     raise ValueError(f"no Optax loss for {loss!r}")
+
+
+def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: jax.Array) -> jax.Array:
+    """The VAE's loss: reconstruction summed over the pixels plus the weighted KL term, averaged
+    over the batch."""
+    if spec.reconstruction == "binary_crossentropy":
+        per_pixel = optax.losses.sigmoid_binary_cross_entropy(outputs.logits, images)
+    else:
+        per_pixel = optax.losses.squared_error(jax.nn.sigmoid(outputs.logits), images)
+    log_variance = outputs.log_variance
+    kl = -0.5 * jnp.sum(1 + log_variance - jnp.square(outputs.mean) - jnp.exp(log_variance), axis=-1)
+    return jnp.mean(per_pixel.sum(axis=-1) + spec.kl_weight * kl)

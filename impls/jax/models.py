@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from functools import partial
 from itertools import pairwise
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ from spec.models import (
     ResNetSpec,
     RNNSpec,
     TransformerSpec,
+    VAESpec,
     layer_output_shape,
 )
 from spec.params import cnn_layer_names, sinusoidal_positions
@@ -61,7 +63,7 @@ class SpecModel(nnx.Module):
     layers that stay on running statistics while frozen (``frozen_batchnorm_paths``, set by
     :func:`impls.jax.weights.freeze`)."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec
     frozen_batchnorm_paths: tuple[tuple[str | int, ...], ...] = ()
 
     def train(self, **attributes: object) -> None:
@@ -406,3 +408,40 @@ class Transformer(SpecModel):
         elif spec.pooling == "first":
             x = x[:, 0]
         return self.head(x)
+
+
+class VAEOutput(NamedTuple):
+    """What a VAE's call returns: the decoder's logits and q(z|x)'s parameters, all the loss needs."""
+
+    logits: jax.Array
+    mean: jax.Array
+    log_variance: jax.Array
+
+
+def logits_of(output: jax.Array | VAEOutput) -> jax.Array:
+    """A model's logits from what its call returned."""
+    return output.logits if isinstance(output, VAEOutput) else output
+
+
+class VAE(SpecModel):
+    """Encoder and decoder MLPs with the reparameterisation between them; ``__call__`` takes images
+    with their noise ε side by side (see :class:`spec.models.VAESpec`)."""
+
+    def __init__(self, spec: VAESpec, *, rngs: nnx.Rngs) -> None:
+        self.spec = spec
+        self.encoder = MLP(spec.encoder, rngs=rngs)
+        self.decoder = MLP(spec.decoder, rngs=rngs)
+
+    def encode(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The mean and log-variance of q(z|x)."""
+        mean, log_variance = jnp.split(self.encoder(images), 2, axis=-1)
+        return mean, log_variance
+
+    def __call__(self, inputs: jax.Array) -> VAEOutput:
+        images, noise = inputs[:, : self.spec.input_size], inputs[:, self.spec.input_size :]
+        mean, log_variance = self.encode(images)
+        z = mean + jnp.exp(0.5 * log_variance) * noise
+        return VAEOutput(self.decoder(z), mean, log_variance)
+
+    def infer(self, inputs: jax.Array) -> jax.Array:
+        return jax.nn.sigmoid(self(inputs).logits)

@@ -36,6 +36,9 @@ def _layer_path(model: nnx.Module, layer: str) -> tuple[str | int, ...]:
     kind = model.spec.kind
     if kind == "mlp":
         return ("dense", int(layer.rsplit("_", 1)[1]))
+    if kind == "vae":  # encoder/dense_1 -> model.encoder.dense[1]
+        part, dense = layer.split("/")
+        return (part, "dense", int(dense.rsplit("_", 1)[1]))
     if kind == "rnn":
         if layer == "dense_0":
             return ("head",)

@@ -9,13 +9,13 @@ import numpy as np
 import tensorflow as tf
 
 from impls.keras import schedules, weights
-from impls.keras.losses import compute_loss
-from impls.keras.models import CNN, MLP, RNN, ResNet, SpecModel, Transformer
+from impls.keras.losses import compute_loss, negative_elbo
+from impls.keras.models import CNN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
 from impls.keras.optimizers import before_step, make_optimizer
 from spec.backend import intra_op_threads
 from spec.errors import BackendUnavailable
-from spec.losses import check_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, input_dtype
+from spec.losses import check_model_loss, takes_class_ids
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount, check_params
 from spec.schedules import ScheduleSpec
@@ -55,7 +55,10 @@ def _loss_and_grads(
     """The training loss and its gradient for each of ``variables`` (looked up by the caller, outside
     any tf.function: AutoGraph cannot convert the spec's ``match`` statements)."""
     with tf.GradientTape() as tape:
-        value = compute_loss(loss, model(x, training=True), targets, model.spec.output_activation)
+        if loss == "negative_elbo":
+            value = negative_elbo(model.spec, model(x, training=True), targets)
+        else:
+            value = compute_loss(loss, model(x, training=True), targets, model.spec.output_activation)
         if model.losses:  # the kernel regularizers' L2 terms, as Keras's own train step adds them
             value = value + keras.ops.sum(model.losses)
     # An Embedding's gradient comes as IndexedSlices, one slice per looked-up token, repeats kept.
@@ -133,11 +136,18 @@ class KerasBackend:
         return self._device
 
     def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN, TransformerSpec: Transformer}
+        kinds = {
+            MLPSpec: MLP,
+            CNNSpec: CNN,
+            ResNetSpec: ResNet,
+            RNNSpec: RNN,
+            TransformerSpec: Transformer,
+            VAESpec: VAE,
+        }
         if type(spec) not in kinds:
             raise TypeError(f"keras backend cannot build {type(spec).__name__}")
         model = kinds[type(spec)](spec, seed=seed)
-        if isinstance(model, MLP):
+        if isinstance(model, (MLP, VAE)):
             model.build((None, *spec.input_shape))
         else:  # one call creates every layer's variables, shapes inferred as Keras does
             model(keras.ops.zeros((1, *spec.input_shape), dtype=input_dtype(spec)))
@@ -161,15 +171,19 @@ class KerasBackend:
         self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool | None = None
     ) -> np.ndarray:
         run = _compiled_call(model) if compiled else model
-        return keras.ops.convert_to_numpy(run(_inputs(model, x), training=training))
+        return keras.ops.convert_to_numpy(logits_of(run(_inputs(model, x), training=training)))
 
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         return keras.ops.convert_to_numpy(model.infer(_inputs(model, x), training=training))
 
+    def encode(self, model: VAE, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, log_variance = model.encode(_as(images, "float32"))
+        return keras.ops.convert_to_numpy(mean), keras.ops.convert_to_numpy(log_variance)
+
     def loss_and_grads(
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
-        check_loss(loss, model.spec.output_activation)
+        check_model_loss(model.spec, loss)
         variables = weights.canonical_variables(model, trainable_only=True)
         value, grads = _loss_and_grads(
             model, list(variables.values()), _inputs(model, x), _targets(targets, loss), loss
@@ -200,7 +214,7 @@ class KerasBackend:
         *,
         compiled: bool | None = None,
     ) -> float:
-        check_loss(loss, model.spec.output_activation)
+        check_model_loss(model.spec, loss)
         before_step(optimizer, optimizer.spec)
         step = _train_step_function(model, optimizer, loss, compiled=True if compiled is None else compiled)
         return float(step(_inputs(model, x), _targets(targets, loss)))

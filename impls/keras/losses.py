@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from impls.keras.models import output_activation
+from impls.keras.models import VAEOutput, output_activation
+from spec.models import VAESpec
 
 
 @tf.autograph.experimental.do_not_convert  # plain Python dispatch on the loss name, nothing to convert
@@ -22,3 +23,17 @@ def compute_loss(loss: str, logits: keras.KerasTensor, targets: keras.KerasTenso
         case "mse":
             return keras.losses.MeanSquaredError()(targets, output_activation(logits, output_kind))
     raise ValueError(f"no Keras loss for {loss!r}")
+
+
+def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: keras.KerasTensor):
+    """The VAE's loss: reconstruction summed over the pixels plus the weighted KL term, averaged
+    over the batch. ``keras.losses.binary_crossentropy`` would average over the pixels: the
+    element-wise forms are summed here instead."""
+    logits = outputs.logits
+    if spec.reconstruction == "binary_crossentropy":
+        per_pixel = keras.ops.binary_crossentropy(images, logits, from_logits=True)
+    else:
+        per_pixel = keras.ops.square(keras.ops.sigmoid(logits) - images)
+    log_variance = outputs.log_variance
+    kl = -0.5 * keras.ops.sum(1 + log_variance - keras.ops.square(outputs.mean) - keras.ops.exp(log_variance), axis=-1)
+    return keras.ops.mean(keras.ops.sum(per_pixel, axis=-1) + spec.kl_weight * kl)

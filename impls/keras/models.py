@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import keras
 
@@ -30,6 +31,7 @@ from spec.models import (
     ResNetSpec,
     RNNSpec,
     TransformerSpec,
+    VAESpec,
     layer_output_shape,
 )
 from spec.params import cnn_layer_names, encoder_layer_name, sinusoidal_positions
@@ -61,7 +63,7 @@ def output_activation(logits: keras.KerasTensor, kind: str) -> keras.KerasTensor
 class SpecModel(keras.Model):
     """What every model adds to ``keras.Model``: its spec and its outputs."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec
 
     def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         """The model's outputs: logits passed through the spec's output activation."""
@@ -379,3 +381,45 @@ class Transformer(SpecModel):
         elif spec.pooling == "first":
             x = x[:, 0]
         return self.head(x)
+
+
+class VAEOutput(NamedTuple):
+    """What a VAE's call returns: the decoder's logits and q(z|x)'s parameters, all the loss needs."""
+
+    logits: keras.KerasTensor
+    mean: keras.KerasTensor
+    log_variance: keras.KerasTensor
+
+
+def logits_of(output: keras.KerasTensor | VAEOutput) -> keras.KerasTensor:
+    """A model's logits from what its call returned."""
+    return output.logits if isinstance(output, VAEOutput) else output
+
+
+class VAE(SpecModel):
+    """Encoder and decoder MLPs with the reparameterisation between them; ``call`` takes images with
+    their noise ε side by side (see :class:`spec.models.VAESpec`)."""
+
+    def __init__(self, spec: VAESpec, seed: int = 0, **kwargs) -> None:
+        super().__init__(name=spec.name, **kwargs)
+        self.spec = spec
+        self.encoder = MLP(spec.encoder, seed=seed)
+        self.decoder = MLP(spec.decoder, seed=seed)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        self.encoder.build((None, self.spec.input_size))
+        self.decoder.build((None, self.spec.latent_size))
+
+    def encode(self, images: keras.KerasTensor, training: bool = False) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+        """The mean and log-variance of q(z|x)."""
+        mean, log_variance = keras.ops.split(self.encoder(images, training=training), 2, axis=-1)
+        return mean, log_variance
+
+    def call(self, inputs: keras.KerasTensor, training: bool = False) -> VAEOutput:
+        images, noise = inputs[:, : self.spec.input_size], inputs[:, self.spec.input_size :]
+        mean, log_variance = self.encode(images, training=training)
+        z = mean + keras.ops.exp(0.5 * log_variance) * noise
+        return VAEOutput(self.decoder(z, training=training), mean, log_variance)
+
+    def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
+        return keras.ops.sigmoid(self(x, training=training).logits)

@@ -36,6 +36,9 @@ def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
     kind = model.spec.kind
     if kind == "mlp":
         return model.dense[int(layer.rsplit("_", 1)[1])]
+    if kind == "vae":  # encoder/dense_1 -> model.encoder.dense[1]
+        part, dense = layer.split("/")
+        return getattr(model, part).dense[int(dense.rsplit("_", 1)[1])]
     if kind == "rnn":
         if layer == "dense_0":
             return model.head

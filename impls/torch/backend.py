@@ -8,12 +8,12 @@ import numpy as np
 import torch
 
 from impls.torch import schedules, weights
-from impls.torch.losses import compute_loss
-from impls.torch.models import CNN, MLP, RNN, ResNet, SpecModel, Transformer
+from impls.torch.losses import compute_loss, negative_elbo
+from impls.torch.models import CNN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
 from impls.torch.optimizers import make_optimizer
 from spec.backend import intra_op_threads
-from spec.losses import check_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, input_dtype
+from spec.losses import check_model_loss, takes_class_ids
+from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
 from spec.optimizers import OptimizerSpec
 from spec.params import ParamCount
 from spec.schedules import ScheduleSpec
@@ -29,6 +29,8 @@ def configure_float32_exact() -> None:
 
 def training_loss(model: SpecModel, x: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
     """The spec's loss on one batch plus its L2 term."""
+    if loss == "negative_elbo":
+        return negative_elbo(model.spec, model(x), targets)
     value = compute_loss(loss, model(x), targets, model.spec.output_activation)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
 
@@ -95,7 +97,14 @@ class TorchBackend:
         return str(self._device) if self._device.type == "cpu" else f"cuda:{torch.cuda.current_device()}"
 
     def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {MLPSpec: MLP, CNNSpec: CNN, ResNetSpec: ResNet, RNNSpec: RNN, TransformerSpec: Transformer}
+        kinds = {
+            MLPSpec: MLP,
+            CNNSpec: CNN,
+            ResNetSpec: ResNet,
+            RNNSpec: RNN,
+            TransformerSpec: Transformer,
+            VAESpec: VAE,
+        }
         if type(spec) not in kinds:
             raise TypeError(f"torch backend cannot build {type(spec).__name__}")
         torch.manual_seed(seed)  # nn.Dropout draws its masks from torch's global generator
@@ -138,12 +147,18 @@ class TorchBackend:
         model.train(training)
         run = _compiled_module(model) if compiled else model
         with torch.no_grad():
-            return run(self._input(model, x)).cpu().numpy()
+            return logits_of(run(self._input(model, x))).cpu().numpy()
 
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         model.train(training)
         with torch.no_grad():
             return model.infer(self._input(model, x)).cpu().numpy()
+
+    def encode(self, model: VAE, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model.train(False)
+        with torch.no_grad():
+            mean, log_variance = model.encode(self._tensor(images))
+        return mean.cpu().numpy(), log_variance.cpu().numpy()
 
     def loss_and_grads(
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
@@ -155,7 +170,7 @@ class TorchBackend:
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str, compiled: bool = False
     ) -> torch.Tensor:
         """Forward in training mode, loss and ``backward()``: gradients land in each ``.grad``."""
-        check_loss(loss, model.spec.output_activation)
+        check_model_loss(model.spec, loss)
         model.train(True)
         model.zero_grad(set_to_none=True)
         # torch's cross_entropy wants int64 class ids

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from impls.torch.models import output_activation
+from impls.torch.models import VAEOutput, output_activation
+from spec.models import VAESpec
 
 
 def compute_loss(loss: str, logits: torch.Tensor, targets: torch.Tensor, output_kind: str) -> torch.Tensor:
@@ -19,3 +20,15 @@ def compute_loss(loss: str, logits: torch.Tensor, targets: torch.Tensor, output_
         case "mse":
             return F.mse_loss(output_activation(logits, output_kind), targets)
     raise ValueError(f"no torch loss for {loss!r}")
+
+
+def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: torch.Tensor) -> torch.Tensor:
+    """The VAE's loss: reconstruction summed over the pixels plus the weighted KL term, averaged
+    over the batch."""
+    if spec.reconstruction == "binary_crossentropy":
+        per_pixel = F.binary_cross_entropy_with_logits(outputs.logits, images, reduction="none")
+    else:
+        per_pixel = F.mse_loss(torch.sigmoid(outputs.logits), images, reduction="none")
+    log_variance = outputs.log_variance
+    kl = -0.5 * (1 + log_variance - outputs.mean.square() - log_variance.exp()).sum(dim=-1)
+    return (per_pixel.sum(dim=-1) + spec.kl_weight * kl).mean()

@@ -6,6 +6,7 @@ import math
 from collections import OrderedDict
 from functools import partial
 from itertools import pairwise
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ from spec.models import (
     ResNetSpec,
     RNNSpec,
     TransformerSpec,
+    VAESpec,
     layer_output_shape,
 )
 from spec.params import cnn_layer_names, sinusoidal_positions
@@ -72,7 +74,7 @@ class SpecModel(nn.Module):
     layers that stay in evaluation mode while frozen (``frozen_batchnorms``, set by
     :func:`impls.torch.weights.freeze`)."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec
     frozen_batchnorms: tuple[nn.Module, ...] = ()
     # parameters a torch layer insists on having that the spec's model does not (see RNN)
     held_at_zero: tuple[nn.Parameter, ...] = ()
@@ -375,3 +377,41 @@ class Transformer(SpecModel):
         elif spec.pooling == "first":
             x = x[:, 0]
         return self.head(x)
+
+
+class VAEOutput(NamedTuple):
+    """What a VAE's forward returns: the decoder's logits and q(z|x)'s parameters, all the loss needs."""
+
+    logits: torch.Tensor
+    mean: torch.Tensor
+    log_variance: torch.Tensor
+
+
+def logits_of(output: torch.Tensor | VAEOutput) -> torch.Tensor:
+    """A model's logits from what its forward returned."""
+    return output.logits if isinstance(output, VAEOutput) else output
+
+
+class VAE(SpecModel):
+    """Encoder and decoder MLPs with the reparameterisation between them; ``forward`` takes images
+    with their noise ε side by side (see :class:`spec.models.VAESpec`)."""
+
+    def __init__(self, spec: VAESpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.encoder = MLP(spec.encoder)
+        self.decoder = MLP(spec.decoder)
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and log-variance of q(z|x)."""
+        mean, log_variance = self.encoder(images).chunk(2, dim=-1)
+        return mean, log_variance
+
+    def forward(self, inputs: torch.Tensor) -> VAEOutput:
+        images, noise = inputs.split([self.spec.input_size, self.spec.latent_size], dim=-1)
+        mean, log_variance = self.encode(images)
+        z = mean + torch.exp(0.5 * log_variance) * noise
+        return VAEOutput(self.decoder(z), mean, log_variance)
+
+    def infer(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self(inputs).logits)

@@ -132,3 +132,28 @@ def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
         raise SpecError("labels", f"values in [{labels.min()}, {labels.max()}]", f"class ids in [0, {classes})")
     return np.eye(classes, dtype=np.float32)[labels]
+
+
+def vae_noise(count: int, latent_size: int, seed: int, stream: int) -> np.ndarray:
+    """ε ~ N(0, I), float32 (count, latent_size), the same for every backend: training step k draws
+    from stream k, evaluation from ``EVALUATION_STREAM``."""
+    return np.random.default_rng([seed, stream]).standard_normal((count, latent_size)).astype(np.float32)
+
+
+EVALUATION_STREAM = 2**31 - 1
+
+
+def vae_inputs(images: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """A VAE's input: each flattened image with its ε beside it (see :class:`spec.models.VAESpec`)."""
+    images, noise = np.asarray(images), np.asarray(noise)
+    if images.ndim != 2 or noise.ndim != 2 or len(images) != len(noise):
+        got = f"images {images.shape} and noise {noise.shape}"
+        raise SpecError("vae inputs", got, "(batch, pixels) and (batch, latent) with the same batch")
+    return np.concatenate([images, noise], axis=1).astype(np.float32)
+
+
+def vae_batch(images: np.ndarray, latent_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets to check a VAE on: the flattened ``images`` with a seeded ε beside them,
+    and the images themselves."""
+    images = np.asarray(images, np.float32)
+    return vae_inputs(images, vae_noise(len(images), latent_size, seed, 0)), images

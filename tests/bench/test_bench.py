@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from spec.backend import Backend
-from spec.data import digit_targets, digits
+from spec.data import digit_targets, digits, vae_batch
 from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import UnsupportedOption
 from spec.flops import forward_flops, train_step_flops
-from spec.losses import DEFAULT_LOSS
-from spec.models import ZOO, ModelSpec, RNNSpec, TransformerSpec
+from spec.losses import default_loss
+from spec.models import ZOO, ModelSpec, RNNSpec, TransformerSpec, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import count_params, init_params
 from spec.training import make_optimizer_substituting
@@ -62,6 +62,8 @@ def batch_for(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(spec, RNNSpec):  # the running-sign task gives inputs and targets of any head's shape
         task = running_sign_for(spec.head, batch_size(spec), spec.seq_len, spec.input_size, 0)
         return task.x, task.y
+    if isinstance(spec, VAESpec):
+        return vae_batch(digits((spec.input_size,)).x_train[: batch_size(spec)], spec.latent_size, 0)
     split = digits(spec.input_shape)
     labels = split.y_train[: batch_size(spec)]
     return split.x_train[: batch_size(spec)], digit_targets(labels, spec.output_activation, spec.output_size)
@@ -154,7 +156,7 @@ def test_train_step(benchmark, backend: Backend, model_name: str, mode: str) -> 
         benchmark,
         backend,
         mode,
-        lambda: backend.train_step(model, optimizer, x, y, DEFAULT_LOSS[spec.output_activation], compiled=MODES[mode]),
+        lambda: backend.train_step(model, optimizer, x, y, default_loss(spec), compiled=MODES[mode]),
         model=model_name,
         kind="train step",
         batch=len(x),
@@ -185,7 +187,7 @@ def test_baseline_train_step(benchmark, backend: Backend) -> None:
         x, y = (on_device(backend, a) for a in batch_for(spec))
         model = build(backend, spec)
         optimizer, _ = make_optimizer_substituting(backend, model, OPTIMIZER, ("epsilon_placement",))
-        loss_name = DEFAULT_LOSS[spec.output_activation]
+        loss_name = default_loss(spec)
         benchmark.extra_info["interleaved_ratio"] = interleaved_ratio(
             lambda: backend.train_step(model, optimizer, x, y, loss_name, compiled=True), baseline
         )

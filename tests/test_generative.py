@@ -1,0 +1,217 @@
+"""The generative zoo against the judge and across backends: the dense autoencoder (its checks are
+the MLP ones of tests/test_backends.py plus its recipe in tests/test_training.py) and the VAE —
+its mean and log-variance, the KL term, the negative ELBO, its gradients, and the noise ε it takes
+as an input."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from spec import reference as ref
+from spec.backend import Backend
+from spec.data import digits, vae_batch, vae_inputs, vae_noise
+from spec.errors import SpecError
+from spec.losses import check_model_loss
+from spec.models import ZOO, VAESpec
+from spec.params import count_params, init_params, param_specs
+from spec.recipes import RECIPES, EarlyStopping, RecipeSpec, recipe_split
+from spec.tolerances import max_scaled_error, tolerance
+from tests.checks import (
+    assert_adam_step_from_canonical_gradients_matches_judge,
+    assert_backends_agree_per_parameter,
+    assert_gradients_match_judge,
+)
+
+LOSS = "negative_elbo"
+# The classic VAE, and small ones covering the other reconstruction loss, a KL weight and a smooth
+# activation on the native 8×8 digits.
+VAES = {
+    spec.name: spec
+    for spec in (
+        ZOO["mnist_vae"],
+        VAESpec("digits_vae_mse", 64, 32, 4, activation="tanh", reconstruction="mse", kl_weight=0.5),
+        VAESpec("digits_vae_gelu", 64, 24, 3, activation="gelu(exact)", kernel_initializer="he_normal"),
+    )
+}
+CASES = [pytest.param(spec, id=name) for name, spec in VAES.items()]
+BATCH = 16
+
+
+def batch(spec: VAESpec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    return vae_batch(digits((spec.input_size,)).x_test[:BATCH], spec.latent_size, seed)
+
+
+def test_param_counts_follow_from_the_layer_sizes() -> None:
+    # 784·256 + 256, 256·20 + 20 (mean and log-variance), 10·256 + 256, 256·784 + 784
+    assert count_params(ZOO["mnist_vae"]).trainable == 200_960 + 5_140 + 2_816 + 201_488 == 410_404
+    # 64 → 32 → 8 → 32 → 64
+    assert count_params(ZOO["digits_autoencoder"]).trainable == 2_080 + 264 + 288 + 2_112 == 4_744
+
+
+def test_the_encoder_output_layer_holds_mean_then_log_variance() -> None:
+    spec = ZOO["mnist_vae"]
+    infos = param_specs(spec)
+    assert infos["encoder/dense_1/kernel"].shape == (256, 2 * spec.latent_size)
+    params = init_params(spec, 0)
+    x, _ = batch(spec)
+    _, mean, log_variance = ref.vae_outputs(spec, params, x)
+    hidden = np.maximum(x[:, :784].astype(np.float64) @ params["encoder/dense_0/kernel"], 0)
+    np.testing.assert_allclose(mean, hidden @ params["encoder/dense_1/kernel"][:, :10], rtol=1e-12)
+    np.testing.assert_allclose(log_variance, hidden @ params["encoder/dense_1/kernel"][:, 10:], rtol=1e-12)
+
+
+def test_judge_kl_is_the_closed_form_and_matches_sampling() -> None:
+    # one dimension: KL(N(μ, σ²) ‖ N(0, 1)) = ½(σ² + μ² − 1 − ln σ²)
+    mu, sigma = 0.7, 1.8
+    expected = 0.5 * (sigma**2 + mu**2 - 1 - math.log(sigma**2))
+    assert ref.kl_divergence(np.array([[mu]]), np.array([[math.log(sigma**2)]]))[0] == pytest.approx(expected)
+    # several dimensions: a Monte Carlo estimate of E_q[log q(z) − log p(z)]
+    rng = np.random.default_rng(0)
+    mean, log_variance = rng.normal(size=4), rng.normal(scale=0.5, size=4)
+    std = np.exp(0.5 * log_variance)
+    z = mean + std * rng.standard_normal((400_000, 4))
+    log_q = -0.5 * (((z - mean) / std) ** 2 + log_variance + math.log(2 * math.pi)).sum(axis=1)
+    log_p = -0.5 * (z**2 + math.log(2 * math.pi)).sum(axis=1)
+    estimate = float((log_q - log_p).mean())
+    assert ref.kl_divergence(mean[None], log_variance[None])[0] == pytest.approx(estimate, abs=0.01)
+
+
+def test_judge_negative_elbo_sums_over_pixels_and_averages_over_the_batch() -> None:
+    spec = VAES["digits_vae_mse"]
+    params = init_params(spec, 0)
+    x, images = batch(spec)
+    logits, mean, log_variance = ref.vae_outputs(spec, params, x)
+    per_example = ((ref.sigmoid(logits) - images) ** 2).sum(axis=1) + 0.5 * ref.kl_divergence(mean, log_variance)
+    assert ref.loss(spec, params, x, images, LOSS) == pytest.approx(per_example.mean(), rel=1e-12)
+
+
+def test_the_noise_is_an_input() -> None:
+    spec = ZOO["mnist_vae"]
+    params = init_params(spec, 0)
+    images = digits((784,)).x_test[:4]
+    quiet = ref.logits(spec, params, vae_inputs(images, np.zeros((4, 10), np.float32)))
+    noisy = ref.logits(spec, params, vae_inputs(images, vae_noise(4, 10, 0, 0)))
+    assert not np.allclose(quiet, noisy)  # ε moves z, hence the reconstruction
+    # with ε = 0 the decoder sees the mean
+    _, mean, _ = ref.vae_outputs(spec, params, vae_inputs(images, np.zeros((4, 10), np.float32)))
+    decoder = init_params(spec, 0)
+    hidden = np.maximum(mean @ decoder["decoder/dense_0/kernel"] + decoder["decoder/dense_0/bias"], 0)
+    expected = hidden @ decoder["decoder/dense_1/kernel"] + decoder["decoder/dense_1/bias"]
+    np.testing.assert_allclose(quiet, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_noise_streams_are_deterministic_and_distinct() -> None:
+    np.testing.assert_array_equal(vae_noise(8, 3, 1, 5), vae_noise(8, 3, 1, 5))
+    assert not np.array_equal(vae_noise(8, 3, 1, 5), vae_noise(8, 3, 1, 6))
+    with pytest.raises(SpecError, match="vae inputs"):
+        vae_inputs(np.zeros((4, 64)), np.zeros((3, 4)))
+
+
+def test_bad_vae_spec_and_wrong_loss_name_the_field() -> None:
+    with pytest.raises(SpecError, match="reconstruction"):
+        VAESpec("bad", reconstruction="hinge")
+    with pytest.raises(SpecError, match="latent_size"):
+        VAESpec("bad", latent_size=0)
+    with pytest.raises(SpecError, match="the loss of a vae model"):
+        check_model_loss(ZOO["mnist_vae"], "binary_crossentropy")
+    with pytest.raises(SpecError, match="negative_elbo"):
+        check_model_loss(ZOO["digits_autoencoder"], LOSS)
+    with pytest.raises(SpecError, match="x"):  # images without their ε
+        ref.logits(ZOO["mnist_vae"], init_params(ZOO["mnist_vae"], 0), np.zeros((2, 784), np.float32))
+    with pytest.raises(SpecError, match="early_stopping"):
+        RecipeSpec(
+            "bad", ZOO["mnist_vae"], RECIPES["mnist_vae_digits"].optimizer, LOSS, 32, 1,
+            data="digits_reconstruction", early_stopping=EarlyStopping(patience=2),
+            validation_fraction=0.1,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", CASES)
+def test_param_count_from_the_framework_equals_the_spec(backend: Backend, spec: VAESpec) -> None:
+    assert backend.count_params(backend.build(spec, init_params(spec, 0))) == count_params(spec)
+
+
+@pytest.mark.parametrize("spec", CASES)
+def test_forward_mean_and_log_variance_match_the_judge(backend: Backend, spec: VAESpec) -> None:
+    params = init_params(spec, 1)
+    x, images = batch(spec)
+    model = backend.build(spec, params)
+    tol = tolerance("forward", "float32", backend.device())
+    expected_logits, expected_mean, expected_log_variance = ref.vae_outputs(spec, params, x)
+    mean, log_variance = backend.encode(model, images)
+    assert mean.shape == log_variance.shape == (BATCH, spec.latent_size)
+    assert max_scaled_error(mean, expected_mean, tol) <= 1.0
+    assert max_scaled_error(log_variance, expected_log_variance, tol) <= 1.0
+    assert max_scaled_error(backend.logits(model, x), expected_logits, tol) <= 1.0
+    assert max_scaled_error(backend.forward(model, x), ref.forward(spec, params, x), tol) <= 1.0
+
+
+@pytest.mark.parametrize("spec", CASES)
+def test_the_backend_kl_term_is_the_judges(backend: Backend, spec: VAESpec) -> None:
+    """The KL term alone: the loss with kl_weight 1 minus the loss with kl_weight 0, on the backend,
+    equals the judge's mean KL of the backend's own mean and log-variance."""
+    params = init_params(spec, 2)
+    x, images = batch(spec)
+    losses = []
+    for weight in (1.0, 0.0):
+        weighted = dataclasses.replace(spec, kl_weight=weight)
+        losses.append(backend.loss_and_grads(backend.build(weighted, params), x, images, LOSS)[0])
+    mean, log_variance = backend.encode(backend.build(spec, params), images)
+    kl = float(ref.kl_divergence(mean, log_variance).mean())
+    assert kl > 0
+    # the difference of two float32 sums of ~|loss|: rounding relative to the loss, not to the KL
+    assert losses[0] - losses[1] == pytest.approx(kl, abs=tolerance("forward").rtol * losses[0])
+
+
+@pytest.mark.parametrize("spec", CASES)
+def test_negative_elbo_and_gradients_match_the_judge(backend: Backend, spec: VAESpec) -> None:
+    params = init_params(spec, 3)
+    x, images = batch(spec)
+    assert_gradients_match_judge(backend, backend.build(spec, params), spec, params, x, images, LOSS, seed=4)
+
+
+@pytest.mark.parametrize("spec", CASES)
+def test_backends_agree_per_parameter(backends: tuple[Backend, Backend], spec: VAESpec) -> None:
+    params = init_params(spec, 5)
+    x, images = batch(spec)
+    models = tuple(b.build(spec, params) for b in backends)
+    assert_backends_agree_per_parameter(backends, models, spec, x, images, LOSS)
+
+
+def test_adam_step_from_canonical_gradients_matches_the_judge(backend: Backend) -> None:
+    spec = VAES["digits_vae_gelu"]
+    params = init_params(spec, 6)
+    assert_adam_step_from_canonical_gradients_matches_judge(backend, backend.build(spec, params), spec, params, seed=7)
+
+
+def test_round_trip_and_eager_and_compiled_agree(backend: Backend) -> None:
+    spec = ZOO["mnist_vae"]
+    params = init_params(spec, 8)
+    model = backend.build(spec, params)
+    exported = backend.export_params(model)
+    assert list(exported) == list(params)
+    for name in params:
+        np.testing.assert_array_equal(exported[name], params[name], err_msg=name)
+    x, _ = batch(spec)
+    tol = tolerance("forward", "float32", backend.device())
+    assert max_scaled_error(backend.logits(model, x, compiled=True), backend.logits(model, x, compiled=False), tol) <= 1
+
+
+def test_reconstruction_recipe_trains_on_the_images_themselves() -> None:
+    recipe = RECIPES["mnist_vae_digits"]
+    split = recipe_split(recipe)
+    np.testing.assert_array_equal(split.x_train, split.y_train)
+    assert split.x_train.shape[1:] == (784,) and split.x_train.min() >= 0.0 and split.x_train.max() <= 1.0
+    # the stated target beats reconstructing every test image as the mean training image, KL aside
+    mean_image = split.x_train.mean(axis=0).astype(np.float64).clip(1e-7, 1 - 1e-7)
+    t = split.x_test.astype(np.float64)
+    mean_image_loss = -(t * np.log(mean_image) + (1 - t) * np.log1p(-mean_image)).sum(axis=1).mean()
+    assert recipe.target_loss < 0.8 * mean_image_loss
+    autoencoder = RECIPES["digits_autoencoder_mse"]
+    split = recipe_split(autoencoder)
+    mean_image_mse = ((split.x_test - split.x_train.mean(axis=0)) ** 2).mean()
+    assert autoencoder.target_loss < 0.5 * mean_image_mse
