@@ -25,14 +25,15 @@ import numpy as np
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
 from spec.data import digit_targets, digits, jittered, vae_batch
+from spec.data.mixture import gan_batch
 from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import BackendUnavailable, UnsupportedOption
 from spec.losses import default_loss
-from spec.models import ZOO, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec
+from spec.models import ZOO, GANSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
-from spec.plots import plot_loss_curves
-from spec.recipes import RECIPES, SEQUENCE_RECIPES, TRANSFORMER_RECIPES, RecipeSpec, recipe_split
+from spec.plots import plot_gan_samples, plot_loss_curves
+from spec.recipes import RECIPES, RING, SEQUENCE_RECIPES, TRANSFORMER_RECIPES, RecipeSpec, recipe_split
 from spec.speed import load_speed, speed_markdown
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History, fit
@@ -46,6 +47,7 @@ IMAGE_BATCH = 16
 SEQUENCE_BATCH = 16
 SEED = 0
 LOSS_CURVES = "loss_curves.png"  # written beside compare.md
+GAN_SAMPLES = "gan_samples.png"  # each GAN recipe's samples per backend, over its mixture's modes
 DEFAULT_BENCH = Path("reports/bench.json")  # where `make bench` saves pytest-benchmark's JSON
 
 
@@ -92,6 +94,8 @@ def check_batch(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
         return task.x, task.y
     if isinstance(spec, VAESpec):
         return vae_batch(digits((spec.input_size,)).x_test[:BATCH], spec.latent_size, SEED)
+    if isinstance(spec, GANSpec):
+        return gan_batch(RING, BATCH, spec.latent_size, SEED)
     if isinstance(spec, RNNSpec):
         task = running_sign_for(spec.head, SEQUENCE_BATCH, spec.seq_len, spec.input_size, SEED)
         targets = task.y
@@ -223,6 +227,8 @@ class ConvergenceRow:
     seconds: float
     notes: str = ""  # the options this backend ran natively instead of as specified, early stopping
     unsupported: bool = False  # the framework's own layers cannot express the model (see notes)
+    target_modes: int | None = None  # a GAN's: the mixture's modes its samples must cover
+    modes_covered: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -230,7 +236,8 @@ class ConvergenceRow:
             return True
         accuracy_ok = self.target_accuracy is None or (self.test_accuracy or 0.0) >= self.target_accuracy
         loss_ok = self.target_loss is None or (self.test_loss is not None and self.test_loss <= self.target_loss)
-        return accuracy_ok and loss_ok
+        modes_ok = self.target_modes is None or (self.modes_covered or 0) >= self.target_modes
+        return accuracy_ok and loss_ok and modes_ok
 
 
 def compare_recipe(recipe: RecipeSpec, backend: Backend) -> tuple[ConvergenceRow, History | None]:
@@ -250,6 +257,9 @@ def compare_recipe(recipe: RecipeSpec, backend: Backend) -> tuple[ConvergenceRow
         notes.append(f"stopped after epoch {history.stopped_epoch}")
     if history.best_epoch and recipe.early_stopping and recipe.early_stopping.restore_best:
         notes.append(f"weights of epoch {history.best_epoch}")
+    if history.coverage is not None:
+        coverage = history.coverage
+        notes.append(f"{coverage.modes_covered} modes covered, {coverage.high_quality:.0%} of samples within 3σ of one")
     accuracy = None if math.isnan(history.final_test_accuracy) else history.final_test_accuracy
     if recipe.target_loss is not None:
         steps = history.steps_to_loss(recipe.target_loss)
@@ -267,6 +277,8 @@ def compare_recipe(recipe: RecipeSpec, backend: Backend) -> tuple[ConvergenceRow
         steps,
         seconds,
         "; ".join(notes),
+        target_modes=recipe.target_modes,
+        modes_covered=None if history.coverage is None else history.coverage.modes_covered,
     )
     return row, history
 
@@ -279,7 +291,8 @@ def convergence_markdown(rows: list[ConvergenceRow]) -> str:
         "Identical init and batches on every backend; each step is the backend's native compiled train step.",
         "Wall time includes compilation. Notes name any option a backend ran natively instead of as specified",
         "(only where the recipe allows it) and early stopping. The target is a test accuracy, or for the",
-        "regressions a test loss to get below.",
+        "regressions a test loss to get below; a GAN's is the modes of its mixture that its samples cover",
+        f"(each backend's samples: [{GAN_SAMPLES}]({GAN_SAMPLES})).",
         "",
         f"![Training loss per step, backends overlaid]({LOSS_CURVES})",
         "",
@@ -288,12 +301,17 @@ def convergence_markdown(rows: list[ConvergenceRow]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        target = f"{r.target_accuracy:.0%}" if r.target_accuracy is not None else f"loss ≤ {r.target_loss:g}"
+        if r.target_accuracy is not None:
+            target = f"{r.target_accuracy:.0%}"
+        elif r.target_modes is not None:
+            target = f"{r.target_modes} modes"
+        else:
+            target = f"loss ≤ {r.target_loss:g}"
         if r.unsupported:
             lines.append(f"| {r.recipe} | `{r.optimizer}` | {r.backend} | — | — | — | {target} | — | — | {r.notes} |")
             continue
         reached = "—" if r.steps_to_target is None else str(r.steps_to_target)
-        verdict = "" if r.ok else " **below target**"
+        verdict = "" if r.ok else " **target missed**"
         accuracy = "—" if r.test_accuracy is None else f"{r.test_accuracy:.2%}"
         lines.append(
             f"| {r.recipe} | `{r.optimizer}` | {r.backend} | {r.final_train_loss:.4f} | {accuracy} "
@@ -397,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         text += convergence_markdown(convergence_rows)
         histories = {name: [h for _, h in recipe_runs if h is not None] for name, recipe_runs in runs.items()}
         written.append(plot_loss_curves(histories, args.out / LOSS_CURVES))
+        generated = {name: [h for h in runs if h.samples is not None] for name, runs in histories.items()}
+        generated = {name: runs for name, runs in generated.items() if runs}
+        if generated:
+            written.append(plot_gan_samples(generated, RING, args.out / GAN_SAMPLES))
     bench_path = args.bench or (DEFAULT_BENCH if DEFAULT_BENCH.exists() else None)
     speed = load_speed(bench_path) if bench_path else None
     if speed is not None:

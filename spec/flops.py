@@ -10,7 +10,17 @@ from __future__ import annotations
 from itertools import pairwise
 
 from spec.layers import Conv2D, Dense, Layer
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, layer_output_shape
+from spec.models import (
+    CNNSpec,
+    GANSpec,
+    MLPSpec,
+    ModelSpec,
+    ResNetSpec,
+    RNNSpec,
+    TransformerSpec,
+    VAESpec,
+    layer_output_shape,
+)
 from spec.validation import check_positive_int
 
 
@@ -47,6 +57,8 @@ def forward_flops(spec: ModelSpec, batch: int) -> int:
             return batch * (spec.num_layers * per_layer + head_positions * 2 * d * spec.output_size)
         case VAESpec():  # the reparameterisation is a few operations per latent unit
             return forward_flops(spec.encoder, batch) + forward_flops(spec.decoder, batch)
+        case GANSpec():  # the model's forward: the generator's samples
+            return forward_flops(spec.generator, batch)
     raise TypeError(f"no FLOP count for {type(spec).__name__}")
 
 
@@ -63,5 +75,9 @@ def _layer_flops(layer: Layer, shape: tuple[int, ...]) -> int:
 
 def train_step_flops(spec: ModelSpec, batch: int) -> int:
     """Operations of one training step: the forward pass, and a backward pass of twice its cost
-    (the gradient with respect to each layer's input and to its weights)."""
+    (the gradient with respect to each layer's input and to its weights). A GAN's is its
+    discriminator's step (its default loss): the generator's samples, then the discriminator
+    forward and backward on them and on as many real points."""
+    if isinstance(spec, GANSpec):
+        return forward_flops(spec.generator, batch) + 3 * forward_flops(spec.discriminator, 2 * batch)
     return 3 * forward_flops(spec, batch)

@@ -20,6 +20,13 @@ A model kind can have a loss of its own, computed from more than its logits (``M
   ``(sigmoid(z) - t)^2`` for ``mse`` — and ``KL_b = -1/2 * sum_j( 1 + logvar_j - mean_j^2 - exp(logvar_j) )``
   is KL( N(mean, exp(logvar)) || N(0, I) ). Summed, not averaged, over pixels: the averaged form
   (what ``keras.losses.binary_crossentropy`` returns) would weigh the KL term 784 times more.
+* ``gan_discriminator`` and ``gan_generator``, a GAN's (:class:`spec.models.GANSpec`): the input
+  is the latent noise z, targets the real batch; ``D`` is the discriminator's logit and ``G(z)`` the
+  generator's samples. ``gan_discriminator = mean_b softplus(-D(real_b)) + mean_b softplus(D(G(z_b)))``
+  — binary cross-entropy with real labelled 1 and generated 0, the two means added — trains the
+  discriminator only, the generated samples held fixed. ``gan_generator = mean_b softplus(-D(G(z_b)))``
+  — the non-saturating loss, generated samples labelled real — trains the generator only, through the
+  discriminator held fixed (``spec.params.trained_names``).
 """
 
 from __future__ import annotations
@@ -43,27 +50,31 @@ def takes_class_ids(loss: str) -> bool:
     return loss == "sparse_categorical_crossentropy"
 
 
-# The loss of a model kind whose loss needs more than its logits, by ``spec.kind``.
-MODEL_LOSSES = {"vae": "negative_elbo"}
+# The losses of a model kind whose losses need more than its logits, by ``spec.kind``; the first is
+# its default.
+MODEL_LOSSES = {"vae": ("negative_elbo",), "gan": ("gan_discriminator", "gan_generator")}
 
 
 def default_loss(spec: object) -> str:
     """The loss a model of ``spec`` is trained with unless a recipe says otherwise: its kind's own
     (``MODEL_LOSSES``), else the one for its output activation (``DEFAULT_LOSS``)."""
-    return MODEL_LOSSES.get(spec.kind) or DEFAULT_LOSS[spec.output_activation]
+    own = MODEL_LOSSES.get(spec.kind)
+    return own[0] if own else DEFAULT_LOSS[spec.output_activation]
 
 
 def check_model_loss(spec: object, loss: str) -> str:
     """Return ``loss`` if a model of ``spec`` can be trained with it, else raise :class:`SpecError`:
-    a model kind in ``MODEL_LOSSES`` takes that loss only, every other model a loss that fits its
-    output activation (:func:`check_loss`)."""
+    a model kind in ``MODEL_LOSSES`` takes its own losses only, every other model a loss that fits
+    its output activation (:func:`check_loss`)."""
     own = MODEL_LOSSES.get(spec.kind)
-    if own is not None and loss != own:
-        raise SpecError("loss", loss, f"{own!r}, the loss of a {spec.kind} model")
-    if own is None and loss in MODEL_LOSSES.values():
-        kinds = [kind for kind, name in MODEL_LOSSES.items() if name == loss]
-        raise SpecError("loss", loss, f"a loss for a {spec.output_activation!r} output ({loss!r} is for {kinds})")
-    return loss if own is not None else check_loss(loss, spec.output_activation)
+    if own is not None:
+        if loss not in own:
+            raise SpecError("loss", loss, f"{', '.join(map(repr, own))}: the losses of a {spec.kind} model")
+        return loss
+    for kind, losses in MODEL_LOSSES.items():
+        if loss in losses:
+            raise SpecError("loss", loss, f"a loss for a {spec.output_activation!r} output ({loss!r} is a {kind}'s)")
+    return check_loss(loss, spec.output_activation)
 
 
 def check_loss(loss: str, output_activation: str) -> str:

@@ -714,12 +714,92 @@ class VAESpec:
         )
 
 
+# What a GAN's generator may end in: unbounded samples (a 2-D mixture) or pixels in [0, 1].
+GENERATOR_OUTPUTS = ("linear", "sigmoid")
+
+
+@dataclass(frozen=True)
+class GANSpec:
+    """A generative adversarial network (Goodfellow et al. 2014) of two MLPs.
+
+    Generator: ``latent_size`` → ``generator_hidden`` (``activation``) → ``data_size`` with
+    ``generator_output``. Discriminator: ``data_size`` → ``discriminator_hidden``
+    (``discriminator_activation``) → one logit, the log-odds that its input is real. The model's
+    input is the latent noise z (drawn by the data side, so every backend sees the same), its
+    logits the generator's before ``generator_output``, its outputs the samples. It trains with two
+    losses (:mod:`spec.losses`), each updating one network: ``gan_discriminator`` and the
+    non-saturating ``gan_generator``; a recipe alternates them (:func:`spec.training.fit`).
+    """
+
+    name: str
+    latent_size: int
+    data_size: int
+    generator_hidden: tuple[int, ...]
+    discriminator_hidden: tuple[int, ...]
+    activation: Activation | str = "relu"
+    discriminator_activation: Activation | str = "leaky_relu(0.2)"
+    generator_output: str = "linear"
+    kernel_initializer: str = "glorot_uniform"
+    bias_initializer: str = "zeros"
+    kernel_l2: float = field(default=0.0, init=False)
+    frozen: tuple[str, ...] = field(default=(), init=False)
+    frozen_batchnorm: str = field(default="inference", init=False)
+    kind: str = field(default="gan", init=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        check_positive_int("latent_size", self.latent_size)
+        check_positive_int("data_size", self.data_size)
+        if self.generator_output not in GENERATOR_OUTPUTS:
+            raise SpecError("generator_output", self.generator_output, GENERATOR_OUTPUTS)
+        _check_initializers(self)
+        # the parts validate their own fields (hidden sizes, activations)
+        object.__setattr__(self, "activation", Activation.parse(self.activation))
+        object.__setattr__(self, "discriminator_activation", Activation.parse(self.discriminator_activation))
+        object.__setattr__(self, "generator_hidden", self.generator.hidden_sizes)
+        object.__setattr__(self, "discriminator_hidden", self.discriminator.hidden_sizes)
+
+    @property
+    def generator(self) -> MLPSpec:
+        return MLPSpec(
+            f"{self.name}_generator", self.latent_size, self.generator_hidden, self.data_size, self.activation,
+            self.generator_output, kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer,
+        )  # fmt: skip
+
+    @property
+    def discriminator(self) -> MLPSpec:
+        return MLPSpec(
+            f"{self.name}_discriminator", self.data_size, self.discriminator_hidden, 1,
+            self.discriminator_activation, "sigmoid", kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+        )  # fmt: skip
+
+    @property
+    def output_activation(self) -> str:
+        return self.generator_output
+
+    @property
+    def input_shape(self) -> tuple[int]:
+        return (self.latent_size,)
+
+    @property
+    def output_size(self) -> int:
+        return self.data_size
+
+    @property
+    def has_dropout(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        return f"G {self.generator.describe()}; D {self.discriminator.describe()}"
+
+
 def input_dtype(spec: object) -> str:
     """The dtype of a model's inputs: token ids for a Transformer, float32 values otherwise."""
     return "int32" if getattr(spec, "kind", None) == "transformer" else "float32"
 
 
-ModelSpec = MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec
+ModelSpec = MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec | GANSpec
 
 
 def _relu() -> Act:
@@ -898,6 +978,9 @@ ZOO: dict[str, ModelSpec] = {
         # 10-dimensional latent; 10 → 256 relu → 784 sigmoid; binary cross-entropy summed over the
         # pixels plus the KL term.
         VAESpec("mnist_vae"),
+        # An MLP GAN for the 2-D ring of Gaussians (spec.data.mixture): z of 8 → 64 → 64 relu → a point;
+        # the discriminator 2 → 64 → 64 leaky ReLU(0.2) → one logit.
+        GANSpec("ring_gan", 8, 2, (64, 64), (64, 64)),
         *VISION_ZOO,
         *SEQUENCE_ZOO.values(),
         *TRANSFORMER_ZOO.values(),

@@ -27,7 +27,8 @@ Layout convention (the only place it is defined):
   ``ffn_norm`` (LayerNorm ``gamma`` and ``beta``), ``ffn_0`` and ``ffn_1`` (Dense); then
   ``final_norm`` (pre-norm only) and the head ``dense_0``.
 * A VAE holds two MLPs named as above under ``encoder/`` and ``decoder/``: ``encoder/dense_1`` maps
-  the hidden layer to [mean | log-variance] (2·latent columns, the mean's first).
+  the hidden layer to [mean | log-variance] (2·latent columns, the mean's first). A GAN holds its
+  two under ``generator/`` and ``discriminator/``.
 * A sequential CNN numbers its layers per kind: ``conv_0``, ``batchnorm_0``, ``dense_0`` …; a ResNet
   names them by position: ``stem/conv``, ``stem/bn``, ``stage_1/block_0/conv_a`` (``bn_a``,
   ``conv_b``, ``bn_b``, ``shortcut_conv``, ``shortcut_bn``) and ``head``.
@@ -40,7 +41,7 @@ Layout convention (the only place it is defined):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
@@ -48,7 +49,17 @@ import numpy as np
 
 from spec.errors import ParamError
 from spec.layers import BatchNorm, Conv2D, Dense, Flatten, Layer
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, is_frozen
+from spec.models import (
+    CNNSpec,
+    GANSpec,
+    MLPSpec,
+    ModelSpec,
+    ResNetSpec,
+    RNNSpec,
+    TransformerSpec,
+    VAESpec,
+    is_frozen,
+)
 
 CANONICAL_DTYPE = np.float32
 
@@ -149,8 +160,8 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
             _add_dense(infos, spec, dense_name(0), spec.features, spec.output_size, True, None)
         case TransformerSpec():
             _add_transformer(infos, spec)
-        case VAESpec():
-            for part, mlp in vae_parts(spec).items():
+        case VAESpec() | GANSpec():
+            for part, mlp in model_parts(spec).items():
                 for i, (fan_in, fan_out) in enumerate(pairwise(mlp.layer_sizes)):
                     _add_dense(infos, mlp, f"{part}/{dense_name(i)}", fan_in, fan_out, True, None)
         case _:
@@ -163,10 +174,43 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
     return infos
 
 
-def vae_parts(spec: VAESpec) -> dict[str, MLPSpec]:
-    """A VAE's two MLPs by the prefix of their canonical names: ``encoder/dense_1/kernel`` is
-    (hidden, 2·latent), its columns the mean's then the log-variance's."""
-    return {"encoder": spec.encoder, "decoder": spec.decoder}
+def model_parts(spec: VAESpec | GANSpec) -> dict[str, MLPSpec]:
+    """The MLPs of a two-part model by the prefix of their canonical names: a VAE's ``encoder`` and
+    ``decoder`` (``encoder/dense_1/kernel`` is (hidden, 2·latent), its columns the mean's then the
+    log-variance's), a GAN's ``generator`` and ``discriminator``."""
+    if isinstance(spec, VAESpec):
+        return {"encoder": spec.encoder, "decoder": spec.decoder}
+    return {"generator": spec.generator, "discriminator": spec.discriminator}
+
+
+# The network each GAN loss trains; the other one is held fixed for that step.
+GAN_LOSS_TRAINS = {"gan_discriminator": "discriminator", "gan_generator": "generator"}
+
+
+def optimizer_groups(spec: ModelSpec) -> dict[str, list[str]] | None:
+    """For a model trained by one optimizer per part (a GAN: ``generator``, ``discriminator``),
+    each part's trainable tensors; ``None`` for a model with one optimizer over all of them."""
+    if not isinstance(spec, GANSpec):
+        return None
+    names = trainable_names(spec)
+    return {part: [n for n in names if n.startswith(f"{part}/")] for part in ("generator", "discriminator")}
+
+
+def group_of(spec: ModelSpec, names: Collection[str]) -> str:
+    """The optimizer group whose tensors ``names`` are (as gradients for one step of it are)."""
+    groups = optimizer_groups(spec) or {}
+    for part, members in groups.items():
+        if set(names) == set(members):
+            return part
+    raise ParamError(f"gradients for {sorted(names)} are not those of one of {spec.name!r}'s parts {list(groups)}")
+
+
+def trained_names(spec: ModelSpec, loss: str) -> list[str]:
+    """The canonical tensors a training step with ``loss`` updates (and has gradients for): a GAN
+    loss's own network's, every trainable tensor otherwise."""
+    names = trainable_names(spec)
+    part = GAN_LOSS_TRAINS.get(loss) if isinstance(spec, GANSpec) else None
+    return [n for n in names if n.startswith(f"{part}/")] if part else names
 
 
 def rnn_layer_names(spec: RNNSpec, layer: int) -> list[str]:
@@ -409,15 +453,21 @@ def _truncated_standard_normal(rng: np.random.Generator, shape: tuple[int, ...])
 
 
 def check_params(
-    spec: ModelSpec, params: Mapping[str, np.ndarray], *, source: str = "parameters", trainable_only: bool = False
+    spec: ModelSpec,
+    params: Mapping[str, np.ndarray],
+    *,
+    source: str = "parameters",
+    trainable_only: bool = False,
+    names: Collection[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Validate ``params`` against ``spec`` and return them as float32 arrays in canonical order;
-    ``trainable_only`` expects just the trainable tensors (gradients, say).
+    ``trainable_only`` expects just the trainable tensors (gradients, say), ``names`` just those.
 
     A missing, unexpected, mis-shaped, non-numeric or non-finite tensor raises :class:`ParamError`
     naming it; ``source`` says where the parameters came from (e.g. a file name).
     """
-    expected = {n: i for n, i in param_specs(spec).items() if i.trainable or not trainable_only}
+    wanted = [n for n, i in param_specs(spec).items() if (i.trainable or not trainable_only)]
+    expected = {n: param_specs(spec)[n] for n in wanted if names is None or n in names}
     missing = [n for n in expected if n not in params]
     unexpected = [n for n in params if n not in expected]
     if missing or unexpected:

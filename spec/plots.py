@@ -1,4 +1,5 @@
-"""The report's figures: loss curves of every backend overlaid, one panel per recipe.
+"""The report's figures: loss curves of every backend overlaid, one panel per recipe; a GAN's
+samples per backend over the modes it should cover.
 
 matplotlib is imported when a figure is drawn, not with this module, so that ``spec`` itself stays
 numpy + stdlib (a test imports every spec module and checks that no framework or plotting library
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spec.data.mixture import NEAR, GaussianRing
 from spec.training import History
 
 # One look per backend, the same in every figure; dashes let identical curves show through each other.
@@ -63,6 +65,39 @@ def plot_loss_curves(histories: Mapping[str, Sequence[History]], path: Path) -> 
     for ax in list(axes.flat)[len(histories) :]:
         ax.set_visible(False)
     fig.suptitle("Training loss per step, every backend from the same init and batches", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_gan_samples(histories: Mapping[str, Sequence[History]], ring: GaussianRing, path: Path) -> Path:
+    """Write a PNG with one row per GAN recipe and one panel per backend: its generated points over
+    the mixture's modes (circles of 3σ, the radius the coverage metric counts). Returns ``path``."""
+    if not histories:
+        raise ValueError("no GAN samples to plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = max(len(runs) for runs in histories.values())
+    fig, axes = plt.subplots(len(histories), columns, figsize=(3.4 * columns, 3.4 * len(histories)), squeeze=False)
+    limit = 1.5 * ring.radius
+    for row, (recipe, runs) in zip(axes, histories.items()):
+        for ax, history in zip(row, runs):
+            style = BACKEND_STYLES.get(history.backend, {})
+            ax.scatter(*history.samples.T, s=2, alpha=0.4, color=style.get("color"))
+            for centre in ring.centres:
+                ax.add_patch(plt.Circle(centre, NEAR * ring.std, fill=False, color="black", linewidth=0.8))
+            covered = history.coverage.modes_covered if history.coverage else "?"
+            ax.set_title(f"{recipe} · {history.backend}: {covered}/{ring.modes} modes", fontsize=9)
+            ax.set_xlim(-limit, limit)
+            ax.set_ylim(-limit, limit)
+            ax.set_aspect("equal")
+        for ax in row[len(runs) :]:
+            ax.set_visible(False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -12,10 +12,21 @@ from dataclasses import dataclass
 
 from spec.data import Split, digits
 from spec.data.augment import Augmentation
+from spec.data.mixture import GaussianRing
 from spec.data.sequences import SEQUENCE_TASKS, SEQUENCE_TRAIN, TOKEN_TASKS, sequence_split, token_split
 from spec.errors import SpecError
 from spec.losses import MODEL_LOSSES, check_model_loss, default_loss
-from spec.models import SEQUENCE_ZOO, TRANSFORMER_ZOO, ZOO, MLPSpec, ModelSpec, RNNSpec, TransformerSpec, VAESpec
+from spec.models import (
+    SEQUENCE_ZOO,
+    TRANSFORMER_ZOO,
+    ZOO,
+    GANSpec,
+    MLPSpec,
+    ModelSpec,
+    RNNSpec,
+    TransformerSpec,
+    VAESpec,
+)
 from spec.optimizers import OptimizerSpec
 from spec.schedules import ScheduleSpec
 from spec.validation import check_number, check_positive_int
@@ -50,6 +61,7 @@ class RecipeSpec:
     seed: int = 0  # the canonical init and the batch order
     target_accuracy: float | None = None  # the test accuracy the recipe is expected to reach
     target_loss: float | None = None  # the test loss (float64, without L2) it is expected to get below
+    target_modes: int | None = None  # a GAN's: the modes of the mixture its samples are expected to cover
     data: str = "digits"  # the embedded digits, or a synthetic task of spec.data.sequences.SEQUENCE_TASKS
     early_stopping: EarlyStopping | None = None
     validation_fraction: float = 0.0  # carved from the training set, stratified; needed by early stopping
@@ -67,7 +79,7 @@ class RecipeSpec:
         check_positive_int("recipe.epochs", self.epochs)
         if self.target_accuracy is not None:
             check_number("recipe.target_accuracy", self.target_accuracy, low=0.0, high=1.0 + 1e-12)
-        if self.early_stopping is not None and self.loss in MODEL_LOSSES.values():
+        if self.early_stopping is not None and self.model.kind in MODEL_LOSSES:
             raise SpecError("recipe.early_stopping", self.early_stopping, f"None with the {self.loss!r} loss")
         if self.early_stopping is not None and self.validation_fraction == 0.0:
             raise SpecError("recipe.validation_fraction", 0.0, "a fraction in (0, 1) when early_stopping is set")
@@ -86,6 +98,8 @@ class RecipeSpec:
                 raise SpecError("recipe.native_substitutes", name, SUBSTITUTABLE)
         if self.target_loss is not None:
             check_number("recipe.target_loss", self.target_loss, low=0.0, low_open=True)
+        if self.target_modes is not None and not isinstance(self.model, GANSpec):
+            raise SpecError("recipe.target_modes", self.target_modes, "None for a model that is not a GAN")
         allowed = data_for(self.model)
         if self.data not in allowed:
             raise SpecError("recipe.data", self.data, allowed)
@@ -93,6 +107,9 @@ class RecipeSpec:
 
 # The digits as their own targets, for an autoencoder (a model whose output has the input's shape).
 DIGITS_RECONSTRUCTION = "digits_reconstruction"
+# The 2-D ring of Gaussians a GAN learns to sample (spec.data.mixture), and the one the recipes use.
+GAUSSIAN_RING = "gaussian_ring"
+RING = GaussianRing()
 
 
 def data_for(model: ModelSpec) -> tuple[str, ...]:
@@ -107,6 +124,8 @@ def data_for(model: ModelSpec) -> tuple[str, ...]:
         return ("digits", DIGITS_RECONSTRUCTION)
     if isinstance(model, VAESpec):
         return (DIGITS_RECONSTRUCTION,)
+    if isinstance(model, GANSpec):
+        return (GAUSSIAN_RING,)
     return ("digits",)
 
 
@@ -118,6 +137,8 @@ def recipe_split(recipe: RecipeSpec) -> Split:
     if recipe.data == DIGITS_RECONSTRUCTION:
         images = digits((model.input_size,), seed=recipe.seed)
         return Split(images.x_train, images.x_train, images.x_test, images.x_test)
+    if recipe.data == GAUSSIAN_RING:  # points, and the mode each came from
+        return RING.split(seed=recipe.seed)
     if isinstance(model, TransformerSpec):
         return token_split(recipe.data, model.seq_len, model.vocab_size, model.pad_token, seed=recipe.seed)
     return sequence_split(recipe.data, model.seq_len, model.input_size, seed=recipe.seed)
@@ -244,6 +265,20 @@ RECIPES: dict[str, RecipeSpec] = {
             epochs=30,
             target_loss=185.0,
             data=DIGITS_RECONSTRUCTION,
+        ),
+        # The MLP GAN on the ring of 8 Gaussians: Adam at 1e-3 with β1 0.5 (Radford et al.'s DCGAN
+        # setting) for both networks, a discriminator step then a generator step per batch (3,200
+        # of each). Every backend covers all 8 modes, 79–89% of its samples within 3σ of one, the
+        # sparsest mode with 140 of 2,048 samples (64 needed); at 40 epochs one backend covered 6.
+        RecipeSpec(
+            "ring_gan_adam",
+            ZOO["ring_gan"],
+            OptimizerSpec("adam", 1e-3, beta1=0.5, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected"),
+            "gan_discriminator",
+            batch_size=128,
+            epochs=100,
+            target_modes=8,
+            data=GAUSSIAN_RING,
         ),
     )
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -29,7 +30,7 @@ from spec.layers import (
     resolve_padding,
 )
 from spec.losses import check_loss, check_model_loss
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, is_frozen
+from spec.models import CNNSpec, GANSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, is_frozen
 from spec.optimizers import OptimizerSpec
 from spec.params import (
     check_params,
@@ -40,6 +41,7 @@ from spec.params import (
     rnn_layer_names,
     sinusoidal_positions,
     trainable_names,
+    trained_names,
 )
 from spec.schedules import ScheduleSpec
 
@@ -133,6 +135,8 @@ def logits_and_state(
             h = _transformer(spec, p, h)
         case VAESpec():
             h = _vae(spec, p, h)[0]
+        case GANSpec():
+            h = _mlp(spec.generator, p, h, "generator/")
         case _:
             raise SpecError("spec", type(spec).__name__, "a spec with a reference forward pass")
     return h, state
@@ -183,6 +187,24 @@ def negative_elbo(
     else:
         per_pixel = (sigmoid(z) - t) ** 2
     return float(np.mean(per_pixel.sum(axis=-1) + spec.kl_weight * kl_divergence(mean, log_variance)))
+
+
+def discriminator_logits(spec: GANSpec, params: Mapping[str, np.ndarray], samples: np.ndarray) -> np.ndarray:
+    """A GAN discriminator's logit for each sample (real or generated), in float64."""
+    return _mlp(spec.discriminator, _as_float64_params(spec, params), np.asarray(samples, np.float64), "discriminator/")
+
+
+def gan_loss(spec: GANSpec, params: Mapping[str, np.ndarray], z: np.ndarray, real: np.ndarray, loss_name: str) -> float:
+    """A GAN loss (definitions in :mod:`spec.losses`) for latents ``z`` and the real batch, in float64."""
+    check_model_loss(spec, loss_name)
+    real = _check_targets(real, (len(real), spec.data_size))
+    fake = forward(spec, params, z)
+    softplus = partial(np.logaddexp, 0.0)  # log(1 + e^x) without overflow
+    fooled = softplus(-discriminator_logits(spec, params, fake)).mean()  # −log D(G(z))
+    if loss_name == "gan_generator":
+        return float(fooled)
+    real_part = softplus(-discriminator_logits(spec, params, real)).mean()
+    return float(real_part + softplus(discriminator_logits(spec, params, fake)).mean())
 
 
 def _resnet(
@@ -481,6 +503,8 @@ def loss(
     if isinstance(spec, VAESpec):
         check_model_loss(spec, loss_name)
         return negative_elbo(spec, *vae_outputs(spec, params, x), targets)
+    if isinstance(spec, GANSpec):
+        return gan_loss(spec, params, x, targets, loss_name)
     z = logits(spec, params, x, training=True)
     data_loss = loss_from_logits(loss_name, z, targets, spec.output_activation)
     return data_loss + l2_penalty(spec, params)
@@ -553,6 +577,32 @@ def directional_derivative(
     )
 
 
+def numerical_gradient(
+    spec: ModelSpec,
+    params: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    targets: np.ndarray,
+    loss_name: str,
+    names: Collection[str],
+) -> dict[str, np.ndarray]:
+    """The full gradient of the loss for tensors ``names`` by central differences, one coordinate at
+    a time, in float64: two loss evaluations per scalar, so for small models only (a judge's
+    optimizer step needs the whole gradient, not projections)."""
+    base = _as_float64_params(spec, params)
+    step = fd_step(loss(spec, base, x, targets, loss_name))
+    grads = {}
+    for name in names:
+        grad = np.zeros_like(base[name])
+        for index in np.ndindex(grad.shape):
+            shifted = {n: v.copy() for n, v in base.items()}
+            shifted[name][index] += step
+            above = loss(spec, shifted, x, targets, loss_name)
+            shifted[name][index] -= 2 * step
+            grad[index] = (above - loss(spec, shifted, x, targets, loss_name)) / (2 * step)
+        grads[name] = grad
+    return grads
+
+
 def check_gradients(
     spec: ModelSpec,
     params: Mapping[str, np.ndarray],
@@ -571,7 +621,7 @@ def check_gradients(
     large kernel), and a few directions move every tensor at once.
     """
     rng = np.random.default_rng(seed)
-    shapes = {name: np.shape(params[name]) for name in trainable_names(spec)}
+    shapes = {name: np.shape(params[name]) for name in trained_names(spec, loss_name)}
     if set(grads) != set(shapes):
         raise SpecError("grads", sorted(grads), f"one gradient per trainable parameter: {sorted(shapes)}")
     plan = [(name, {name: shapes[name]}) for name in shapes for _ in range(directions_per_param)]

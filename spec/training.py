@@ -14,12 +14,13 @@ import numpy as np
 
 from spec import reference as ref
 from spec.backend import Backend
-from spec.data import EVALUATION_STREAM, Split, batch_indices, stratified_split, vae_inputs, vae_noise
+from spec.data import EVALUATION_STREAM, Split, batch_indices, latent_noise, stratified_split, vae_inputs
+from spec.data.mixture import ModeCoverage, mode_coverage
 from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
-from spec.models import VAESpec
+from spec.models import GANSpec, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
-from spec.recipes import RecipeSpec
+from spec.recipes import RING, RecipeSpec
 
 
 @dataclass
@@ -39,6 +40,11 @@ class History:
 
     final_test_accuracy: float = math.nan  # of the final weights (the best epoch's, when restored)
     final_test_loss: float = math.nan  # the recipe's loss on the test set (float64), final weights
+    # a GAN's: the generator loss of every step (step_loss holds the discriminator's), and how its
+    # final samples cover the mixture
+    step_generator_loss: list[float] = field(default_factory=list)
+    coverage: ModeCoverage | None = None
+    samples: np.ndarray | None = None  # the generated points the coverage was measured on
 
     def steps_to(self, accuracy: float) -> int | None:
         """Steps taken by the end of the first epoch whose test accuracy reached ``accuracy``."""
@@ -78,7 +84,7 @@ def model_inputs(recipe: RecipeSpec, x: np.ndarray, stream: int) -> np.ndarray:
     drawn from ``stream`` (the training step's number); other models take ``x`` as it is."""
     spec = recipe.model
     if isinstance(spec, VAESpec):
-        return vae_inputs(x, vae_noise(len(x), spec.latent_size, recipe.seed, stream))
+        return vae_inputs(x, latent_noise(len(x), spec.latent_size, recipe.seed, stream))
     return x
 
 
@@ -89,6 +95,9 @@ def evaluation_loss(backend: Backend, model: object, recipe: RecipeSpec, split: 
     if isinstance(recipe.model, VAESpec):
         inputs = model_inputs(recipe, split.x_test, EVALUATION_STREAM)
         return ref.loss(recipe.model, backend.export_params(model), inputs, split.y_test, recipe.loss)
+    if isinstance(recipe.model, GANSpec):  # the discriminator's loss on the test points and fresh samples
+        z = latent_noise(len(split.x_test), recipe.model.latent_size, recipe.seed, EVALUATION_STREAM)
+        return ref.loss(recipe.model, backend.export_params(model), z, split.x_test, "gan_discriminator")
     logits = backend.logits(model, split.x_test)
     return ref.loss_from_logits(recipe.loss, logits, split.y_test, recipe.model.output_activation)
 
@@ -126,7 +135,14 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
             if recipe.augmentation is not None:
                 x_batch = recipe.augmentation(x_batch, recipe.seed, epoch, step)
             x_batch = model_inputs(recipe, x_batch, step)
-            loss = backend.train_step(model, optimizer, x_batch, y[batch], recipe.loss, compiled=compiled)
+            if isinstance(recipe.model, GANSpec):  # the discriminator's step, then the generator's
+                z = latent_noise(len(batch), recipe.model.latent_size, recipe.seed, step)
+                loss = backend.train_step(model, optimizer, z, x_batch, "gan_discriminator", compiled=compiled)
+                generator_loss = backend.train_step(model, optimizer, z, x_batch, "gan_generator", compiled=compiled)
+                history.step_generator_loss.append(generator_loss)
+                loss = loss if math.isfinite(generator_loss) else generator_loss
+            else:
+                loss = backend.train_step(model, optimizer, x_batch, y[batch], recipe.loss, compiled=compiled)
             if not math.isfinite(loss):
                 raise TrainingDiverged(
                     f"{backend.name}: recipe {recipe.name!r} diverged at step {step} (epoch {epoch + 1}): "
@@ -155,7 +171,20 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
     history.final_params = backend.export_params(model)
     history.final_test_accuracy = accuracy(backend, model, split.x_test, split.y_test, recipe.loss)
     history.final_test_loss = evaluation_loss(backend, model, recipe, split)
+    if isinstance(recipe.model, GANSpec):
+        history.samples = generated_samples(backend, model, recipe)
+        history.coverage = mode_coverage(history.samples, RING)
     return history
+
+
+# A GAN's samples for the coverage metric: one fixed draw of z.
+COVERAGE_SAMPLES = 2048
+
+
+def generated_samples(backend: Backend, model: object, recipe: RecipeSpec) -> np.ndarray:
+    """The generator's samples for :data:`COVERAGE_SAMPLES` latents drawn from the evaluation stream."""
+    z = latent_noise(COVERAGE_SAMPLES, recipe.model.latent_size, recipe.seed, EVALUATION_STREAM)
+    return backend.forward(model, z)
 
 
 def make_optimizer_substituting(

@@ -10,7 +10,7 @@ from spec import reference as ref
 from spec.backend import Backend
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
-from spec.params import trainable_names
+from spec.params import trainable_names, trained_names
 from spec.tolerances import max_scaled_error, tolerance
 
 # Kingma & Ba's defaults at a step large enough to move every parameter visibly.
@@ -25,7 +25,7 @@ def assert_gradients_match_judge(
     spec's order) match float64 finite differences along random directions."""
     value, grads = backend.loss_and_grads(model, x, targets, loss)
     assert value == pytest.approx(ref.loss(spec, params, x, targets, loss), rel=tolerance("forward").rtol)
-    assert list(grads) == trainable_names(spec)
+    assert list(grads) == trained_names(spec, loss)
     checks = ref.check_gradients(spec, params, x, targets, loss, grads, seed=seed)
     worst = max(checks, key=lambda c: c.relative_error)
     assert worst.relative_error <= tolerance("gradient", "float32", backend.device()).rtol, worst
@@ -39,7 +39,7 @@ def assert_backends_agree_per_parameter(
     first, second = backends
     grads = [b.loss_and_grads(m, x, targets, loss)[1] for b, m in zip(backends, models)]
     tol = tolerance("cross_backend_gradient", "float32", first.device())
-    for name in trainable_names(spec):
+    for name in trained_names(spec, loss):
         error = max_scaled_error(grads[0][name], grads[1][name], tol)
         assert error <= 1.0, f"{name}: {first.name} vs {second.name} differ by {error:.3g}× the tolerance"
 

@@ -65,6 +65,23 @@ def test_training_part_reports_convergence_and_draws_the_loss_curves(
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
 
+def test_a_gan_short_of_its_modes_fails_the_run_and_its_samples_are_drawn(
+    backend_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # three epochs of the ring GAN cover none of the 8 modes (all of them take ~100)
+    gan = dataclasses.replace(RECIPES["ring_gan_adam"], epochs=3)
+    monkeypatch.setattr(compare, "RECIPES", {gan.name: gan})
+    monkeypatch.setattr(compare, "SEQUENCE_RECIPES", {})
+    monkeypatch.setattr(compare, "TRANSFORMER_RECIPES", {})
+    monkeypatch.setattr(compare, "OPTIMIZER_ZOO", {})
+    assert compare.main(["--backend", backend_name, "--model", "ring_gan", "--out", str(tmp_path)]) == 1
+    (row,) = json.loads((tmp_path / "compare.json").read_text())["convergence"]
+    assert not row["ok"] and row["target_modes"] == 8 and row["modes_covered"] < 8 and "modes covered" in row["notes"]
+    assert "**target missed** | 8 modes |" in (tmp_path / "compare.md").read_text()
+    png = (tmp_path / compare.GAN_SAMPLES).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
 def test_out_of_tolerance_row_fails_the_run(
     backend: Backend, backend_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

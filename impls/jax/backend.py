@@ -20,14 +20,14 @@ import numpy as np
 from flax import nnx
 
 from impls.jax import schedules, weights
-from impls.jax.losses import compute_loss, negative_elbo
-from impls.jax.models import CNN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
+from impls.jax.losses import compute_loss, gan_loss, negative_elbo
+from impls.jax.models import CNN, GAN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
 from impls.jax.optimizers import make_optimizer
 from spec.backend import intra_op_threads
 from spec.losses import check_model_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
+from spec.models import CNNSpec, GANSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
 from spec.optimizers import OptimizerSpec
-from spec.params import ParamCount
+from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of
 from spec.schedules import ScheduleSpec
 
 
@@ -46,6 +46,8 @@ def training_loss(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str)
     """The spec's loss on one batch plus its L2 term."""
     if loss == "negative_elbo":
         return negative_elbo(model.spec, model(x), targets)
+    if loss in GAN_LOSS_TRAINS:
+        return gan_loss(model, x, targets, loss)
     value = compute_loss(loss, model(x), targets, model.spec.output_activation)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
 
@@ -74,7 +76,7 @@ def _loss_and_grads(
     graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str
 ) -> tuple[jax.Array, nnx.State, nnx.State]:
     model = nnx.merge(graphdef, state)
-    value, grads = nnx.value_and_grad(training_loss, argnums=nnx.DiffState(0, weights.trainable(model)))(
+    value, grads = nnx.value_and_grad(training_loss, argnums=nnx.DiffState(0, weights.trainable(model, loss)))(
         model, x, targets, loss
     )
     return value, grads, nnx.state(model)
@@ -88,12 +90,19 @@ def _apply_gradients(graphdef: nnx.GraphDef, state: nnx.State, grads: nnx.State)
 
 
 def train_step_body(
-    model: SpecModel, optimizer: nnx.Optimizer, x: jax.Array, targets: jax.Array, loss: str
+    model: SpecModel,
+    optimizer: nnx.Optimizer | Mapping[str, nnx.Optimizer],
+    x: jax.Array,
+    targets: jax.Array,
+    loss: str,
 ) -> jax.Array:
-    """One training step on live NNX objects: eager as it stands, compiled inside :func:`_state_train_step`."""
-    value, grads = nnx.value_and_grad(training_loss, argnums=nnx.DiffState(0, weights.trainable(model)))(
+    """One training step on live NNX objects: eager as it stands, compiled inside :func:`_state_train_step`.
+    A GAN's ``optimizer`` is one per network, by name: the loss picks the one it trains."""
+    value, grads = nnx.value_and_grad(training_loss, argnums=nnx.DiffState(0, weights.trainable(model, loss)))(
         model, x, targets, loss
     )
+    if isinstance(optimizer, Mapping):
+        optimizer = optimizer[GAN_LOSS_TRAINS[loss]]
     optimizer.update(model, grads)
     return value
 
@@ -130,7 +139,6 @@ class HeldState:
     :func:`synced` writes the state back, which every other backend method does first."""
 
     optimizer: nnx.Optimizer
-    loss: str
     graphdef: nnx.GraphDef
     state: nnx.State
 
@@ -150,9 +158,9 @@ def synced(model: SpecModel) -> SpecModel:
 def held_state(model: SpecModel, optimizer: nnx.Optimizer, loss: str) -> HeldState:
     """The state compiled train steps of ``model`` with ``optimizer`` and ``loss`` pass along."""
     held = model.__dict__.get(_HELD)
-    if held is None or held.optimizer is not optimizer or held.loss != loss:
+    if held is None or held.optimizer is not optimizer:
         synced(model).set_mode(True)
-        held = HeldState(optimizer, loss, *nnx.split((model, optimizer)))
+        held = HeldState(optimizer, *nnx.split((model, optimizer)))
         model.__dict__[_HELD] = held
     return held
 
@@ -186,6 +194,7 @@ class JaxBackend:
             RNNSpec: RNN,
             TransformerSpec: Transformer,
             VAESpec: VAE,
+            GANSpec: GAN,
         }
         if type(spec) not in kinds:
             raise TypeError(f"jax backend cannot build {type(spec).__name__}")
@@ -248,13 +257,27 @@ class JaxBackend:
             *nnx.split(model), _inputs(model, x), jnp.asarray(targets, dtype), loss=loss
         )
         nnx.update(model, state)
-        return float(value), weights.from_state(model, grads)
+        return float(value), weights.from_state(model, grads, loss)
 
-    def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> nnx.Optimizer:
+    def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> nnx.Optimizer | nnx.Dict:
+        if model.spec.kind == "gan":  # one optimizer per network, each over the tensors its loss trains
+            return nnx.Dict(
+                {
+                    part: nnx.Optimizer(synced(model), make_optimizer(opt), wrt=weights.trainable(model, loss))
+                    for loss, part in GAN_LOSS_TRAINS.items()
+                }
+            )
         return nnx.Optimizer(synced(model), make_optimizer(opt), wrt=weights.trainable(model))
 
-    def apply_gradients(self, model: SpecModel, optimizer: nnx.Optimizer, grads: Mapping[str, np.ndarray]) -> None:
-        grads_state = weights.to_state(synced(model), grads)
+    def apply_gradients(
+        self, model: SpecModel, optimizer: nnx.Optimizer | nnx.Dict, grads: Mapping[str, np.ndarray]
+    ) -> None:
+        loss = None
+        if isinstance(optimizer, nnx.Dict):  # one part's gradients, for that part's optimizer
+            part = group_of(model.spec, grads)
+            loss = next(name for name, trains in GAN_LOSS_TRAINS.items() if trains == part)
+            optimizer = optimizer[part]
+        grads_state = weights.to_state(synced(model), grads, loss)
         graphdef, state = nnx.split((model, optimizer))
         nnx.update((model, optimizer), _apply_gradients(graphdef, state, grads_state))
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from impls.jax.models import VAEOutput, output_activation
+from impls.jax.models import GAN, VAEOutput, output_activation
 from spec.models import VAESpec
 
 
@@ -37,3 +37,17 @@ def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: jax.Array) -> jax.A
     log_variance = outputs.log_variance
     kl = -0.5 * jnp.sum(1 + log_variance - jnp.square(outputs.mean) - jnp.exp(log_variance), axis=-1)
     return jnp.mean(per_pixel.sum(axis=-1) + spec.kl_weight * kl)
+
+
+def gan_loss(model: GAN, z: jax.Array, real: jax.Array, loss: str) -> jax.Array:
+    """A GAN's discriminator loss (real labelled 1, generated 0; the generator held fixed) or its
+    non-saturating generator loss (generated labelled real)."""
+    bce = optax.losses.sigmoid_binary_cross_entropy
+    if loss == "gan_discriminator":
+        fake = jax.lax.stop_gradient(model.infer(z))  # the samples are data for this step
+        real_logits, fake_logits = model.discriminator(real), model.discriminator(fake)
+        return (
+            bce(real_logits, jnp.ones_like(real_logits)).mean() + bce(fake_logits, jnp.zeros_like(fake_logits)).mean()
+        )
+    fake_logits = model.discriminator(model.infer(z))
+    return bce(fake_logits, jnp.ones_like(fake_logits)).mean()

@@ -17,6 +17,7 @@ from spec.layers import Act, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalA
 from spec.models import (
     Activation,
     CNNSpec,
+    GANSpec,
     MLPSpec,
     ResidualBlock,
     ResNetSpec,
@@ -63,7 +64,7 @@ class SpecModel(nnx.Module):
     layers that stay on running statistics while frozen (``frozen_batchnorm_paths``, set by
     :func:`impls.jax.weights.freeze`)."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec | GANSpec
     frozen_batchnorm_paths: tuple[tuple[str | int, ...], ...] = ()
 
     def train(self, **attributes: object) -> None:
@@ -445,3 +446,16 @@ class VAE(SpecModel):
 
     def infer(self, inputs: jax.Array) -> jax.Array:
         return jax.nn.sigmoid(self(inputs).logits)
+
+
+class GAN(SpecModel):
+    """Generator and discriminator MLPs; ``__call__`` maps latent noise to the generator's logits
+    (``infer``: the samples). The training losses use both (:func:`impls.jax.losses.gan_loss`)."""
+
+    def __init__(self, spec: GANSpec, *, rngs: nnx.Rngs) -> None:
+        self.spec = spec
+        self.generator = MLP(spec.generator, rngs=rngs)
+        self.discriminator = MLP(spec.discriminator, rngs=rngs)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return self.generator(z)

@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from spec.models import is_frozen
-from spec.params import check_params, layer_names, param_specs, rnn_layer_position
+from spec.params import GAN_LOSS_TRAINS, check_params, layer_names, param_specs, rnn_layer_position, trained_names
 
 _VARIABLE = {
     "kernel": "kernel",
@@ -36,7 +36,7 @@ def _layer_path(model: nnx.Module, layer: str) -> tuple[str | int, ...]:
     kind = model.spec.kind
     if kind == "mlp":
         return ("dense", int(layer.rsplit("_", 1)[1]))
-    if kind == "vae":  # encoder/dense_1 -> model.encoder.dense[1]
+    if kind in ("vae", "gan"):  # encoder/dense_1 -> model.encoder.dense[1]
         part, dense = layer.split("/")
         return (part, "dense", int(dense.rsplit("_", 1)[1]))
     if kind == "rnn":
@@ -117,12 +117,13 @@ def freeze(model: nnx.Module) -> None:
         model.frozen_batchnorm_paths = tuple(p for p in paths if isinstance(_at(model, p), nnx.BatchNorm))
 
 
-def trainable(model: nnx.Module) -> nnx.filterlib.Filter:
-    """The NNX filter of what training updates: every ``nnx.Param`` outside the frozen layers."""
+def trainable(model: nnx.Module, loss: str | None = None) -> nnx.filterlib.Filter:
+    """The NNX filter of what training (with ``loss``) updates: every ``nnx.Param`` outside the
+    frozen layers — for a GAN loss, those of the network it trains (``spec.params.trained_names``)."""
     frozen = getattr(model, "frozen_paths", frozenset())
-    if not frozen:
-        return nnx.Param
-    return nnx.All(nnx.Param, lambda path, _: tuple(path) not in frozen)
+    params = nnx.All(nnx.Param, lambda path, _: tuple(path) not in frozen) if frozen else nnx.Param
+    part = GAN_LOSS_TRAINS.get(loss) if model.spec.kind == "gan" else None
+    return params if part is None else nnx.All(params, nnx.PathContains(part))
 
 
 def load(model: nnx.Module, params: Mapping[str, np.ndarray]) -> None:
@@ -135,16 +136,20 @@ def export(model: nnx.Module) -> dict[str, np.ndarray]:
     return {name: np.asarray(_at(model, path).get_value()) for name, path in canonical_paths(model).items()}
 
 
-def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray]) -> nnx.State:
-    """A parameter-shaped ``nnx.State`` holding canonical ``arrays`` (e.g. gradients to apply)."""
-    checked = check_params(model.spec, arrays, source="gradients", trainable_only=True)
-    state = nnx.clone(nnx.state(model, trainable(model)))
-    for name, path in canonical_paths(model, trainable_only=True).items():
-        _at(state, path).set_value(jnp.asarray(checked[name]))
+def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray], loss: str | None = None) -> nnx.State:
+    """A parameter-shaped ``nnx.State`` holding canonical ``arrays`` (e.g. gradients to apply) —
+    of the tensors a step with ``loss`` trains."""
+    names = trained_names(model.spec, loss) if loss else None
+    checked = check_params(model.spec, arrays, source="gradients", trainable_only=True, names=names)
+    state = nnx.clone(nnx.state(model, trainable(model, loss)))
+    for name in checked:
+        _at(state, canonical_paths(model)[name]).set_value(jnp.asarray(checked[name]))
     return state
 
 
-def from_state(model: nnx.Module, state: nnx.State) -> dict[str, np.ndarray]:
-    """Canonical arrays from a parameter-shaped ``nnx.State`` (the parameters' gradients, say)."""
+def from_state(model: nnx.Module, state: nnx.State, loss: str | None = None) -> dict[str, np.ndarray]:
+    """Canonical arrays from a parameter-shaped ``nnx.State`` (the parameters' gradients, say) — of
+    the tensors a step with ``loss`` trains."""
     paths = canonical_paths(model, trainable_only=True)
-    return {name: np.asarray(_at(state, path).get_value()) for name, path in paths.items()}
+    names = trained_names(model.spec, loss) if loss else list(paths)
+    return {name: np.asarray(_at(state, paths[name]).get_value()) for name in names}

@@ -9,15 +9,15 @@ import numpy as np
 import tensorflow as tf
 
 from impls.keras import schedules, weights
-from impls.keras.losses import compute_loss, negative_elbo
-from impls.keras.models import CNN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
+from impls.keras.losses import compute_loss, gan_loss, negative_elbo
+from impls.keras.models import CNN, GAN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
 from impls.keras.optimizers import before_step, make_optimizer
 from spec.backend import intra_op_threads
 from spec.errors import BackendUnavailable
 from spec.losses import check_model_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
+from spec.models import CNNSpec, GANSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
 from spec.optimizers import OptimizerSpec
-from spec.params import ParamCount, check_params
+from spec.params import GAN_LOSS_TRAINS, ParamCount, check_params, group_of, optimizer_groups, trained_names
 from spec.schedules import ScheduleSpec
 
 if keras.backend.backend() != "tensorflow":
@@ -57,6 +57,8 @@ def _loss_and_grads(
     with tf.GradientTape() as tape:
         if loss == "negative_elbo":
             value = negative_elbo(model.spec, model(x, training=True), targets)
+        elif loss in GAN_LOSS_TRAINS:
+            value = gan_loss(model, x, targets, loss)
         else:
             value = compute_loss(loss, model(x, training=True), targets, model.spec.output_activation)
         if model.losses:  # the kernel regularizers' L2 terms, as Keras's own train step adds them
@@ -84,7 +86,8 @@ def _train_step_function(model: SpecModel, optimizer: keras.optimizers.Optimizer
     cache = model.__dict__.setdefault("_triptych_train_steps", {})
     key = (id(optimizer), loss, compiled)
     if key not in cache:
-        variables = list(weights.canonical_variables(model, trainable_only=True).values())
+        trained = trained_names(model.spec, loss)
+        variables = list(weights.canonical_variables(model, trainable_only=True, names=trained).values())
 
         def step(x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
             value, grads = _loss_and_grads(model, variables, x, targets, loss)
@@ -143,11 +146,12 @@ class KerasBackend:
             RNNSpec: RNN,
             TransformerSpec: Transformer,
             VAESpec: VAE,
+            GANSpec: GAN,
         }
         if type(spec) not in kinds:
             raise TypeError(f"keras backend cannot build {type(spec).__name__}")
         model = kinds[type(spec)](spec, seed=seed)
-        if isinstance(model, (MLP, VAE)):
+        if isinstance(model, (MLP, VAE, GAN)):
             model.build((None, *spec.input_shape))
         else:  # one call creates every layer's variables, shapes inferred as Keras does
             model(keras.ops.zeros((1, *spec.input_shape), dtype=input_dtype(spec)))
@@ -184,24 +188,41 @@ class KerasBackend:
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         check_model_loss(model.spec, loss)
-        variables = weights.canonical_variables(model, trainable_only=True)
+        variables = weights.canonical_variables(model, trainable_only=True, names=trained_names(model.spec, loss))
         value, grads = _loss_and_grads(
             model, list(variables.values()), _inputs(model, x), _targets(targets, loss), loss
         )
         return float(value), weights.to_canonical(model, {name: g.numpy() for name, g in zip(variables, grads)})
 
-    def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> keras.optimizers.Optimizer:
+    def make_optimizer(
+        self, model: SpecModel, opt: OptimizerSpec
+    ) -> keras.optimizers.Optimizer | dict[str, keras.optimizers.Optimizer]:
+        groups = optimizer_groups(model.spec)
+        if groups is not None:  # a GAN: one optimizer per network
+            return {part: self._optimizer(model, opt, names) for part, names in groups.items()}
+        return self._optimizer(model, opt, None)
+
+    @staticmethod
+    def _optimizer(model: SpecModel, opt: OptimizerSpec, names: list[str] | None) -> keras.optimizers.Optimizer:
         optimizer = make_optimizer(opt)
         optimizer.spec = opt
-        optimizer.build(list(weights.canonical_variables(model, trainable_only=True).values()))
+        optimizer.build(list(weights.canonical_variables(model, trainable_only=True, names=names).values()))
         return optimizer
 
     def apply_gradients(
-        self, model: SpecModel, optimizer: keras.optimizers.Optimizer, grads: Mapping[str, np.ndarray]
+        self,
+        model: SpecModel,
+        optimizer: keras.optimizers.Optimizer | dict[str, keras.optimizers.Optimizer],
+        grads: Mapping[str, np.ndarray],
     ) -> None:
-        checked = weights.to_native(model, check_params(model.spec, grads, source="gradients", trainable_only=True))
+        names = None
+        if isinstance(optimizer, dict):  # one part's gradients, for that part's optimizer
+            part = group_of(model.spec, grads)
+            names, optimizer = optimizer_groups(model.spec)[part], optimizer[part]
+        checked = check_params(model.spec, grads, source="gradients", trainable_only=True, names=names)
+        checked = weights.to_native(model, checked)
         before_step(optimizer, optimizer.spec)
-        variables = weights.canonical_variables(model, trainable_only=True)
+        variables = weights.canonical_variables(model, trainable_only=True, names=names)
         optimizer.apply_gradients([(checked[name], variable) for name, variable in variables.items()])
 
     def train_step(
@@ -215,6 +236,8 @@ class KerasBackend:
         compiled: bool | None = None,
     ) -> float:
         check_model_loss(model.spec, loss)
+        if isinstance(optimizer, dict):  # a GAN: the optimizer of the network this loss trains
+            optimizer = optimizer[GAN_LOSS_TRAINS[loss]]
         before_step(optimizer, optimizer.spec)
         step = _train_step_function(model, optimizer, loss, compiled=True if compiled is None else compiled)
         return float(step(_inputs(model, x), _targets(targets, loss)))

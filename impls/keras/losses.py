@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from impls.keras.models import VAEOutput, output_activation
+from impls.keras.models import GAN, VAEOutput, output_activation
 from spec.models import VAESpec
 
 
@@ -37,3 +37,16 @@ def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: keras.KerasTensor):
     log_variance = outputs.log_variance
     kl = -0.5 * keras.ops.sum(1 + log_variance - keras.ops.square(outputs.mean) - keras.ops.exp(log_variance), axis=-1)
     return keras.ops.mean(keras.ops.sum(per_pixel, axis=-1) + spec.kl_weight * kl)
+
+
+def gan_loss(model: GAN, z: keras.KerasTensor, real: keras.KerasTensor, loss: str):
+    """A GAN's discriminator loss (real labelled 1, generated 0; the generator held fixed) or its
+    non-saturating generator loss (generated labelled real)."""
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    if loss == "gan_discriminator":
+        fake = keras.ops.stop_gradient(model.infer(z, training=True))  # the samples are data for this step
+        real_logits = model.discriminator(real, training=True)
+        fake_logits = model.discriminator(fake, training=True)
+        return bce(keras.ops.ones_like(real_logits), real_logits) + bce(keras.ops.zeros_like(fake_logits), fake_logits)
+    fake_logits = model.discriminator(model.infer(z, training=True), training=True)
+    return bce(keras.ops.ones_like(fake_logits), fake_logits)

@@ -26,6 +26,7 @@ from spec.layers import (
 from spec.models import (
     Activation,
     CNNSpec,
+    GANSpec,
     MLPSpec,
     ResidualBlock,
     ResNetSpec,
@@ -63,7 +64,7 @@ def output_activation(logits: keras.KerasTensor, kind: str) -> keras.KerasTensor
 class SpecModel(keras.Model):
     """What every model adds to ``keras.Model``: its spec and its outputs."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec | GANSpec
 
     def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         """The model's outputs: logits passed through the spec's output activation."""
@@ -423,3 +424,21 @@ class VAE(SpecModel):
 
     def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         return keras.ops.sigmoid(self(x, training=training).logits)
+
+
+class GAN(SpecModel):
+    """Generator and discriminator MLPs; ``call`` maps latent noise to the generator's logits
+    (``infer``: the samples). The training losses use both (:func:`impls.keras.losses.gan_loss`)."""
+
+    def __init__(self, spec: GANSpec, seed: int = 0, **kwargs) -> None:
+        super().__init__(name=spec.name, **kwargs)
+        self.spec = spec
+        self.generator = MLP(spec.generator, seed=seed)
+        self.discriminator = MLP(spec.discriminator, seed=seed)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        self.generator.build((None, self.spec.latent_size))
+        self.discriminator.build((None, self.spec.data_size))
+
+    def call(self, z: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
+        return self.generator(z, training=training)

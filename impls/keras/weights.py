@@ -11,7 +11,7 @@ reset-after GRU's bias included, except that Keras orders the GRU's gates z, r, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import keras
 import numpy as np
@@ -36,7 +36,7 @@ def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
     kind = model.spec.kind
     if kind == "mlp":
         return model.dense[int(layer.rsplit("_", 1)[1])]
-    if kind == "vae":  # encoder/dense_1 -> model.encoder.dense[1]
+    if kind in ("vae", "gan"):  # encoder/dense_1 -> model.encoder.dense[1]
         part, dense = layer.split("/")
         return getattr(model, part).dense[int(dense.rsplit("_", 1)[1])]
     if kind == "rnn":
@@ -86,12 +86,14 @@ def _transformer_layer(model: keras.Model, layer: str) -> keras.layers.Layer:
     raise KeyError(f"no Keras layer for canonical layer {layer!r}")
 
 
-def canonical_variables(model: keras.Model, *, trainable_only: bool = False) -> dict[str, keras.Variable]:
+def canonical_variables(
+    model: keras.Model, *, trainable_only: bool = False, names: Collection[str] | None = None
+) -> dict[str, keras.Variable]:
     """The model's variables under canonical names, in the spec's order (BatchNorm's moving
-    statistics too, unless ``trainable_only``)."""
+    statistics too, unless ``trainable_only``; only those of ``names``, if given)."""
     named = {}
     for name, info in param_specs(model.spec).items():
-        if info.trainable or not trainable_only:
+        if (info.trainable or not trainable_only) and (names is None or name in names):
             layer, variable = name.rsplit("/", 1)
             named[name] = getattr(_layer(model, layer), variable)
     return named

@@ -8,14 +8,14 @@ import numpy as np
 import torch
 
 from impls.torch import schedules, weights
-from impls.torch.losses import compute_loss, negative_elbo
-from impls.torch.models import CNN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
+from impls.torch.losses import compute_loss, gan_loss, negative_elbo
+from impls.torch.models import CNN, GAN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
 from impls.torch.optimizers import make_optimizer
 from spec.backend import intra_op_threads
 from spec.losses import check_model_loss, takes_class_ids
-from spec.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
+from spec.models import CNNSpec, GANSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
 from spec.optimizers import OptimizerSpec
-from spec.params import ParamCount
+from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of, optimizer_groups, trained_names
 from spec.schedules import ScheduleSpec
 
 
@@ -31,6 +31,8 @@ def training_loss(model: SpecModel, x: torch.Tensor, targets: torch.Tensor, loss
     """The spec's loss on one batch plus its L2 term."""
     if loss == "negative_elbo":
         return negative_elbo(model.spec, model(x), targets)
+    if loss in GAN_LOSS_TRAINS:
+        return gan_loss(model, x, targets, loss)
     value = compute_loss(loss, model(x), targets, model.spec.output_activation)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
 
@@ -104,6 +106,7 @@ class TorchBackend:
             RNNSpec: RNN,
             TransformerSpec: Transformer,
             VAESpec: VAE,
+            GANSpec: GAN,
         }
         if type(spec) not in kinds:
             raise TypeError(f"torch backend cannot build {type(spec).__name__}")
@@ -164,7 +167,7 @@ class TorchBackend:
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         value = self._backward(model, x, targets, loss)
-        return float(value.item()), weights.export_grads(model)
+        return float(value.item()), weights.export_grads(model, trained_names(model.spec, loss))
 
     def _backward(
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str, compiled: bool = False
@@ -180,12 +183,25 @@ class TorchBackend:
         value.backward()
         return value
 
-    def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> torch.optim.Optimizer:
-        return make_optimizer(model, opt)
+    def make_optimizer(
+        self, model: SpecModel, opt: OptimizerSpec
+    ) -> torch.optim.Optimizer | dict[str, torch.optim.Optimizer]:
+        groups = optimizer_groups(model.spec)
+        if groups is None:
+            return make_optimizer(model, opt)
+        return {part: make_optimizer(model, opt, names) for part, names in groups.items()}
 
     def apply_gradients(
-        self, model: SpecModel, optimizer: torch.optim.Optimizer, grads: Mapping[str, np.ndarray]
+        self,
+        model: SpecModel,
+        optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer],
+        grads: Mapping[str, np.ndarray],
     ) -> None:
+        if isinstance(optimizer, dict):  # one part's gradients, for that part's optimizer
+            part = group_of(model.spec, grads)
+            weights.set_grads(model, grads, optimizer_groups(model.spec)[part])
+            optimizer[part].step()
+            return
         weights.set_grads(model, grads)
         optimizer.step()
 
@@ -200,6 +216,8 @@ class TorchBackend:
         compiled: bool | None = None,
     ) -> float:
         value = self._backward(model, x, targets, loss, compiled=bool(compiled))
+        if isinstance(optimizer, dict):  # a GAN: the optimizer of the network this loss trains
+            optimizer = optimizer[GAN_LOSS_TRAINS[loss]]
         (_compiled_optimizer_step(optimizer) if compiled else optimizer.step)()
         return float(value.item())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from impls.torch.models import VAEOutput, output_activation
+from impls.torch.models import GAN, VAEOutput, output_activation
 from spec.models import VAESpec
 
 
@@ -32,3 +32,17 @@ def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: torch.Tensor) -> to
     log_variance = outputs.log_variance
     kl = -0.5 * (1 + log_variance - outputs.mean.square() - log_variance.exp()).sum(dim=-1)
     return (per_pixel.sum(dim=-1) + spec.kl_weight * kl).mean()
+
+
+def gan_loss(model: GAN, z: torch.Tensor, real: torch.Tensor, loss: str) -> torch.Tensor:
+    """A GAN's discriminator loss (real labelled 1, generated 0; the generator held fixed) or its
+    non-saturating generator loss (generated labelled real)."""
+    if loss == "gan_discriminator":
+        with torch.no_grad():  # the samples are data for this step
+            fake = model.infer(z)
+        real_logits, fake_logits = model.discriminator(real), model.discriminator(fake)
+        return F.binary_cross_entropy_with_logits(
+            real_logits, torch.ones_like(real_logits)
+        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    fake_logits = model.discriminator(model.infer(z))
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))

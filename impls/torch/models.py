@@ -29,6 +29,7 @@ from spec.layers import (
 from spec.models import (
     Activation,
     CNNSpec,
+    GANSpec,
     MLPSpec,
     ResidualBlock,
     ResNetSpec,
@@ -74,7 +75,7 @@ class SpecModel(nn.Module):
     layers that stay in evaluation mode while frozen (``frozen_batchnorms``, set by
     :func:`impls.torch.weights.freeze`)."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec
+    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec | GANSpec
     frozen_batchnorms: tuple[nn.Module, ...] = ()
     # parameters a torch layer insists on having that the spec's model does not (see RNN)
     held_at_zero: tuple[nn.Parameter, ...] = ()
@@ -415,3 +416,17 @@ class VAE(SpecModel):
 
     def infer(self, inputs: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self(inputs).logits)
+
+
+class GAN(SpecModel):
+    """Generator and discriminator MLPs; ``forward`` maps latent noise to the generator's logits
+    (``infer``: the samples). The training losses use both (:func:`impls.torch.losses.gan_loss`)."""
+
+    def __init__(self, spec: GANSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.generator = MLP(spec.generator)
+        self.discriminator = MLP(spec.discriminator)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)

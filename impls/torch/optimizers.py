@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import torch
 from torch import nn
@@ -13,13 +14,14 @@ from spec.errors import UnsupportedOption
 from spec.optimizers import OptimizerSpec
 
 
-def make_optimizer(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimizer:
-    """A native optimizer over the model's parameters, configured to follow the spec exactly. A
-    learning-rate schedule is a native ``lr_scheduler`` stepped by a post-step hook, so every
-    ``optimizer.step()`` advances it; gradient clipping is ``clip_grad_norm_`` in a pre-step hook."""
-    optimizer = _make(model, opt)
+def make_optimizer(model: nn.Module, opt: OptimizerSpec, names: Collection[str] | None = None) -> torch.optim.Optimizer:
+    """A native optimizer over the model's parameters (those of canonical ``names``, if given),
+    configured to follow the spec exactly. A learning-rate schedule is a native ``lr_scheduler``
+    stepped by a post-step hook, so every ``optimizer.step()`` advances it; gradient clipping is
+    ``clip_grad_norm_`` in a pre-step hook."""
+    params = weights.trained_parameters(model, names)
+    optimizer = _make(params, opt)
     if opt.clip_global_norm is not None:
-        params = weights.trained_parameters(model)
 
         def clip(*_: object) -> None:
             nn.utils.clip_grad_norm_(params, opt.clip_global_norm)
@@ -31,8 +33,7 @@ def make_optimizer(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimize
     return optimizer
 
 
-def _make(model: nn.Module, opt: OptimizerSpec) -> torch.optim.Optimizer:
-    params = weights.trained_parameters(model)
+def _make(params: list[nn.Parameter], opt: OptimizerSpec) -> torch.optim.Optimizer:
     lr = opt.base_learning_rate
     match opt.kind:
         case "sgd":

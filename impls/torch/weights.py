@@ -13,7 +13,7 @@ and nowhere else.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +38,7 @@ def _module(model: nn.Module, layer: str) -> nn.Module:
     """The module of canonical layer ``layer`` (``dense_1``, ``conv_0``, ``stage_1/block_0/conv_a`` …)."""
     if model.spec.kind == "mlp":
         return model.dense[int(layer.rsplit("_", 1)[1])]
-    if model.spec.kind == "vae":  # encoder/dense_1 -> model.encoder.dense[1]
+    if model.spec.kind in ("vae", "gan"):  # encoder/dense_1 -> model.encoder.dense[1]
         part, dense = layer.split("/")
         return getattr(model, part).dense[int(dense.rsplit("_", 1)[1])]
     if model.spec.kind == "rnn":  # its one Linear: the recurrent layers are in _recurrent_tensors
@@ -123,15 +123,15 @@ def bindings(model: nn.Module) -> list[Binding]:
     return list(grouped.values())
 
 
-def trained_bindings(model: nn.Module) -> list[Binding]:
-    """The bindings of the trainable canonical tensors (the ones with gradients)."""
+def trained_bindings(model: nn.Module, names: Collection[str] | None = None) -> list[Binding]:
+    """The bindings of the trainable canonical tensors (the ones with gradients), or of ``names``."""
     infos = param_specs(model.spec)
-    return [b for b in bindings(model) if infos[b.names[0]].trainable]
+    return [b for b in bindings(model) if infos[b.names[0]].trainable and (names is None or b.names[0] in names)]
 
 
-def trained_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters an optimizer updates, in the spec's order."""
-    return [param for binding in trained_bindings(model) for param in binding.tensors]
+def trained_parameters(model: nn.Module, names: Collection[str] | None = None) -> list[nn.Parameter]:
+    """The parameters an optimizer updates (those of ``names`` only, if given), in the spec's order."""
+    return [param for binding in trained_bindings(model, names) for param in binding.tensors]
 
 
 def to_native(info: ParamInfo, value: np.ndarray) -> np.ndarray:
@@ -227,19 +227,21 @@ def export(model: nn.Module) -> dict[str, np.ndarray]:
     return {name: exported[name] for name in infos}
 
 
-def set_grads(model: nn.Module, grads: Mapping[str, np.ndarray]) -> None:
-    """Put canonical gradients into each parameter's ``.grad``, as ``backward()`` would."""
-    checked = check_params(model.spec, grads, source="gradients", trainable_only=True)
+def set_grads(model: nn.Module, grads: Mapping[str, np.ndarray], names: Collection[str] | None = None) -> None:
+    """Put canonical gradients (of every trainable tensor, or of ``names``) into each parameter's
+    ``.grad``, as ``backward()`` would."""
+    checked = check_params(model.spec, grads, source="gradients", trainable_only=True, names=names)
     infos = param_specs(model.spec)
-    for binding in trained_bindings(model):
+    for binding in trained_bindings(model, names):
         for param, part in zip(binding.tensors, _to_tensors(binding, checked, infos), strict=True):
             param.grad = torch.from_numpy(part).to(param.device)
 
 
-def export_grads(model: nn.Module) -> dict[str, np.ndarray]:
-    """Gradients after ``backward()``, in the canonical layout of their parameters."""
+def export_grads(model: nn.Module, names: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """Gradients after ``backward()`` (of every trainable tensor, or of ``names``), in the canonical
+    layout of their parameters."""
     infos = param_specs(model.spec)
     grads: dict[str, np.ndarray] = {}
-    for binding in trained_bindings(model):
+    for binding in trained_bindings(model, names):
         grads |= _to_canonical(binding, [p.grad.detach().cpu().numpy() for p in binding.tensors], infos)
     return {name: grads[name] for name in infos if name in grads}

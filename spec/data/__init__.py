@@ -134,9 +134,9 @@ def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
     return np.eye(classes, dtype=np.float32)[labels]
 
 
-def vae_noise(count: int, latent_size: int, seed: int, stream: int) -> np.ndarray:
-    """ε ~ N(0, I), float32 (count, latent_size), the same for every backend: training step k draws
-    from stream k, evaluation from ``EVALUATION_STREAM``."""
+def latent_noise(count: int, latent_size: int, seed: int, stream: int) -> np.ndarray:
+    """N(0, I) noise, float32 (count, latent_size), the same for every backend — a VAE's ε, a GAN's
+    z: training step k draws from stream k, evaluation from ``EVALUATION_STREAM``."""
     return np.random.default_rng([seed, stream]).standard_normal((count, latent_size)).astype(np.float32)
 
 
@@ -156,4 +156,4 @@ def vae_batch(images: np.ndarray, latent_size: int, seed: int) -> tuple[np.ndarr
     """Inputs and targets to check a VAE on: the flattened ``images`` with a seeded ε beside them,
     and the images themselves."""
     images = np.asarray(images, np.float32)
-    return vae_inputs(images, vae_noise(len(images), latent_size, seed, 0)), images
+    return vae_inputs(images, latent_noise(len(images), latent_size, seed, 0)), images
