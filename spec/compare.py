@@ -25,7 +25,6 @@ import numpy as np
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
 from spec.data import digit_targets, digits, jittered, vae_batch
-from spec.data.mixture import gan_batch
 from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import BackendUnavailable, UnsupportedOption
 from spec.losses import default_loss
@@ -33,7 +32,7 @@ from spec.models import ZOO, GANSpec, ModelSpec, ResNetSpec, RNNSpec, Transforme
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
 from spec.plots import plot_gan_samples, plot_loss_curves
-from spec.recipes import RECIPES, RING, SEQUENCE_RECIPES, TRANSFORMER_RECIPES, RecipeSpec, recipe_split
+from spec.recipes import RECIPES, RING, SEQUENCE_RECIPES, TRANSFORMER_RECIPES, RecipeSpec, gan_batch, recipe_split
 from spec.speed import load_speed, speed_markdown
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History, fit
@@ -95,7 +94,7 @@ def check_batch(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(spec, VAESpec):
         return vae_batch(digits((spec.input_size,)).x_test[:BATCH], spec.latent_size, SEED)
     if isinstance(spec, GANSpec):
-        return gan_batch(RING, BATCH, spec.latent_size, SEED)
+        return gan_batch(spec, BATCH, SEED)
     if isinstance(spec, RNNSpec):
         task = running_sign_for(spec.head, SEQUENCE_BATCH, spec.seq_len, spec.input_size, SEED)
         targets = task.y

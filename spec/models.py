@@ -981,6 +981,8 @@ ZOO: dict[str, ModelSpec] = {
         # An MLP GAN for the 2-D ring of Gaussians (spec.data.mixture): z of 8 → 64 → 64 relu → a point;
         # the discriminator 2 → 64 → 64 leaky ReLU(0.2) → one logit.
         GANSpec("ring_gan", 8, 2, (64, 64), (64, 64)),
+        # An MLP GAN for the 8×8 digits: z of 32 → 256 relu → 64 sigmoid pixels; 64 → 256 leaky ReLU → 1.
+        GANSpec("digits_gan", 32, 64, (256,), (256,), generator_output="sigmoid"),
         *VISION_ZOO,
         *SEQUENCE_ZOO.values(),
         *TRANSFORMER_ZOO.values(),

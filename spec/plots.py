@@ -74,7 +74,8 @@ def plot_loss_curves(histories: Mapping[str, Sequence[History]], path: Path) -> 
 
 def plot_gan_samples(histories: Mapping[str, Sequence[History]], ring: GaussianRing, path: Path) -> Path:
     """Write a PNG with one row per GAN recipe and one panel per backend: its generated points over
-    the mixture's modes (circles of 3σ, the radius the coverage metric counts). Returns ``path``."""
+    the ring's modes (circles of 3σ, the radius the coverage metric counts), or a grid of its first
+    generated images. Returns ``path``."""
     if not histories:
         raise ValueError("no GAN samples to plot")
     import matplotlib
@@ -84,18 +85,18 @@ def plot_gan_samples(histories: Mapping[str, Sequence[History]], ring: GaussianR
 
     columns = max(len(runs) for runs in histories.values())
     fig, axes = plt.subplots(len(histories), columns, figsize=(3.4 * columns, 3.4 * len(histories)), squeeze=False)
-    limit = 1.5 * ring.radius
     for row, (recipe, runs) in zip(axes, histories.items()):
         for ax, history in zip(row, runs):
-            style = BACKEND_STYLES.get(history.backend, {})
-            ax.scatter(*history.samples.T, s=2, alpha=0.4, color=style.get("color"))
-            for centre in ring.centres:
-                ax.add_patch(plt.Circle(centre, NEAR * ring.std, fill=False, color="black", linewidth=0.8))
-            covered = history.coverage.modes_covered if history.coverage else "?"
-            ax.set_title(f"{recipe} · {history.backend}: {covered}/{ring.modes} modes", fontsize=9)
-            ax.set_xlim(-limit, limit)
-            ax.set_ylim(-limit, limit)
-            ax.set_aspect("equal")
+            coverage = history.coverage
+            if history.samples.shape[1] == 2:
+                _draw_points(ax, plt, history, ring)
+                modes = ring.modes
+            else:
+                ax.imshow(image_grid(history.samples), cmap="gray_r", vmin=0.0, vmax=1.0)
+                ax.axis("off")
+                modes = len(coverage.per_mode) if coverage else "?"
+            covered = coverage.modes_covered if coverage else "?"
+            ax.set_title(f"{recipe} · {history.backend}: {covered}/{modes} modes", fontsize=9)
         for ax in row[len(runs) :]:
             ax.set_visible(False)
     fig.tight_layout()
@@ -103,3 +104,31 @@ def plot_gan_samples(histories: Mapping[str, Sequence[History]], ring: GaussianR
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _draw_points(ax: object, plt: object, history: History, ring: GaussianRing) -> None:
+    style = BACKEND_STYLES.get(history.backend, {})
+    ax.scatter(*history.samples.T, s=2, alpha=0.4, color=style.get("color"))
+    for centre in ring.centres:
+        ax.add_patch(plt.Circle(centre, NEAR * ring.std, fill=False, color="black", linewidth=0.8))
+    limit = 1.5 * ring.radius
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+    ax.set_aspect("equal")
+
+
+GRID_SIDE = 8  # generated images per row and column of a backend's grid
+
+
+def image_grid(samples: np.ndarray, side: int = GRID_SIDE) -> np.ndarray:
+    """The first side² flattened square images tiled into one picture, a pixel of gap between them."""
+    pixels = math.isqrt(samples.shape[1])
+    if pixels * pixels != samples.shape[1]:
+        raise ValueError(f"samples of {samples.shape[1]} values are not square images")
+    tiles = np.ones((side * (pixels + 1) - 1,) * 2) * np.nan
+    for i, image in enumerate(samples[: side * side]):
+        r, c = divmod(i, side)
+        tiles[r * (pixels + 1) : r * (pixels + 1) + pixels, c * (pixels + 1) : c * (pixels + 1) + pixels] = (
+            image.reshape(pixels, pixels)
+        )
+    return tiles

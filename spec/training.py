@@ -15,12 +15,12 @@ import numpy as np
 from spec import reference as ref
 from spec.backend import Backend
 from spec.data import EVALUATION_STREAM, Split, batch_indices, latent_noise, stratified_split, vae_inputs
-from spec.data.mixture import ModeCoverage, mode_coverage
+from spec.data.mixture import ModeCoverage, class_coverage, mode_coverage
 from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
 from spec.models import GANSpec, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
-from spec.recipes import RING, RecipeSpec
+from spec.recipes import GAUSSIAN_RING, RING, RecipeSpec
 
 
 @dataclass
@@ -173,7 +173,8 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
     history.final_test_loss = evaluation_loss(backend, model, recipe, split)
     if isinstance(recipe.model, GANSpec):
         history.samples = generated_samples(backend, model, recipe)
-        history.coverage = mode_coverage(history.samples, RING)
+        ring = recipe.data == GAUSSIAN_RING
+        history.coverage = mode_coverage(history.samples, RING) if ring else class_coverage(history.samples, split)
     return history
 
 

@@ -15,14 +15,17 @@ import pytest
 from spec import reference as ref
 from spec.backend import Backend
 from spec.data import digits, latent_noise, vae_batch, vae_inputs
-from spec.data.mixture import mode_coverage
+from spec.data.mixture import class_coverage, mode_coverage
 from spec.errors import SpecError
 from spec.losses import check_model_loss
 from spec.models import ZOO, GANSpec, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import GAN_LOSS_TRAINS, count_params, init_params, param_specs, trainable_names, trained_names
+from spec.plots import image_grid, plot_gan_samples
 from spec.recipes import RECIPES, RING, EarlyStopping, RecipeSpec, recipe_split
+from spec.recipes import gan_batch as recipes_gan_batch
 from spec.tolerances import max_scaled_error, tolerance
+from spec.training import History
 from tests.checks import (
     assert_adam_step_from_canonical_gradients_matches_judge,
     assert_backends_agree_per_parameter,
@@ -239,11 +242,10 @@ SGD = OptimizerSpec("sgd", 0.1, momentum=0.0, nesterov=False)
 
 
 def gan_batch(spec: GANSpec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Latents and a real batch: points of the ring, or (pixel_gan) digit rows in [0, 1]."""
-    z = latent_noise(BATCH, spec.latent_size, seed, 0)
-    if spec.data_size == 2:
-        return z, RING.sample(BATCH, seed)[0]
-    return z, digits((64,)).x_test[:BATCH, : spec.data_size]
+    """Latents and a real batch: points of the ring, or (pixel_gan) digit pixels in [0, 1]."""
+    if spec.data_size in (2, 64):
+        return recipes_gan_batch(spec, BATCH, seed)
+    return latent_noise(BATCH, spec.latent_size, seed, 0), digits((64,)).x_test[:BATCH, : spec.data_size]
 
 
 def test_gan_param_count_follows_from_the_layer_sizes() -> None:
@@ -281,6 +283,38 @@ def test_mode_coverage_counts_the_modes_a_sampler_reaches() -> None:
     assert mode_coverage(half, RING).high_quality == pytest.approx(0.5, abs=0.01)
     with pytest.raises(SpecError, match="samples"):
         mode_coverage(np.full((4, 2), np.nan), RING)
+
+
+def test_generated_digits_are_drawn_as_a_grid_per_backend(tmp_path) -> None:
+    split = digits((64,))
+    histories = []
+    for backend_name in ("torch", "jax"):  # no framework runs here: histories as fit leaves them
+        history = History(backend_name, "digits_gan_adam")
+        history.samples = split.x_test[:100]
+        history.coverage = class_coverage(history.samples, split)
+        histories.append(history)
+    png = plot_gan_samples({"digits_gan_adam": histories}, RING, tmp_path / "samples.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5_000
+
+
+def test_class_coverage_counts_the_digit_classes_a_generator_draws() -> None:
+    split = digits((64,))
+    real = class_coverage(split.x_test, split)
+    assert real.modes_covered == 10 and real.high_quality == pytest.approx(0.95, abs=0.01)
+    one_class = split.x_train[split.y_train == 3][:1].repeat(500, axis=0)
+    assert class_coverage(one_class, split).modes_covered == 1
+    noise = np.random.default_rng(0).uniform(size=(500, 64))
+    assert class_coverage(noise, split).modes_covered == 0  # nothing like a real digit
+    with pytest.raises(SpecError, match="samples"):
+        class_coverage(np.zeros((4, 63)), split)
+
+
+def test_image_grid_tiles_square_images_in_order() -> None:
+    images = np.arange(4 * 9, dtype=np.float64).reshape(4, 9)  # four 3×3 images
+    grid = image_grid(images, side=2)
+    assert grid.shape == (7, 7)
+    np.testing.assert_array_equal(grid[4:7, 0:3], images[2].reshape(3, 3))  # second row, first column
+    assert np.isnan(grid[3]).all() and np.isnan(grid[:, 3]).all()  # the gaps
 
 
 @pytest.mark.parametrize("spec", [pytest.param(s, id=n) for n, s in GANS.items()])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spec.data import Split, latent_noise
+from spec.data import Split
 from spec.errors import SpecError
 from spec.validation import check_number, check_positive_int
 
@@ -76,6 +76,32 @@ def mode_coverage(samples: np.ndarray, ring: GaussianRing) -> ModeCoverage:
     return ModeCoverage(int((per_mode >= COVERED_SHARE * fair).sum()), float(near.mean()), tuple(map(int, per_mode)))
 
 
-def gan_batch(ring: GaussianRing, count: int, latent_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and targets to check a GAN on: ``count`` latents z and as many real points of ``ring``."""
-    return latent_noise(count, latent_size, seed, 0), ring.sample(count, seed)[0]
+# A generated digit is "like a real one" when its nearest training image is no farther than this
+# quantile of the real test digits' distances to their nearest training images.
+REAL_DISTANCE_QUANTILE = 0.95
+
+
+def class_coverage(samples: np.ndarray, split: Split) -> ModeCoverage:
+    """Mode coverage for generated digits, a digit class being a mode: each sample takes the label
+    of its nearest training image (1-NN), and a class is covered when at least a quarter of its
+    fair share of the samples (:data:`COVERED_SHARE`) are like-real digits labelled with it."""
+    samples = np.asarray(samples, np.float64)
+    train = split.x_train.reshape(len(split.x_train), -1).astype(np.float64)
+    if samples.ndim != 2 or samples.shape[1] != train.shape[1] or not len(samples):
+        raise SpecError("samples", f"array of shape {samples.shape}", f"(count, {train.shape[1]}) images, count > 0")
+    if not np.isfinite(samples).all():
+        raise SpecError("samples", "non-finite values", "finite pixels (did the generator diverge?)")
+
+    def nearest(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        distances = (points**2).sum(1)[:, None] - 2 * points @ train.T + (train**2).sum(1)[None]
+        index = distances.argmin(axis=1)
+        return index, np.sqrt(np.maximum(distances[np.arange(len(points)), index], 0.0))
+
+    test = split.x_test.reshape(len(split.x_test), -1).astype(np.float64)
+    threshold = np.quantile(nearest(test)[1], REAL_DISTANCE_QUANTILE)
+    index, distance = nearest(samples)
+    near = distance <= threshold
+    classes = int(split.y_train.max()) + 1
+    per_class = np.bincount(split.y_train[index[near]], minlength=classes)
+    covered = int((per_class >= COVERED_SHARE * len(samples) / classes).sum())
+    return ModeCoverage(covered, float(near.mean()), tuple(map(int, per_class)))

@@ -18,7 +18,6 @@ import pytest
 
 from spec.backend import Backend
 from spec.data import digit_targets, digits, vae_batch
-from spec.data.mixture import gan_batch
 from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import UnsupportedOption
 from spec.flops import forward_flops, train_step_flops
@@ -26,7 +25,7 @@ from spec.losses import default_loss
 from spec.models import ZOO, GANSpec, ModelSpec, RNNSpec, TransformerSpec, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import count_params, init_params
-from spec.recipes import RING
+from spec.recipes import gan_batch
 from spec.training import make_optimizer_substituting
 from tests.bench.baselines import BASELINES, matmul
 
@@ -65,7 +64,7 @@ def batch_for(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
         task = running_sign_for(spec.head, batch_size(spec), spec.seq_len, spec.input_size, 0)
         return task.x, task.y
     if isinstance(spec, GANSpec):
-        return gan_batch(RING, batch_size(spec), spec.latent_size, 0)
+        return gan_batch(spec, batch_size(spec), 0)
     if isinstance(spec, VAESpec):
         return vae_batch(digits((spec.input_size,)).x_train[: batch_size(spec)], spec.latent_size, 0)
     split = digits(spec.input_shape)
