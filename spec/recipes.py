@@ -162,6 +162,7 @@ def digits_mlp(hidden: tuple[int, ...], name: str, **options: float) -> MLPSpec:
 
 
 _ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected")
+_GAN_ADAM = _ADAM | dict(beta1=0.5)  # Radford et al.'s DCGAN setting: less momentum for the adversaries
 
 DIGITS_EPOCHS = 35
 DIGITS_TARGET = 0.95
@@ -286,7 +287,7 @@ RECIPES: dict[str, RecipeSpec] = {
         RecipeSpec(
             "ring_gan_adam",
             ZOO["ring_gan"],
-            OptimizerSpec("adam", 1e-3, beta1=0.5, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected"),
+            OptimizerSpec("adam", 1e-3, **_GAN_ADAM),
             "gan_discriminator",
             batch_size=128,
             epochs=100,
@@ -300,7 +301,7 @@ RECIPES: dict[str, RecipeSpec] = {
         RecipeSpec(
             "digits_gan_adam",
             ZOO["digits_gan"],
-            OptimizerSpec("adam", 2e-3, beta1=0.5, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected"),
+            OptimizerSpec("adam", 2e-3, **_GAN_ADAM),
             "gan_discriminator",
             batch_size=64,
             epochs=200,
