@@ -32,7 +32,16 @@ from spec.models import ZOO, GANSpec, ModelSpec, ResNetSpec, RNNSpec, Transforme
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
 from spec.plots import plot_gan_samples, plot_loss_curves
-from spec.recipes import RECIPES, RING, SEQUENCE_RECIPES, TRANSFORMER_RECIPES, RecipeSpec, gan_batch, recipe_split
+from spec.recipes import (
+    GAUSSIAN_RING,
+    RECIPES,
+    RING,
+    SEQUENCE_RECIPES,
+    TRANSFORMER_RECIPES,
+    RecipeSpec,
+    gan_batch,
+    recipe_split,
+)
 from spec.speed import load_speed, speed_markdown
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History, fit
@@ -258,7 +267,11 @@ def compare_recipe(recipe: RecipeSpec, backend: Backend) -> tuple[ConvergenceRow
         notes.append(f"weights of epoch {history.best_epoch}")
     if history.coverage is not None:
         coverage = history.coverage
-        notes.append(f"{coverage.modes_covered} modes covered, {coverage.high_quality:.0%} of samples within 3σ of one")
+        if recipe.data == GAUSSIAN_RING:
+            quality = f"{coverage.high_quality:.0%} of samples within 3σ of one"
+        else:
+            quality = f"{coverage.high_quality:.0%} of samples as close to a training digit as real digits are"
+        notes.append(f"{coverage.modes_covered} modes covered, {quality}")
     accuracy = None if math.isnan(history.final_test_accuracy) else history.final_test_accuracy
     if recipe.target_loss is not None:
         steps = history.steps_to_loss(recipe.target_loss)
