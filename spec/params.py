@@ -130,8 +130,7 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
     infos: dict[str, ParamInfo] = {}
     match spec:
         case MLPSpec():
-            for i, (fan_in, fan_out) in enumerate(pairwise(spec.layer_sizes)):
-                _add_dense(infos, spec, dense_name(i), fan_in, fan_out, spec.use_bias, None)
+            _add_mlp(infos, spec)
         case CNNSpec():
             shapes = spec.shapes()
             for name, layer, shape in zip(cnn_layer_names(spec), spec.layers, shapes):
@@ -162,8 +161,7 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
             _add_transformer(infos, spec)
         case VAESpec() | GANSpec():
             for part, mlp in model_parts(spec).items():
-                for i, (fan_in, fan_out) in enumerate(pairwise(mlp.layer_sizes)):
-                    _add_dense(infos, mlp, f"{part}/{dense_name(i)}", fan_in, fan_out, True, None)
+                _add_mlp(infos, mlp, f"{part}/")
         case _:
             raise ParamError(f"no canonical parameters defined for spec type {type(spec).__name__}")
     if spec.frozen and not unfrozen:  # frozen layers' tensors are state, not trained
@@ -193,7 +191,7 @@ def optimizer_groups(spec: ModelSpec) -> dict[str, list[str]] | None:
     if not isinstance(spec, GANSpec):
         return None
     names = trainable_names(spec)
-    return {part: [n for n in names if n.startswith(f"{part}/")] for part in ("generator", "discriminator")}
+    return {part: [n for n in names if n.startswith(f"{part}/")] for part in model_parts(spec)}
 
 
 def group_of(spec: ModelSpec, names: Collection[str]) -> str:
@@ -208,9 +206,8 @@ def group_of(spec: ModelSpec, names: Collection[str]) -> str:
 def trained_names(spec: ModelSpec, loss: str) -> list[str]:
     """The canonical tensors a training step with ``loss`` updates (and has gradients for): a GAN
     loss's own network's, every trainable tensor otherwise."""
-    names = trainable_names(spec)
-    part = GAN_LOSS_TRAINS.get(loss) if isinstance(spec, GANSpec) else None
-    return [n for n in names if n.startswith(f"{part}/")] if part else names
+    groups = optimizer_groups(spec)
+    return groups[GAN_LOSS_TRAINS[loss]] if groups and loss in GAN_LOSS_TRAINS else trainable_names(spec)
 
 
 def rnn_layer_names(spec: RNNSpec, layer: int) -> list[str]:
@@ -315,6 +312,12 @@ def cnn_layer_names(spec: CNNSpec) -> list[str | None]:
         names.append(f"{kind}_{counts.get(kind, 0)}")
         counts[kind] = counts.get(kind, 0) + 1
     return names
+
+
+def _add_mlp(infos: dict[str, ParamInfo], spec: MLPSpec, prefix: str = "") -> None:
+    """An MLP's Dense layers, named ``{prefix}dense_<i>``."""
+    for i, (fan_in, fan_out) in enumerate(pairwise(spec.layer_sizes)):
+        _add_dense(infos, spec, f"{prefix}{dense_name(i)}", fan_in, fan_out, spec.use_bias, None)
 
 
 def _add_dense(
@@ -466,8 +469,11 @@ def check_params(
     A missing, unexpected, mis-shaped, non-numeric or non-finite tensor raises :class:`ParamError`
     naming it; ``source`` says where the parameters came from (e.g. a file name).
     """
-    wanted = [n for n, i in param_specs(spec).items() if (i.trainable or not trainable_only)]
-    expected = {n: param_specs(spec)[n] for n in wanted if names is None or n in names}
+    expected = {
+        n: info
+        for n, info in param_specs(spec).items()
+        if (info.trainable or not trainable_only) and (names is None or n in names)
+    }
     missing = [n for n in expected if n not in params]
     unexpected = [n for n in params if n not in expected]
     if missing or unexpected:

@@ -197,14 +197,15 @@ def discriminator_logits(spec: GANSpec, params: Mapping[str, np.ndarray], sample
 def gan_loss(spec: GANSpec, params: Mapping[str, np.ndarray], z: np.ndarray, real: np.ndarray, loss_name: str) -> float:
     """A GAN loss (definitions in :mod:`spec.losses`) for latents ``z`` and the real batch, in float64."""
     check_model_loss(spec, loss_name)
+    p = _as_float64_params(spec, params)
     real = _check_targets(real, (len(real), spec.data_size))
-    fake = forward(spec, params, z)
+    fake = output_activation(_mlp(spec.generator, p, _check_input(spec, z), "generator/"), spec.generator_output)
+    fake_logits = _mlp(spec.discriminator, p, fake, "discriminator/")
     softplus = partial(np.logaddexp, 0.0)  # log(1 + e^x) without overflow
-    fooled = softplus(-discriminator_logits(spec, params, fake)).mean()  # −log D(G(z))
     if loss_name == "gan_generator":
-        return float(fooled)
-    real_part = softplus(-discriminator_logits(spec, params, real)).mean()
-    return float(real_part + softplus(discriminator_logits(spec, params, fake)).mean())
+        return float(softplus(-fake_logits).mean())  # −log D(G(z))
+    real_logits = _mlp(spec.discriminator, p, real, "discriminator/")
+    return float(softplus(-real_logits).mean() + softplus(fake_logits).mean())
 
 
 def _resnet(
@@ -595,13 +596,14 @@ def numerical_gradient(
     step = fd_step(loss(spec, base, x, targets, loss_name))
     grads = {}
     for name in names:
+        shifted = {**base, name: base[name].copy()}  # one tensor moves, one coordinate at a time
         grad = np.zeros_like(base[name])
         for index in np.ndindex(grad.shape):
-            shifted = {n: v.copy() for n, v in base.items()}
-            shifted[name][index] += step
+            shifted[name][index] = base[name][index] + step
             above = loss(spec, shifted, x, targets, loss_name)
-            shifted[name][index] -= 2 * step
+            shifted[name][index] = base[name][index] - step
             grad[index] = (above - loss(spec, shifted, x, targets, loss_name)) / (2 * step)
+            shifted[name][index] = base[name][index]
         grads[name] = grad
     return grads
 

@@ -27,7 +27,7 @@ from spec.backend import intra_op_threads
 from spec.losses import check_model_loss, takes_class_ids
 from spec.models import CNNSpec, GANSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
 from spec.optimizers import OptimizerSpec
-from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of
+from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of, optimizer_groups
 from spec.schedules import ScheduleSpec
 
 
@@ -50,6 +50,13 @@ def training_loss(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str)
         return gan_loss(model, x, targets, loss)
     value = compute_loss(loss, model(x), targets, model.spec.output_activation)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
+
+
+def value_and_grads(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str) -> tuple[jax.Array, nnx.State]:
+    """The training loss and its gradient for the parameters a step with ``loss`` trains (a GAN
+    loss: its own network's)."""
+    trained = weights.trainable(model, GAN_LOSS_TRAINS.get(loss))
+    return nnx.value_and_grad(training_loss, argnums=nnx.DiffState(0, trained))(model, x, targets, loss)
 
 
 # Each function returns the model's state after the call along with its result: in training mode
@@ -76,9 +83,7 @@ def _loss_and_grads(
     graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str
 ) -> tuple[jax.Array, nnx.State, nnx.State]:
     model = nnx.merge(graphdef, state)
-    value, grads = nnx.value_and_grad(training_loss, argnums=nnx.DiffState(0, weights.trainable(model, loss)))(
-        model, x, targets, loss
-    )
+    value, grads = value_and_grads(model, x, targets, loss)
     return value, grads, nnx.state(model)
 
 
@@ -98,9 +103,7 @@ def train_step_body(
 ) -> jax.Array:
     """One training step on live NNX objects: eager as it stands, compiled inside :func:`_state_train_step`.
     A GAN's ``optimizer`` is one per network, by name: the loss picks the one it trains."""
-    value, grads = nnx.value_and_grad(training_loss, argnums=nnx.DiffState(0, weights.trainable(model, loss)))(
-        model, x, targets, loss
-    )
+    value, grads = value_and_grads(model, x, targets, loss)
     if isinstance(optimizer, Mapping):
         optimizer = optimizer[GAN_LOSS_TRAINS[loss]]
     optimizer.update(model, grads)
@@ -267,14 +270,15 @@ class JaxBackend:
             *nnx.split(model), _inputs(model, x), jnp.asarray(targets, dtype), loss=loss
         )
         nnx.update(model, state)
-        return float(value), weights.from_state(model, grads, loss)
+        return float(value), weights.from_state(model, grads, GAN_LOSS_TRAINS.get(loss))
 
     def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> nnx.Optimizer | nnx.Dict:
-        if model.spec.kind == "gan":  # one optimizer per network, each over the tensors its loss trains
+        groups = optimizer_groups(model.spec)
+        if groups is not None:  # a GAN: one optimizer per network
             return nnx.Dict(
                 {
-                    part: nnx.Optimizer(synced(model), make_optimizer(opt), wrt=weights.trainable(model, loss))
-                    for loss, part in GAN_LOSS_TRAINS.items()
+                    part: nnx.Optimizer(synced(model), make_optimizer(opt), wrt=weights.trainable(model, part))
+                    for part in groups
                 }
             )
         return nnx.Optimizer(synced(model), make_optimizer(opt), wrt=weights.trainable(model))
@@ -282,12 +286,11 @@ class JaxBackend:
     def apply_gradients(
         self, model: SpecModel, optimizer: nnx.Optimizer | nnx.Dict, grads: Mapping[str, np.ndarray]
     ) -> None:
-        loss = None
+        part = None
         if isinstance(optimizer, nnx.Dict):  # one part's gradients, for that part's optimizer
             part = group_of(model.spec, grads)
-            loss = next(name for name, trains in GAN_LOSS_TRAINS.items() if trains == part)
             optimizer = optimizer[part]
-        grads_state = weights.to_state(synced(model), grads, loss)
+        grads_state = weights.to_state(synced(model), grads, part)
         graphdef, state = nnx.split((model, optimizer))
         nnx.update((model, optimizer), _apply_gradients(graphdef, state, grads_state))
 

@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from spec.models import is_frozen
-from spec.params import GAN_LOSS_TRAINS, check_params, layer_names, param_specs, rnn_layer_position, trained_names
+from spec.params import check_params, layer_names, optimizer_groups, param_specs, rnn_layer_position
 
 _VARIABLE = {
     "kernel": "kernel",
@@ -117,12 +117,11 @@ def freeze(model: nnx.Module) -> None:
         model.frozen_batchnorm_paths = tuple(p for p in paths if isinstance(_at(model, p), nnx.BatchNorm))
 
 
-def trainable(model: nnx.Module, loss: str | None = None) -> nnx.filterlib.Filter:
-    """The NNX filter of what training (with ``loss``) updates: every ``nnx.Param`` outside the
-    frozen layers — for a GAN loss, those of the network it trains (``spec.params.trained_names``)."""
+def trainable(model: nnx.Module, part: str | None = None) -> nnx.filterlib.Filter:
+    """The NNX filter of what training updates: every ``nnx.Param`` outside the frozen layers — only
+    those of one network of a GAN, ``part`` (``spec.params.optimizer_groups``), if given."""
     frozen = getattr(model, "frozen_paths", frozenset())
     params = nnx.All(nnx.Param, lambda path, _: tuple(path) not in frozen) if frozen else nnx.Param
-    part = GAN_LOSS_TRAINS.get(loss) if model.spec.kind == "gan" else None
     return params if part is None else nnx.All(params, nnx.PathContains(part))
 
 
@@ -136,20 +135,21 @@ def export(model: nnx.Module) -> dict[str, np.ndarray]:
     return {name: np.asarray(_at(model, path).get_value()) for name, path in canonical_paths(model).items()}
 
 
-def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray], loss: str | None = None) -> nnx.State:
-    """A parameter-shaped ``nnx.State`` holding canonical ``arrays`` (e.g. gradients to apply) —
-    of the tensors a step with ``loss`` trains."""
-    names = trained_names(model.spec, loss) if loss else None
+def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray], part: str | None = None) -> nnx.State:
+    """A parameter-shaped ``nnx.State`` holding canonical ``arrays`` (e.g. gradients to apply) — of
+    every trained tensor, or of one network of a GAN, ``part``."""
+    names = optimizer_groups(model.spec)[part] if part else None
     checked = check_params(model.spec, arrays, source="gradients", trainable_only=True, names=names)
-    state = nnx.clone(nnx.state(model, trainable(model, loss)))
+    state = nnx.clone(nnx.state(model, trainable(model, part)))
+    paths = canonical_paths(model)
     for name in checked:
-        _at(state, canonical_paths(model)[name]).set_value(jnp.asarray(checked[name]))
+        _at(state, paths[name]).set_value(jnp.asarray(checked[name]))
     return state
 
 
-def from_state(model: nnx.Module, state: nnx.State, loss: str | None = None) -> dict[str, np.ndarray]:
+def from_state(model: nnx.Module, state: nnx.State, part: str | None = None) -> dict[str, np.ndarray]:
     """Canonical arrays from a parameter-shaped ``nnx.State`` (the parameters' gradients, say) — of
-    the tensors a step with ``loss`` trains."""
+    every trained tensor, or of one network of a GAN, ``part``."""
     paths = canonical_paths(model, trainable_only=True)
-    names = trained_names(model.spec, loss) if loss else list(paths)
+    names = optimizer_groups(model.spec)[part] if part else list(paths)
     return {name: np.asarray(_at(state, paths[name]).get_value()) for name in names}
