@@ -24,7 +24,7 @@ import numpy as np
 
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
-from spec.data import digit_targets, digits, jittered, vae_batch
+from spec.data import digits, jittered, vae_batch
 from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import BackendUnavailable, UnsupportedOption
 from spec.losses import default_loss
@@ -41,6 +41,7 @@ from spec.recipes import (
     RecipeSpec,
     gan_batch,
     recipe_split,
+    targets_for,
 )
 from spec.speed import load_speed, speed_markdown
 from spec.tolerances import max_scaled_error, tolerance
@@ -112,8 +113,8 @@ def check_batch(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
         return task.x, targets
     split = digits(spec.input_shape)
     batch = IMAGE_BATCH if len(spec.input_shape) == 3 else BATCH
-    x = jittered(split.x_test[:batch], seed=SEED)
-    return x, digit_targets(split.y_test[:batch], spec.output_activation, spec.output_size)
+    images = split.x_test[:batch]
+    return jittered(images, seed=SEED), targets_for(spec, images, split.y_test[:batch])
 
 
 def compare_model(spec: ModelSpec, backend: Backend) -> Row:

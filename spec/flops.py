@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from spec.layers import Conv2D, Dense, Layer
+from spec.layers import Conv2D, ConvTranspose2D, Dense, Layer
 from spec.models import (
     CNNSpec,
     GANSpec,
@@ -68,6 +68,9 @@ def _layer_flops(layer: Layer, shape: tuple[int, ...]) -> int:
         out_h, out_w, filters = layer_output_shape(layer, shape)
         kh, kw = layer.kernel_size
         return 2 * out_h * out_w * kh * kw * shape[2] * filters
+    if isinstance(layer, ConvTranspose2D):  # every input pixel paints a kh×kw patch (the cropped part too)
+        kh, kw = layer.kernel_size
+        return 2 * shape[0] * shape[1] * kh * kw * shape[2] * layer.filters
     if isinstance(layer, Dense):
         return 2 * shape[0] * layer.units
     return 0

@@ -202,6 +202,58 @@ class Conv2D:
             raise SpecError("conv.use_bias", self.use_bias, (True, False))
 
 
+# Padding of a transposed convolution: how much of its full output it keeps. The full output of an
+# input of n pixels is (n − 1)·stride + window (each input pixel paints a window-sized patch, stride
+# apart); "valid" keeps all of it, and "same" keeps n·stride, cropping what the 'same' convolution of
+# that size would pad — total = max(window − stride, 0), the odd pixel off the bottom/right (so that
+# the layer is exactly the gradient of the 'same' Conv2D it mirrors, as in TensorFlow).
+TRANSPOSED_PADDING_MODES = ("valid", "same")
+
+
+@dataclass(frozen=True)
+class ConvTranspose2D:
+    """A transposed ("fractionally strided") 2-D convolution, the gradient of a Conv2D with respect
+    to its input: input pixel (y, x) adds ``kernel[i, j]`` times its channels to output pixel
+    (y·stride + i, x·stride + j) of the full output, which the padding then crops. Canonical kernel
+    layout (kh, kw, in, out), ``in`` being this layer's input channels — no spatial flip. (torch
+    stores (in, out, kh, kw); Keras, and Flax with ``transpose_kernel=True``, store (kh, kw, out, in),
+    the kernel of the convolution it is the gradient of.) The activation is a separate :class:`Act`.
+    """
+
+    filters: int
+    kernel_size: tuple[int, int] | int
+    strides: tuple[int, int] | int = 1
+    padding: str = "valid"
+    use_bias: bool = True
+
+    def __post_init__(self) -> None:
+        check_positive_int("conv_transpose.filters", self.filters)
+        object.__setattr__(self, "kernel_size", _pair("conv_transpose.kernel_size", self.kernel_size))
+        object.__setattr__(self, "strides", _pair("conv_transpose.strides", self.strides))
+        if self.padding not in TRANSPOSED_PADDING_MODES:
+            raise SpecError("conv_transpose.padding", self.padding, TRANSPOSED_PADDING_MODES)
+        if any(k < s for k, s in zip(self.kernel_size, self.strides)):
+            # a window narrower than its stride leaves gaps between patches, which the frameworks
+            # fill differently (Keras pads the end, torch needs output_padding)
+            raise SpecError("conv_transpose.kernel_size", self.kernel_size, f"at least the strides {self.strides}")
+        if not isinstance(self.use_bias, bool):
+            raise SpecError("conv_transpose.use_bias", self.use_bias, (True, False))
+
+    def crops(self) -> Pads:
+        """The ((top, bottom), (left, right)) pixels cropped off the full output."""
+        if self.padding == "valid":
+            return ((0, 0), (0, 0))
+        totals = [max(k - s, 0) for k, s in zip(self.kernel_size, self.strides)]
+        return ((totals[0] // 2, totals[0] - totals[0] // 2), (totals[1] // 2, totals[1] - totals[1] // 2))
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """Spatial output size for an input of ``size`` (h, w)."""
+        crops = self.crops()
+        return tuple(  # type: ignore[return-value]
+            (n - 1) * s + k - c[0] - c[1] for n, k, s, c in zip(size, self.kernel_size, self.strides, crops)
+        )
+
+
 POOL_KINDS = ("max", "avg")
 
 
@@ -275,6 +327,23 @@ class Flatten:
 
 
 @dataclass(frozen=True)
+class Reshape:
+    """(batch, h·w·c) → (batch, h, w, c), the inverse of :class:`Flatten` (NHWC order: the columns of
+    the Dense kernel before it are ordered (h, w, c)). torch reshapes to NCHW, (c, h, w); its
+    backend reorders those columns at its edge."""
+
+    target_shape: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        shape = self.target_shape
+        if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+            raise SpecError("reshape.target_shape", shape, "(height, width, channels)")
+        for i, n in enumerate(shape):
+            check_positive_int(f"reshape.target_shape[{i}]", n)
+        object.__setattr__(self, "target_shape", tuple(shape))
+
+
+@dataclass(frozen=True)
 class GlobalAvgPool:
     """The mean over height and width: (batch, h, w, c) → (batch, c)."""
 
@@ -303,5 +372,5 @@ class Dropout:
         check_number("dropout.rate", self.rate, low=0.0, high=1.0)
 
 
-Layer = Conv2D | Pool2D | BatchNorm | Act | Flatten | GlobalAvgPool | Dense | Dropout
-LAYER_TYPES = (Conv2D, Pool2D, BatchNorm, Act, Flatten, GlobalAvgPool, Dense, Dropout)
+Layer = Conv2D | ConvTranspose2D | Pool2D | BatchNorm | Act | Flatten | Reshape | GlobalAvgPool | Dense | Dropout
+LAYER_TYPES = (Conv2D, ConvTranspose2D, Pool2D, BatchNorm, Act, Flatten, Reshape, GlobalAvgPool, Dense, Dropout)

@@ -50,6 +50,15 @@ def takes_class_ids(loss: str) -> bool:
     return loss == "sparse_categorical_crossentropy"
 
 
+def check_target_shape(loss: str, logits_shape: tuple[int, ...], targets_shape: tuple[int, ...]) -> None:
+    """Raise :class:`SpecError` unless the targets are shaped as ``loss`` needs: the logits' batch
+    for class ids, the logits' own shape otherwise (an element-wise loss would broadcast silently)."""
+    logits_shape, targets_shape = tuple(logits_shape), tuple(targets_shape)
+    expected = logits_shape[:1] if takes_class_ids(loss) else logits_shape
+    if targets_shape != expected:
+        raise SpecError("targets", f"shape {targets_shape}", f"shape {expected} for {loss} on logits {logits_shape}")
+
+
 # The losses of a model kind whose losses need more than its logits, by ``spec.kind``; the first is
 # its default.
 MODEL_LOSSES = {"vae": ("negative_elbo",), "gan": ("gan_discriminator", "gan_generator")}

@@ -7,6 +7,7 @@ a framework default. Specs are frozen dataclasses validated on construction: a b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from spec.errors import SpecError
@@ -21,12 +22,14 @@ from spec.layers import (
     Activation,
     BatchNorm,
     Conv2D,
+    ConvTranspose2D,
     Dense,
     Dropout,
     Flatten,
     GlobalAvgPool,
     Layer,
     Pool2D,
+    Reshape,
     output_size,
     resolve_padding,
 )
@@ -162,16 +165,27 @@ def _check_image_shape(shape: object) -> tuple[int, int, int]:
     return tuple(shape)  # type: ignore[return-value]
 
 
+def _check_cnn_input_shape(shape: object) -> tuple[int, ...]:
+    """An image (height, width, channels), or a vector (size,) for a network that starts with Dense
+    layers and reshapes them into an image (a generator)."""
+    if isinstance(shape, (tuple, list)) and len(shape) == 1:
+        check_positive_int("input_shape[0]", shape[0])
+        return (int(shape[0]),)
+    return _check_image_shape(shape)
+
+
 def layer_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape (without the batch axis) ``layer`` makes of an input of ``shape``."""
     image = len(shape) == 3
     match layer:
-        case Conv2D() | Pool2D() if not image:
-            raise SpecError("layers", type(layer).__name__, "image layers only before Flatten/GlobalAvgPool")
+        case Conv2D() | ConvTranspose2D() | Pool2D() if not image:
+            raise SpecError("layers", type(layer).__name__, "image layers only on images, not after Flatten")
         case Conv2D():
             window, strides = layer.kernel_size, layer.strides
             pads = resolve_padding(layer.padding, shape[:2], window, strides)
             return (*output_size(shape[:2], window, strides, pads), layer.filters)
+        case ConvTranspose2D():
+            return (*layer.output_size(shape[:2]), layer.filters)
         case Pool2D():
             window, strides = layer.pool_size, layer.strides
             pads = resolve_padding(layer.padding, shape[:2], window, strides)
@@ -179,13 +193,20 @@ def layer_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
                 raise SpecError("pool.padding", pads, f"fewer pixels per side than the window {window}")
             return (*output_size(shape[:2], window, strides, pads), shape[2])
         case Flatten() | GlobalAvgPool() if not image:
-            raise SpecError("layers", type(layer).__name__, "one Flatten or GlobalAvgPool, after the image layers")
+            raise SpecError("layers", type(layer).__name__, "Flatten or GlobalAvgPool only on images")
         case Flatten():
             return (shape[0] * shape[1] * shape[2],)
         case GlobalAvgPool():
             return (shape[2],)
+        case Reshape() if image:
+            raise SpecError("layers", "Reshape", "Reshape only on vectors (after Dense layers)")
+        case Reshape():
+            target = layer.target_shape
+            if target[0] * target[1] * target[2] != shape[0]:
+                raise SpecError("reshape.target_shape", target, f"{shape[0]} values, the size of its input")
+            return target
         case Dense() if image:
-            raise SpecError("layers", "Dense", "Dense layers only after Flatten or GlobalAvgPool")
+            raise SpecError("layers", "Dense", "Dense layers only on vectors (after Flatten or GlobalAvgPool)")
         case Dense():
             return (layer.units,)
     return shape  # BatchNorm, Act, Dropout keep the shape
@@ -193,12 +214,15 @@ def layer_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class CNNSpec:
-    """A sequential convolutional network on NHWC images: image layers (Conv2D, Pool2D, BatchNorm,
-    Act, Dropout), one Flatten or GlobalAvgPool, then Dense layers (with Act, BatchNorm, Dropout);
-    the last layer is a Dense giving the logits, which ``output_activation`` turns into outputs."""
+    """A sequential convolutional network on NHWC images: image layers (Conv2D, ConvTranspose2D,
+    Pool2D, BatchNorm, Act, Dropout) and vector layers (Dense, with Act, BatchNorm, Dropout), joined
+    by Flatten or GlobalAvgPool (image → vector) and Reshape (vector → image). Its input is an image,
+    or a vector (a generator's latent code). The last layer gives the logits, which
+    ``output_activation`` turns into outputs: a Dense layer (a classifier's scores), or a Conv2D or
+    ConvTranspose2D (an image, e.g. an autoencoder's reconstruction, sigmoid per pixel)."""
 
     name: str
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     layers: tuple[Layer, ...]
     output_activation: str
     kernel_initializer: str = "glorot_uniform"
@@ -212,16 +236,20 @@ class CNNSpec:
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        object.__setattr__(self, "input_shape", _check_image_shape(self.input_shape))
+        object.__setattr__(self, "input_shape", _check_cnn_input_shape(self.input_shape))
         if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
             raise SpecError("layers", self.layers, "a sequence of layer specs from spec.layers")
         object.__setattr__(self, "layers", tuple(self.layers))
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, LAYER_TYPES):
                 raise SpecError(f"layers[{i}]", layer, [t.__name__ for t in LAYER_TYPES])
-        if not self.layers or not isinstance(self.layers[-1], Dense):
-            raise SpecError("layers", self.layers[-1:] or "()", "a last Dense layer giving the logits")
+        if not self.layers or not isinstance(self.layers[-1], (Dense, Conv2D, ConvTranspose2D)):
+            raise SpecError(
+                "layers", self.layers[-1:] or "()", "a last Dense, Conv2D or ConvTranspose2D layer giving the logits"
+            )
         self.shapes()  # checks the order of the layers and that every window fits
+        if len(self.output_shape) == 3 and self.output_activation == "softmax":
+            raise SpecError("output_activation", "softmax", "sigmoid or linear for an image output (per pixel)")
         _check_head_and_training_fields(self)
 
     def shapes(self) -> list[tuple[int, ...]]:
@@ -231,14 +259,20 @@ class CNNSpec:
             try:
                 shapes.append(layer_output_shape(layer, shapes[-1]))
             except SpecError as exc:
+                detail = "" if exc.field == "layers" else f" {exc.field}"
                 raise SpecError(
-                    f"layers[{i}] ({type(layer).__name__}) of {self.name}", exc.value, exc.allowed
+                    f"layers[{i}] ({type(layer).__name__}) of {self.name}{detail}", exc.value, exc.allowed
                 ) from None
         return shapes
 
     @property
+    def output_shape(self) -> tuple[int, ...]:
+        """One example's output: (units,) after a Dense layer, (height, width, channels) after a conv."""
+        return self.shapes()[-1]
+
+    @property
     def output_size(self) -> int:
-        return self.layers[-1].units
+        return math.prod(self.output_shape)
 
     @property
     def has_dropout(self) -> bool:
@@ -249,7 +283,8 @@ class CNNSpec:
         parts = ["×".join(map(str, self.input_shape))]
         for layer in self.layers:
             match layer:
-                case Conv2D():
+                case Conv2D() | ConvTranspose2D():
+                    kind = "conv" if isinstance(layer, Conv2D) else "deconv"
                     stride = f"/s{layer.strides[0]}" if layer.strides != (1, 1) else ""
                     pad = (
                         ""
@@ -258,7 +293,7 @@ class CNNSpec:
                         if isinstance(layer.padding, str)
                         else " pad"
                     )
-                    parts.append(f"conv{layer.filters}/{layer.kernel_size[0]}{stride}{pad}")
+                    parts.append(f"{kind}{layer.filters}/{layer.kernel_size[0]}{stride}{pad}")
                 case Pool2D():
                     parts.append(f"{layer.kind}pool{layer.pool_size[0]}")
                 case BatchNorm():
@@ -267,6 +302,8 @@ class CNNSpec:
                     parts.append(str(layer.activation))
                 case Flatten():
                     parts.append("flatten")
+                case Reshape():
+                    parts.append("reshape" + "×".join(map(str, layer.target_shape)))
                 case GlobalAvgPool():
                     parts.append("gap")
                 case Dense():
@@ -274,6 +311,12 @@ class CNNSpec:
                 case Dropout():
                     parts.append(f"dropout{layer.rate:g}")
         return " ".join(parts) + f" ({self.output_activation})"
+
+
+def reconstructs_input(spec: object) -> bool:
+    """Whether ``spec``'s output has its input's shape (an autoencoder's reconstruction)."""
+    output = (spec.output_size,) if isinstance(spec, MLPSpec) else getattr(spec, "output_shape", None)
+    return output == tuple(spec.input_shape)
 
 
 RESNET_STEMS = ("imagenet", "cifar")
@@ -888,6 +931,22 @@ def _torch_forecaster(name: str, cell: str) -> RNNSpec:
     )  # fmt: skip
 
 
+def _conv_autoencoder() -> CNNSpec:
+    # A convolutional autoencoder for the 8×8 digits (the layout of Keras's image-denoising example,
+    # sized down): conv16 3×3 relu → maxpool 2 → conv8 relu → maxpool 2, a 2×2×8 code; then two 3×3
+    # stride-2 transposed convs (8, 16 channels, relu) back to 8×8 and a 3×3 conv to one sigmoid
+    # channel. 'same' at stride 2 crops the odd pixel off the bottom/right, which torch must do by
+    # hand. Biases start non-zero, as in digits_autoencoder (ReLU kinks).
+    layers = (
+        Conv2D(16, 3, padding="same"), _relu(), Pool2D("max", 2),
+        Conv2D(8, 3, padding="same"), _relu(), Pool2D("max", 2),
+        ConvTranspose2D(8, 3, 2, "same"), _relu(),
+        ConvTranspose2D(16, 3, 2, "same"), _relu(),
+        Conv2D(1, 3, padding="same"),
+    )  # fmt: skip
+    return CNNSpec("digits_conv_autoencoder", (8, 8, 1), layers, "sigmoid", bias_initializer="torch_default")
+
+
 SEQUENCE_ZOO: dict[str, RNNSpec] = {
     spec.name: spec
     for spec in (
@@ -974,6 +1033,7 @@ ZOO: dict[str, ModelSpec] = {
             output_activation="sigmoid",
             bias_initializer="torch_default",
         ),
+        _conv_autoencoder(),
         # The classic VAE on flattened 28×28 images: 784 → 256 relu → mean and log-variance of a
         # 10-dimensional latent; 10 → 256 relu → 784 sigmoid; binary cross-entropy summed over the
         # pixels plus the KL term.

@@ -9,7 +9,10 @@ Layout convention (the only place it is defined):
   backend transposes at its edge.)
 * Images are NHWC; conv kernels ``(kh, kw, in, out)``, with fan_in = kh·kw·in and fan_out =
   kh·kw·out for the initializers. A Dense kernel after a Flatten has its rows in NHWC order
-  (h, w, c).
+  (h, w, c), and one before a Reshape its columns (and bias). A transposed conv's kernel is
+  ``(kh, kw, in, out)`` too, ``in`` its own input channels (:class:`spec.layers.ConvTranspose2D`);
+  its fans are those torch and Keras compute, as for the convolution it is the gradient of:
+  fan_in = kh·kw·out, fan_out = kh·kw·in.
 * Sequences are batch-first ``(batch, time, features)``. A recurrent layer ``rnn_<i>`` (with
   ``/forward`` and ``/backward`` under it when bidirectional) holds ``kernel`` (in, G·H),
   ``recurrent_kernel`` (H, G·H) and ``bias`` (G·H,): the G gates concatenated along the last axis in
@@ -48,7 +51,7 @@ from itertools import pairwise
 import numpy as np
 
 from spec.errors import ParamError
-from spec.layers import BatchNorm, Conv2D, Dense, Flatten, Layer
+from spec.layers import BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Layer, Reshape
 from spec.models import (
     CNNSpec,
     GANSpec,
@@ -67,6 +70,7 @@ CANONICAL_DTYPE = np.float32
 LAYOUTS = (
     "dense",
     "conv",
+    "conv_transpose",
     "vector",
     "recurrent",
     "recurrent_bias",
@@ -80,13 +84,14 @@ LAYOUTS = (
 @dataclass(frozen=True)
 class ParamInfo:
     """Shape and role of one canonical tensor. ``layout`` says how backends convert it: a ``dense``
-    kernel (in, out), a ``conv`` kernel (kh, kw, in, out), a ``vector`` (biases, BatchNorm), or a
+    kernel (in, out), a ``conv`` or ``conv_transpose`` kernel (kh, kw, in, out), a ``vector`` (biases, BatchNorm), or a
     recurrent layer's tensor, its gate blocks along the last axis: a ``recurrent`` kernel (in, G·H)
     or recurrent kernel (H, G·H), or a ``recurrent_bias`` (G·H,) or (2, G·H); an ``embedding``
     table (rows, d_model); an attention projection's ``attention_in`` kernel (d_model, heads,
     head_dim), its ``attention_bias`` (heads, head_dim), or the output projection's
     ``attention_out`` kernel (heads, head_dim, d_model).
-    ``flattened_from`` is the (h, w, c) feature map a Dense kernel's rows were flattened from.
+    ``flattened_from`` is the (h, w, c) feature map a Dense kernel's rows were flattened from;
+    ``reshaped_to`` the (h, w, c) feature map a Dense kernel's columns (or its bias) are reshaped to.
     ``zero_gradient`` marks a tensor the loss cannot depend on: an attention key bias adds q·b to
     every score of query q alike, which the softmax cancels (its gradient is float rounding only)."""
 
@@ -97,6 +102,7 @@ class ParamInfo:
     fan_out: int
     layout: str = "vector"
     flattened_from: tuple[int, int, int] | None = None
+    reshaped_to: tuple[int, int, int] | None = None
     zero_gradient: bool = False
 
     @property
@@ -136,7 +142,7 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
             for name, layer, shape in zip(cnn_layer_names(spec), spec.layers, shapes):
                 if name is not None:
                     _add_layer(infos, spec, name, layer, shape)
-            _mark_flatten(infos, spec, shapes)
+            _mark_reshapes(infos, spec, shapes)
         case ResNetSpec():
             shapes = spec.shapes()
             _add_layer(infos, spec, "stem/conv", spec.stem_layers[0], shapes["stem"])
@@ -300,12 +306,16 @@ def layer_names(spec: ModelSpec) -> list[str]:
     return list(dict.fromkeys(name.rsplit("/", 1)[0] for name in param_specs(spec, unfrozen=True)))
 
 
+# The canonical name stem of each kind of layer with tensors (numbered per kind: conv_0, conv_1 …).
+LAYER_KINDS = {Conv2D: "conv", ConvTranspose2D: "conv_transpose", BatchNorm: "batchnorm", Dense: "dense"}
+
+
 def cnn_layer_names(spec: CNNSpec) -> list[str | None]:
     """The canonical name of each layer of a sequential CNN (``None`` for layers without tensors)."""
     counts: dict[str, int] = {}
     names: list[str | None] = []
     for layer in spec.layers:
-        kind = {Conv2D: "conv", BatchNorm: "batchnorm", Dense: "dense"}.get(type(layer))
+        kind = LAYER_KINDS.get(type(layer))
         if kind is None:
             names.append(None)
             continue
@@ -347,6 +357,15 @@ def _add_layer(infos: dict[str, ParamInfo], spec: ModelSpec, name: str, layer: L
             infos[f"{name}/kernel"] = ParamInfo(kernel_shape, True, spec.kernel_initializer, fan_in, fan_out, "conv")
             if layer.use_bias:
                 infos[f"{name}/bias"] = ParamInfo((layer.filters,), True, spec.bias_initializer, fan_in, fan_out)
+        case ConvTranspose2D():
+            kh, kw = layer.kernel_size
+            fan_in, fan_out = kh * kw * layer.filters, kh * kw * channels
+            kernel_shape = (kh, kw, channels, layer.filters)
+            infos[f"{name}/kernel"] = ParamInfo(
+                kernel_shape, True, spec.kernel_initializer, fan_in, fan_out, "conv_transpose"
+            )
+            if layer.use_bias:
+                infos[f"{name}/bias"] = ParamInfo((layer.filters,), True, spec.bias_initializer, fan_in, fan_out)
         case BatchNorm():
             for variable, trainable, initializer in BATCHNORM_TENSORS:
                 infos[f"{name}/{variable}"] = ParamInfo((channels,), trainable, initializer, channels, channels)
@@ -363,14 +382,26 @@ BATCHNORM_TENSORS = (
 )
 
 
-def _mark_flatten(infos: dict[str, ParamInfo], spec: CNNSpec, shapes: list[tuple[int, ...]]) -> None:
-    """Record on the Dense kernel right after a Flatten the (h, w, c) its rows come from."""
+def _mark_reshapes(infos: dict[str, ParamInfo], spec: CNNSpec, shapes: list[tuple[int, ...]]) -> None:
+    """Record on the Dense kernel right after a Flatten the (h, w, c) its rows come from, and on the
+    tensors from the Dense layer before a Reshape up to it (kernel columns, bias, a BatchNorm's
+    vectors) the (h, w, c) their features are reshaped to."""
     names = cnn_layer_names(spec)
     for i, layer in enumerate(spec.layers):
         if isinstance(layer, Flatten):
-            following = next((n for n, lay in zip(names[i + 1 :], spec.layers[i + 1 :]) if isinstance(lay, Dense)))
-            key = f"{following}/kernel"
-            infos[key] = replace(infos[key], flattened_from=shapes[i])  # type: ignore[arg-type]
+            for name, later in zip(names[i + 1 :], spec.layers[i + 1 :]):
+                if isinstance(later, Reshape):  # flattened and reshaped before any Dense
+                    break
+                if isinstance(later, Dense):
+                    key = f"{name}/kernel"
+                    infos[key] = replace(infos[key], flattened_from=shapes[i])  # type: ignore[arg-type]
+                    break
+        if isinstance(layer, Reshape):  # back to the Dense layer feeding it: every tensor on the way
+            for name, earlier in reversed(list(zip(names[:i], spec.layers[:i]))):
+                for key in [k for k in infos if name is not None and k.startswith(f"{name}/")]:
+                    infos[key] = replace(infos[key], reshaped_to=layer.target_shape)
+                if isinstance(earlier, (Dense, Flatten)):
+                    break
 
 
 def trainable_names(spec: ModelSpec) -> list[str]:

@@ -20,6 +20,7 @@ from spec.layers import (
     Activation,
     BatchNorm,
     Conv2D,
+    ConvTranspose2D,
     Dense,
     Dropout,
     Flatten,
@@ -27,6 +28,7 @@ from spec.layers import (
     Layer,
     Pads,
     Pool2D,
+    Reshape,
     resolve_padding,
 )
 from spec.losses import check_loss, check_model_loss
@@ -363,6 +365,9 @@ def apply_layer(
             pads = resolve_padding(layer.padding, h.shape[1:3], layer.kernel_size, layer.strides)
             out = conv2d(h, p[f"{name}/kernel"], layer.strides, pads)
             return out + p[f"{name}/bias"] if layer.use_bias else out
+        case ConvTranspose2D():
+            out = conv_transpose2d(h, p[f"{name}/kernel"], layer.strides, layer.crops())
+            return out + p[f"{name}/bias"] if layer.use_bias else out
         case Pool2D():
             return pool2d(h, layer)
         case BatchNorm():
@@ -371,6 +376,8 @@ def apply_layer(
             return activation(h, layer.activation)
         case Flatten():
             return h.reshape(len(h), -1)  # NHWC order: rows of the next kernel are (h, w, c)
+        case Reshape():
+            return h.reshape(len(h), *layer.target_shape)  # NHWC: the previous columns are (h, w, c)
         case GlobalAvgPool():
             return h.mean(axis=(1, 2))
         case Dense():
@@ -387,6 +394,21 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, strides: tuple[int, int], pads: Pa
     kh, kw = kernel.shape[:2]
     windows = sliding_window_view(x, (kh, kw), axis=(1, 2))[:, :: strides[0], :: strides[1]]  # n, h, w, c, kh, kw
     return np.tensordot(windows, kernel, axes=([3, 4, 5], [2, 0, 1]))
+
+
+def conv_transpose2d(x: np.ndarray, kernel: np.ndarray, strides: tuple[int, int], crops: Pads) -> np.ndarray:
+    """Transposed convolution of NHWC ``x`` with a (kh, kw, in, out) kernel: each input pixel adds
+    its channels times ``kernel[i, j]`` to the output pixel ``stride`` times its position plus
+    (i, j); then ``crops`` come off the edges (:class:`spec.layers.ConvTranspose2D`)."""
+    n, h, w, _ = x.shape
+    kh, kw, _, out = kernel.shape
+    sh, sw = strides
+    full = np.zeros((n, (h - 1) * sh + kh, (w - 1) * sw + kw, out), dtype=np.result_type(x, kernel))
+    for i in range(kh):
+        for j in range(kw):
+            full[:, i : i + (h - 1) * sh + 1 : sh, j : j + (w - 1) * sw + 1 : sw] += x @ kernel[i, j]
+    (top, bottom), (left, right) = crops
+    return full[:, top : full.shape[1] - bottom, left : full.shape[2] - right]
 
 
 def pool2d(x: np.ndarray, layer: Pool2D) -> np.ndarray:

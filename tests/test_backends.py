@@ -11,7 +11,7 @@ from spec.backend import Backend
 from spec.data import digits, one_hot
 from spec.errors import ParamError
 from spec.losses import LOSS_OUTPUT_ACTIVATIONS, default_loss
-from spec.models import ZOO, MLPSpec, ModelSpec
+from spec.models import ZOO, MLPSpec, ModelSpec, reconstructs_input
 from spec.params import count_params, init_params
 from spec.tolerances import max_scaled_error, tolerance
 
@@ -61,7 +61,7 @@ def batch_for(spec: ModelSpec, loss: str, seed: int = 0) -> tuple[np.ndarray, np
     x, labels = split.x_test[:BATCH], split.y_test[:BATCH]
     if loss == "sparse_categorical_crossentropy":
         return x, labels
-    if isinstance(spec, MLPSpec) and spec.output_activation == "sigmoid" and spec.output_size == spec.input_size:
+    if reconstructs_input(spec) and spec.output_activation == "sigmoid":
         return x, x
     if loss in ("categorical_crossentropy", "binary_crossentropy") or spec.output_activation != "linear":
         return x, one_hot(labels, spec.output_size)

@@ -10,10 +10,12 @@ import jax.numpy as jnp
 import optax
 
 from impls.jax.models import GAN, VAEOutput, output_activation
+from spec.losses import check_target_shape
 from spec.models import VAESpec
 
 
 def compute_loss(loss: str, logits: jax.Array, targets: jax.Array, output_kind: str) -> jax.Array:
+    check_target_shape(loss, logits.shape, targets.shape)
     match loss:
         case "sparse_categorical_crossentropy":
             return optax.losses.softmax_cross_entropy_with_integer_labels(logits, targets).mean()

@@ -13,7 +13,20 @@ import jax.numpy as jnp
 from flax import nnx
 
 from spec.errors import UnsupportedOption
-from spec.layers import Act, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool, Layer, Pool2D, resolve_padding
+from spec.layers import (
+    Act,
+    BatchNorm,
+    Conv2D,
+    ConvTranspose2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Layer,
+    Pool2D,
+    Reshape,
+    resolve_padding,
+)
 from spec.models import (
     Activation,
     CNNSpec,
@@ -93,7 +106,7 @@ class SpecModel(nnx.Module):
         kernels = [
             m.kernel[...]
             for path, m in nnx.iter_modules(self)
-            if isinstance(m, (nnx.Conv, nnx.Linear)) and (*path, "kernel") not in frozen
+            if isinstance(m, (nnx.Conv, nnx.ConvTranspose, nnx.Linear)) and (*path, "kernel") not in frozen
         ]
         return self.spec.kernel_l2 * sum(jnp.sum(jnp.square(k)) for k in kernels)
 
@@ -170,6 +183,21 @@ def layer_callable(layer: Layer, shape: tuple[int, ...], rngs: nnx.Rngs) -> Call
                 use_bias=layer.use_bias,
                 rngs=rngs,
             )
+        case ConvTranspose2D():
+            # the gradient of a convolution, as torch and Keras compute it (transpose_kernel); lax
+            # pads the stride-dilated input, by k − 1 for the full output, less what the spec crops
+            crops = layer.crops()
+            pads = [(k - 1 - c[0], k - 1 - c[1]) for k, c in zip(layer.kernel_size, crops)]
+            return nnx.ConvTranspose(
+                shape[2],
+                layer.filters,
+                layer.kernel_size,
+                strides=layer.strides,
+                padding=pads,
+                use_bias=layer.use_bias,
+                transpose_kernel=True,
+                rngs=rngs,
+            )
         case Pool2D() if layer.kind == "max":
             return partial(
                 nnx.max_pool, window_shape=layer.pool_size, strides=layer.strides, padding=_flax_padding(layer, shape)
@@ -188,6 +216,8 @@ def layer_callable(layer: Layer, shape: tuple[int, ...], rngs: nnx.Rngs) -> Call
             return activation(layer.activation)
         case Flatten():
             return flatten
+        case Reshape():  # vectors to NHWC feature maps, (h, w, c) order
+            return partial(jnp.reshape, shape=(-1, *layer.target_shape))
         case GlobalAvgPool():
             return global_avg_pool
         case Dense():

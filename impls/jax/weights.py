@@ -1,7 +1,8 @@
 """Canonical ⇄ Flax NNX names and layouts (conventions in :mod:`spec.params`).
 
 Flax already uses the canonical layouts — NHWC images, ``nnx.Linear`` kernels (in, out), ``nnx.Conv``
-kernels (kh, kw, in, out), NHWC flattening — so values pass through unchanged; this module maps
+kernels (kh, kw, in, out), NHWC flattening and reshaping — so values pass through unchanged, but for
+``nnx.ConvTranspose``'s (kh, kw, out, in) kernel (:func:`swap_layout`); this module maps
 canonical names to variables and to paths in an ``nnx.State``. BatchNorm's ``gamma``, ``beta``,
 ``moving_mean`` and ``moving_variance`` are Flax's ``scale``, ``bias``, ``mean`` and ``var``. A
 recurrent layer's kernel and recurrent kernel are its cell's ``dense_i`` and ``dense_h`` kernels
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from spec.models import is_frozen
-from spec.params import check_params, layer_names, optimizer_groups, param_specs, rnn_layer_position
+from spec.params import ParamInfo, check_params, layer_names, optimizer_groups, param_specs, rnn_layer_position
 
 _VARIABLE = {
     "kernel": "kernel",
@@ -125,14 +127,25 @@ def trainable(model: nnx.Module, part: str | None = None) -> nnx.filterlib.Filte
     return params if part is None else nnx.All(params, nnx.PathContains(part))
 
 
+def swap_layout(info: ParamInfo, value: np.ndarray | jax.Array) -> np.ndarray | jax.Array:
+    """A tensor in Flax's layout from the canonical one, or back (its own inverse): only a
+    transposed conv's kernel differs, (kh, kw, out, in) with ``transpose_kernel=True``."""
+    return value.swapaxes(2, 3) if info.layout == "conv_transpose" else value
+
+
 def load(model: nnx.Module, params: Mapping[str, np.ndarray]) -> None:
     checked = check_params(model.spec, params)
+    infos = param_specs(model.spec)
     for name, path in canonical_paths(model).items():
-        _at(model, path).set_value(jnp.asarray(checked[name]))
+        _at(model, path).set_value(jnp.asarray(swap_layout(infos[name], checked[name])))
 
 
 def export(model: nnx.Module) -> dict[str, np.ndarray]:
-    return {name: np.asarray(_at(model, path).get_value()) for name, path in canonical_paths(model).items()}
+    infos = param_specs(model.spec)
+    return {
+        name: np.ascontiguousarray(swap_layout(infos[name], np.asarray(_at(model, path).get_value())))
+        for name, path in canonical_paths(model).items()
+    }
 
 
 def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray], part: str | None = None) -> nnx.State:
@@ -141,9 +154,9 @@ def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray], part: str | No
     names = optimizer_groups(model.spec)[part] if part else None
     checked = check_params(model.spec, arrays, source="gradients", trainable_only=True, names=names)
     state = nnx.clone(nnx.state(model, trainable(model, part)))
-    paths = canonical_paths(model)
+    paths, infos = canonical_paths(model), param_specs(model.spec)
     for name in checked:
-        _at(state, paths[name]).set_value(jnp.asarray(checked[name]))
+        _at(state, paths[name]).set_value(jnp.asarray(swap_layout(infos[name], checked[name])))
     return state
 
 
@@ -152,4 +165,8 @@ def from_state(model: nnx.Module, state: nnx.State, part: str | None = None) -> 
     every trained tensor, or of one network of a GAN, ``part``."""
     paths = canonical_paths(model, trainable_only=True)
     names = optimizer_groups(model.spec)[part] if part else list(paths)
-    return {name: np.asarray(_at(state, paths[name]).get_value()) for name in names}
+    infos = param_specs(model.spec)
+    return {
+        name: np.ascontiguousarray(swap_layout(infos[name], np.asarray(_at(state, paths[name]).get_value())))
+        for name in names
+    }

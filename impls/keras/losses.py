@@ -6,11 +6,13 @@ import keras
 import tensorflow as tf
 
 from impls.keras.models import GAN, VAEOutput, output_activation
+from spec.losses import check_target_shape
 from spec.models import VAESpec
 
 
 @tf.autograph.experimental.do_not_convert  # plain Python dispatch on the loss name, nothing to convert
 def compute_loss(loss: str, logits: keras.KerasTensor, targets: keras.KerasTensor, output_kind: str):
+    check_target_shape(loss, logits.shape, targets.shape)
     # Keras losses default to probabilities (from_logits=False) and then clip them to [1e-7, 1 − 1e-7];
     # logits avoid that clip and match the spec's definitions.
     match loss:

@@ -14,6 +14,7 @@ from spec.layers import (
     Act,
     BatchNorm,
     Conv2D,
+    ConvTranspose2D,
     Dense,
     Dropout,
     Flatten,
@@ -21,6 +22,7 @@ from spec.layers import (
     Layer,
     Pads,
     Pool2D,
+    Reshape,
     resolve_padding,
 )
 from spec.models import (
@@ -145,6 +147,17 @@ def layer_stack(layer: Layer, name: str, shape: tuple[int, ...], spec: MLPSpec |
                 name=name,
             )
             return [conv] if pads is None else [keras.layers.ZeroPadding2D(pads, name=f"{name}_pad"), conv]
+        case ConvTranspose2D():  # Keras's 'valid' and 'same' are the spec's (TensorFlow's rule)
+            conv = keras.layers.Conv2DTranspose(
+                layer.filters,
+                layer.kernel_size,
+                layer.strides,
+                padding=layer.padding,
+                use_bias=layer.use_bias,
+                kernel_regularizer=regularizer,
+                name=name,
+            )
+            return [conv]
         case Pool2D():
             return _pool_stack(layer, name, shape)
         case BatchNorm():
@@ -153,6 +166,8 @@ def layer_stack(layer: Layer, name: str, shape: tuple[int, ...], spec: MLPSpec |
             return [keras.layers.Activation(activation(layer.activation), name=name)]
         case Flatten():
             return [keras.layers.Flatten(name=name)]  # NHWC: (h, w, c) order, the canonical one
+        case Reshape():
+            return [keras.layers.Reshape(layer.target_shape, name=name)]
         case GlobalAvgPool():
             return [keras.layers.GlobalAveragePooling2D(name=name)]
         case Dense():

@@ -1,7 +1,8 @@
 """Canonical ⇄ Keras names and layouts (conventions in :mod:`spec.params`).
 
 Keras already uses the canonical layouts — NHWC images, ``Dense`` kernels (in, out), ``Conv2D``
-kernels (kh, kw, in, out), NHWC flattening — and BatchNormalization's variable names, so values pass
+kernels (kh, kw, in, out), NHWC flattening and reshaping — except ``Conv2DTranspose``'s
+(kh, kw, out, in) kernel, and BatchNormalization's variable names, so values pass
 through unchanged; this module maps canonical names to Keras variables. Recurrent cells hold
 ``kernel``, ``recurrent_kernel`` and ``bias`` in the canonical layout too, (2, G·H) for the
 reset-after GRU's bias included, except that Keras orders the GRU's gates z, r, h. A
@@ -22,8 +23,12 @@ from spec.params import ParamInfo, check_params, layer_names, param_specs, rnn_l
 _KERAS_GRU_GATES = [1, 0, 2]  # canonical r, z, n -> Keras z, r, h (and back: the swap is its own inverse)
 
 
-def gate_order(spec: object, info: ParamInfo, value: np.ndarray) -> np.ndarray:
-    """A recurrent tensor with its gate blocks in Keras's order (from the canonical one, or back)."""
+def swap_layout(spec: object, info: ParamInfo, value: np.ndarray) -> np.ndarray:
+    """A tensor in Keras's layout from the canonical one, or back — each difference is its own
+    inverse: a GRU tensor's gate blocks (z and r swapped), and a transposed conv's kernel, which
+    Keras keeps as (kh, kw, out, in), the kernel of the convolution it is the gradient of."""
+    if info.layout == "conv_transpose":
+        return np.asarray(value).swapaxes(2, 3)
     if spec.kind != "rnn" or spec.cell != "gru" or not info.is_recurrent:
         return value
     blocks = np.split(np.asarray(value), 3, axis=-1)
@@ -119,7 +124,7 @@ def load(model: keras.Model, params: Mapping[str, np.ndarray]) -> None:
     checked = check_params(model.spec, params)
     infos = param_specs(model.spec)
     for name, variable in canonical_variables(model).items():
-        variable.assign(gate_order(model.spec, infos[name], checked[name]))
+        variable.assign(swap_layout(model.spec, infos[name], checked[name]))
 
 
 def export(model: keras.Model) -> dict[str, np.ndarray]:
@@ -129,10 +134,10 @@ def export(model: keras.Model) -> dict[str, np.ndarray]:
 def to_canonical(model: keras.Model, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Arrays of the model's variables (values or gradients), by canonical name, in the canonical layout."""
     infos = param_specs(model.spec)
-    return {name: gate_order(model.spec, infos[name], np.asarray(value)) for name, value in arrays.items()}
+    return {name: swap_layout(model.spec, infos[name], np.asarray(value)) for name, value in arrays.items()}
 
 
 def to_native(model: keras.Model, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Canonical arrays (gradients, say), by canonical name, in the layout of the model's variables."""
     infos = param_specs(model.spec)
-    return {name: gate_order(model.spec, infos[name], value) for name, value in arrays.items()}
+    return {name: swap_layout(model.spec, infos[name], value) for name, value in arrays.items()}

@@ -80,6 +80,16 @@ def configure_compiler() -> None:
     torch._dynamo.config.fail_on_recompile_limit_hit = True
 
 
+def _to_nchw(tensor: torch.Tensor) -> torch.Tensor:
+    """Canonical NHWC images (inputs, or image targets) as the NCHW tensors torch layers use."""
+    return tensor.permute(0, 3, 1, 2).contiguous() if tensor.ndim == 4 else tensor
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A model's outputs as canonical numpy arrays: NCHW images back to NHWC."""
+    return (tensor.permute(0, 2, 3, 1) if tensor.ndim == 4 else tensor).cpu().numpy()
+
+
 class TorchBackend:
     name = "torch"
 
@@ -141,8 +151,7 @@ class TorchBackend:
         token ids become int64, the index type of ``nn.Embedding``."""
         if input_dtype(model.spec) == "int32":
             return self._tensor(x, torch.int64)
-        tensor = self._tensor(x)
-        return tensor.permute(0, 3, 1, 2).contiguous() if tensor.ndim == 4 else tensor
+        return _to_nchw(self._tensor(x))
 
     def logits(
         self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool | None = None
@@ -150,12 +159,12 @@ class TorchBackend:
         model.train(training)
         run = _compiled_module(model) if compiled else model
         with torch.no_grad():
-            return logits_of(run(self._input(model, x))).cpu().numpy()
+            return _to_numpy(logits_of(run(self._input(model, x))))
 
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         model.train(training)
         with torch.no_grad():
-            return model.infer(self._input(model, x)).cpu().numpy()
+            return _to_numpy(model.infer(self._input(model, x)))
 
     def encode(self, model: VAE, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model.train(False)
@@ -177,7 +186,7 @@ class TorchBackend:
         model.train(True)
         model.zero_grad(set_to_none=True)
         # torch's cross_entropy wants int64 class ids
-        target_tensor = self._tensor(targets, torch.int64 if takes_class_ids(loss) else torch.float32)
+        target_tensor = _to_nchw(self._tensor(targets, torch.int64 if takes_class_ids(loss) else torch.float32))
         loss_fn = _compiled_loss(model) if compiled else training_loss
         value = loss_fn(model, self._input(model, x), target_tensor, loss)
         value.backward()

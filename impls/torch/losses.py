@@ -6,10 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from impls.torch.models import GAN, VAEOutput, output_activation
+from spec.losses import check_target_shape
 from spec.models import VAESpec
 
 
 def compute_loss(loss: str, logits: torch.Tensor, targets: torch.Tensor, output_kind: str) -> torch.Tensor:
+    check_target_shape(loss, logits.shape, targets.shape)
     match loss:
         case "sparse_categorical_crossentropy":
             return F.cross_entropy(logits, targets)  # integer targets, mean over the batch

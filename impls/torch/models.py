@@ -17,6 +17,7 @@ from spec.layers import (
     Act,
     BatchNorm,
     Conv2D,
+    ConvTranspose2D,
     Dense,
     Dropout,
     Flatten,
@@ -24,6 +25,7 @@ from spec.layers import (
     Layer,
     Pads,
     Pool2D,
+    Reshape,
     resolve_padding,
 )
 from spec.models import (
@@ -89,7 +91,7 @@ class SpecModel(nn.Module):
     def l2_penalty(self) -> torch.Tensor:
         """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the trained conv and
         Linear weights."""
-        layers = (m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+        layers = (m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)))
         kernels = (m.weight for m in layers if m.weight.requires_grad)
         return self.spec.kernel_l2 * sum(w.square().sum() for w in kernels)
 
@@ -169,16 +171,10 @@ def layer_modules(layer: Layer, name: str, shape: tuple[int, ...]) -> list[tuple
     match layer:
         case Conv2D():
             pads = resolve_padding(layer.padding, shape[:2], layer.kernel_size, layer.strides)
-            symmetric = _symmetric(pads)
-            conv = nn.Conv2d(
-                shape[2],
-                layer.filters,
-                layer.kernel_size,
-                layer.strides,
-                padding=(pads[0][0], pads[1][0]) if symmetric else 0,
-                bias=layer.use_bias,
-            )
+            conv, symmetric = _with_symmetric_padding(nn.Conv2d, layer, shape[2], pads)
             return [(name, conv)] if symmetric else [(f"{name}_pad", _pad_module(pads, 0.0)), (name, conv)]
+        case ConvTranspose2D():
+            return _conv_transpose_modules(layer, name, shape)
         case Pool2D():
             return _pool_modules(layer, name, shape)
         case BatchNorm():
@@ -187,6 +183,9 @@ def layer_modules(layer: Layer, name: str, shape: tuple[int, ...]) -> list[tuple
             return [(name, activation(layer.activation))]
         case Flatten():
             return [(name, nn.Flatten())]  # (c, h, w) order: weights.py reorders the next kernel's rows
+        case Reshape():  # to (c, h, w): weights.py reorders the columns of the Dense before it
+            height, width, channels = layer.target_shape
+            return [(name, nn.Unflatten(1, (channels, height, width)))]
         case GlobalAvgPool():
             return [(name, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))]
         case Dense():
@@ -194,6 +193,38 @@ def layer_modules(layer: Layer, name: str, shape: tuple[int, ...]) -> list[tuple
         case Dropout():
             return [(name, nn.Dropout(layer.rate))]
     raise ValueError(f"no torch module for layer {layer}")
+
+
+def _with_symmetric_padding(
+    kind: type[nn.Conv2d | nn.ConvTranspose2d], layer: Conv2D | ConvTranspose2D, channels: int, pads: Pads
+) -> tuple[nn.Module, bool]:
+    """The torch conv for ``layer``, with ``pads`` as its own ``padding`` (a transposed conv's:
+    cropped) where they are symmetric, else none: whether they were is the second value."""
+    symmetric = _symmetric(pads)
+    padding = (pads[0][0], pads[1][0]) if symmetric else 0
+    conv = kind(channels, layer.filters, layer.kernel_size, layer.strides, padding=padding, bias=layer.use_bias)
+    return conv, symmetric
+
+
+class Crop2d(nn.Module):
+    """Cuts ((top, bottom), (left, right)) pixels off the edges of an NCHW tensor: a transposed
+    conv's asymmetric 'same' crop, which ``ConvTranspose2d``'s symmetric ``padding`` cannot express."""
+
+    def __init__(self, crops: Pads) -> None:
+        super().__init__()
+        self.crops = crops
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (top, bottom), (left, right) = self.crops
+        return x[:, :, top : x.shape[2] - bottom, left : x.shape[3] - right]
+
+
+def _conv_transpose_modules(layer: ConvTranspose2D, name: str, shape: tuple[int, ...]) -> list[tuple[str, nn.Module]]:
+    """``nn.ConvTranspose2d``, whose ``padding`` crops both sides alike (DCGAN's 4×4/s2/p1 is the
+    spec's 'same'); an asymmetric crop, e.g. 3×3/s2 'same' → (0, 1), follows as ``<name>_crop``."""
+    crops = layer.crops()
+    conv, symmetric = _with_symmetric_padding(nn.ConvTranspose2d, layer, shape[2], crops)
+    return [(name, conv)] if symmetric else [(name, conv), (f"{name}_crop", Crop2d(crops))]
 
 
 def _pool_modules(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[tuple[str, nn.Module]]:

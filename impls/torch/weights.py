@@ -141,6 +141,8 @@ def to_native(info: ParamInfo, value: np.ndarray) -> np.ndarray:
             return value.T
         case "conv":
             return value.transpose(3, 2, 0, 1)
+        case "conv_transpose":  # (kh, kw, in, out) -> (in, out, kh, kw)
+            return value.transpose(2, 3, 0, 1)
         case "attention_in":  # (d_model, heads, head_dim) -> rows of in_proj_weight, head-major
             return value.reshape(value.shape[0], -1).T
         case "attention_bias":
@@ -151,8 +153,23 @@ def to_native(info: ParamInfo, value: np.ndarray) -> np.ndarray:
             if info.flattened_from is not None:  # rows (h, w, c) -> (c, h, w)
                 h, w, c = info.flattened_from
                 value = value.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
-            return value.T
-    return value
+            return _features_to_chw(info, value).T
+    return _features_to_chw(info, value)
+
+
+def _features_to_chw(info: ParamInfo, value: np.ndarray) -> np.ndarray:
+    """Last axis (h, w, c) -> (c, h, w) for a tensor feeding a Reshape (torch unflattens NCHW)."""
+    if info.reshaped_to is None:
+        return value
+    return np.moveaxis(value.reshape(*value.shape[:-1], *info.reshaped_to), -1, -3).reshape(value.shape)
+
+
+def _features_to_hwc(info: ParamInfo, value: np.ndarray) -> np.ndarray:
+    """Last axis (c, h, w) -> (h, w, c): the inverse of :func:`_features_to_chw`."""
+    if info.reshaped_to is None:
+        return value
+    h, w, c = info.reshaped_to
+    return np.moveaxis(value.reshape(*value.shape[:-1], c, h, w), -3, -1).reshape(value.shape)
 
 
 def to_canonical(info: ParamInfo, value: np.ndarray) -> np.ndarray:
@@ -162,6 +179,8 @@ def to_canonical(info: ParamInfo, value: np.ndarray) -> np.ndarray:
             return value.T
         case "conv":
             return value.transpose(2, 3, 1, 0)
+        case "conv_transpose":
+            return value.transpose(2, 3, 0, 1)
         case "attention_in" | "attention_out":
             return value.T.reshape(info.shape)
         case "attention_bias":
@@ -171,7 +190,7 @@ def to_canonical(info: ParamInfo, value: np.ndarray) -> np.ndarray:
             if info.flattened_from is not None:  # rows (c, h, w) -> (h, w, c)
                 h, w, c = info.flattened_from
                 value = value.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(h * w * c, -1)
-    return value
+    return _features_to_hwc(info, value)
 
 
 def freeze(model: nn.Module) -> None:

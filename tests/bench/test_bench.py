@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from spec.backend import Backend
-from spec.data import digit_targets, digits, vae_batch
+from spec.data import digits, vae_batch
 from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import UnsupportedOption
 from spec.flops import forward_flops, train_step_flops
@@ -25,7 +25,7 @@ from spec.losses import default_loss
 from spec.models import ZOO, GANSpec, ModelSpec, RNNSpec, TransformerSpec, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import count_params, init_params
-from spec.recipes import gan_batch
+from spec.recipes import gan_batch, targets_for
 from spec.training import make_optimizer_substituting
 from tests.bench.baselines import BASELINES, matmul
 
@@ -68,8 +68,8 @@ def batch_for(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(spec, VAESpec):
         return vae_batch(digits((spec.input_size,)).x_train[: batch_size(spec)], spec.latent_size, 0)
     split = digits(spec.input_shape)
-    labels = split.y_train[: batch_size(spec)]
-    return split.x_train[: batch_size(spec)], digit_targets(labels, spec.output_activation, spec.output_size)
+    images = split.x_train[: batch_size(spec)]
+    return images, targets_for(spec, images, split.y_train[: batch_size(spec)])
 
 
 def on_device(backend: Backend, array: np.ndarray) -> object:

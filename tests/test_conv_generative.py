@@ -1,0 +1,232 @@
+"""The convolutional half of the generative zoo: the transposed convolution and the reshape its
+decoders and generators need (each backend against the judge, the judge against the convolution it
+is the gradient of), the convolutional autoencoder, and the DCGAN-style GAN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spec import reference as ref
+from spec.backend import Backend
+from spec.data import digits, jittered
+from spec.errors import SpecError
+from spec.flops import forward_flops
+from spec.layers import Act, BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Pool2D, Reshape, resolve_padding
+from spec.models import ZOO, CNNSpec, reconstructs_input
+from spec.params import count_params, init_params, param_specs
+from spec.recipes import RECIPES, data_for, recipe_split, targets_for
+from spec.tolerances import max_scaled_error, tolerance
+from tests.checks import (
+    assert_adam_step_from_canonical_gradients_matches_judge,
+    assert_backends_agree_per_parameter,
+    assert_gradients_match_judge,
+)
+
+BATCH = 16
+_RELU = Act("relu")
+# Small decoders covering each way a transposed conv's padding maps onto a framework: 'same' at
+# stride 2 with an odd window (crop (0, 1): torch crops by hand), with an even one (crop (1, 1):
+# torch's padding=1, DCGAN's 4×4/s2/p1), 'valid' (no crop), unequal windows and strides per axis,
+# no bias; and a generator from a vector through Dense → BatchNorm → Reshape (torch unflattens
+# NCHW, so the Dense columns and BatchNorm vectors are reordered at its edge).
+SMALL = [
+    CNNSpec(
+        "deconv_decoder",
+        (8, 8, 1),
+        (
+            Conv2D(6, 3, 2, "same"), _RELU,
+            ConvTranspose2D(5, 3, 2, "same"), _RELU,
+            ConvTranspose2D(4, 4, 2, "same"), Act("tanh"),
+            ConvTranspose2D(3, (3, 2), (1, 2), "valid", use_bias=False), _RELU,
+            Conv2D(1, (3, 4), (2, 4), "valid"),
+        ),
+        "sigmoid",
+        bias_initializer="torch_default",
+    ),
+    CNNSpec(
+        "reshape_generator",
+        (6,),
+        (
+            Dense(2 * 2 * 5, use_bias=False), BatchNorm(momentum=0.8), _RELU, Reshape((2, 2, 5)),
+            ConvTranspose2D(4, 4, 2, "same"), _RELU,
+            ConvTranspose2D(1, 3, 2, "same"),
+        ),
+        "sigmoid",
+        bias_initializer="torch_default",
+    ),
+]  # fmt: skip
+SMALL_IDS = [spec.name for spec in SMALL]
+CASES = [*SMALL, ZOO["digits_conv_autoencoder"]]
+CASE_IDS = [spec.name for spec in CASES]
+LOSSES = ["mse", "binary_crossentropy"]
+
+
+def batch_for(spec: CNNSpec, size: int = BATCH, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Jittered digits (or latent vectors for a generator) and clean digits as targets."""
+    images = digits((8, 8, 1)).x_test[:size]
+    if len(spec.input_shape) == 1:
+        return np.random.default_rng(seed).normal(size=(size, *spec.input_shape)).astype(np.float32), images
+    return jittered(images, seed=seed), images
+
+
+# --- the spec and the judge -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("window", "stride", "padding", "size"),
+    [
+        (3, 2, "same", 4),
+        (4, 2, "same", 4),
+        (3, 1, "same", 5),
+        (3, 2, "valid", 4),
+        (2, 2, "valid", 3),
+        (5, 3, "same", 2),
+    ],
+)
+def test_judge_transposed_conv_is_the_gradient_of_its_conv(window, stride, padding, size) -> None:
+    # ⟨conv(y), x⟩ = ⟨y, conv_transpose(x)⟩ for every x and y, with the conv of the same kernel viewed
+    # (kh, kw, out, in) and the padding 'same' or 'valid' gives on the transposed conv's output size
+    layer = ConvTranspose2D(5, window, stride, padding)
+    rng = np.random.default_rng(window * 10 + stride)
+    x = rng.normal(size=(2, size, size, 3))
+    kernel = rng.normal(size=(window, window, 3, 5))
+    y = ref.conv_transpose2d(x, kernel, layer.strides, layer.crops())
+    assert y.shape == (2, *layer.output_size((size, size)), 5)
+    pads = resolve_padding(padding, y.shape[1:3], layer.kernel_size, layer.strides)
+    probe = rng.normal(size=y.shape)
+    conv_of_probe = ref.conv2d(probe, kernel.transpose(0, 1, 3, 2), layer.strides, pads)
+    assert conv_of_probe.shape == x.shape
+    assert np.vdot(conv_of_probe, x) == pytest.approx(np.vdot(probe, y), rel=1e-12)
+
+
+def test_output_sizes_follow_the_published_formulas() -> None:
+    # torch: (n − 1)·s − 2·padding + k; Keras 'same': n·s, 'valid': (n − 1)·s + k (for k ≥ s)
+    assert ConvTranspose2D(1, 4, 2, "same").output_size((7, 7)) == (14, 14) == ((7 - 1) * 2 - 2 * 1 + 4,) * 2
+    assert ConvTranspose2D(1, 3, 2, "same").crops() == ((0, 1), (0, 1))
+    assert ConvTranspose2D(1, 5, 2, "valid").output_size((7, 3)) == (17, 9)
+    assert ConvTranspose2D(1, (3, 2), (1, 2), "same").output_size((5, 5)) == (5, 10)
+
+
+def test_reshape_is_the_inverse_of_flatten_in_nhwc_order() -> None:
+    spec = CNNSpec("roundtrip", (2, 3, 4), (Flatten(), Reshape((2, 3, 4)), Conv2D(1, 1)), "linear")
+    params = init_params(spec, 0)
+    x = np.random.default_rng(0).normal(size=(3, 2, 3, 4))
+    expected = x @ params["conv_0/kernel"][0, 0] + params["conv_0/bias"]
+    np.testing.assert_allclose(ref.logits(spec, params, x), expected, rtol=1e-12)
+
+
+def test_canonical_shapes_and_fans_of_a_transposed_conv() -> None:
+    infos = param_specs(ZOO["digits_conv_autoencoder"])
+    kernel = infos["conv_transpose_1/kernel"]
+    assert kernel.shape == (3, 3, 8, 16)  # (kh, kw, in, out): 8 channels in, 16 out
+    assert (kernel.fan_in, kernel.fan_out) == (3 * 3 * 16, 3 * 3 * 8)  # as torch and Keras count them
+    # conv 1·16·9 + 16, 16·8·9 + 8; transposed 8·8·9 + 8, 8·16·9 + 16; conv 16·1·9 + 1
+    assert count_params(ZOO["digits_conv_autoencoder"]).trainable == 160 + 1_160 + 584 + 1_168 + 145 == 3_217
+    generator = param_specs(SMALL[1])
+    assert generator["dense_0/kernel"].reshaped_to == (2, 2, 5) == generator["batchnorm_0/gamma"].reshaped_to
+    assert generator["conv_transpose_0/kernel"].reshaped_to is None
+
+
+def test_flops_count_each_transposed_conv_as_its_conv() -> None:
+    # per image, 2 per multiply-add: conv 8·8·9·1·16, conv 4·4·9·16·8; transposed convs paint a 3×3
+    # patch per input pixel: 2·2·9·8·8 and 4·4·9·8·16 — each the count of the conv it is the
+    # gradient of (that conv's output is the transposed conv's input); conv 8·8·9·16·1
+    macs = 8 * 8 * 9 * 16 + 4 * 4 * 9 * 16 * 8 + 2 * 2 * 9 * 8 * 8 + 4 * 4 * 9 * 8 * 16 + 8 * 8 * 9 * 16
+    assert forward_flops(ZOO["digits_conv_autoencoder"], 3) == 3 * 2 * macs
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: ConvTranspose2D(4, 3, 2, ((0, 1), (0, 1))), "conv_transpose.padding"),
+        (lambda: ConvTranspose2D(4, 2, 3, "valid"), "conv_transpose.kernel_size"),
+        (lambda: ConvTranspose2D(4, (3, 1), (1, 2), "same"), "conv_transpose.kernel_size"),
+        (lambda: ConvTranspose2D(0, 3), "conv_transpose.filters"),
+        (lambda: Reshape((2, 2)), "reshape.target_shape"),
+        (lambda: CNNSpec("bad", (6,), (Dense(12), Reshape((2, 2, 4)), Conv2D(1, 1)), "linear"), "reshape.target_shape"),
+        (lambda: CNNSpec("bad", (8, 8, 1), (Reshape((8, 8, 1)), Conv2D(1, 1)), "linear"), "layers"),
+        (lambda: CNNSpec("bad", (6,), (ConvTranspose2D(1, 3),), "linear"), "layers"),
+        (lambda: CNNSpec("bad", (8, 8, 1), (Conv2D(1, 3, padding="same"),), "softmax"), "output_activation"),
+        (lambda: CNNSpec("bad", (8, 8, 1), (Conv2D(4, 3), Pool2D("max", 2)), "linear"), "layers"),
+    ],
+)
+def test_bad_decoder_spec_names_the_field(make, field: str) -> None:
+    with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+        make()
+
+
+def test_the_autoencoder_recipe_reconstructs_the_images() -> None:
+    spec = ZOO["digits_conv_autoencoder"]
+    assert reconstructs_input(spec) and spec.output_shape == spec.input_shape == (8, 8, 1)
+    recipe = RECIPES["digits_conv_autoencoder_mse"]
+    assert data_for(spec) == (recipe.data,)
+    split = recipe_split(recipe)
+    assert split.x_train.shape[1:] == (8, 8, 1)
+    np.testing.assert_array_equal(split.x_train, split.y_train)
+    images = split.x_test[:4]
+    np.testing.assert_array_equal(targets_for(spec, images, split.y_test[:4]), images)
+    # its target is well below predicting the mean training image for every pixel
+    mean_image_mse = float(((split.x_test - split.x_train.mean(axis=0)) ** 2).mean())
+    assert recipe.target_loss < 0.5 * mean_image_mse
+
+
+# --- every backend --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", CASES, ids=CASE_IDS)
+def test_param_count_and_round_trip(backend: Backend, spec: CNNSpec) -> None:
+    params = init_params(spec, 0)
+    model = backend.build(spec, params)
+    assert backend.count_params(model) == count_params(spec)
+    exported = backend.export_params(model)
+    assert list(exported) == list(params)
+    for name in params:
+        np.testing.assert_array_equal(exported[name], params[name], err_msg=name)
+
+
+@pytest.mark.parametrize("spec", CASES, ids=CASE_IDS)
+def test_image_outputs_match_the_judge_eager_and_compiled(backend: Backend, spec: CNNSpec) -> None:
+    params = init_params(spec, 1)
+    x, _ = batch_for(spec)
+    model = backend.build(spec, params)
+    tol = tolerance("forward", "float32", backend.device())
+    expected = ref.logits(spec, params, x)
+    assert expected.shape == (BATCH, *spec.output_shape)
+    for compiled in (False, True):
+        logits = backend.logits(model, x, compiled=compiled)
+        assert logits.shape == expected.shape  # NHWC on every backend, torch's NCHW converted back
+        assert max_scaled_error(logits, expected, tol) <= 1.0, f"compiled={compiled}"
+    assert max_scaled_error(backend.forward(model, x), ref.forward(spec, params, x), tol) <= 1.0
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("spec", CASES, ids=CASE_IDS)
+def test_pixel_losses_and_gradients_match_the_judge(backend: Backend, spec: CNNSpec, loss: str) -> None:
+    params = init_params(spec, 2)
+    x, images = batch_for(spec, 8)
+    model = backend.build(spec, params)
+    assert_gradients_match_judge(backend, model, spec, params, x, images, loss, seed=3)
+
+
+@pytest.mark.parametrize("spec", CASES, ids=CASE_IDS)
+def test_backends_agree_per_parameter(backends: tuple[Backend, Backend], spec: CNNSpec) -> None:
+    params = init_params(spec, 4)
+    x, images = batch_for(spec, 8)
+    models = tuple(b.build(spec, params) for b in backends)
+    assert_backends_agree_per_parameter(backends, models, spec, x, images, "mse")
+
+
+@pytest.mark.parametrize("spec", SMALL, ids=SMALL_IDS)
+def test_adam_step_from_canonical_gradients_matches_the_judge(backend: Backend, spec: CNNSpec) -> None:
+    params = init_params(spec, 6)
+    assert_adam_step_from_canonical_gradients_matches_judge(backend, backend.build(spec, params), spec, params, seed=7)
+
+
+def test_targets_of_another_shape_are_refused_not_broadcast(backend: Backend) -> None:
+    spec = ZOO["digits_conv_autoencoder"]
+    model = backend.build(spec, init_params(spec, 0))
+    x, images = batch_for(spec, 4)
+    for loss in LOSSES:  # (4, 64) against (4, 8, 8, 1) logits would broadcast to (4, 8, 8, 64)
+        with pytest.raises(SpecError, match=r"targets: got 'shape \(4, 64\)'"):
+            backend.loss_and_grads(model, x, images.reshape(4, 64), loss)
