@@ -28,7 +28,7 @@ from spec.data import digits, jittered, vae_batch
 from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import BackendUnavailable, UnsupportedOption
 from spec.losses import default_loss
-from spec.models import ZOO, GANSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec
+from spec.models import GAN_SPECS, ZOO, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
 from spec.plots import plot_gan_samples, plot_loss_curves
@@ -103,7 +103,7 @@ def check_batch(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
         return task.x, task.y
     if isinstance(spec, VAESpec):
         return vae_batch(digits((spec.input_size,)).x_test[:BATCH], spec.latent_size, SEED)
-    if isinstance(spec, GANSpec):
+    if isinstance(spec, GAN_SPECS):
         return gan_batch(spec, BATCH, SEED)
     if isinstance(spec, RNNSpec):
         task = running_sign_for(spec.head, SEQUENCE_BATCH, spec.seq_len, spec.input_size, SEED)

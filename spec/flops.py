@@ -11,7 +11,9 @@ from itertools import pairwise
 
 from spec.layers import Conv2D, ConvTranspose2D, Dense, Layer
 from spec.models import (
+    GAN_SPECS,
     CNNSpec,
+    ConvGANSpec,
     GANSpec,
     MLPSpec,
     ModelSpec,
@@ -57,7 +59,7 @@ def forward_flops(spec: ModelSpec, batch: int) -> int:
             return batch * (spec.num_layers * per_layer + head_positions * 2 * d * spec.output_size)
         case VAESpec():  # the reparameterisation is a few operations per latent unit
             return forward_flops(spec.encoder, batch) + forward_flops(spec.decoder, batch)
-        case GANSpec():  # the model's forward: the generator's samples
+        case GANSpec() | ConvGANSpec():  # the model's forward: the generator's samples
             return forward_flops(spec.generator, batch)
     raise TypeError(f"no FLOP count for {type(spec).__name__}")
 
@@ -81,6 +83,6 @@ def train_step_flops(spec: ModelSpec, batch: int) -> int:
     (the gradient with respect to each layer's input and to its weights). A GAN's is its
     discriminator's step (its default loss): the generator's samples, then the discriminator
     forward and backward on them and on as many real points."""
-    if isinstance(spec, GANSpec):
+    if isinstance(spec, GAN_SPECS):
         return forward_flops(spec.generator, batch) + 3 * forward_flops(spec.discriminator, 2 * batch)
     return 3 * forward_flops(spec, batch)

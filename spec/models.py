@@ -822,6 +822,10 @@ class GANSpec:
         return self.generator_output
 
     @property
+    def data_shape(self) -> tuple[int]:
+        return (self.data_size,)
+
+    @property
     def input_shape(self) -> tuple[int]:
         return (self.latent_size,)
 
@@ -837,12 +841,91 @@ class GANSpec:
         return f"G {self.generator.describe()}; D {self.discriminator.describe()}"
 
 
+@dataclass(frozen=True)
+class ConvGANSpec:
+    """A DCGAN-style GAN (Radford et al. 2016) whose two networks are sequential CNNs: a generator
+    from the latent vector (Dense → Reshape → transposed convs) to an image, and a discriminator
+    from an image (strided convs → Flatten → Dense) to one logit. Inputs, losses and training are
+    those of :class:`GANSpec`. Without BatchNorm or Dropout (DCGAN has BatchNorm): whose batch
+    statistics — real and generated batches apart or together, the generator's step updating the
+    discriminator's running ones or not — is a convention of its own, not pinned here yet."""
+
+    name: str
+    generator: CNNSpec
+    discriminator: CNNSpec
+    kernel_l2: float = field(default=0.0, init=False)
+    frozen: tuple[str, ...] = field(default=(), init=False)
+    frozen_batchnorm: str = field(default="inference", init=False)
+    kind: str = field(default="gan", init=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        for part in ("generator", "discriminator"):
+            network = getattr(self, part)
+            if not isinstance(network, CNNSpec):
+                raise SpecError(part, network, "a CNNSpec")
+            if network.kernel_l2 or network.frozen:
+                raise SpecError(f"{part}.kernel_l2/frozen", (network.kernel_l2, network.frozen), "0 and ()")
+            held = [type(layer).__name__ for layer in network.layers if isinstance(layer, (BatchNorm, Dropout))]
+            if held:
+                raise SpecError(f"{part}.layers", held[0], "layers without batch statistics or noise")
+        if len(self.generator.input_shape) != 1:
+            raise SpecError("generator.input_shape", self.generator.input_shape, "a latent vector (size,)")
+        if self.generator.output_activation not in GENERATOR_OUTPUTS:
+            raise SpecError("generator.output_activation", self.generator.output_activation, GENERATOR_OUTPUTS)
+        if self.generator.output_shape != self.discriminator.input_shape:
+            raise SpecError(
+                "generator", f"samples of shape {self.generator.output_shape}",
+                f"the discriminator's input shape {self.discriminator.input_shape}",
+            )  # fmt: skip
+        if self.discriminator.output_shape != (1,) or self.discriminator.output_activation != "sigmoid":
+            raise SpecError(
+                "discriminator", f"{self.discriminator.output_shape} {self.discriminator.output_activation} outputs",
+                "one sigmoid output, the probability that its input is real",
+            )  # fmt: skip
+
+    @property
+    def latent_size(self) -> int:
+        return self.generator.input_shape[0]
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return self.discriminator.input_shape
+
+    @property
+    def generator_output(self) -> str:
+        return self.generator.output_activation
+
+    @property
+    def output_activation(self) -> str:
+        return self.generator_output
+
+    @property
+    def input_shape(self) -> tuple[int]:
+        return (self.latent_size,)
+
+    @property
+    def output_size(self) -> int:
+        return math.prod(self.data_shape)
+
+    @property
+    def has_dropout(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        return f"G {self.generator.describe()}; D {self.discriminator.describe()}"
+
+
+# A GAN of either kind: their networks, losses and training are alike (``kind`` "gan").
+GAN_SPECS = (GANSpec, ConvGANSpec)
+
+
 def input_dtype(spec: object) -> str:
     """The dtype of a model's inputs: token ids for a Transformer, float32 values otherwise."""
     return "int32" if getattr(spec, "kind", None) == "transformer" else "float32"
 
 
-ModelSpec = MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec | GANSpec
+ModelSpec = MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec | GANSpec | ConvGANSpec
 
 
 def _relu() -> Act:
@@ -947,6 +1030,27 @@ def _conv_autoencoder() -> CNNSpec:
     return CNNSpec("digits_conv_autoencoder", (8, 8, 1), layers, "sigmoid", bias_initializer="torch_default")
 
 
+def _digits_dcgan() -> ConvGANSpec:
+    # A DCGAN-style GAN for the 8×8 digits (Radford et al.'s layout, sized down, without BatchNorm):
+    # the generator maps z of 32 through Dense 4·4·64 relu, a reshape to 4×4×64, a 4×4 stride-2
+    # transposed conv (32, relu; torch's 4/2/1) to 8×8 and a 3×3 one to a sigmoid channel; the
+    # discriminator reads it with two 4×4 stride-2 convs (32, 64 channels, leaky ReLU 0.2) to 2×2×64,
+    # flattened into one logit. Biases start non-zero (torch's init): with zeros, a window over the
+    # blank corner of a real digit puts its unit exactly on leaky ReLU's kink (as in digits_autoencoder).
+    leaky = Act("leaky_relu(0.2)")
+    generator = (
+        Dense(4 * 4 * 64), _relu(), Reshape((4, 4, 64)),
+        ConvTranspose2D(32, 4, 2, "same"), _relu(),
+        ConvTranspose2D(1, 3, 1, "same"),
+    )  # fmt: skip
+    discriminator = (Conv2D(32, 4, 2, "same"), leaky, Conv2D(64, 4, 2, "same"), leaky, Flatten(), Dense(1))
+    return ConvGANSpec(
+        "digits_dcgan",
+        CNNSpec("digits_dcgan_generator", (32,), generator, "sigmoid", bias_initializer="torch_default"),
+        CNNSpec("digits_dcgan_discriminator", (8, 8, 1), discriminator, "sigmoid", bias_initializer="torch_default"),
+    )
+
+
 SEQUENCE_ZOO: dict[str, RNNSpec] = {
     spec.name: spec
     for spec in (
@@ -1043,6 +1147,7 @@ ZOO: dict[str, ModelSpec] = {
         GANSpec("ring_gan", 8, 2, (64, 64), (64, 64)),
         # An MLP GAN for the 8×8 digits: z of 32 → 256 relu → 64 sigmoid pixels; 64 → 256 leaky ReLU → 1.
         GANSpec("digits_gan", 32, 64, (256,), (256,), generator_output="sigmoid"),
+        _digits_dcgan(),
         *VISION_ZOO,
         *SEQUENCE_ZOO.values(),
         *TRANSFORMER_ZOO.values(),

@@ -31,9 +31,9 @@ Layout convention (the only place it is defined):
   ``final_norm`` (pre-norm only) and the head ``dense_0``.
 * A VAE holds two MLPs named as above under ``encoder/`` and ``decoder/``: ``encoder/dense_1`` maps
   the hidden layer to [mean | log-variance] (2·latent columns, the mean's first). A GAN holds its
-  two under ``generator/`` and ``discriminator/``.
-* A sequential CNN numbers its layers per kind: ``conv_0``, ``batchnorm_0``, ``dense_0`` …; a ResNet
-  names them by position: ``stem/conv``, ``stem/bn``, ``stage_1/block_0/conv_a`` (``bn_a``,
+  two networks (MLPs, or sequential CNNs named as below) under ``generator/`` and ``discriminator/``.
+* A sequential CNN numbers its layers per kind: ``conv_0``, ``conv_transpose_0``, ``batchnorm_0``,
+  ``dense_0`` …; a ResNet names them by position: ``stem/conv``, ``stem/bn``, ``stage_1/block_0/conv_a`` (``bn_a``,
   ``conv_b``, ``bn_b``, ``shortcut_conv``, ``shortcut_bn``) and ``head``.
 * BatchNorm layers hold ``gamma`` and ``beta`` (trainable) and ``moving_mean`` and
   ``moving_variance`` (state, not trainable). Trainable parameters and state tensors share the
@@ -53,7 +53,9 @@ import numpy as np
 from spec.errors import ParamError
 from spec.layers import BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Layer, Reshape
 from spec.models import (
+    GAN_SPECS,
     CNNSpec,
+    ConvGANSpec,
     GANSpec,
     MLPSpec,
     ModelSpec,
@@ -165,9 +167,9 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
             _add_dense(infos, spec, dense_name(0), spec.features, spec.output_size, True, None)
         case TransformerSpec():
             _add_transformer(infos, spec)
-        case VAESpec() | GANSpec():
-            for part, mlp in model_parts(spec).items():
-                _add_mlp(infos, mlp, f"{part}/")
+        case VAESpec() | GANSpec() | ConvGANSpec():
+            for part, network in model_parts(spec).items():
+                infos |= {f"{part}/{name}": info for name, info in param_specs(network).items()}
         case _:
             raise ParamError(f"no canonical parameters defined for spec type {type(spec).__name__}")
     if spec.frozen and not unfrozen:  # frozen layers' tensors are state, not trained
@@ -178,10 +180,11 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
     return infos
 
 
-def model_parts(spec: VAESpec | GANSpec) -> dict[str, MLPSpec]:
-    """The MLPs of a two-part model by the prefix of their canonical names: a VAE's ``encoder`` and
-    ``decoder`` (``encoder/dense_1/kernel`` is (hidden, 2·latent), its columns the mean's then the
-    log-variance's), a GAN's ``generator`` and ``discriminator``."""
+def model_parts(spec: VAESpec | GANSpec | ConvGANSpec) -> dict[str, MLPSpec | CNNSpec]:
+    """The networks of a two-part model by the prefix of their canonical names: a VAE's ``encoder``
+    and ``decoder`` (``encoder/dense_1/kernel`` is (hidden, 2·latent), its columns the mean's then
+    the log-variance's), a GAN's ``generator`` and ``discriminator`` (MLPs, or CNNs for a
+    :class:`spec.models.ConvGANSpec`)."""
     if isinstance(spec, VAESpec):
         return {"encoder": spec.encoder, "decoder": spec.decoder}
     return {"generator": spec.generator, "discriminator": spec.discriminator}
@@ -194,7 +197,7 @@ GAN_LOSS_TRAINS = {"gan_discriminator": "discriminator", "gan_generator": "gener
 def optimizer_groups(spec: ModelSpec) -> dict[str, list[str]] | None:
     """For a model trained by one optimizer per part (a GAN: ``generator``, ``discriminator``),
     each part's trainable tensors; ``None`` for a model with one optimizer over all of them."""
-    if not isinstance(spec, GANSpec):
+    if not isinstance(spec, GAN_SPECS):
         return None
     names = trainable_names(spec)
     return {part: [n for n in names if n.startswith(f"{part}/")] for part in model_parts(spec)}
@@ -324,10 +327,10 @@ def cnn_layer_names(spec: CNNSpec) -> list[str | None]:
     return names
 
 
-def _add_mlp(infos: dict[str, ParamInfo], spec: MLPSpec, prefix: str = "") -> None:
-    """An MLP's Dense layers, named ``{prefix}dense_<i>``."""
+def _add_mlp(infos: dict[str, ParamInfo], spec: MLPSpec) -> None:
+    """An MLP's Dense layers, named ``dense_<i>``."""
     for i, (fan_in, fan_out) in enumerate(pairwise(spec.layer_sizes)):
-        _add_dense(infos, spec, f"{prefix}{dense_name(i)}", fan_in, fan_out, spec.use_bias, None)
+        _add_dense(infos, spec, dense_name(i), fan_in, fan_out, spec.use_bias, None)
 
 
 def _add_dense(

@@ -121,7 +121,9 @@ GRID_SIDE = 8  # generated images per row and column of a backend's grid
 
 
 def image_grid(samples: np.ndarray, side: int = GRID_SIDE) -> np.ndarray:
-    """The first side² flattened square images tiled into one picture, a pixel of gap between them."""
+    """The first side² square one-channel images (flattened or not) tiled into one picture, a pixel
+    of gap between them."""
+    samples = samples.reshape(len(samples), -1)
     pixels = math.isqrt(samples.shape[1])
     if pixels * pixels != samples.shape[1]:
         raise ValueError(f"samples of {samples.shape[1]} values are not square images")

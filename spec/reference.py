@@ -32,7 +32,19 @@ from spec.layers import (
     resolve_padding,
 )
 from spec.losses import check_loss, check_model_loss
-from spec.models import CNNSpec, GANSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, is_frozen
+from spec.models import (
+    GAN_SPECS,
+    CNNSpec,
+    ConvGANSpec,
+    GANSpec,
+    MLPSpec,
+    ModelSpec,
+    ResNetSpec,
+    RNNSpec,
+    TransformerSpec,
+    VAESpec,
+    is_frozen,
+)
 from spec.optimizers import OptimizerSpec
 from spec.params import (
     check_params,
@@ -137,8 +149,8 @@ def logits_and_state(
             h = _transformer(spec, p, h)
         case VAESpec():
             h = _vae(spec, p, h)[0]
-        case GANSpec():
-            h = _mlp(spec.generator, p, h, "generator/")
+        case GANSpec() | ConvGANSpec():
+            h = _network(spec.generator, p, h, "generator/")
         case _:
             raise SpecError("spec", type(spec).__name__, "a spec with a reference forward pass")
     return h, state
@@ -153,6 +165,16 @@ def _mlp(spec: MLPSpec, p: Mapping[str, np.ndarray], h: np.ndarray, prefix: str 
             h = h + p[f"{prefix}{dense_name(i)}/bias"]
         if i < last:
             h = activation(h, spec.activations[i])
+    return h
+
+
+def _network(spec: MLPSpec | CNNSpec, p: Mapping[str, np.ndarray], h: np.ndarray, prefix: str) -> np.ndarray:
+    """The logits of one network of a GAN, an MLP or a CNN (without BatchNorm: see
+    :class:`spec.models.ConvGANSpec`), whose tensors are named ``{prefix}…``."""
+    if isinstance(spec, MLPSpec):
+        return _mlp(spec, p, h, prefix)
+    for name, layer in zip(cnn_layer_names(spec), spec.layers):
+        h = apply_layer(layer, name and f"{prefix}{name}", p, h, False, {})
     return h
 
 
@@ -191,22 +213,27 @@ def negative_elbo(
     return float(np.mean(per_pixel.sum(axis=-1) + spec.kl_weight * kl_divergence(mean, log_variance)))
 
 
-def discriminator_logits(spec: GANSpec, params: Mapping[str, np.ndarray], samples: np.ndarray) -> np.ndarray:
+def discriminator_logits(
+    spec: GANSpec | ConvGANSpec, params: Mapping[str, np.ndarray], samples: np.ndarray
+) -> np.ndarray:
     """A GAN discriminator's logit for each sample (real or generated), in float64."""
-    return _mlp(spec.discriminator, _as_float64_params(spec, params), np.asarray(samples, np.float64), "discriminator/")
+    p = _as_float64_params(spec, params)
+    return _network(spec.discriminator, p, np.asarray(samples, np.float64), "discriminator/")
 
 
-def gan_loss(spec: GANSpec, params: Mapping[str, np.ndarray], z: np.ndarray, real: np.ndarray, loss_name: str) -> float:
+def gan_loss(
+    spec: GANSpec | ConvGANSpec, params: Mapping[str, np.ndarray], z: np.ndarray, real: np.ndarray, loss_name: str
+) -> float:
     """A GAN loss (definitions in :mod:`spec.losses`) for latents ``z`` and the real batch, in float64."""
     check_model_loss(spec, loss_name)
     p = _as_float64_params(spec, params)
-    real = _check_targets(real, (len(real), spec.data_size))
-    fake = output_activation(_mlp(spec.generator, p, _check_input(spec, z), "generator/"), spec.generator_output)
-    fake_logits = _mlp(spec.discriminator, p, fake, "discriminator/")
+    real = _check_targets(real, (len(real), *spec.data_shape))
+    fake = output_activation(_network(spec.generator, p, _check_input(spec, z), "generator/"), spec.generator_output)
+    fake_logits = _network(spec.discriminator, p, fake, "discriminator/")
     softplus = partial(np.logaddexp, 0.0)  # log(1 + e^x) without overflow
     if loss_name == "gan_generator":
         return float(softplus(-fake_logits).mean())  # −log D(G(z))
-    real_logits = _mlp(spec.discriminator, p, real, "discriminator/")
+    real_logits = _network(spec.discriminator, p, real, "discriminator/")
     return float(softplus(-real_logits).mean() + softplus(fake_logits).mean())
 
 
@@ -526,7 +553,7 @@ def loss(
     if isinstance(spec, VAESpec):
         check_model_loss(spec, loss_name)
         return negative_elbo(spec, *vae_outputs(spec, params, x), targets)
-    if isinstance(spec, GANSpec):
+    if isinstance(spec, GAN_SPECS):
         return gan_loss(spec, params, x, targets, loss_name)
     z = logits(spec, params, x, training=True)
     data_loss = loss_from_logits(loss_name, z, targets, spec.output_activation)

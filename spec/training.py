@@ -17,7 +17,7 @@ from spec.backend import Backend
 from spec.data import EVALUATION_STREAM, Split, batch_indices, latent_noise, stratified_split, vae_inputs
 from spec.data.mixture import ModeCoverage, class_coverage, mode_coverage
 from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
-from spec.models import GANSpec, VAESpec
+from spec.models import GAN_SPECS, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
 from spec.recipes import GAUSSIAN_RING, RING, RecipeSpec
@@ -95,7 +95,7 @@ def evaluation_loss(backend: Backend, model: object, recipe: RecipeSpec, split: 
     if isinstance(recipe.model, VAESpec):
         inputs = model_inputs(recipe, split.x_test, EVALUATION_STREAM)
         return ref.loss(recipe.model, backend.export_params(model), inputs, split.y_test, recipe.loss)
-    if isinstance(recipe.model, GANSpec):  # the discriminator's loss on the test points and fresh samples
+    if isinstance(recipe.model, GAN_SPECS):  # the discriminator's loss on the test points and fresh samples
         z = latent_noise(len(split.x_test), recipe.model.latent_size, recipe.seed, EVALUATION_STREAM)
         return ref.loss(recipe.model, backend.export_params(model), z, split.x_test, "gan_discriminator")
     logits = backend.logits(model, split.x_test)
@@ -135,7 +135,7 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
             if recipe.augmentation is not None:
                 x_batch = recipe.augmentation(x_batch, recipe.seed, epoch, step)
             x_batch = model_inputs(recipe, x_batch, step)
-            if isinstance(recipe.model, GANSpec):  # the discriminator's step, then the generator's
+            if isinstance(recipe.model, GAN_SPECS):  # the discriminator's step, then the generator's
                 z = latent_noise(len(batch), recipe.model.latent_size, recipe.seed, step)
                 loss = backend.train_step(model, optimizer, z, x_batch, "gan_discriminator", compiled=compiled)
                 generator_loss = backend.train_step(model, optimizer, z, x_batch, "gan_generator", compiled=compiled)
@@ -171,7 +171,7 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
     history.final_params = backend.export_params(model)
     history.final_test_accuracy = accuracy(backend, model, split.x_test, split.y_test, recipe.loss)
     history.final_test_loss = evaluation_loss(backend, model, recipe, split)
-    if isinstance(recipe.model, GANSpec):
+    if isinstance(recipe.model, GAN_SPECS):
         history.samples = generated_samples(backend, model, recipe)
         ring = recipe.data == GAUSSIAN_RING
         history.coverage = mode_coverage(history.samples, RING) if ring else class_coverage(history.samples, split)

@@ -13,7 +13,7 @@ from spec.data import digits, jittered
 from spec.errors import SpecError
 from spec.flops import forward_flops
 from spec.layers import Act, BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Pool2D, Reshape, resolve_padding
-from spec.models import ZOO, CNNSpec, reconstructs_input
+from spec.models import ZOO, CNNSpec, ConvGANSpec, reconstructs_input
 from spec.params import count_params, init_params, param_specs
 from spec.recipes import RECIPES, data_for, recipe_split, targets_for
 from spec.tolerances import max_scaled_error, tolerance
@@ -230,3 +230,62 @@ def test_targets_of_another_shape_are_refused_not_broadcast(backend: Backend) ->
     for loss in LOSSES:  # (4, 64) against (4, 8, 8, 1) logits would broadcast to (4, 8, 8, 64)
         with pytest.raises(SpecError, match=r"targets: got 'shape \(4, 64\)'"):
             backend.loss_and_grads(model, x, images.reshape(4, 64), loss)
+
+
+# --- the DCGAN-style GAN (its GAN checks run with the MLP GANs' in tests/test_generative.py) ---------
+
+
+def test_dcgan_param_count_follows_from_the_layer_sizes() -> None:
+    # generator: 32·1024 + 1024, transposed 64→32 4×4: 4·4·64·32 + 32, transposed 32→1 3×3: 9·32 + 1
+    # discriminator: 1→32 4×4: 16·32 + 32, 32→64 4×4: 16·32·64 + 64, Dense 2·2·64 → 1: 256 + 1
+    generator = 33_792 + 32_800 + 289
+    discriminator = 544 + 32_832 + 257
+    assert count_params(ZOO["digits_dcgan"]).trainable == generator + discriminator == 100_514
+    spec = ZOO["digits_dcgan"]
+    assert spec.data_shape == (8, 8, 1) and spec.latent_size == 32 and data_for(spec) == ("digits",)
+    infos = param_specs(spec)
+    assert infos["generator/dense_0/kernel"].reshaped_to == (4, 4, 64)
+    assert infos["discriminator/dense_0/kernel"].flattened_from == (2, 2, 64)
+
+
+def _gan_parts(**change: object) -> dict[str, CNNSpec]:
+    parts = {"generator": ZOO["digits_dcgan"].generator, "discriminator": ZOO["digits_dcgan"].discriminator}
+    return parts | change
+
+
+_DCGAN = ZOO["digits_dcgan"]
+_TO_8X8 = (Dense(16), Reshape((4, 4, 1)), ConvTranspose2D(1, 4, 2, "same"))
+_TO_6X6 = (Dense(36), Reshape((6, 6, 1)), Conv2D(1, 1))
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        # an image out, not one logit
+        (lambda: ConvGANSpec("bad", _DCGAN.generator, ZOO["digits_conv_autoencoder"]), "discriminator"),
+        (lambda: ConvGANSpec("bad", ZOO["digits_conv_autoencoder"], _DCGAN.discriminator), "generator.input_shape"),
+        # 6×6 samples for the discriminator's 8×8×1 input
+        (
+            lambda: ConvGANSpec(
+                "bad",
+                CNNSpec("g", (4,), (Dense(36), Reshape((6, 6, 1)), Conv2D(1, 1)), "sigmoid"),
+                _DCGAN.discriminator,
+            ),
+            "generator",
+        ),
+        (
+            lambda: ConvGANSpec(
+                "bad", CNNSpec("g", (4,), (_TO_8X8[0], BatchNorm(), *_TO_8X8[1:]), "sigmoid"), _DCGAN.discriminator
+            ),
+            "generator.layers",
+        ),
+        (lambda: ConvGANSpec("bad", CNNSpec("g", (4,), _TO_8X8, "linear"), _DCGAN.discriminator), None),
+        (lambda: ConvGANSpec("bad", _DCGAN.generator, "digits_cnn"), "discriminator"),
+    ],
+)
+def test_bad_conv_gan_names_the_field(make, field: str | None) -> None:
+    if field is None:  # the valid one the others change
+        assert make().data_shape == (8, 8, 1)
+        return
+    with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+        make()

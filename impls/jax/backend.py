@@ -25,7 +25,18 @@ from impls.jax.models import CNN, GAN, MLP, RNN, VAE, ResNet, SpecModel, Transfo
 from impls.jax.optimizers import make_optimizer
 from spec.backend import intra_op_threads
 from spec.losses import check_model_loss, takes_class_ids
-from spec.models import CNNSpec, GANSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
+from spec.models import (
+    CNNSpec,
+    ConvGANSpec,
+    GANSpec,
+    MLPSpec,
+    ModelSpec,
+    ResNetSpec,
+    RNNSpec,
+    TransformerSpec,
+    VAESpec,
+    input_dtype,
+)
 from spec.optimizers import OptimizerSpec
 from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of, optimizer_groups
 from spec.schedules import ScheduleSpec
@@ -208,6 +219,7 @@ class JaxBackend:
             TransformerSpec: Transformer,
             VAESpec: VAE,
             GANSpec: GAN,
+            ConvGANSpec: GAN,
         }
         if type(spec) not in kinds:
             raise TypeError(f"jax backend cannot build {type(spec).__name__}")

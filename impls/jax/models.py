@@ -30,8 +30,10 @@ from spec.layers import (
 from spec.models import (
     Activation,
     CNNSpec,
+    ConvGANSpec,
     GANSpec,
     MLPSpec,
+    ModelSpec,
     ResidualBlock,
     ResNetSpec,
     RNNSpec,
@@ -77,7 +79,7 @@ class SpecModel(nnx.Module):
     layers that stay on running statistics while frozen (``frozen_batchnorm_paths``, set by
     :func:`impls.jax.weights.freeze`)."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec | GANSpec
+    spec: ModelSpec
     frozen_batchnorm_paths: tuple[tuple[str | int, ...], ...] = ()
 
     def train(self, **attributes: object) -> None:
@@ -479,13 +481,15 @@ class VAE(SpecModel):
 
 
 class GAN(SpecModel):
-    """Generator and discriminator MLPs; ``__call__`` maps latent noise to the generator's logits
-    (``infer``: the samples). The training losses use both (:func:`impls.jax.losses.gan_loss`)."""
+    """Generator and discriminator (MLPs, or CNNs for a DCGAN); ``__call__`` maps latent noise to
+    the generator's logits (``infer``: the samples). The training losses use both
+    (:func:`impls.jax.losses.gan_loss`)."""
 
-    def __init__(self, spec: GANSpec, *, rngs: nnx.Rngs) -> None:
+    def __init__(self, spec: GANSpec | ConvGANSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
-        self.generator = MLP(spec.generator, rngs=rngs)
-        self.discriminator = MLP(spec.discriminator, rngs=rngs)
+        network = {MLPSpec: MLP, CNNSpec: CNN}
+        self.generator = network[type(spec.generator)](spec.generator, rngs=rngs)
+        self.discriminator = network[type(spec.discriminator)](spec.discriminator, rngs=rngs)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         return self.generator(z)

@@ -38,9 +38,9 @@ def _layer_path(model: nnx.Module, layer: str) -> tuple[str | int, ...]:
     kind = model.spec.kind
     if kind == "mlp":
         return ("dense", int(layer.rsplit("_", 1)[1]))
-    if kind in ("vae", "gan"):  # encoder/dense_1 -> model.encoder.dense[1]
-        part, dense = layer.split("/")
-        return (part, "dense", int(dense.rsplit("_", 1)[1]))
+    if kind in ("vae", "gan"):  # encoder/dense_1 -> dense_1 of model.encoder
+        part, inner = layer.split("/", 1)
+        return (part, *_layer_path(getattr(model, part), inner))
     if kind == "rnn":
         if layer == "dense_0":
             return ("head",)

@@ -15,7 +15,18 @@ from impls.keras.optimizers import before_step, make_optimizer
 from spec.backend import intra_op_threads
 from spec.errors import BackendUnavailable
 from spec.losses import check_model_loss, takes_class_ids
-from spec.models import CNNSpec, GANSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
+from spec.models import (
+    CNNSpec,
+    ConvGANSpec,
+    GANSpec,
+    MLPSpec,
+    ModelSpec,
+    ResNetSpec,
+    RNNSpec,
+    TransformerSpec,
+    VAESpec,
+    input_dtype,
+)
 from spec.optimizers import OptimizerSpec
 from spec.params import GAN_LOSS_TRAINS, ParamCount, check_params, group_of, optimizer_groups, trained_names
 from spec.schedules import ScheduleSpec
@@ -147,6 +158,7 @@ class KerasBackend:
             TransformerSpec: Transformer,
             VAESpec: VAE,
             GANSpec: GAN,
+            ConvGANSpec: GAN,
         }
         if type(spec) not in kinds:
             raise TypeError(f"keras backend cannot build {type(spec).__name__}")

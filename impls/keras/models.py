@@ -28,8 +28,10 @@ from spec.layers import (
 from spec.models import (
     Activation,
     CNNSpec,
+    ConvGANSpec,
     GANSpec,
     MLPSpec,
+    ModelSpec,
     ResidualBlock,
     ResNetSpec,
     RNNSpec,
@@ -66,7 +68,7 @@ def output_activation(logits: keras.KerasTensor, kind: str) -> keras.KerasTensor
 class SpecModel(keras.Model):
     """What every model adds to ``keras.Model``: its spec and its outputs."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec | GANSpec
+    spec: ModelSpec
 
     def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         """The model's outputs: logits passed through the spec's output activation."""
@@ -442,18 +444,21 @@ class VAE(SpecModel):
 
 
 class GAN(SpecModel):
-    """Generator and discriminator MLPs; ``call`` maps latent noise to the generator's logits
-    (``infer``: the samples). The training losses use both (:func:`impls.keras.losses.gan_loss`)."""
+    """Generator and discriminator (MLPs, or CNNs for a DCGAN); ``call`` maps latent noise to the
+    generator's logits (``infer``: the samples). The training losses use both
+    (:func:`impls.keras.losses.gan_loss`)."""
 
-    def __init__(self, spec: GANSpec, seed: int = 0, **kwargs) -> None:
+    def __init__(self, spec: GANSpec | ConvGANSpec, seed: int = 0, **kwargs) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
-        self.generator = MLP(spec.generator, seed=seed)
-        self.discriminator = MLP(spec.discriminator, seed=seed)
+        network = {MLPSpec: MLP, CNNSpec: CNN}
+        self.generator = network[type(spec.generator)](spec.generator, seed=seed)
+        self.discriminator = network[type(spec.discriminator)](spec.discriminator, seed=seed)
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
-        self.generator.build((None, self.spec.latent_size))
-        self.discriminator.build((None, self.spec.data_size))
+        # one call each creates every layer's variables, shapes inferred as Keras does
+        self.generator(keras.ops.zeros((1, self.spec.latent_size)))
+        self.discriminator(keras.ops.zeros((1, *self.spec.data_shape)))
 
     def call(self, z: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         return self.generator(z, training=training)

@@ -41,9 +41,9 @@ def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
     kind = model.spec.kind
     if kind == "mlp":
         return model.dense[int(layer.rsplit("_", 1)[1])]
-    if kind in ("vae", "gan"):  # encoder/dense_1 -> model.encoder.dense[1]
-        part, dense = layer.split("/")
-        return getattr(model, part).dense[int(dense.rsplit("_", 1)[1])]
+    if kind in ("vae", "gan"):  # encoder/dense_1 -> dense_1 of model.encoder
+        part, inner = layer.split("/", 1)
+        return _layer(getattr(model, part), inner)
     if kind == "rnn":
         if layer == "dense_0":
             return model.head

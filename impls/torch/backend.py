@@ -13,7 +13,18 @@ from impls.torch.models import CNN, GAN, MLP, RNN, VAE, ResNet, SpecModel, Trans
 from impls.torch.optimizers import make_optimizer
 from spec.backend import intra_op_threads
 from spec.losses import check_model_loss, takes_class_ids
-from spec.models import CNNSpec, GANSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, input_dtype
+from spec.models import (
+    CNNSpec,
+    ConvGANSpec,
+    GANSpec,
+    MLPSpec,
+    ModelSpec,
+    ResNetSpec,
+    RNNSpec,
+    TransformerSpec,
+    VAESpec,
+    input_dtype,
+)
 from spec.optimizers import OptimizerSpec
 from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of, optimizer_groups, trained_names
 from spec.schedules import ScheduleSpec
@@ -117,6 +128,7 @@ class TorchBackend:
             TransformerSpec: Transformer,
             VAESpec: VAE,
             GANSpec: GAN,
+            ConvGANSpec: GAN,
         }
         if type(spec) not in kinds:
             raise TypeError(f"torch backend cannot build {type(spec).__name__}")

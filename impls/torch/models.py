@@ -31,8 +31,10 @@ from spec.layers import (
 from spec.models import (
     Activation,
     CNNSpec,
+    ConvGANSpec,
     GANSpec,
     MLPSpec,
+    ModelSpec,
     ResidualBlock,
     ResNetSpec,
     RNNSpec,
@@ -77,7 +79,7 @@ class SpecModel(nn.Module):
     layers that stay in evaluation mode while frozen (``frozen_batchnorms``, set by
     :func:`impls.torch.weights.freeze`)."""
 
-    spec: MLPSpec | CNNSpec | ResNetSpec | RNNSpec | TransformerSpec | VAESpec | GANSpec
+    spec: ModelSpec
     frozen_batchnorms: tuple[nn.Module, ...] = ()
     # parameters a torch layer insists on having that the spec's model does not (see RNN)
     held_at_zero: tuple[nn.Parameter, ...] = ()
@@ -450,14 +452,16 @@ class VAE(SpecModel):
 
 
 class GAN(SpecModel):
-    """Generator and discriminator MLPs; ``forward`` maps latent noise to the generator's logits
-    (``infer``: the samples). The training losses use both (:func:`impls.torch.losses.gan_loss`)."""
+    """Generator and discriminator (MLPs, or CNNs for a DCGAN); ``forward`` maps latent noise to
+    the generator's logits (``infer``: the samples). The training losses use both
+    (:func:`impls.torch.losses.gan_loss`)."""
 
-    def __init__(self, spec: GANSpec) -> None:
+    def __init__(self, spec: GANSpec | ConvGANSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.generator = MLP(spec.generator)
-        self.discriminator = MLP(spec.discriminator)
+        network = {MLPSpec: MLP, CNNSpec: CNN}
+        self.generator = network[type(spec.generator)](spec.generator)
+        self.discriminator = network[type(spec.discriminator)](spec.discriminator)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)

@@ -38,9 +38,9 @@ def _module(model: nn.Module, layer: str) -> nn.Module:
     """The module of canonical layer ``layer`` (``dense_1``, ``conv_0``, ``stage_1/block_0/conv_a`` …)."""
     if model.spec.kind == "mlp":
         return model.dense[int(layer.rsplit("_", 1)[1])]
-    if model.spec.kind in ("vae", "gan"):  # encoder/dense_1 -> model.encoder.dense[1]
-        part, dense = layer.split("/")
-        return getattr(model, part).dense[int(dense.rsplit("_", 1)[1])]
+    if model.spec.kind in ("vae", "gan"):  # encoder/dense_1 -> dense_1 of model.encoder
+        part, inner = layer.split("/", 1)
+        return _module(getattr(model, part), inner)
     if model.spec.kind == "rnn":  # its one Linear: the recurrent layers are in _recurrent_tensors
         return model.head
     if model.spec.kind == "transformer":

@@ -86,6 +86,7 @@ def class_coverage(samples: np.ndarray, split: Split) -> ModeCoverage:
     of its nearest training image (1-NN), and a class is covered when at least a quarter of its
     fair share of the samples (:data:`COVERED_SHARE`) are like-real digits labelled with it."""
     samples = np.asarray(samples, np.float64)
+    samples = samples.reshape(len(samples), -1) if samples.ndim > 2 else samples  # images, flattened
     train = split.x_train.reshape(len(split.x_train), -1).astype(np.float64)
     if samples.ndim != 2 or samples.shape[1] != train.shape[1] or not len(samples):
         raise SpecError("samples", f"array of shape {samples.shape}", f"(count, {train.shape[1]}) images, count > 0")

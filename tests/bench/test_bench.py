@@ -22,7 +22,7 @@ from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import UnsupportedOption
 from spec.flops import forward_flops, train_step_flops
 from spec.losses import default_loss
-from spec.models import ZOO, GANSpec, ModelSpec, RNNSpec, TransformerSpec, VAESpec
+from spec.models import GAN_SPECS, ZOO, ModelSpec, RNNSpec, TransformerSpec, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import count_params, init_params
 from spec.recipes import gan_batch, targets_for
@@ -63,7 +63,7 @@ def batch_for(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(spec, RNNSpec):  # the running-sign task gives inputs and targets of any head's shape
         task = running_sign_for(spec.head, batch_size(spec), spec.seq_len, spec.input_size, 0)
         return task.x, task.y
-    if isinstance(spec, GANSpec):
+    if isinstance(spec, GAN_SPECS):
         return gan_batch(spec, batch_size(spec), 0)
     if isinstance(spec, VAESpec):
         return vae_batch(digits((spec.input_size,)).x_train[: batch_size(spec)], spec.latent_size, 0)
