@@ -10,7 +10,7 @@ donated — no module graph walked per step (see :class:`HeldState`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -170,7 +170,9 @@ _HELD = "_triptych_held_state"
 
 def synced(model: SpecModel) -> SpecModel:
     """The live model, with the state of any compiled train steps written back into it and its
-    optimizer."""
+    optimizer. Drops the split kept for evaluation passes (:class:`InferenceState`): every backend
+    method but those passes calls this before it reads or changes the model."""
+    model.__dict__.pop(_INFERENCE, None)
     held = model.__dict__.pop(_HELD, None)
     if held is not None:
         nnx.update((model, held.optimizer), jax.tree.unflatten(held.treedef, held.leaves))
@@ -187,6 +189,40 @@ def held_state(model: SpecModel, optimizer: nnx.Optimizer, loss: str) -> HeldSta
         held = HeldState(optimizer, graphdef, treedef, leaves)
         model.__dict__[_HELD] = held
     return held
+
+
+@dataclass
+class InferenceState:
+    """The model split once for a run of compiled evaluation-mode passes, which change nothing in it
+    (no dropout draws, no BatchNorm updates): each pass skips ``nnx.split`` and ``nnx.update``, almost
+    half of a small model's forward time (0.74 → 0.41 ms on the MNIST MLP at batch 128). Valid until
+    :func:`synced` drops it, before anything else reads or changes the model."""
+
+    graphdef: nnx.GraphDef
+    treedef: jax.tree_util.PyTreeDef
+    leaves: list[jax.Array]
+
+
+_INFERENCE = "_triptych_inference_state"
+
+
+def inference_state(model: SpecModel) -> InferenceState:
+    cached = model.__dict__.get(_INFERENCE)
+    if cached is None:
+        synced(model).set_mode(False)
+        graphdef, state = nnx.split(model)
+        leaves, treedef = jax.tree.flatten(state)
+        cached = model.__dict__[_INFERENCE] = InferenceState(graphdef, treedef, leaves)
+    return cached
+
+
+@partial(jax.jit, static_argnames=("treedef", "outputs"))
+def _evaluate(
+    graphdef: nnx.GraphDef, treedef: jax.tree_util.PyTreeDef, leaves: list[jax.Array], x: jax.Array, outputs: bool
+) -> jax.Array:
+    """The model's outputs (or its logits) in evaluation mode, from its split state."""
+    model = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
+    return model.infer(x) if outputs else logits_of(model(x))
 
 
 class JaxBackend:
@@ -255,16 +291,20 @@ class JaxBackend:
         if compiled is False:  # eager: every operation dispatched on its own
             synced(model).set_mode(training)
             return np.asarray(logits_of(model(_inputs(model, x))))
-        return self._run(_logits, model, x, training)
+        return self._run(model, x, training, outputs=False)
 
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        return self._run(_outputs, model, x, training)
+        return self._run(model, x, training, outputs=True)
 
     @staticmethod
-    def _run(compiled: Callable, model: SpecModel, x: np.ndarray, training: bool) -> np.ndarray:
-        synced(model).set_mode(training)
-        result, state = compiled(*nnx.split(model), _inputs(model, x))
-        nnx.update(model, state)
+    def _run(model: SpecModel, x: np.ndarray, training: bool, *, outputs: bool) -> np.ndarray:
+        """A compiled pass: the outputs, or the logits."""
+        if not training:
+            held = inference_state(model)
+            return np.asarray(_evaluate(held.graphdef, held.treedef, held.leaves, _inputs(model, x), outputs=outputs))
+        synced(model).set_mode(True)
+        result, state = (_outputs if outputs else _logits)(*nnx.split(model), _inputs(model, x))
+        nnx.update(model, state)  # dropout's random stream advanced
         return np.asarray(result)
 
     def encode(self, model: VAE, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
