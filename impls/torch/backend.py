@@ -48,12 +48,20 @@ def training_loss(model: SpecModel, x: torch.Tensor, targets: torch.Tensor, loss
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
 
 
+# Every compile specialises to its model's shapes, as in a process that compiles one model. Dynamo
+# caches by code object (``training_loss``, ``optimizer.step``, ``Module.forward`` are shared by all
+# models here), and by default the second model's shapes made it mark the changed sizes dynamic
+# ("automatic dynamic"): later models then compiled with symbolic sequence lengths and
+# optimizer-state sizes, slower to compile and to run.
+STATIC_SHAPES = False
+
+
 def _compiled_loss(model: SpecModel):
     """``training_loss`` through ``torch.compile`` (forward and, via AOTAutograd, backward), compiled
     once per model. Eager is torch's default: compiling takes 10–15 s on a small CPU, more than most
     of our training runs."""
     if "_triptych_compiled_loss" not in model.__dict__:
-        model.__dict__["_triptych_compiled_loss"] = torch.compile(training_loss)
+        model.__dict__["_triptych_compiled_loss"] = torch.compile(training_loss, dynamic=STATIC_SHAPES)
     return model.__dict__["_triptych_compiled_loss"]
 
 
@@ -63,14 +71,16 @@ def _compiled_optimizer_step(optimizer: torch.optim.Optimizer):
     step, and each new value would recompile a compiled step."""
     if not hasattr(optimizer, "_triptych_compiled_step"):
         hooked = optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
-        optimizer._triptych_compiled_step = optimizer.step if hooked else torch.compile(optimizer.step)
+        optimizer._triptych_compiled_step = (
+            optimizer.step if hooked else torch.compile(optimizer.step, dynamic=STATIC_SHAPES)
+        )
     return optimizer._triptych_compiled_step
 
 
 def _compiled_module(model: SpecModel) -> torch.nn.Module:
     """``torch.compile(model)``, compiled once per model (and recompiled by torch for a new mode)."""
     if "_triptych_compiled_module" not in model.__dict__:
-        model.__dict__["_triptych_compiled_module"] = torch.compile(model)
+        model.__dict__["_triptych_compiled_module"] = torch.compile(model, dynamic=STATIC_SHAPES)
     return model.__dict__["_triptych_compiled_module"]
 
 

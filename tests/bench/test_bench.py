@@ -41,11 +41,11 @@ PEAK_SIZE = 2048  # 17 GFLOP per matmul: long enough to reach the peak, short en
 # First calls that compile for 10–30 s on a 2-core CPU; a smoke run (benchmarks disabled) skips them,
 # and the equivalence tests already run these paths (tests/test_training.py).
 SLOW_FIRST_CALL = {("torch", "compiled"), ("jax", "eager")}
-# Calls slower than this (eager recurrent and ResNet steps: 0.2–3 s) run a fixed 5 rounds instead of
-# make bench's minimum of 15: their spread between rounds is a few percent, and 15 rounds of them
-# took over four of make bench's twelve minutes.
+# Calls slower than this (eager recurrent and ResNet steps: 0.2–3 s) run a fixed 3 rounds instead of
+# make bench's minimum of 15: their spread between rounds is a few percent, and even 5 rounds of them
+# took two of make bench's fifteen minutes on a 2-core EPYC.
 SLOW_CALL_SECONDS = 0.15
-SLOW_CALL_ROUNDS = 5
+SLOW_CALL_ROUNDS = 3
 
 
 def group(model: str, kind: str, mode: str) -> str:
