@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spec.speed import load_speed, speed_markdown
+from spec.speed import SLOW_ROWS_EXPLAINED, load_speed, speed_markdown
 
 GROUP = "mnist_mlp · train step · compiled"
 
@@ -55,6 +55,9 @@ def test_ratios_throughput_and_peak_fraction(tmp_path: Path) -> None:
         "(by the medians; over the 1.1× bound)" in text
     )
     assert "Test CPU, 2 logical cores" in text and "400 GFLOP/s" in text
+    # the flagged rows point to the page that explains them, which exists in the checkout
+    assert f"Flagged (why, by family of rows: {SLOW_ROWS_EXPLAINED}):" in text
+    assert (Path(__file__).parents[1] / SLOW_ROWS_EXPLAINED).is_file()
 
 
 def test_the_baseline_bound_uses_the_alternating_rounds_when_measured(tmp_path: Path) -> None:
