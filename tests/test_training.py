@@ -4,6 +4,7 @@ stopping, divergence errors and recipe validation."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import pickle
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import framework_backend
 from spec import reference as ref
 from spec.backend import Backend
 from spec.data import batch_indices, digits
@@ -29,6 +31,7 @@ from spec.recipes import (
     RecipeSpec,
     digits_mlp,
     recipe_split,
+    targets_for,
 )
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History, fit
@@ -272,6 +275,32 @@ def test_schedule_shorter_than_the_recipe_is_refused_before_training(backend: Ba
 def test_bad_early_stopping_names_the_field() -> None:
     with pytest.raises(SpecError, match=r"early_stopping\.patience"):
         EarlyStopping(patience=0)
+
+
+def test_torch_compiles_each_model_for_its_own_shapes(request: pytest.FixtureRequest) -> None:
+    """torch caches compiled code per function, and ``training_loss`` and ``optimizer.step`` serve
+    every model. By default a second model of other shapes made Dynamo turn the changed sizes into
+    symbols ("automatic dynamic"), and later models compiled slower, for symbolic shapes; the backend
+    compiles each model for its own shapes, as a process with one model would."""
+    backend = framework_backend(request, "torch")
+    created_symbols: list[logging.LogRecord] = []
+    catcher = logging.Handler(logging.INFO)
+    catcher.emit = lambda record: created_symbols.append(record) if "create_symbol" in record.getMessage() else None
+    symbolic_shapes = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    level = symbolic_shapes.level
+    symbolic_shapes.addHandler(catcher)
+    symbolic_shapes.setLevel(logging.INFO)
+    try:
+        for recipe in (RECIPES["digits_adam"], RECIPES["digits_autoencoder_mse"]):  # other widths and losses
+            model = backend.build(recipe.model, init_params(recipe.model, 0))
+            optimizer = backend.make_optimizer(model, recipe.optimizer)
+            x = SPLIT.x_train[:32]
+            targets = targets_for(recipe.model, x, SPLIT.y_train[:32])
+            backend.train_step(model, optimizer, x, targets, recipe.loss, compiled=True)
+    finally:
+        symbolic_shapes.removeHandler(catcher)
+        symbolic_shapes.setLevel(level)
+    assert not created_symbols, [record.getMessage()[:120] for record in created_symbols]
 
 
 def test_eager_and_compiled_train_steps_agree(backend: Backend) -> None:
