@@ -761,8 +761,32 @@ class VAESpec:
 GENERATOR_OUTPUTS = ("linear", "sigmoid")
 
 
+class _GANModel:
+    """What a GAN spec of either kind derives alike from its two networks, its ``latent_size``,
+    ``data_shape`` and ``generator_output``: the model's input is the latent code, its output a sample."""
+
+    @property
+    def output_activation(self) -> str:
+        return self.generator_output
+
+    @property
+    def input_shape(self) -> tuple[int]:
+        return (self.latent_size,)
+
+    @property
+    def output_size(self) -> int:
+        return math.prod(self.data_shape)
+
+    @property
+    def has_dropout(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        return f"G {self.generator.describe()}; D {self.discriminator.describe()}"
+
+
 @dataclass(frozen=True)
-class GANSpec:
+class GANSpec(_GANModel):
     """A generative adversarial network (Goodfellow et al. 2014) of two MLPs.
 
     Generator: ``latent_size`` → ``generator_hidden`` (``activation``) → ``data_size`` with
@@ -818,31 +842,12 @@ class GANSpec:
         )  # fmt: skip
 
     @property
-    def output_activation(self) -> str:
-        return self.generator_output
-
-    @property
     def data_shape(self) -> tuple[int]:
         return (self.data_size,)
 
-    @property
-    def input_shape(self) -> tuple[int]:
-        return (self.latent_size,)
-
-    @property
-    def output_size(self) -> int:
-        return self.data_size
-
-    @property
-    def has_dropout(self) -> bool:
-        return False
-
-    def describe(self) -> str:
-        return f"G {self.generator.describe()}; D {self.discriminator.describe()}"
-
 
 @dataclass(frozen=True)
-class ConvGANSpec:
+class ConvGANSpec(_GANModel):
     """A DCGAN-style GAN (Radford et al. 2016) whose two networks are sequential CNNs: a generator
     from the latent vector (Dense → Reshape → transposed convs) to an image, and a discriminator
     from an image (strided convs → Flatten → Dense) to one logit. Inputs, losses and training are
@@ -895,25 +900,6 @@ class ConvGANSpec:
     @property
     def generator_output(self) -> str:
         return self.generator.output_activation
-
-    @property
-    def output_activation(self) -> str:
-        return self.generator_output
-
-    @property
-    def input_shape(self) -> tuple[int]:
-        return (self.latent_size,)
-
-    @property
-    def output_size(self) -> int:
-        return math.prod(self.data_shape)
-
-    @property
-    def has_dropout(self) -> bool:
-        return False
-
-    def describe(self) -> str:
-        return f"G {self.generator.describe()}; D {self.discriminator.describe()}"
 
 
 # A GAN of either kind: their networks, losses and training are alike (``kind`` "gan").

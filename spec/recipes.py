@@ -128,9 +128,7 @@ def data_for(model: ModelSpec) -> tuple[str, ...]:
         return TOKEN_TASKS
     if isinstance(model, MLPSpec) and reconstructs_input(model):
         return ("digits", DIGITS_RECONSTRUCTION)
-    if reconstructs_input(model):
-        return (DIGITS_RECONSTRUCTION,)
-    if isinstance(model, VAESpec):
+    if reconstructs_input(model) or isinstance(model, VAESpec):
         return (DIGITS_RECONSTRUCTION,)
     if isinstance(model, GAN_SPECS):  # points of the ring, or digit images (8×8 or 28×28, flat or not)
         return (GAUSSIAN_RING,) if model.data_shape == (2,) else ("digits",) if model.output_size in (64, 784) else ()

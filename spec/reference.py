@@ -139,8 +139,7 @@ def logits_and_state(
         case MLPSpec():
             h = _mlp(spec, p, h)
         case CNNSpec():
-            for name, layer in zip(cnn_layer_names(spec), spec.layers):
-                h = apply_layer(layer, name, p, h, name is not None and batch_statistics(name), state)
+            h = _cnn(spec, p, h, batch_statistics=batch_statistics, state=state)
         case ResNetSpec():
             h = _resnet(spec, p, h, batch_statistics, state)
         case RNNSpec():
@@ -168,14 +167,28 @@ def _mlp(spec: MLPSpec, p: Mapping[str, np.ndarray], h: np.ndarray, prefix: str 
     return h
 
 
+def _cnn(
+    spec: CNNSpec,
+    p: Mapping[str, np.ndarray],
+    h: np.ndarray,
+    prefix: str = "",
+    *,
+    batch_statistics: Callable[[str], bool] = lambda layer: False,
+    state: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """A sequential CNN's logits; its tensors are named ``{prefix}conv_0/…``. A BatchNorm layer for
+    which ``batch_statistics(name)`` holds normalises with the batch's and updates ``state``."""
+    state = {} if state is None else state
+    for name, layer in zip(cnn_layer_names(spec), spec.layers):
+        in_batch = name is not None and batch_statistics(name)
+        h = apply_layer(layer, name and f"{prefix}{name}", p, h, in_batch, state)
+    return h
+
+
 def _network(spec: MLPSpec | CNNSpec, p: Mapping[str, np.ndarray], h: np.ndarray, prefix: str) -> np.ndarray:
     """The logits of one network of a GAN, an MLP or a CNN (without BatchNorm: see
     :class:`spec.models.ConvGANSpec`), whose tensors are named ``{prefix}…``."""
-    if isinstance(spec, MLPSpec):
-        return _mlp(spec, p, h, prefix)
-    for name, layer in zip(cnn_layer_names(spec), spec.layers):
-        h = apply_layer(layer, name and f"{prefix}{name}", p, h, False, {})
-    return h
+    return _mlp(spec, p, h, prefix) if isinstance(spec, MLPSpec) else _cnn(spec, p, h, prefix)
 
 
 def _vae(spec: VAESpec, p: Mapping[str, np.ndarray], inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

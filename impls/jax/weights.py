@@ -133,19 +133,26 @@ def swap_layout(info: ParamInfo, value: np.ndarray | jax.Array) -> np.ndarray | 
     return value.swapaxes(2, 3) if info.layout == "conv_transpose" else value
 
 
+def _read(variable: nnx.Variable, info: ParamInfo) -> np.ndarray:
+    """A variable's value (a parameter, or a gradient in a state) as a canonical numpy array."""
+    return np.ascontiguousarray(swap_layout(info, np.asarray(variable.get_value())))
+
+
+def _write(variable: nnx.Variable, info: ParamInfo, value: np.ndarray) -> None:
+    """Set a variable from a canonical array."""
+    variable.set_value(jnp.asarray(swap_layout(info, value)))
+
+
 def load(model: nnx.Module, params: Mapping[str, np.ndarray]) -> None:
     checked = check_params(model.spec, params)
     infos = param_specs(model.spec)
     for name, path in canonical_paths(model).items():
-        _at(model, path).set_value(jnp.asarray(swap_layout(infos[name], checked[name])))
+        _write(_at(model, path), infos[name], checked[name])
 
 
 def export(model: nnx.Module) -> dict[str, np.ndarray]:
     infos = param_specs(model.spec)
-    return {
-        name: np.ascontiguousarray(swap_layout(infos[name], np.asarray(_at(model, path).get_value())))
-        for name, path in canonical_paths(model).items()
-    }
+    return {name: _read(_at(model, path), infos[name]) for name, path in canonical_paths(model).items()}
 
 
 def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray], part: str | None = None) -> nnx.State:
@@ -156,7 +163,7 @@ def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray], part: str | No
     state = nnx.clone(nnx.state(model, trainable(model, part)))
     paths, infos = canonical_paths(model), param_specs(model.spec)
     for name in checked:
-        _at(state, paths[name]).set_value(jnp.asarray(swap_layout(infos[name], checked[name])))
+        _write(_at(state, paths[name]), infos[name], checked[name])
     return state
 
 
@@ -166,7 +173,4 @@ def from_state(model: nnx.Module, state: nnx.State, part: str | None = None) -> 
     paths = canonical_paths(model, trainable_only=True)
     names = optimizer_groups(model.spec)[part] if part else list(paths)
     infos = param_specs(model.spec)
-    return {
-        name: np.ascontiguousarray(swap_layout(infos[name], np.asarray(_at(state, paths[name]).get_value())))
-        for name in names
-    }
+    return {name: _read(_at(state, paths[name]), infos[name]) for name in names}
