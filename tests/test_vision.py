@@ -5,10 +5,12 @@ evaluation, running statistics, gradients."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
 
+from conftest import framework_backend
 from spec import reference as ref
 from spec.backend import Backend
 from spec.data import digits, jittered
@@ -384,3 +386,57 @@ def test_freezing_an_unknown_layer_names_it() -> None:
         dataclasses.replace(SMALL[-1], frozen=("stage_7",))
     with pytest.raises(SpecError, match="frozen_batchnorm"):
         dataclasses.replace(SMALL[-1], frozen=("stem",), frozen_batchnorm="eval")
+
+
+# --- torch's memory format ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", [ZOO["digits_cnn"], ZOO["cifar_simple_cnn"]], ids=["1_channel", "3_channels"])
+def test_torch_models_receive_nchw_contiguous_images(request: pytest.FixtureRequest, spec: CNNSpec) -> None:
+    """Whatever the channel count, what reaches a torch model is laid out as NCHW (row-major strides):
+    with one channel, the permuted NHWC batch also counts as contiguous, and left so it made torch
+    run its channels_last kernels (see the subprocess test below)."""
+    import torch
+
+    backend = framework_backend(request, "torch")
+    model = backend.build(spec, init_params(spec, 0))
+    strides: list[tuple[int, ...]] = []
+    model.register_forward_pre_hook(lambda _, args: strides.append(args[0].stride()))
+    x, y = batch_for(spec, 4)
+    backend.forward(model, x)
+    backend.logits(model, x, training=True)
+    backend.loss_and_grads(model, x, y, LOSS)
+    backend.train_step(model, backend.make_optimizer(model, OptimizerSpec("sgd", 0.1)), x, y, LOSS)
+    row_major = torch.empty(len(x), spec.input_shape[2], *spec.input_shape[:2]).stride()
+    assert strides == [row_major] * 4
+
+
+# One intra-op thread, and oneDNN's AVX2 kernels (those torch picks on a CPU without AVX-512):
+# the conditions under which 1×1 stride-2 channels_last weight gradients corrupted the heap.
+_BACKWARD_LOOP = """
+from spec.backend import load_backend
+from spec.layers import BatchNorm
+from spec.models import ResNetSpec
+from spec.params import init_params
+from spec.compare import check_batch
+spec = ResNetSpec("tiny_resnet_cifar", (8, 8, 1), 10, "cifar", (1, 1), (4, 6), batchnorm=BatchNorm(0.8, 1e-3))
+backend = load_backend("torch")
+model = backend.build(spec, init_params(spec, 0))
+x, y = check_batch(spec)
+for _ in range(200):
+    backend.loss_and_grads(model, x, y, "sparse_categorical_crossentropy")
+print("clean")
+"""
+
+
+def test_torch_resnet_backward_passes_on_one_channel_exit_cleanly(request: pytest.FixtureRequest) -> None:
+    """In a subprocess, since a corrupted heap kills the process that has it: 200 backward passes of a
+    ResNet with 1-channel input and a 1×1 stride-2 shortcut under one intra-op thread (docs/findings.md,
+    "oneDNN's AVX2 1×1 convolution")."""
+    import subprocess
+    import sys
+
+    framework_backend(request, "torch")
+    env = {**os.environ, "TRIPTYCH_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    run = subprocess.run([sys.executable, "-c", _BACKWARD_LOOP], env=env, capture_output=True, text=True, timeout=300)
+    assert (run.returncode, run.stdout.strip()) == (0, "clean"), run.stderr[-2000:]

@@ -12,6 +12,7 @@ from impls.torch.losses import compute_loss, gan_loss, negative_elbo
 from impls.torch.models import CNN, GAN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
 from impls.torch.optimizers import make_optimizer
 from spec.backend import intra_op_threads
+from spec.inputs import check_inputs
 from spec.losses import check_model_loss, takes_class_ids
 from spec.models import (
     CNNSpec,
@@ -102,8 +103,13 @@ def configure_compiler() -> None:
 
 
 def _to_nchw(tensor: torch.Tensor) -> torch.Tensor:
-    """Canonical NHWC images (inputs, or image targets) as the NCHW tensors torch layers use."""
-    return tensor.permute(0, 3, 1, 2).contiguous() if tensor.ndim == 4 else tensor
+    """Canonical NHWC images (inputs, or image targets) as the NCHW tensors torch layers use, always
+    in ``contiguous_format``. ``.contiguous()`` is not enough: with one channel the permuted view
+    already counts as contiguous, keeps its NHWC strides, and torch then runs its channels_last
+    kernels, one of which corrupts the heap (docs/findings.md, "oneDNN's AVX2 1×1 convolution")."""
+    if tensor.ndim != 4:
+        return tensor
+    return tensor.permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -171,6 +177,7 @@ class TorchBackend:
     def _input(self, model: SpecModel, x: np.ndarray) -> torch.Tensor:
         """A batch for ``model``: canonical NHWC images become the NCHW tensors torch layers expect;
         token ids become int64, the index type of ``nn.Embedding``."""
+        check_inputs(model.spec, x)
         if input_dtype(model.spec) == "int32":
             return self._tensor(x, torch.int64)
         return _to_nchw(self._tensor(x))
@@ -189,6 +196,7 @@ class TorchBackend:
             return _to_numpy(model.infer(self._input(model, x)))
 
     def encode(self, model: VAE, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
         model.train(False)
         with torch.no_grad():
             mean, log_variance = model.encode(self._tensor(images))
