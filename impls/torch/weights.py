@@ -84,15 +84,18 @@ def _transformer_tensor(model: nn.Module, layer: str, variable: str) -> torch.Te
     return getattr(_transformer_module(model, layer), _ATTRIBUTE[variable])
 
 
-def _recurrent_tensors(model: nn.Module, layer: str, variable: str) -> tuple[torch.Tensor, ...]:
-    """The torch tensor(s) of a canonical recurrent tensor: ``rnn_1/backward`` + ``kernel`` is
-    ``rnn.weight_ih_l1_reverse``; a (2, G·H) GRU bias is ``bias_ih`` and ``bias_hh``."""
+def _recurrent_tensors(
+    model: nn.Module, layer: str, variable: str
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """The torch tensor(s) of a canonical recurrent tensor, and those torch adds to them: ``rnn_1/backward``
+    + ``kernel`` is ``rnn.weight_ih_l1_reverse``; a (2, G·H) GRU bias is ``bias_ih`` and ``bias_hh``;
+    a SimpleRNN's or LSTM's one bias is ``bias_ih``, plus the ``bias_hh`` its cell adds to it."""
     index, direction = rnn_layer_position(layer)
     suffix = f"_l{index}" + ("_reverse" if direction == "backward" else "")
     if variable == "bias":
-        kinds = ("ih", "hh") if model.spec.has_recurrent_bias else ("ih",)
-        return tuple(getattr(model.rnn, f"bias_{kind}{suffix}") for kind in kinds)
-    return (getattr(model.rnn, ("weight_ih" if variable == "kernel" else "weight_hh") + suffix),)
+        ih, hh = (getattr(model.rnn, f"bias_{kind}{suffix}") for kind in ("ih", "hh"))
+        return ((ih, hh), ()) if model.spec.has_recurrent_bias else ((ih,), (hh,))
+    return (getattr(model.rnn, ("weight_ih" if variable == "kernel" else "weight_hh") + suffix),), ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,15 @@ class Binding:
 
     names: tuple[str, ...]
     tensors: tuple[torch.Tensor, ...]
+    # Held tensors, one per tensor or none: what torch adds to each tensor where the spec has one
+    # (a SimpleRNN's or LSTM's bias_hh, beside its bias_ih). The canonical value is the sum, so a
+    # state dict with a non-zero bias_hh exports what the model computes; loading zeroes them again.
+    held: tuple[torch.Tensor, ...] = ()
+
+    def values(self) -> list[np.ndarray]:
+        """What the torch tensors hold, each with its held tensor added."""
+        added = self.held or (None,) * len(self.tensors)
+        return [(t if h is None else t + h).detach().cpu().numpy() for t, h in zip(self.tensors, added, strict=True)]
 
 
 def bindings(model: nn.Module) -> list[Binding]:
@@ -111,15 +123,16 @@ def bindings(model: nn.Module) -> list[Binding]:
     grouped: dict[tuple[int, ...], Binding] = {}
     for name, info in param_specs(model.spec).items():
         layer, variable = name.rsplit("/", 1)
+        held: tuple[torch.Tensor, ...] = ()
         if info.is_recurrent:
-            tensors = _recurrent_tensors(model, layer, variable)
+            tensors, held = _recurrent_tensors(model, layer, variable)
         elif model.spec.kind == "transformer":
             tensors = (_transformer_tensor(model, layer, variable),)
         else:
             tensors = (getattr(_module(model, layer), _ATTRIBUTE[variable]),)
         key = tuple(id(t) for t in tensors)
         known = grouped.get(key)
-        grouped[key] = Binding((*known.names, name), tensors) if known else Binding((name,), tensors)
+        grouped[key] = Binding((*known.names, name), tensors) if known else Binding((name,), tensors, held)
     return list(grouped.values())
 
 
@@ -234,6 +247,8 @@ def load(model: nn.Module, params: Mapping[str, np.ndarray]) -> None:
     for binding in bindings(model):
         for tensor, part in zip(binding.tensors, _to_tensors(binding, checked, infos), strict=True):
             tensor.copy_(torch.from_numpy(part))
+        for tensor in binding.held:
+            tensor.zero_()
 
 
 def export(model: nn.Module) -> dict[str, np.ndarray]:
@@ -242,7 +257,7 @@ def export(model: nn.Module) -> dict[str, np.ndarray]:
     infos = param_specs(model.spec)
     exported: dict[str, np.ndarray] = {}
     for binding in bindings(model):
-        exported |= _to_canonical(binding, [t.detach().cpu().numpy() for t in binding.tensors], infos)
+        exported |= _to_canonical(binding, binding.values(), infos)
     return {name: exported[name] for name in infos}
 
 
