@@ -41,3 +41,12 @@ class UnsupportedOption(SpecError):
 
 class TrainingDiverged(FloatingPointError):
     """A non-finite loss during training: names the backend, recipe and step."""
+
+
+class BatchError(SpecError):
+    """A batch that does not fit its model: names the model, the batch (``field``: ``x``, ``images``),
+    what came (``value``) and what the model takes (``allowed``)."""
+
+    def __init__(self, model: str, field: str, value: str, allowed: str) -> None:
+        ValueError.__init__(self, f"{model}: {field} {value}; expected {allowed}")
+        self.model, self.field, self.value, self.allowed = model, field, value, allowed

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from spec.errors import SpecError
+from spec.inputs import check_inputs
 from spec.layers import (
     Act,
     Activation,
@@ -493,22 +494,17 @@ def forward(spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, *,
 
 
 def _check_input(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
+    """``x`` checked as every backend checks it (:func:`spec.inputs.check_inputs`); float values in float64."""
+    check_inputs(spec, x)
     x = np.asarray(x)
-    if x.ndim != 1 + len(spec.input_shape) or x.shape[1:] != spec.input_shape:
-        raise SpecError("x", f"array of shape {x.shape}", f"shape (batch, {', '.join(map(str, spec.input_shape))})")
     if isinstance(spec, TransformerSpec):
-        check_tokens(spec, x)
+        check_no_empty_sequence(spec, x)
         return x
     return x.astype(np.float64)
 
 
-def check_tokens(spec: TransformerSpec, tokens: np.ndarray) -> None:
-    """Token ids must be integers in [0, vocab_size), and no sequence may be padding only (its
-    attention would have no key to weigh)."""
-    if not np.issubdtype(tokens.dtype, np.integer):
-        raise SpecError("x", f"{tokens.dtype} array", "integer token ids")
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= spec.vocab_size):
-        raise SpecError("x", f"token ids in [{tokens.min()}, {tokens.max()}]", f"ids in [0, {spec.vocab_size})")
+def check_no_empty_sequence(spec: TransformerSpec, tokens: np.ndarray) -> None:
+    """No sequence may be padding only: its attention would have no key to weigh."""
     if spec.pad_token is not None:
         empty = np.flatnonzero((tokens == spec.pad_token).all(axis=1))
         if empty.size:

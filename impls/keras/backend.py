@@ -14,6 +14,7 @@ from impls.keras.models import CNN, GAN, MLP, RNN, VAE, ResNet, SpecModel, Trans
 from impls.keras.optimizers import before_step, make_optimizer
 from spec.backend import intra_op_threads
 from spec.errors import BackendUnavailable
+from spec.inputs import check_inputs
 from spec.losses import check_model_loss, takes_class_ids
 from spec.models import (
     CNNSpec,
@@ -56,7 +57,8 @@ def _targets(targets: np.ndarray | tf.Tensor, loss: str) -> tf.Tensor:
 
 
 def _inputs(model: SpecModel, x: np.ndarray | tf.Tensor) -> tf.Tensor:
-    """A batch in the dtype the model takes: float32 values or int32 token ids."""
+    """A batch (checked against the spec) in the dtype the model takes: float32 values or int32 token ids."""
+    check_inputs(model.spec, x)
     return _as(x, input_dtype(model.spec))
 
 
@@ -193,6 +195,7 @@ class KerasBackend:
         return keras.ops.convert_to_numpy(model.infer(_inputs(model, x), training=training))
 
     def encode(self, model: VAE, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
         mean, log_variance = model.encode(_as(images, "float32"))
         return keras.ops.convert_to_numpy(mean), keras.ops.convert_to_numpy(log_variance)
 

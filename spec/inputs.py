@@ -1,0 +1,51 @@
+"""The check every backend applies to a batch before converting it, so that a wrong shape is never
+broadcast or reshaped and an integer image never silently cast: :func:`check_inputs`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from spec.errors import BatchError
+from spec.models import ModelSpec, input_dtype
+
+# dtype names as numpy, JAX and TensorFlow spell them (torch prefixes its own with "torch.")
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
+def dtype_name(array: Any) -> str:
+    """The dtype of a numpy array or of a framework's tensor, by name (``float32``, ``int64`` …)."""
+    dtype = array.dtype
+    return str(getattr(dtype, "name", None) or dtype).removeprefix("torch.")
+
+
+def check_inputs(spec: ModelSpec, x: Any, *, what: str = "x", shape: tuple[int, ...] | None = None) -> None:
+    """Raise :class:`BatchError`, naming the model, unless ``x`` (numpy, or a framework's tensor) is a
+    batch its model takes: shape (batch ≥ 1, *``shape``) — ``spec.input_shape`` unless given — of
+    float values (any float dtype; the backends compute in float32) or, for a model of token ids
+    (:func:`spec.models.input_dtype`), integer ids in [0, vocab_size)."""
+    expected = tuple(spec.input_shape if shape is None else shape)
+    received = tuple(int(n) for n in getattr(x, "shape", ()))
+    if len(received) != 1 + len(expected) or received[1:] != expected or received[0] < 1:
+        wanted = f"(batch, {', '.join(map(str, expected))})"
+        raise BatchError(spec.name, what, f"has shape {received}", f"{wanted} with batch ≥ 1")
+    dtype = dtype_name(x)
+    if input_dtype(spec) == "float32":
+        if dtype not in FLOAT_DTYPES:
+            allowed = ", ".join(FLOAT_DTYPES)
+            raise BatchError(spec.name, what, f"has dtype {dtype}", f"float values ({allowed})")
+        return
+    if dtype not in INTEGER_DTYPES:
+        raise BatchError(spec.name, what, f"has dtype {dtype}", "integer token ids")
+    low, high = _value_range(x)
+    if low < 0 or high >= spec.vocab_size:
+        raise BatchError(spec.name, what, f"holds token ids in [{low}, {high}]", f"ids in [0, {spec.vocab_size})")
+
+
+def _value_range(x: Any) -> tuple[int, int]:
+    """The smallest and largest value of ``x``, reduced where it lives (numpy, torch and JAX arrays
+    have ``min`` and ``max``; a TensorFlow tensor converts to numpy)."""
+    values = x if hasattr(x, "min") else np.asarray(x)
+    return int(values.min()), int(values.max())
