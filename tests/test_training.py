@@ -277,6 +277,19 @@ def test_bad_early_stopping_names_the_field() -> None:
         EarlyStopping(patience=0)
 
 
+def test_torch_refuses_to_fall_back_to_eager_past_the_recompile_limit(request: pytest.FixtureRequest) -> None:
+    """Past ``recompile_limit`` entries for one code object, Dynamo runs it eagerly with one warning
+    (docs/findings.md, finding 4): the backend makes that an error, and leaves room for every zoo
+    model, whose ``training_loss``, ``optimizer.step`` and ``Module.forward`` share code objects."""
+    framework_backend(request, "torch")
+    import torch
+
+    from spec.models import ZOO
+
+    assert torch._dynamo.config.fail_on_recompile_limit_hit is True
+    assert torch._dynamo.config.recompile_limit >= 2 * len(ZOO)  # eval and training modes of each model
+
+
 def test_torch_compiles_each_model_for_its_own_shapes(request: pytest.FixtureRequest) -> None:
     """torch caches compiled code per function, and ``training_loss`` and ``optimizer.step`` serve
     every model. By default a second model of other shapes made Dynamo turn the changed sizes into
