@@ -43,7 +43,10 @@ class Backend(Protocol):
 
     Batches ``x`` are numpy arrays in the dtype of :func:`spec.models.input_dtype` — float32 values,
     or int32 token ids for a Transformer — and targets numpy arrays for the loss; a backend also
-    accepts its own framework's arrays there (the benchmarks hold their batches on the device)."""
+    accepts its own framework's arrays there (the benchmarks hold their batches on the device).
+    Every method that takes a batch checks it first with :func:`spec.inputs.check_inputs` and raises
+    :class:`spec.errors.BatchError` for one that does not fit the spec; any float dtype is taken as
+    float32."""
 
     name: str
 
@@ -69,7 +72,9 @@ class Backend(Protocol):
         ...
 
     def export_params(self, model: Any) -> dict[str, np.ndarray]:
-        """The model's tensors under canonical names and layout, as float32 numpy arrays."""
+        """The model's tensors under canonical names and layout, as float32 numpy arrays: everything the
+        model computes with, so the judge on the export gives the model's outputs (a native tensor the
+        spec has no name for, such as torch's held ``bias_hh``, is folded into its canonical one)."""
         ...
 
     def count_params(self, model: Any) -> ParamCount:

@@ -317,7 +317,9 @@ class RNN(SpecModel):
     torch's recurrent layers always hold two biases, ``b_ih`` and ``b_hh``, and only their sum enters
     the SimpleRNN and LSTM cells: the spec's one bias is ``b_ih``, and ``b_hh`` is held at zero,
     out of training (trained too, it would double the bias's effective learning rate), and out of
-    the parameter count (``held_at_zero``). The GRU's ``b_hh`` is the spec's recurrent bias (it sits
+    the parameter count (``held_at_zero``). A state dict loaded natively may hold a non-zero
+    ``b_hh``: the export adds it to ``b_ih``, and loading canonical parameters zeroes it again
+    (:class:`impls.torch.weights.Binding`). The GRU's ``b_hh`` is the spec's recurrent bias (it sits
     inside ``r·(W_hn h + b_hn)``).
     """
 
