@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 
 from spec import reference as ref
-from spec.errors import SpecError
+from spec.errors import BatchError, SpecError
 from spec.losses import check_loss
 from spec.models import Activation, MLPSpec
 
@@ -97,8 +98,10 @@ def test_bad_targets_are_named() -> None:
 
 
 def test_bad_input_shape_is_named() -> None:
-    with pytest.raises(SpecError, match=r"x: got 'array of shape \(3, 5\)'"):
+    expected = f"{TINY.name}: x has shape (3, 5); expected (batch, {TINY.input_size}) with batch ≥ 1"
+    with pytest.raises(BatchError, match=re.escape(expected)) as info:
         ref.logits(TINY, TINY_PARAMS, np.zeros((3, 5)))
+    assert isinstance(info.value, SpecError) and info.value.field == "x"
 
 
 def test_finite_differences_match_an_analytic_gradient() -> None:

@@ -81,8 +81,29 @@ def shared_fit(backend: Backend, recipe: RecipeSpec) -> History:
 
 ALL_RECIPES = {**RECIPES, **SEQUENCE_RECIPES, **TRANSFORMER_RECIPES}
 
+# Recipes whose fit took 12 s to 2 minutes on one backend (pytest --durations, `make test` on a 2-core
+# Xeon): their convergence checks form the exhaustive tier (`make test-all`, CI). The rest keep one or
+# more recipes of every family (MLPs, CNN, recurrent, Transformer, autoencoder, VAE) in `make test`.
+LONG_FITS = frozenset(
+    {
+        "digits_dcgan_adam",  # 129 s on JAX
+        "resnet18_narrow_augmented",  # 96 s on Keras
+        "digits_gan_adam",  # 34 s
+        "ring_gan_adam",  # 21 s
+        "transformer_tagger_duplicates",  # 16 s
+        "digits_conv_autoencoder_mse",  # 15 s
+        "bigru_classifier_running_sign_last",  # 12 s
+    }
+)
+assert LONG_FITS.issubset(ALL_RECIPES), LONG_FITS - set(ALL_RECIPES)
 
-@pytest.mark.parametrize("name", list(ALL_RECIPES))
+
+def recipe_cases(names: list[str]) -> list:
+    """``names`` as test parameters, those of :data:`LONG_FITS` in the exhaustive tier."""
+    return [pytest.param(name, id=name, marks=[pytest.mark.exhaustive] if name in LONG_FITS else []) for name in names]
+
+
+@pytest.mark.parametrize("name", recipe_cases(list(ALL_RECIPES)))
 def test_recipe_reaches_its_target(backend: Backend, name: str) -> None:
     recipe = ALL_RECIPES[name]
     try:
@@ -108,7 +129,7 @@ def histories(backends: tuple[Backend, Backend], recipe: RecipeSpec) -> tuple[Hi
         pytest.skip(str(exc))
 
 
-@pytest.mark.parametrize("name", list(ALL_RECIPES))
+@pytest.mark.parametrize("name", recipe_cases(list(ALL_RECIPES)))
 def test_backends_converge_alike(backends: tuple[Backend, Backend], name: str) -> None:
     a, b = histories(backends, ALL_RECIPES[name])
     if a.coverage is not None:  # a GAN: its samples cover as many modes
@@ -128,7 +149,7 @@ IDENTICAL = [
 ]
 
 
-@pytest.mark.parametrize("name", IDENTICAL)
+@pytest.mark.parametrize("name", recipe_cases(IDENTICAL))
 def test_identical_recipes_take_identical_first_steps(backends: tuple[Backend, Backend], name: str) -> None:
     a, b = histories(backends, ALL_RECIPES[name])
     assert not a.substitutions and not b.substitutions
@@ -136,6 +157,7 @@ def test_identical_recipes_take_identical_first_steps(backends: tuple[Backend, B
     np.testing.assert_allclose(a.step_loss[:10], b.step_loss[:10], rtol=1e-4)
 
 
+@pytest.mark.exhaustive
 def test_deep_resnet_trajectories_agree_in_the_large(backends: tuple[Backend, Backend]) -> None:
     """ResNet-18 from identical weights and batches: the first loss agrees to float32 rounding; from
     the first update on, the runs part (a ReLU input within float32 error of zero takes a different
