@@ -187,8 +187,7 @@ def test_negative_elbo_and_gradients_match_the_judge(backend: Backend, spec: VAE
 def test_backends_agree_per_parameter(backends: tuple[Backend, Backend], spec: VAESpec) -> None:
     params = init_params(spec, 5)
     x, images = batch(spec)
-    models = tuple(b.build(spec, params) for b in backends)
-    assert_backends_agree_per_parameter(backends, models, spec, x, images, LOSS)
+    assert_backends_agree_per_parameter(backends, spec, params, x, images, LOSS)
 
 
 def test_adam_step_from_canonical_gradients_matches_the_judge(backend: Backend) -> None:
@@ -355,12 +354,13 @@ def test_gan_losses_and_gradients_match_the_judge(backend: Backend, spec: GANSpe
 def test_gan_backends_agree_per_parameter(backends: tuple[Backend, Backend], spec: GANSpec, loss: str) -> None:
     params = init_params(spec, 4)
     z, real = gan_batch(spec)
-    models = tuple(b.build(spec, params) for b in backends)
-    assert_backends_agree_per_parameter(backends, models, spec, z, real, loss)
+    assert_backends_agree_per_parameter(backends, spec, params, z, real, loss)
 
 
 @pytest.mark.parametrize("mode", ["eager", "compiled"])
-@pytest.mark.parametrize("name", ["ring_gan", "digits_dcgan"])
+# the DCGAN's first compiled and eager steps take 4–26 s per backend: the same check on the MLP GAN
+# runs in `make test`, on the DCGAN in the exhaustive tier
+@pytest.mark.parametrize("name", ["ring_gan", pytest.param("digits_dcgan", marks=pytest.mark.exhaustive)])
 def test_each_gan_step_leaves_the_other_network_untouched(backend: Backend, name: str, mode: str) -> None:
     spec = ZOO[name]
     params = init_params(spec, 5)

@@ -34,6 +34,16 @@ RESNET_BATCH = 32  # a ResNet-18 step at 128 takes seconds on a CPU
 # Models whose smoke run (first calls compile and run for minutes on a 2-core CPU) only `make bench` does;
 # the equivalence tests (tests/test_vision.py) run their code paths on the same backends.
 SMOKE_SKIPPED = {name for name, spec in ZOO.items() if count_params(spec).total > 5_000_000 and spec.kind == "resnet"}
+# `make test` smoke-runs the smallest zoo model of each kind and mnist_mlp (the baselines' model): every
+# kind's benchmark code on every backend and mode. The other models' smoke runs (first calls that
+# trace and compile for seconds each, 200 s in all on 2 cores) are in the exhaustive tier.
+SMOKE_MODELS = {"mnist_mlp"} | {
+    min((name for name, spec in ZOO.items() if spec.kind == kind), key=lambda name: count_params(ZOO[name]).total)
+    for kind in {spec.kind for spec in ZOO.values()}
+}
+MODEL_CASES = [
+    pytest.param(name, id=name, marks=[] if name in SMOKE_MODELS else [pytest.mark.exhaustive]) for name in ZOO
+]
 MODES = {"eager": False, "compiled": True}
 # Keras's classic RMSprop; torch computes ε outside the root instead, which costs the same.
 OPTIMIZER = OptimizerSpec("rmsprop", 1e-3, rho=0.9, epsilon=1e-7, epsilon_placement="inside_sqrt")
@@ -124,7 +134,7 @@ def run_benchmark(benchmark, backend: Backend, mode: str, call: Callable[[], obj
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("model_name", list(ZOO))
+@pytest.mark.parametrize("model_name", MODEL_CASES)
 def test_forward(benchmark, backend: Backend, model_name: str, mode: str) -> None:
     skip_heavy_smoke_run(benchmark, model_name)
     spec = ZOO[model_name]
@@ -147,7 +157,7 @@ def test_forward(benchmark, backend: Backend, model_name: str, mode: str) -> Non
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("model_name", list(ZOO))
+@pytest.mark.parametrize("model_name", MODEL_CASES)
 def test_train_step(benchmark, backend: Backend, model_name: str, mode: str) -> None:
     skip_heavy_smoke_run(benchmark, model_name)
     spec = ZOO[model_name]
