@@ -18,11 +18,12 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 # `make test` leaves out the exhaustive tier (tests marked `exhaustive`: long convergence runs and first
 # compiles of large graphs) to stay under 12 minutes on 2 cores; `make test-all`, which CI runs, has it.
+# --dist loadgroup: the tests that read one recipe's fits share a worker (tests/test_training.py).
 test: venv
-	$(BIN)/python -m pytest -n 2 -m "not exhaustive" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not exhaustive" $(PYTEST_ARGS)
 
 test-all: venv
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 compare: venv
 	$(BIN)/python -m spec.compare
