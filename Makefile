@@ -18,12 +18,14 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 # `make test` leaves out the exhaustive tier (tests marked `exhaustive`: long convergence runs and first
 # compiles of large graphs) to stay under 12 minutes on 2 cores; `make test-all`, which CI runs, has it.
-# --dist loadgroup: the tests that read one recipe's fits share a worker (tests/test_training.py).
+# --dist loadfile: each test file runs on one worker, so the fits, judge results and gradients a file
+# shares between its tests are computed once (no worker waits for another's fit); --dist loadgroup would
+# group finer, but it does not group at all with pytest 9.2 (docs/findings.md).
 test: venv
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not exhaustive" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not exhaustive" $(PYTEST_ARGS)
 
 test-all: venv
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 compare: venv
 	$(BIN)/python -m spec.compare

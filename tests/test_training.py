@@ -81,9 +81,10 @@ def shared_fit(backend: Backend, recipe: RecipeSpec) -> History:
 
 ALL_RECIPES = {**RECIPES, **SEQUENCE_RECIPES, **TRANSFORMER_RECIPES}
 
-# Recipes whose fit took 10 s to 2 minutes on one backend (pytest --durations, `make test` on a 2-core
-# Xeon): their convergence checks form the exhaustive tier (`make test-all`, CI). The rest keep one or
-# more recipes of the MLP, CNN, recurrent, autoencoder and VAE families in `make test`.
+# Recipes whose fit took 7.5 s to 2 minutes on one backend (pytest --durations, `make test` on a 2-core
+# Xeon): their convergence checks form the exhaustive tier (`make test-all`, CI). `make test` trains the
+# five digits MLP recipes (Adam, cosine decay, RMSprop with torch's substitution, dropout and L2, SGD
+# with momentum), the dense autoencoder and the LSTM forecaster on every backend.
 LONG_FITS = frozenset(
     {
         "digits_dcgan_adam",  # 129 s on JAX
@@ -96,21 +97,18 @@ LONG_FITS = frozenset(
         "transformer_classifier_majority",  # 13 s on JAX
         "bigru_classifier_running_sign_last",  # 12 s
         "bilstm_tagger_running_sign",  # 12 s on Keras
+        "digits_cnn_adam",  # 11 s on Keras
+        "mnist_vae_digits",  # 8 s on Keras
+        "simple_rnn_classifier_drift_sign",  # 8 s on Keras
+        "gru_forecaster_sine_forecast",  # 8 s on Keras
     }
 )
 assert LONG_FITS.issubset(ALL_RECIPES), LONG_FITS - set(ALL_RECIPES)
 
 
-def reads_fits_of(recipe: str) -> pytest.MarkDecorator:
-    """The tests reading one recipe's fits run on one pytest-xdist worker (``--dist loadgroup``, as
-    ``make test`` runs them), which trains each once: none waits while another worker trains."""
-    return pytest.mark.xdist_group(recipe)
-
-
 def recipe_cases(names: list[str]) -> list:
-    """``names`` as test parameters, grouped by recipe, those of :data:`LONG_FITS` in the exhaustive tier."""
-    tiers = {name: [pytest.mark.exhaustive] if name in LONG_FITS else [] for name in names}
-    return [pytest.param(name, id=name, marks=[reads_fits_of(name), *tiers[name]]) for name in names]
+    """``names`` as test parameters, those of :data:`LONG_FITS` in the exhaustive tier."""
+    return [pytest.param(name, id=name, marks=[pytest.mark.exhaustive] if name in LONG_FITS else []) for name in names]
 
 
 @pytest.mark.parametrize("name", recipe_cases(list(ALL_RECIPES)))
@@ -168,7 +166,6 @@ def test_identical_recipes_take_identical_first_steps(backends: tuple[Backend, B
 
 
 @pytest.mark.exhaustive
-@reads_fits_of("resnet18_narrow_augmented")
 def test_deep_resnet_trajectories_agree_in_the_large(backends: tuple[Backend, Backend]) -> None:
     """ResNet-18 from identical weights and batches: the first loss agrees to float32 rounding; from
     the first update on, the runs part (a ReLU input within float32 error of zero takes a different
@@ -186,7 +183,6 @@ def test_deep_resnet_trajectories_agree_in_the_large(backends: tuple[Backend, Ba
         assert max(mean_a, mean_b) / min(mean_a, mean_b) <= 1.5, (epoch, mean_a, mean_b)
 
 
-@reads_fits_of("digits_rmsprop")
 def test_a_substitution_is_recorded_only_where_the_framework_needs_it(backend: Backend) -> None:
     h = history(backend, RECIPES["digits_rmsprop"])
     # torch.optim.RMSprop cannot put epsilon inside the square root; Keras and Optax can
@@ -223,13 +219,11 @@ AUGMENTED = dataclasses.replace(
 )
 
 
-@reads_fits_of("digits_adam")
 def test_augmented_batches_are_the_same_on_every_backend(backends: tuple[Backend, Backend]) -> None:
     a, b = (history(backend, AUGMENTED) for backend in backends)
     np.testing.assert_allclose(a.step_loss[:10], b.step_loss[:10], rtol=1e-4)
 
 
-@reads_fits_of("digits_adam")
 def test_augmentation_changes_what_is_trained_on(backend: Backend) -> None:
     plain = RECIPES["digits_adam"]
     # the same init and batch order: only the augmentation differs, from the very first batch
@@ -249,7 +243,6 @@ EARLY = RecipeSpec(
 )
 
 
-@reads_fits_of(EARLY.name)
 def test_early_stopping_stops_and_restores_the_best_weights(backend: Backend) -> None:
     h = history(backend, EARLY)
     assert h.stopped_epoch is not None and h.stopped_epoch < EARLY.epochs
@@ -267,7 +260,6 @@ def test_early_stopping_stops_and_restores_the_best_weights(backend: Backend) ->
     assert val_loss == pytest.approx(h.epoch_val_loss[best], rel=1e-6)
 
 
-@reads_fits_of(EARLY.name)
 def test_early_stopping_epoch_agrees_across_backends(backends: tuple[Backend, Backend]) -> None:
     a, b = (history(backend, EARLY) for backend in backends)
     assert (a.best_epoch, a.stopped_epoch) == (b.best_epoch, b.stopped_epoch)
