@@ -494,7 +494,9 @@ def forward(spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, *,
 
 
 def _check_input(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
-    """``x`` checked as every backend checks it (:func:`spec.inputs.check_inputs`); float values in float64."""
+    """``x`` checked as every backend checks it (:func:`spec.inputs.check_inputs`), and a token batch for
+    sequences of padding only, which the judge refuses (the backends do not check it); float values in
+    float64."""
     check_inputs(spec, x)
     x = np.asarray(x)
     if isinstance(spec, TransformerSpec):

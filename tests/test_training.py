@@ -50,9 +50,10 @@ def history(backend: Backend, recipe: RecipeSpec) -> History:
 
 def shared_fit(backend: Backend, recipe: RecipeSpec) -> History:
     """``fit`` once per xdist run: the first worker to claim a (backend, recipe) trains it and
-    pickles the history into a directory of this run; the others wait for it (a ResNet recipe
-    takes a minute, and the tests reading it land on both workers). If the claimant's training
-    raises, the others train for themselves and see the error first-hand."""
+    pickles the history into a directory of this run; the others wait for it (under ``make test``'s
+    ``--dist loadfile`` one worker runs this file, but ``--dist load`` spreads the tests reading a
+    fit over both). If the claimant's training raises, the others train for themselves and see the
+    error first-hand."""
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if run is None:
         return fit(backend, recipe, recipe_split(recipe))
@@ -316,8 +317,12 @@ def test_torch_refuses_to_fall_back_to_eager_past_the_recompile_limit(request: p
 
     from spec.models import ZOO
 
-    assert torch._dynamo.config.fail_on_recompile_limit_hit is True
     assert torch._dynamo.config.recompile_limit >= 2 * len(ZOO)  # eval and training modes of each model
+    shared = torch.compile(lambda x: (x * 2).sum(), backend="eager", dynamic=False)
+    with torch._dynamo.config.patch(recompile_limit=1):  # the same setting, reached in a second
+        shared(torch.ones(2))
+        with pytest.raises(torch._dynamo.exc.FailOnRecompileLimitHit):
+            shared(torch.ones(3))
 
 
 @pytest.mark.exhaustive  # 15–20 s of compiling: a guard on make bench's compile times

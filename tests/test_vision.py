@@ -197,23 +197,21 @@ def test_param_counts_from_the_framework_equal_the_spec(backend: Backend, spec) 
 
 
 @functools.cache
-def judged_forward(spec: CNNSpec | ResNetSpec) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """The judge's evaluation logits, training-mode logits and updated running statistics on the
-    forward test's parameters and batch: computed once per process, shared by every backend
-    (ResNet-18's take 3.5 s)."""
+def judged_forward(spec: CNNSpec | ResNetSpec) -> tuple[dict[str, np.ndarray], np.ndarray, tuple]:
+    """The forward test's parameters and batch, and the judge's evaluation logits, training-mode logits
+    and updated running statistics on them: computed once per process and shared by every backend
+    (ResNet-18's judge takes 3.5 s on a 2-core Xeon)."""
     params, (x, _) = perturbed_params(spec, 1), batch_for(spec)
-    return ref.logits(spec, params, x), *ref.logits_and_state(spec, params, x, training=True)
+    return params, x, (ref.logits(spec, params, x), *ref.logits_and_state(spec, params, x, training=True))
 
 
 @pytest.mark.parametrize("spec", [*VISION.values(), *SMALL], ids=[*VISION, *SMALL_IDS])
 def test_forward_matches_the_judge_in_evaluation_and_training(backend: Backend, spec) -> None:
-    params = perturbed_params(spec, 1)
-    x, _ = batch_for(spec)
+    params, x, (judged_logits, expected, state) = judged_forward(spec)
     model = backend.build(spec, params)
     exported = backend.export_params(model)
     assert all(np.array_equal(exported[n], params[n]) for n in params), "export differs from what was loaded"
     device = backend.device()
-    judged_logits, expected, state = judged_forward(spec)
     evaluation = backend.logits(model, x)
     assert max_scaled_error(evaluation, judged_logits, forward_tolerance(spec, device, False)) <= 1.0
     outputs = backend.forward(model, x)
@@ -399,22 +397,29 @@ def test_freezing_an_unknown_layer_names_it() -> None:
 
 @pytest.mark.parametrize("spec", [ZOO["digits_cnn"], ZOO["cifar_simple_cnn"]], ids=["1_channel", "3_channels"])
 def test_torch_models_receive_nchw_contiguous_images(request: pytest.FixtureRequest, spec: CNNSpec) -> None:
-    """Whatever the channel count, what reaches a torch model is laid out as NCHW (row-major strides):
-    with one channel, the permuted NHWC batch also counts as contiguous, and left so it made torch
-    run its channels_last kernels (see the subprocess test below)."""
+    """Whatever the channel count, what reaches a torch model, and each of its convolutions, is laid
+    out as NCHW (row-major strides): with one channel, the permuted NHWC batch also counts as
+    contiguous, and left so it made torch run its channels_last kernels (see the subprocess test below)."""
+    backend = framework_backend(request, "torch")
     import torch
 
-    backend = framework_backend(request, "torch")
     model = backend.build(spec, init_params(spec, 0))
-    strides: list[tuple[int, ...]] = []
-    model.register_forward_pre_hook(lambda _, args: strides.append(args[0].stride()))
+    seen: list[tuple[str, bool]] = []
+
+    def record(name: str):
+        return lambda _, args: seen.append((name, args[0].stride() == torch.empty(args[0].shape).stride()))
+
+    model.register_forward_pre_hook(record("model"))
+    convolutions = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    for index, conv in enumerate(convolutions):
+        conv.register_forward_pre_hook(record(f"conv {index}"))
     x, y = batch_for(spec, 4)
     backend.forward(model, x)
     backend.logits(model, x, training=True)
     backend.loss_and_grads(model, x, y, LOSS)
     backend.train_step(model, backend.make_optimizer(model, OptimizerSpec("sgd", 0.1)), x, y, LOSS)
-    row_major = torch.empty(len(x), spec.input_shape[2], *spec.input_shape[:2]).stride()
-    assert strides == [row_major] * 4
+    names = ["model", *(f"conv {i}" for i in range(len(convolutions)))]
+    assert convolutions and seen == [(name, True) for name in names] * 4, seen
 
 
 # One intra-op thread, and oneDNN's AVX2 kernels (those torch picks on a CPU without AVX-512):

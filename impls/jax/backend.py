@@ -198,10 +198,11 @@ class InferenceState:
     """The model split once for a run of compiled evaluation-mode passes, which change nothing in it
     (no dropout draws, no BatchNorm updates): each pass skips ``nnx.split`` and ``nnx.update``, almost
     half of a small model's forward time (0.74 → 0.41 ms on the MNIST MLP at batch 128). Valid until
-    :func:`synced` drops it, before anything else reads or changes the model — or until a variable
-    of the model holds another array than the split took (``nnx.update`` or an assignment from
+    :func:`synced` drops it, before anything else reads or changes the model — or until one of the
+    model's variables holds another array than the split took (``nnx.update``, or a value set from
     outside the backend), which :meth:`is_current` sees: the split shares the model's ``Variable``
-    objects, and JAX arrays never change in place."""
+    objects, and JAX arrays never change in place. (A ``Variable`` object replaced by another is not
+    seen: the split still holds the old one.)"""
 
     graphdef: nnx.GraphDef
     treedef: jax.tree_util.PyTreeDef
@@ -209,7 +210,7 @@ class InferenceState:
     variables: list[nnx.Variable]
 
     def is_current(self) -> bool:
-        return all(variable.get_value() is leaf for variable, leaf in zip(self.variables, self.leaves, strict=True))
+        return all(variable.get_raw_value() is leaf for variable, leaf in zip(self.variables, self.leaves, strict=True))
 
 
 _INFERENCE = "_triptych_inference_state"

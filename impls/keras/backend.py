@@ -251,11 +251,12 @@ class KerasBackend:
         compiled: bool | None = None,
     ) -> float:
         check_model_loss(model.spec, loss)
+        inputs = _inputs(model, x)
         if isinstance(optimizer, dict):  # a GAN: the optimizer of the network this loss trains
             optimizer = optimizer[GAN_LOSS_TRAINS[loss]]
         before_step(optimizer, optimizer.spec)
         step = _train_step_function(model, optimizer, loss, compiled=True if compiled is None else compiled)
-        return float(step(_inputs(model, x), _targets(targets, loss)))
+        return float(step(inputs, _targets(targets, loss)))
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
         return schedules.learning_rates(schedule)

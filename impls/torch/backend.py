@@ -213,12 +213,13 @@ class TorchBackend:
     ) -> torch.Tensor:
         """Forward in training mode, loss and ``backward()``: gradients land in each ``.grad``."""
         check_model_loss(model.spec, loss)
+        inputs = self._input(model, x)
         model.train(True)
         model.zero_grad(set_to_none=True)
         # torch's cross_entropy wants int64 class ids
         target_tensor = _to_nchw(self._tensor(targets, torch.int64 if takes_class_ids(loss) else torch.float32))
         loss_fn = _compiled_loss(model) if compiled else training_loss
-        value = loss_fn(model, self._input(model, x), target_tensor, loss)
+        value = loss_fn(model, inputs, target_tensor, loss)
         value.backward()
         return value
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -132,7 +132,7 @@ def bindings(model: nn.Module) -> list[Binding]:
             tensors = (getattr(_module(model, layer), _ATTRIBUTE[variable]),)
         key = tuple(id(t) for t in tensors)
         known = grouped.get(key)
-        grouped[key] = Binding((*known.names, name), tensors) if known else Binding((name,), tensors, held)
+        grouped[key] = replace(known, names=(*known.names, name)) if known else Binding((name,), tensors, held)
     return list(grouped.values())
 
 
