@@ -44,6 +44,14 @@ def _digest(*arrays: np.ndarray) -> str:
     return hashed.hexdigest()
 
 
+def built(backend: Backend, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> object:
+    """The backend's model holding ``params``, or a skip naming what its framework cannot express."""
+    try:
+        return backend.build(spec, params)
+    except UnsupportedOption as exc:
+        pytest.skip(f"not native on {backend.name}: {exc}")
+
+
 _gradients: dict[tuple[str, ModelSpec, str, str], dict[str, np.ndarray]] = {}
 
 
@@ -55,11 +63,7 @@ def gradients(
     model costs more than comparing its gradients. A model the framework cannot express is a skip."""
     key = (backend.name, spec, loss, _digest(*(params[name] for name in sorted(params)), x, targets))
     if key not in _gradients:
-        try:
-            model = backend.build(spec, params)
-        except UnsupportedOption as exc:
-            pytest.skip(str(exc))
-        _gradients[key] = backend.loss_and_grads(model, x, targets, loss)[1]
+        _gradients[key] = backend.loss_and_grads(built(backend, spec, params), x, targets, loss)[1]
     return _gradients[key]
 
 

@@ -16,11 +16,10 @@ from conftest import framework_backend
 from spec import reference as ref
 from spec.backend import Backend
 from spec.compare import check_batch
-from spec.errors import UnsupportedOption
-from spec.losses import MODEL_LOSSES
-from spec.models import ZOO, ModelSpec
+from spec.models import GAN_SPECS, ZOO, ModelSpec
 from spec.params import init_params
 from spec.tolerances import max_scaled_error, tolerance
+from tests.checks import built
 
 BATCH = 4
 # Added to every floating native tensor: positive, so BatchNorm's variances stay positive, and large
@@ -67,20 +66,13 @@ PERTURB: dict[str, Callable[[object, np.random.Generator], None]] = {
 }
 
 
-def _built(backend: Backend, spec: ModelSpec) -> object:
-    try:
-        return backend.build(spec, init_params(spec, 0))
-    except UnsupportedOption as exc:
-        pytest.skip(f"not native on {backend.name}: {exc}")
-
-
 @pytest.mark.parametrize("spec", list(ZOO.values()), ids=list(ZOO))
 def test_export_holds_every_native_tensor(backend: Backend, spec: ModelSpec) -> None:
     """After every floating native tensor is shifted natively (the model used once before, so that
     any cached state would go stale), the judge on ``export_params`` computes the model's outputs;
     loading that export back changes neither the export nor the outputs."""
-    model = _built(backend, spec)
-    x = check_batch(spec)[0][:BATCH]
+    model = built(backend, spec, init_params(spec, 0))
+    x, targets = (a[:BATCH] for a in check_batch(spec))
     before = backend.forward(model, x)
     PERTURB[backend.name](model, np.random.default_rng(1))
     outputs = backend.forward(model, x)
@@ -89,10 +81,9 @@ def test_export_holds_every_native_tensor(backend: Backend, spec: ModelSpec) -> 
     assert max_scaled_error(outputs, before, tol) > 1.0, "the perturbation did not reach the outputs"
     error = max_scaled_error(outputs, ref.forward(spec, exported, x), tol)
     assert error <= 1.0, f"{backend.name}'s outputs differ from the judge on its export: {error:.3g}× the tolerance"
-    if spec.kind in MODEL_LOSSES and "gan_discriminator" in MODEL_LOSSES[spec.kind]:  # outputs are G's alone
-        z, real = check_batch(spec)
-        value, _ = backend.loss_and_grads(model, z[:BATCH], real[:BATCH], "gan_discriminator")
-        judged = ref.loss(spec, exported, z[:BATCH], real[:BATCH], "gan_discriminator")
+    if isinstance(spec, GAN_SPECS):  # its outputs are the generator's alone; its targets the real batch
+        value, _ = backend.loss_and_grads(model, x, targets, "gan_discriminator")
+        judged = ref.loss(spec, exported, x, targets, "gan_discriminator")
         assert value == pytest.approx(judged, rel=tol.rtol), "the discriminator differs from its export"
     backend.load_params(model, exported)
     again = backend.export_params(model)
