@@ -28,7 +28,7 @@ test-all: venv
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 compare: venv
-	$(BIN)/python -m spec.compare
+	$(BIN)/python -m spec.report
 
 # Time every benchmark (tests/bench) with every framework pinned to the same number of intra-op threads
 # (all cores); saves pytest-benchmark's JSON for `make compare` and for `pytest-benchmark compare`.

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import importlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from spec.errors import BackendUnavailable, SpecError
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
-from spec.params import ParamCount
+from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of, optimizer_groups
 from spec.schedules import ScheduleSpec
 
 BACKEND_NAMES = ("torch", "keras", "jax")
@@ -41,7 +42,7 @@ def intra_op_threads() -> int | None:
 class Backend(Protocol):
     """What each framework implementation provides. ``model`` is the framework's native model object.
 
-    Batches ``x`` are numpy arrays in the dtype of :func:`spec.models.input_dtype` — float32 values,
+    Batches ``x`` are numpy arrays in the dtype of :attr:`spec.models.ModelSpec.input_dtype` — float32 values,
     or int32 token ids for a Transformer — and targets numpy arrays for the loss; a backend also
     accepts its own framework's arrays there (the benchmarks hold their batches on the device).
     Every method that takes a batch checks it first with :func:`spec.inputs.check_inputs` and raises
@@ -123,6 +124,75 @@ class Backend(Protocol):
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
         """The learning rate the framework's native schedule applies at steps 0 … total_steps − 1."""
         ...
+
+
+class NativeBackend(ABC):
+    """The framework-neutral half of :class:`Backend`, written once: which native class builds a spec
+    (the ``{spec class: model class}`` table each ``impls/<name>/models.py`` exports as
+    ``MODEL_CLASSES``), the optimizer groups (one optimizer per network of a GAN, each loss picking
+    the one it trains), and the checks on the loss. A framework implements the native part: making
+    its model (:meth:`_new_model`), loading and freezing canonical parameters, and one native
+    optimizer (:meth:`_native_optimizer`)."""
+
+    name: ClassVar[str]
+    model_classes: ClassVar[Mapping[type[ModelSpec], type]]
+
+    def model_class(self, spec: ModelSpec) -> type:
+        """The native class that builds ``spec``, or :class:`SpecError` naming the kinds this backend builds."""
+        try:
+            return self.model_classes[type(spec)]
+        except KeyError:
+            kinds = sorted(cls.__name__ for cls in self.model_classes)
+            raise SpecError("spec", type(spec).__name__, f"a spec the {self.name} backend builds: {kinds}") from None
+
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> Any:
+        model = self._new_model(self.model_class(spec), spec, seed)
+        self._load(model, params)
+        self._freeze(model)
+        return self._ready(model, seed)
+
+    def make_optimizer(self, model: Any, opt: OptimizerSpec) -> Any:
+        groups = optimizer_groups(model.spec)
+        if groups is None:
+            return self._native_optimizer(model, opt, None)
+        return self._optimizer_group({part: self._native_optimizer(model, opt, part) for part in groups})
+
+    @staticmethod
+    def optimizer_for_loss(optimizer: Any, loss: str) -> Any:
+        """The optimizer a step with ``loss`` uses: a GAN's loss picks its network's."""
+        return optimizer[GAN_LOSS_TRAINS[loss]] if isinstance(optimizer, Mapping) else optimizer
+
+    @staticmethod
+    def optimizer_for_grads(model: Any, optimizer: Any, grads: Mapping[str, np.ndarray]) -> tuple[str | None, Any]:
+        """The part (``None`` for a model with one optimizer) that canonical ``grads`` cover, and its optimizer."""
+        if not isinstance(optimizer, Mapping):
+            return None, optimizer
+        part = group_of(model.spec, grads)
+        return part, optimizer[part]
+
+    @abstractmethod
+    def _new_model(self, model_class: type, spec: ModelSpec, seed: int) -> Any:
+        """A native model of ``model_class`` for ``spec``, its variables created (any values)."""
+
+    @abstractmethod
+    def _load(self, model: Any, params: Mapping[str, np.ndarray]) -> None: ...
+
+    @abstractmethod
+    def _freeze(self, model: Any) -> None:
+        """Leave the spec's frozen layers out of training."""
+
+    def _ready(self, model: Any, seed: int) -> Any:
+        """The built model after loading, for a framework with more to set up (random streams)."""
+        return model
+
+    @abstractmethod
+    def _native_optimizer(self, model: Any, opt: OptimizerSpec, part: str | None) -> Any:
+        """The native optimizer following ``opt`` for the trainable tensors of ``part`` (a GAN's
+        network, by name: :func:`spec.params.optimizer_groups`), or of the whole model (``None``)."""
+
+    def _optimizer_group(self, optimizers: dict[str, Any]) -> Any:
+        """A GAN's optimizers, one per network by name, in the container the framework needs."""
+        return optimizers
 
 
 def load_backend(name: str) -> Backend:

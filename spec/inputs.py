@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from spec.errors import BatchError
-from spec.models import ModelSpec, input_dtype
+from spec.models import ModelSpec
 
 # dtype names as numpy, JAX and TensorFlow spell them (torch prefixes its own with "torch.")
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -25,14 +25,14 @@ def check_inputs(spec: ModelSpec, x: Any, *, what: str = "x", shape: tuple[int, 
     """Raise :class:`BatchError`, naming the model, unless ``x`` (numpy, or a framework's tensor) is a
     batch its model takes: shape (batch ≥ 1, *``shape``) — ``spec.input_shape`` unless given — of
     float values (any float dtype; the backends compute in float32) or, for a model of token ids
-    (:func:`spec.models.input_dtype`), integer ids in [0, vocab_size)."""
+    (:attr:`spec.models.ModelSpec.input_dtype`), integer ids in [0, vocab_size)."""
     expected = tuple(spec.input_shape if shape is None else shape)
     received = tuple(int(n) for n in getattr(x, "shape", ()))
     if len(received) != 1 + len(expected) or received[1:] != expected or received[0] < 1:
         wanted = f"(batch, {', '.join(map(str, expected))})"
         raise BatchError(spec.name, what, f"has shape {received}", f"{wanted} with batch ≥ 1")
     dtype = dtype_name(x)
-    if input_dtype(spec) == "float32":
+    if spec.input_dtype == "float32":
         if dtype not in FLOAT_DTYPES:
             allowed = ", ".join(FLOAT_DTYPES)
             raise BatchError(spec.name, what, f"has dtype {dtype}", f"float values ({allowed})")

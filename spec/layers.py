@@ -374,3 +374,55 @@ class Dropout:
 
 Layer = Conv2D | ConvTranspose2D | Pool2D | BatchNorm | Act | Flatten | Reshape | GlobalAvgPool | Dense | Dropout
 LAYER_TYPES = (Conv2D, ConvTranspose2D, Pool2D, BatchNorm, Act, Flatten, Reshape, GlobalAvgPool, Dense, Dropout)
+
+
+def layer_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape (without the batch axis) ``layer`` makes of an input of ``shape``."""
+    image = len(shape) == 3
+    match layer:
+        case Conv2D() | ConvTranspose2D() | Pool2D() if not image:
+            raise SpecError("layers", type(layer).__name__, "image layers only on images, not after Flatten")
+        case Conv2D():
+            window, strides = layer.kernel_size, layer.strides
+            pads = resolve_padding(layer.padding, shape[:2], window, strides)
+            return (*output_size(shape[:2], window, strides, pads), layer.filters)
+        case ConvTranspose2D():
+            return (*layer.output_size(shape[:2]), layer.filters)
+        case Pool2D():
+            window, strides = layer.pool_size, layer.strides
+            pads = resolve_padding(layer.padding, shape[:2], window, strides)
+            if layer.kind == "max" and any(p >= k for pair, k in zip(pads, window) for p in pair):
+                raise SpecError("pool.padding", pads, f"fewer pixels per side than the window {window}")
+            return (*output_size(shape[:2], window, strides, pads), shape[2])
+        case Flatten() | GlobalAvgPool() if not image:
+            raise SpecError("layers", type(layer).__name__, "Flatten or GlobalAvgPool only on images")
+        case Flatten():
+            return (shape[0] * shape[1] * shape[2],)
+        case GlobalAvgPool():
+            return (shape[2],)
+        case Reshape() if image:
+            raise SpecError("layers", "Reshape", "Reshape only on vectors (after Dense layers)")
+        case Reshape():
+            target = layer.target_shape
+            if target[0] * target[1] * target[2] != shape[0]:
+                raise SpecError("reshape.target_shape", target, f"{shape[0]} values, the size of its input")
+            return target
+        case Dense() if image:
+            raise SpecError("layers", "Dense", "Dense layers only on vectors (after Flatten or GlobalAvgPool)")
+        case Dense():
+            return (layer.units,)
+    return shape  # BatchNorm, Act, Dropout keep the shape
+
+
+def layer_flops(layer: Layer, shape: tuple[int, ...]) -> int:
+    """Operations of one layer on one example whose input has ``shape``: multiply-adds count two."""
+    if isinstance(layer, Conv2D):
+        out_h, out_w, filters = layer_output_shape(layer, shape)
+        kh, kw = layer.kernel_size
+        return 2 * out_h * out_w * kh * kw * shape[2] * filters
+    if isinstance(layer, ConvTranspose2D):  # every input pixel paints a kh×kw patch (the cropped part too)
+        kh, kw = layer.kernel_size
+        return 2 * shape[0] * shape[1] * kh * kw * shape[2] * layer.filters
+    if isinstance(layer, Dense):
+        return 2 * shape[0] * layer.units
+    return 0

@@ -12,7 +12,7 @@ definition allows, as the frameworks' numerically stable losses are:
   Needs a sigmoid output.
 * ``mse``: ``mean_{b,c}( (y_hat - t)^2 )`` over every element, on the activated output ``y_hat``.
 
-A model kind can have a loss of its own, computed from more than its logits (``MODEL_LOSSES``):
+A model kind can have losses of its own, computed from more than its logits (its spec's ``own_losses``):
 
 * ``negative_elbo``, a VAE's (:class:`spec.models.VAESpec`): targets are the images, shape
   (batch, pixels); ``mean_b( R_b + kl_weight * KL_b )`` where ``R_b`` sums the reconstruction loss
@@ -31,7 +31,12 @@ A model kind can have a loss of its own, computed from more than its logits (``M
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spec.errors import SpecError
+
+if TYPE_CHECKING:  # spec.models builds on this module
+    from spec.models import ModelSpec
 
 LOSS_OUTPUT_ACTIVATIONS: dict[str, tuple[str, ...]] = {
     "sparse_categorical_crossentropy": ("softmax",),
@@ -59,30 +64,22 @@ def check_target_shape(loss: str, logits_shape: tuple[int, ...], targets_shape: 
         raise SpecError("targets", f"shape {targets_shape}", f"shape {expected} for {loss} on logits {logits_shape}")
 
 
-# The losses of a model kind whose losses need more than its logits, by ``spec.kind``; the first is
-# its default.
-MODEL_LOSSES = {"vae": ("negative_elbo",), "gan": ("gan_discriminator", "gan_generator")}
+# Every loss a model kind owns (a spec class's ``own_losses``), and the kind that owns it.
+KIND_LOSSES = {"negative_elbo": "vae", "gan_discriminator": "gan", "gan_generator": "gan"}
 
 
-def default_loss(spec: object) -> str:
-    """The loss a model of ``spec`` is trained with unless a recipe says otherwise: its kind's own
-    (``MODEL_LOSSES``), else the one for its output activation (``DEFAULT_LOSS``)."""
-    own = MODEL_LOSSES.get(spec.kind)
-    return own[0] if own else DEFAULT_LOSS[spec.output_activation]
-
-
-def check_model_loss(spec: object, loss: str) -> str:
+def check_model_loss(spec: ModelSpec, loss: str) -> str:
     """Return ``loss`` if a model of ``spec`` can be trained with it, else raise :class:`SpecError`:
-    a model kind in ``MODEL_LOSSES`` takes its own losses only, every other model a loss that fits
-    its output activation (:func:`check_loss`)."""
-    own = MODEL_LOSSES.get(spec.kind)
-    if own is not None:
-        if loss not in own:
-            raise SpecError("loss", loss, f"{', '.join(map(repr, own))}: the losses of a {spec.kind} model")
+    a kind with losses of its own takes those only, every other model a loss that fits its output
+    activation (:func:`check_loss`)."""
+    if spec.own_losses:
+        if loss not in spec.own_losses:
+            raise SpecError("loss", loss, f"{', '.join(map(repr, spec.own_losses))}: the losses of a {spec.kind} model")
         return loss
-    for kind, losses in MODEL_LOSSES.items():
-        if loss in losses:
-            raise SpecError("loss", loss, f"a loss for a {spec.output_activation!r} output ({loss!r} is a {kind}'s)")
+    if loss in KIND_LOSSES:
+        raise SpecError(
+            "loss", loss, f"a loss for a {spec.output_activation!r} output ({loss!r} is a {KIND_LOSSES[loss]}'s)"
+        )
     return check_loss(loss, spec.output_activation)
 
 

@@ -50,7 +50,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from spec.errors import ParamError
+from spec.errors import ParamError, SpecError
 from spec.layers import BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Layer, Reshape
 from spec.models import (
     GAN_SPECS,
@@ -64,6 +64,7 @@ from spec.models import (
     TransformerSpec,
     VAESpec,
     is_frozen,
+    is_within,
 )
 
 CANONICAL_DTYPE = np.float32
@@ -173,6 +174,10 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
         case _:
             raise ParamError(f"no canonical parameters defined for spec type {type(spec).__name__}")
     if spec.frozen and not unfrozen:  # frozen layers' tensors are state, not trained
+        layers = list(dict.fromkeys(name.rsplit("/", 1)[0] for name in infos))
+        for entry in spec.frozen:
+            if not any(is_within(layer, entry) for layer in layers):
+                raise SpecError("frozen", entry, f"a canonical layer name or prefix of {spec.name}: {layers}")
         infos = {
             name: replace(info, trainable=False) if is_frozen(spec, name.rsplit("/", 1)[0]) else info
             for name, info in infos.items()

@@ -10,27 +10,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
-from spec.data import Split, digit_targets, digits, latent_noise
+from spec.data import Split, digits
 from spec.data.augment import Augmentation
-from spec.data.mixture import GaussianRing
+from spec.data.mixture import RING
 from spec.data.sequences import SEQUENCE_TASKS, SEQUENCE_TRAIN, TOKEN_TASKS, sequence_split, token_split
 from spec.errors import SpecError
-from spec.losses import MODEL_LOSSES, check_model_loss, default_loss
+from spec.losses import check_model_loss
 from spec.models import (
     GAN_SPECS,
     SEQUENCE_ZOO,
     TRANSFORMER_ZOO,
     ZOO,
-    ConvGANSpec,
-    GANSpec,
     MLPSpec,
     ModelSpec,
     RNNSpec,
     TransformerSpec,
     VAESpec,
-    reconstructs_input,
 )
 from spec.optimizers import OptimizerSpec
 from spec.schedules import ScheduleSpec
@@ -84,7 +79,7 @@ class RecipeSpec:
         check_positive_int("recipe.epochs", self.epochs)
         if self.target_accuracy is not None:
             check_number("recipe.target_accuracy", self.target_accuracy, low=0.0, high=1.0 + 1e-12)
-        if self.early_stopping is not None and self.model.kind in MODEL_LOSSES:
+        if self.early_stopping is not None and self.model.own_losses:
             raise SpecError("recipe.early_stopping", self.early_stopping, f"None with the {self.loss!r} loss")
         if self.early_stopping is not None and self.validation_fraction == 0.0:
             raise SpecError("recipe.validation_fraction", 0.0, "a fraction in (0, 1) when early_stopping is set")
@@ -114,7 +109,6 @@ class RecipeSpec:
 DIGITS_RECONSTRUCTION = "digits_reconstruction"
 # The 2-D ring of Gaussians a GAN learns to sample (spec.data.mixture), and the one the recipes use.
 GAUSSIAN_RING = "gaussian_ring"
-RING = GaussianRing()
 
 
 def data_for(model: ModelSpec) -> tuple[str, ...]:
@@ -126,30 +120,13 @@ def data_for(model: ModelSpec) -> tuple[str, ...]:
         return SEQUENCE_TASKS
     if isinstance(model, TransformerSpec):
         return TOKEN_TASKS
-    if isinstance(model, MLPSpec) and reconstructs_input(model):
+    if isinstance(model, MLPSpec) and model.reconstructs_input:
         return ("digits", DIGITS_RECONSTRUCTION)
-    if reconstructs_input(model) or isinstance(model, VAESpec):
+    if model.reconstructs_input or isinstance(model, VAESpec):
         return (DIGITS_RECONSTRUCTION,)
     if isinstance(model, GAN_SPECS):  # points of the ring, or digit images (8×8 or 28×28, flat or not)
         return (GAUSSIAN_RING,) if model.data_shape == (2,) else ("digits",) if model.output_size in (64, 784) else ()
     return ("digits",)
-
-
-def targets_for(spec: ModelSpec, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Targets on digit ``images`` for ``spec``'s default loss: the images themselves for a model
-    reconstructing its input (an autoencoder), else those of the labels (:func:`digit_targets`)."""
-    if reconstructs_input(spec) and spec.output_activation == "sigmoid":
-        return images
-    return digit_targets(labels, spec.output_activation, spec.output_size)
-
-
-def gan_batch(spec: GANSpec | ConvGANSpec, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and targets to check a GAN on: ``count`` latents z, and as many real examples — points
-    of the ring for a 2-D GAN, test digits otherwise."""
-    z = latent_noise(count, spec.latent_size, seed, 0)
-    if spec.data_shape == (2,):
-        return z, RING.sample(count, seed)[0]
-    return z, digits(spec.data_shape, seed=seed).x_test[:count]
 
 
 def recipe_split(recipe: RecipeSpec) -> Split:
@@ -336,7 +313,7 @@ def sequence_recipe(model: str, data: str, epochs: int, learning_rate: float = 1
         f"{model}_{data}",
         spec,
         OptimizerSpec("adam", schedule, **_ADAM),
-        default_loss(spec),
+        spec.default_loss,
         batch_size=SEQUENCE_BATCH,
         epochs=epochs,
         data=data,

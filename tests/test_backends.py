@@ -11,8 +11,8 @@ from spec.backend import Backend
 from spec.data import digits, one_hot
 from spec.errors import ParamError
 from spec.layers import Act, BatchNorm, Conv2D, Dense, Flatten
-from spec.losses import LOSS_OUTPUT_ACTIVATIONS, default_loss
-from spec.models import ZOO, CNNSpec, MLPSpec, ModelSpec, reconstructs_input
+from spec.losses import LOSS_OUTPUT_ACTIVATIONS
+from spec.models import ZOO, CNNSpec, MLPSpec, ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import count_params, init_params, param_specs, trainable_names
 from spec.tolerances import max_scaled_error, tolerance
@@ -45,7 +45,7 @@ VARIANTS: list[tuple[MLPSpec, str]] = [
     (MLPSpec("kernel_l2", 64, (16,), 10, "relu", "softmax", kernel_l2=0.01), "sparse_categorical_crossentropy"),
 ]
 MLP_ZOO = {name: spec for name, spec in ZOO.items() if isinstance(spec, MLPSpec)}  # vision: test_vision.py
-CASES = [pytest.param(spec, default_loss(spec), id=name) for name, spec in MLP_ZOO.items()] + [
+CASES = [pytest.param(spec, spec.default_loss, id=name) for name, spec in MLP_ZOO.items()] + [
     pytest.param(spec, loss, id=spec.name) for spec, loss in VARIANTS
 ]
 
@@ -63,7 +63,7 @@ def batch_for(spec: ModelSpec, loss: str, seed: int = 0) -> tuple[np.ndarray, np
     x, labels = split.x_test[:BATCH], split.y_test[:BATCH]
     if loss == "sparse_categorical_crossentropy":
         return x, labels
-    if reconstructs_input(spec) and spec.output_activation == "sigmoid":
+    if spec.reconstructs_input and spec.output_activation == "sigmoid":
         return x, x
     if loss in ("categorical_crossentropy", "binary_crossentropy") or spec.output_activation != "linear":
         return x, one_hot(labels, spec.output_size)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import get_backend, selected_backends
-from spec import compare
 from spec.backend import Backend
 from spec.optimizers import OPTIMIZER_ZOO
 from spec.recipes import RECIPES, SEQUENCE_RECIPES
+from spec.report import compare
 
 
 @pytest.fixture(autouse=True)

@@ -11,11 +11,10 @@ from spec import reference as ref
 from spec.backend import Backend
 from spec.data import digits, jittered
 from spec.errors import SpecError
-from spec.flops import forward_flops
 from spec.layers import Act, BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Pool2D, Reshape, resolve_padding
-from spec.models import ZOO, CNNSpec, ConvGANSpec, reconstructs_input
+from spec.models import ZOO, CNNSpec, ConvGANSpec
 from spec.params import count_params, init_params, param_specs
-from spec.recipes import RECIPES, data_for, recipe_split, targets_for
+from spec.recipes import RECIPES, data_for, recipe_split
 from spec.tolerances import max_scaled_error, tolerance
 from tests.checks import (
     assert_adam_step_from_canonical_gradients_matches_judge,
@@ -133,7 +132,7 @@ def test_flops_count_each_transposed_conv_as_its_conv() -> None:
     # patch per input pixel: 2·2·9·8·8 and 4·4·9·8·16 — each the count of the conv it is the
     # gradient of (that conv's output is the transposed conv's input); conv 8·8·9·16·1
     macs = 8 * 8 * 9 * 16 + 4 * 4 * 9 * 16 * 8 + 2 * 2 * 9 * 8 * 8 + 4 * 4 * 9 * 8 * 16 + 8 * 8 * 9 * 16
-    assert forward_flops(ZOO["digits_conv_autoencoder"], 3) == 3 * 2 * macs
+    assert ZOO["digits_conv_autoencoder"].forward_flops(3) == 3 * 2 * macs
 
 
 @pytest.mark.parametrize(
@@ -158,14 +157,14 @@ def test_bad_decoder_spec_names_the_field(make, field: str) -> None:
 
 def test_the_autoencoder_recipe_reconstructs_the_images() -> None:
     spec = ZOO["digits_conv_autoencoder"]
-    assert reconstructs_input(spec) and spec.output_shape == spec.input_shape == (8, 8, 1)
+    assert spec.reconstructs_input and spec.output_shape == spec.input_shape == (8, 8, 1)
     recipe = RECIPES["digits_conv_autoencoder_mse"]
     assert data_for(spec) == (recipe.data,)
     split = recipe_split(recipe)
     assert split.x_train.shape[1:] == (8, 8, 1)
     np.testing.assert_array_equal(split.x_train, split.y_train)
     images = split.x_test[:4]
-    np.testing.assert_array_equal(targets_for(spec, images, split.y_test[:4]), images)
+    np.testing.assert_array_equal(spec.targets_on_digits(images, split.y_test[:4]), images)
     # its target is well below predicting the mean training image for every pixel
     mean_image_mse = float(((split.x_test - split.x_train.mean(axis=0)) ** 2).mean())
     assert recipe.target_loss < 0.5 * mean_image_mse

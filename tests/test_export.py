@@ -15,9 +15,9 @@ import pytest
 from conftest import framework_backend
 from spec import reference as ref
 from spec.backend import Backend
-from spec.compare import check_batch
 from spec.models import GAN_SPECS, ZOO, ModelSpec
 from spec.params import init_params
+from spec.report.compare import check_batch
 from spec.tolerances import max_scaled_error, tolerance
 from tests.checks import built
 

@@ -22,9 +22,8 @@ from spec.losses import check_model_loss
 from spec.models import ZOO, CNNSpec, ConvGANSpec, GANSpec, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import GAN_LOSS_TRAINS, count_params, init_params, param_specs, trainable_names, trained_names
-from spec.plots import image_grid, plot_gan_samples
 from spec.recipes import RECIPES, RING, EarlyStopping, RecipeSpec, recipe_split
-from spec.recipes import gan_batch as recipes_gan_batch
+from spec.report.plots import image_grid, plot_gan_samples
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History
 from tests.checks import (
@@ -256,7 +255,7 @@ def gan_batch(spec: GANSpec | ConvGANSpec, seed: int = 0) -> tuple[np.ndarray, n
     """Latents and a real batch: points of the ring, digits, or (pixel_gan) digit pixels in [0, 1]
     or (tiny_conv_gan) digits at half resolution."""
     if spec.data_shape in ((2,), (64,), (8, 8, 1)):
-        return recipes_gan_batch(spec, BATCH, seed)
+        return spec.example_batch(BATCH, seed)
     z = latent_noise(BATCH, spec.latent_size, seed, 0)
     if spec.data_shape == (4, 4, 1):
         return z, digits((8, 8, 1)).x_test[:BATCH, ::2, ::2]

@@ -8,12 +8,11 @@ import pytest
 
 from spec import reference as ref
 from spec.backend import Backend
-from spec.compare import check_batch
 from spec.errors import BatchError
-from spec.losses import default_loss
 from spec.models import ZOO
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
+from spec.report.compare import check_batch
 
 # (model, a batch it must refuse, what the error must say): images, vectors, sequences, token ids.
 BAD_BATCHES = {
@@ -52,7 +51,7 @@ def test_every_method_that_takes_a_batch_refuses_a_misfit(
     spec = ZOO[model_name]
     model = backend.build(spec, init_params(spec, 0))
     targets = check_batch(spec)[1][: max(len(batch), 1)]
-    loss = default_loss(spec)
+    loss = spec.default_loss
     optimizer = backend.make_optimizer(model, OptimizerSpec("sgd", 0.1))
     calls = {
         "forward": lambda: backend.forward(model, batch),

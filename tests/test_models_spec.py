@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from spec.errors import SpecError
-from spec.models import ZOO, Activation, MLPSpec, get_model
+from spec.layers import Activation
+from spec.models import ZOO, MLPSpec, get_model
 
 
 def mlp(**overrides: object) -> MLPSpec:

@@ -10,8 +10,9 @@ import pytest
 
 from spec import reference as ref
 from spec.errors import BatchError, SpecError
+from spec.layers import Activation
 from spec.losses import check_loss
-from spec.models import Activation, MLPSpec
+from spec.models import MLPSpec
 
 # A 2-2-1 network small enough to evaluate on paper:
 #   h = relu(x @ W0 + b0), z = h @ W1 + b1, y = sigmoid(z)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spec.speed import SLOW_ROWS_EXPLAINED, load_speed, speed_markdown
+from spec.report.speed import SLOW_ROWS_EXPLAINED, load_speed, speed_markdown
 
 GROUP = "mnist_mlp · train step · compiled"
 

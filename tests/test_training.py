@@ -20,7 +20,6 @@ from spec.backend import Backend
 from spec.data import batch_indices, digits
 from spec.data.augment import Augmentation
 from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
-from spec.losses import MODEL_LOSSES
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
 from spec.recipes import (
@@ -31,7 +30,6 @@ from spec.recipes import (
     RecipeSpec,
     digits_mlp,
     recipe_split,
-    targets_for,
 )
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History, fit
@@ -121,7 +119,7 @@ def test_recipe_reaches_its_target(backend: Backend, name: str) -> None:
         pytest.skip(str(exc))
     assert len(h.epoch_test_accuracy) == (h.stopped_epoch or recipe.epochs)
     # a VAE's loss keeps its KL term and the digits' own entropy; a GAN's losses seek an equilibrium
-    if recipe.model.kind not in MODEL_LOSSES:
+    if not recipe.model.own_losses:
         assert h.step_loss[-1] < h.step_loss[0] / 5
     if recipe.target_modes is not None:
         assert h.coverage.modes_covered >= recipe.target_modes, h.coverage
@@ -344,7 +342,7 @@ def test_torch_compiles_each_model_for_its_own_shapes(request: pytest.FixtureReq
             model = backend.build(recipe.model, init_params(recipe.model, 0))
             optimizer = backend.make_optimizer(model, recipe.optimizer)
             x = SPLIT.x_train[:32]
-            targets = targets_for(recipe.model, x, SPLIT.y_train[:32])
+            targets = recipe.model.targets_on_digits(x, SPLIT.y_train[:32])
             backend.train_step(model, optimizer, x, targets, recipe.loss, compiled=True)
     finally:
         symbolic_shapes.removeHandler(catcher)

@@ -4,6 +4,7 @@ judge, against each other and against torch's own attention and encoder layers."
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from conftest import framework_backend
 from spec import reference as ref
 from spec.backend import Backend
-from spec.data.sequences import duplicate_tokens, majority_tokens, token_task_for
+from spec.data.sequences import duplicate_tokens, majority_tokens
 from spec.errors import SpecError
 from spec.losses import DEFAULT_LOSS
 from spec.models import TRANSFORMER_ZOO, TransformerSpec
@@ -51,8 +52,7 @@ def loss_for(spec: TransformerSpec) -> str:
 def batch_for(spec: TransformerSpec, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Padded token sequences (every sequence with padding when the spec has a pad token) and
     targets of the head's shape."""
-    task = token_task_for(spec, size, seed)
-    return task.x, task.y
+    return spec.example_batch(size, seed)
 
 
 def perturbed_params(spec: TransformerSpec, seed: int) -> dict[str, np.ndarray]:
@@ -230,12 +230,8 @@ def test_padding_does_not_reach_the_other_positions(backend: Backend, name: str)
     np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(judged, ref.logits(spec, params, x)[real] if spec.pooling == "none" else
                                ref.logits(spec, params, x), rtol=1e-12, atol=1e-12)  # fmt: skip
-    unmasked = TransformerSpec(**{**_fields(spec), "pad_token": None})
+    unmasked = dataclasses.replace(spec, pad_token=None)
     assert np.abs(ref.logits(unmasked, moved, x) - ref.logits(unmasked, params, x)).max() > 1e-3
-
-
-def _fields(spec: TransformerSpec) -> dict:
-    return {name: getattr(spec, name) for name in spec.__dataclass_fields__ if name != "kind"}
 
 
 @pytest.mark.parametrize("spec", SMALL, ids=[s.name for s in SMALL])

@@ -386,8 +386,8 @@ def test_frozen_backbone_trains_alike_on_every_backend(backends: tuple[Backend, 
 
 
 def test_freezing_an_unknown_layer_names_it() -> None:
-    with pytest.raises(SpecError, match="frozen: got 'stage_7'"):
-        dataclasses.replace(SMALL[-1], frozen=("stage_7",))
+    with pytest.raises(SpecError, match="frozen: got 'stage_7'"):  # checked with the layout it names
+        param_specs(dataclasses.replace(SMALL[-1], frozen=("stage_7",)))
     with pytest.raises(SpecError, match="frozen_batchnorm"):
         dataclasses.replace(SMALL[-1], frozen=("stem",), frozen_batchnorm="eval")
 
@@ -429,7 +429,7 @@ from spec.backend import load_backend
 from spec.layers import BatchNorm
 from spec.models import ResNetSpec
 from spec.params import init_params
-from spec.compare import check_batch
+from spec.report.compare import check_batch
 spec = ResNetSpec("tiny_resnet_cifar", (8, 8, 1), 10, "cifar", (1, 1), (4, 6), batchnorm=BatchNorm(0.8, 1e-3))
 backend = load_backend("torch")
 model = backend.build(spec, init_params(spec, 0))

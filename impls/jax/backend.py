@@ -21,25 +21,16 @@ from flax import nnx
 
 from impls.jax import schedules, weights
 from impls.jax.losses import compute_loss, gan_loss, negative_elbo
-from impls.jax.models import CNN, GAN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
+from impls.jax.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.jax.optimizers import make_optimizer
-from spec.backend import intra_op_threads
+from spec.backend import NativeBackend, intra_op_threads
 from spec.inputs import check_inputs
 from spec.losses import check_model_loss, takes_class_ids
 from spec.models import (
-    CNNSpec,
-    ConvGANSpec,
-    GANSpec,
-    MLPSpec,
     ModelSpec,
-    ResNetSpec,
-    RNNSpec,
-    TransformerSpec,
-    VAESpec,
-    input_dtype,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of, optimizer_groups
+from spec.params import GAN_LOSS_TRAINS, ParamCount
 from spec.schedules import ScheduleSpec
 
 
@@ -52,7 +43,7 @@ def configure_float32_exact() -> None:
 def _inputs(model: SpecModel, x: np.ndarray) -> jax.Array:
     """A batch (checked against the spec) in the dtype the model takes: float32 values or int32 token ids."""
     check_inputs(model.spec, x)
-    return jnp.asarray(x, input_dtype(model.spec))
+    return jnp.asarray(x, model.spec.input_dtype)
 
 
 def training_loss(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
@@ -117,9 +108,7 @@ def train_step_body(
     """One training step on live NNX objects: eager as it stands, compiled inside :func:`_state_train_step`.
     A GAN's ``optimizer`` is one per network, by name: the loss picks the one it trains."""
     value, grads = value_and_grads(model, x, targets, loss)
-    if isinstance(optimizer, Mapping):
-        optimizer = optimizer[GAN_LOSS_TRAINS[loss]]
-    optimizer.update(model, grads)
+    NativeBackend.optimizer_for_loss(optimizer, loss).update(model, grads)
     return value
 
 
@@ -236,8 +225,9 @@ def _evaluate(
     return model.infer(x) if outputs else logits_of(model(x))
 
 
-class JaxBackend:
+class JaxBackend(NativeBackend):
     name = "jax"
+    model_classes = MODEL_CLASSES
 
     def __init__(self) -> None:
         self._threads = configure_threads()
@@ -257,24 +247,18 @@ class JaxBackend:
     def device(self) -> str:
         return self._device
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {
-            MLPSpec: MLP,
-            CNNSpec: CNN,
-            ResNetSpec: ResNet,
-            RNNSpec: RNN,
-            TransformerSpec: Transformer,
-            VAESpec: VAE,
-            GANSpec: GAN,
-            ConvGANSpec: GAN,
-        }
-        if type(spec) not in kinds:
-            raise TypeError(f"jax backend cannot build {type(spec).__name__}")
-        # An abstract model (shapes only), filled from ``params``: running Flax's own initializers
+    def _new_model(self, model_class: type[SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
+        # An abstract model (shapes only), filled from the parameters: running Flax's own initializers
         # eagerly would compile each of their ops for every new shape, seconds per model on a CPU.
-        model = nnx.eval_shape(lambda: kinds[type(spec)](spec, rngs=nnx.Rngs(params=0, dropout=seed)))
+        return nnx.eval_shape(lambda: model_class(spec, rngs=nnx.Rngs(params=0, dropout=seed)))
+
+    def _load(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
+
+    def _freeze(self, model: SpecModel) -> None:
         weights.freeze(model)
+
+    def _ready(self, model: SpecModel, seed: int) -> SpecModel:
         # the abstract build left the random streams without keys: dropout's, and the carry stream
         # nnx.RNN keeps (its cells draw their zero initial states through it)
         nnx.reseed(model, dropout=seed, carry=0)
@@ -336,27 +320,19 @@ class JaxBackend:
         nnx.update(model, state)
         return float(value), weights.from_state(model, grads, GAN_LOSS_TRAINS.get(loss))
 
-    def make_optimizer(self, model: SpecModel, opt: OptimizerSpec) -> nnx.Optimizer | nnx.Dict:
-        groups = optimizer_groups(model.spec)
-        if groups is not None:  # a GAN: one optimizer per network
-            return nnx.Dict(
-                {
-                    part: nnx.Optimizer(synced(model), make_optimizer(opt), wrt=weights.trainable(model, part))
-                    for part in groups
-                }
-            )
-        return nnx.Optimizer(synced(model), make_optimizer(opt), wrt=weights.trainable(model))
+    def _native_optimizer(self, model: SpecModel, opt: OptimizerSpec, part: str | None) -> nnx.Optimizer:
+        return nnx.Optimizer(synced(model), make_optimizer(opt), wrt=weights.trainable(model, part))
+
+    def _optimizer_group(self, optimizers: dict[str, nnx.Optimizer]) -> nnx.Dict:
+        return nnx.Dict(optimizers)  # a graph node: nnx.split carries a GAN's two optimizers with the model
 
     def apply_gradients(
         self, model: SpecModel, optimizer: nnx.Optimizer | nnx.Dict, grads: Mapping[str, np.ndarray]
     ) -> None:
-        part = None
-        if isinstance(optimizer, nnx.Dict):  # one part's gradients, for that part's optimizer
-            part = group_of(model.spec, grads)
-            optimizer = optimizer[part]
+        part, native = self.optimizer_for_grads(model, optimizer, grads)
         grads_state = weights.to_state(synced(model), grads, part)
-        graphdef, state = nnx.split((model, optimizer))
-        nnx.update((model, optimizer), _apply_gradients(graphdef, state, grads_state))
+        graphdef, state = nnx.split((model, native))
+        nnx.update((model, native), _apply_gradients(graphdef, state, grads_state))
 
     def train_step(
         self,

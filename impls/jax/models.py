@@ -15,6 +15,7 @@ from flax import nnx
 from spec.errors import UnsupportedOption
 from spec.layers import (
     Act,
+    Activation,
     BatchNorm,
     Conv2D,
     ConvTranspose2D,
@@ -25,10 +26,10 @@ from spec.layers import (
     Layer,
     Pool2D,
     Reshape,
+    layer_output_shape,
     resolve_padding,
 )
 from spec.models import (
-    Activation,
     CNNSpec,
     ConvGANSpec,
     GANSpec,
@@ -39,7 +40,6 @@ from spec.models import (
     RNNSpec,
     TransformerSpec,
     VAESpec,
-    layer_output_shape,
 )
 from spec.params import cnn_layer_names, sinusoidal_positions
 
@@ -493,3 +493,16 @@ class GAN(SpecModel):
 
     def __call__(self, z: jax.Array) -> jax.Array:
         return self.generator(z)
+
+
+# The native class that builds each kind of spec (spec.backend.NativeBackend.build).
+MODEL_CLASSES: dict[type[ModelSpec], type[SpecModel]] = {
+    MLPSpec: MLP,
+    CNNSpec: CNN,
+    ResNetSpec: ResNet,
+    RNNSpec: RNN,
+    TransformerSpec: Transformer,
+    VAESpec: VAE,
+    GANSpec: GAN,
+    ConvGANSpec: GAN,
+}

@@ -10,26 +10,17 @@ import tensorflow as tf
 
 from impls.keras import schedules, weights
 from impls.keras.losses import compute_loss, gan_loss, negative_elbo
-from impls.keras.models import CNN, GAN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
+from impls.keras.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.keras.optimizers import before_step, make_optimizer
-from spec.backend import intra_op_threads
+from spec.backend import NativeBackend, intra_op_threads
 from spec.errors import BackendUnavailable
 from spec.inputs import check_inputs
 from spec.losses import check_model_loss, takes_class_ids
 from spec.models import (
-    CNNSpec,
-    ConvGANSpec,
-    GANSpec,
-    MLPSpec,
     ModelSpec,
-    ResNetSpec,
-    RNNSpec,
-    TransformerSpec,
-    VAESpec,
-    input_dtype,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import GAN_LOSS_TRAINS, ParamCount, check_params, group_of, optimizer_groups, trained_names
+from spec.params import GAN_LOSS_TRAINS, ParamCount, check_params, optimizer_groups, trained_names
 from spec.schedules import ScheduleSpec
 
 if keras.backend.backend() != "tensorflow":
@@ -59,7 +50,7 @@ def _targets(targets: np.ndarray | tf.Tensor, loss: str) -> tf.Tensor:
 def _inputs(model: SpecModel, x: np.ndarray | tf.Tensor) -> tf.Tensor:
     """A batch (checked against the spec) in the dtype the model takes: float32 values or int32 token ids."""
     check_inputs(model.spec, x)
-    return _as(x, input_dtype(model.spec))
+    return _as(x, model.spec.input_dtype)
 
 
 def _loss_and_grads(
@@ -122,6 +113,12 @@ def _compiled_call(model: SpecModel):
     return model.__dict__["_triptych_compiled_call"]
 
 
+def _trained_variables(model: SpecModel, part: str | None) -> dict[str, keras.Variable]:
+    """The trainable variables of ``part`` (a GAN's network), or of the whole model, by canonical name."""
+    names = None if part is None else optimizer_groups(model.spec)[part]
+    return weights.canonical_variables(model, trainable_only=True, names=names)
+
+
 def configure_threads() -> str:
     """Apply ``TRIPTYCH_THREADS`` to TensorFlow's intra- and inter-op pools (possible only before
     TensorFlow runs its first op, which is why backends load it first); returns the setting in force."""
@@ -133,8 +130,9 @@ def configure_threads() -> str:
     return "default (every core)"
 
 
-class KerasBackend:
+class KerasBackend(NativeBackend):
     name = "keras"
+    model_classes = MODEL_CLASSES
 
     def __init__(self) -> None:
         self._threads = configure_threads()
@@ -151,27 +149,16 @@ class KerasBackend:
     def device(self) -> str:
         return self._device
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {
-            MLPSpec: MLP,
-            CNNSpec: CNN,
-            ResNetSpec: ResNet,
-            RNNSpec: RNN,
-            TransformerSpec: Transformer,
-            VAESpec: VAE,
-            GANSpec: GAN,
-            ConvGANSpec: GAN,
-        }
-        if type(spec) not in kinds:
-            raise TypeError(f"keras backend cannot build {type(spec).__name__}")
-        model = kinds[type(spec)](spec, seed=seed)
-        if isinstance(model, (MLP, VAE, GAN)):
-            model.build((None, *spec.input_shape))
-        else:  # one call creates every layer's variables, shapes inferred as Keras does
-            model(keras.ops.zeros((1, *spec.input_shape), dtype=input_dtype(spec)))
-        weights.load(model, params)
-        weights.freeze(model)
+    def _new_model(self, model_class: type[SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
+        model = model_class(spec, seed=seed)
+        model.create_variables()
         return model
+
+    def _load(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
+        weights.load(model, params)
+
+    def _freeze(self, model: SpecModel) -> None:
+        weights.freeze(model)
 
     def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
@@ -209,19 +196,10 @@ class KerasBackend:
         )
         return float(value), weights.to_canonical(model, {name: g.numpy() for name, g in zip(variables, grads)})
 
-    def make_optimizer(
-        self, model: SpecModel, opt: OptimizerSpec
-    ) -> keras.optimizers.Optimizer | dict[str, keras.optimizers.Optimizer]:
-        groups = optimizer_groups(model.spec)
-        if groups is not None:  # a GAN: one optimizer per network
-            return {part: self._optimizer(model, opt, names) for part, names in groups.items()}
-        return self._optimizer(model, opt, None)
-
-    @staticmethod
-    def _optimizer(model: SpecModel, opt: OptimizerSpec, names: list[str] | None) -> keras.optimizers.Optimizer:
+    def _native_optimizer(self, model: SpecModel, opt: OptimizerSpec, part: str | None) -> keras.optimizers.Optimizer:
         optimizer = make_optimizer(opt)
         optimizer.spec = opt
-        optimizer.build(list(weights.canonical_variables(model, trainable_only=True, names=names).values()))
+        optimizer.build(list(_trained_variables(model, part).values()))
         return optimizer
 
     def apply_gradients(
@@ -230,15 +208,13 @@ class KerasBackend:
         optimizer: keras.optimizers.Optimizer | dict[str, keras.optimizers.Optimizer],
         grads: Mapping[str, np.ndarray],
     ) -> None:
-        names = None
-        if isinstance(optimizer, dict):  # one part's gradients, for that part's optimizer
-            part = group_of(model.spec, grads)
-            names, optimizer = optimizer_groups(model.spec)[part], optimizer[part]
+        part, native = self.optimizer_for_grads(model, optimizer, grads)
+        names = None if part is None else optimizer_groups(model.spec)[part]
         checked = check_params(model.spec, grads, source="gradients", trainable_only=True, names=names)
         checked = weights.to_native(model, checked)
-        before_step(optimizer, optimizer.spec)
-        variables = weights.canonical_variables(model, trainable_only=True, names=names)
-        optimizer.apply_gradients([(checked[name], variable) for name, variable in variables.items()])
+        before_step(native, native.spec)
+        variables = _trained_variables(model, part)
+        native.apply_gradients([(checked[name], variable) for name, variable in variables.items()])
 
     def train_step(
         self,
@@ -252,10 +228,9 @@ class KerasBackend:
     ) -> float:
         check_model_loss(model.spec, loss)
         inputs = _inputs(model, x)
-        if isinstance(optimizer, dict):  # a GAN: the optimizer of the network this loss trains
-            optimizer = optimizer[GAN_LOSS_TRAINS[loss]]
-        before_step(optimizer, optimizer.spec)
-        step = _train_step_function(model, optimizer, loss, compiled=True if compiled is None else compiled)
+        native = self.optimizer_for_loss(optimizer, loss)
+        before_step(native, native.spec)
+        step = _train_step_function(model, native, loss, compiled=True if compiled is None else compiled)
         return float(step(inputs, _targets(targets, loss)))
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:

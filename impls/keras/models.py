@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import keras
 
 from spec.errors import UnsupportedOption
 from spec.layers import (
     Act,
+    Activation,
     BatchNorm,
     Conv2D,
     ConvTranspose2D,
@@ -23,10 +24,10 @@ from spec.layers import (
     Pads,
     Pool2D,
     Reshape,
+    layer_output_shape,
     resolve_padding,
 )
 from spec.models import (
-    Activation,
     CNNSpec,
     ConvGANSpec,
     GANSpec,
@@ -37,7 +38,6 @@ from spec.models import (
     RNNSpec,
     TransformerSpec,
     VAESpec,
-    layer_output_shape,
 )
 from spec.params import cnn_layer_names, encoder_layer_name, sinusoidal_positions
 
@@ -69,6 +69,15 @@ class SpecModel(keras.Model):
     """What every model adds to ``keras.Model``: its spec and its outputs."""
 
     spec: ModelSpec
+    # Whether ``build`` creates every variable (a model whose layers are built in its own ``build``);
+    # otherwise one call does, with each layer's shapes inferred as Keras does.
+    builds_from_shape: ClassVar[bool] = False
+
+    def create_variables(self) -> None:
+        if self.builds_from_shape:
+            self.build((None, *self.spec.input_shape))
+        else:
+            self(keras.ops.zeros((1, *self.spec.input_shape), dtype=self.spec.input_dtype))
 
     def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         """The model's outputs: logits passed through the spec's output activation."""
@@ -81,6 +90,8 @@ class MLP(SpecModel):
     The spec's L2 term is each Dense layer's ``kernel_regularizer``: Keras collects it in
     ``model.losses`` during the forward pass, and the train step adds it to the loss.
     """
+
+    builds_from_shape = True
 
     def __init__(self, spec: MLPSpec, seed: int = 0, **kwargs) -> None:
         super().__init__(name=spec.name, **kwargs)
@@ -418,6 +429,8 @@ class VAE(SpecModel):
     """Encoder and decoder MLPs with the reparameterisation between them; ``call`` takes images with
     their noise ε side by side (see :class:`spec.models.VAESpec`)."""
 
+    builds_from_shape = True
+
     def __init__(self, spec: VAESpec, seed: int = 0, **kwargs) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
@@ -448,6 +461,8 @@ class GAN(SpecModel):
     generator's logits (``infer``: the samples). The training losses use both
     (:func:`impls.keras.losses.gan_loss`)."""
 
+    builds_from_shape = True
+
     def __init__(self, spec: GANSpec | ConvGANSpec, seed: int = 0, **kwargs) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
@@ -462,3 +477,16 @@ class GAN(SpecModel):
 
     def call(self, z: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         return self.generator(z, training=training)
+
+
+# The native class that builds each kind of spec (spec.backend.NativeBackend.build).
+MODEL_CLASSES: dict[type[ModelSpec], type[SpecModel]] = {
+    MLPSpec: MLP,
+    CNNSpec: CNN,
+    ResNetSpec: ResNet,
+    RNNSpec: RNN,
+    TransformerSpec: Transformer,
+    VAESpec: VAE,
+    GANSpec: GAN,
+    ConvGANSpec: GAN,
+}

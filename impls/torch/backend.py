@@ -9,25 +9,16 @@ import torch
 
 from impls.torch import schedules, weights
 from impls.torch.losses import compute_loss, gan_loss, negative_elbo
-from impls.torch.models import CNN, GAN, MLP, RNN, VAE, ResNet, SpecModel, Transformer, logits_of
+from impls.torch.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.torch.optimizers import make_optimizer
-from spec.backend import intra_op_threads
+from spec.backend import NativeBackend, intra_op_threads
 from spec.inputs import check_inputs
 from spec.losses import check_model_loss, takes_class_ids
 from spec.models import (
-    CNNSpec,
-    ConvGANSpec,
-    GANSpec,
-    MLPSpec,
     ModelSpec,
-    ResNetSpec,
-    RNNSpec,
-    TransformerSpec,
-    VAESpec,
-    input_dtype,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of, optimizer_groups, trained_names
+from spec.params import GAN_LOSS_TRAINS, ParamCount, optimizer_groups, trained_names
 from spec.schedules import ScheduleSpec
 
 
@@ -117,8 +108,9 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return (tensor.permute(0, 2, 3, 1) if tensor.ndim == 4 else tensor).cpu().numpy()
 
 
-class TorchBackend:
+class TorchBackend(NativeBackend):
     name = "torch"
+    model_classes = MODEL_CLASSES
 
     def __init__(self) -> None:
         configure_float32_exact()
@@ -135,24 +127,15 @@ class TorchBackend:
     def device(self) -> str:
         return str(self._device) if self._device.type == "cpu" else f"cuda:{torch.cuda.current_device()}"
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> SpecModel:
-        kinds = {
-            MLPSpec: MLP,
-            CNNSpec: CNN,
-            ResNetSpec: ResNet,
-            RNNSpec: RNN,
-            TransformerSpec: Transformer,
-            VAESpec: VAE,
-            GANSpec: GAN,
-            ConvGANSpec: GAN,
-        }
-        if type(spec) not in kinds:
-            raise TypeError(f"torch backend cannot build {type(spec).__name__}")
+    def _new_model(self, model_class: type[SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
         torch.manual_seed(seed)  # nn.Dropout draws its masks from torch's global generator
-        model = kinds[type(spec)](spec).to(self._device)
+        return model_class(spec).to(self._device)
+
+    def _load(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
+
+    def _freeze(self, model: SpecModel) -> None:
         weights.freeze(model)
-        return model
 
     def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
@@ -178,7 +161,7 @@ class TorchBackend:
         """A batch for ``model``: canonical NHWC images become the NCHW tensors torch layers expect;
         token ids become int64, the index type of ``nn.Embedding``."""
         check_inputs(model.spec, x)
-        if input_dtype(model.spec) == "int32":
+        if model.spec.input_dtype == "int32":
             return self._tensor(x, torch.int64)
         return _to_nchw(self._tensor(x))
 
@@ -223,13 +206,8 @@ class TorchBackend:
         value.backward()
         return value
 
-    def make_optimizer(
-        self, model: SpecModel, opt: OptimizerSpec
-    ) -> torch.optim.Optimizer | dict[str, torch.optim.Optimizer]:
-        groups = optimizer_groups(model.spec)
-        if groups is None:
-            return make_optimizer(model, opt)
-        return {part: make_optimizer(model, opt, names) for part, names in groups.items()}
+    def _native_optimizer(self, model: SpecModel, opt: OptimizerSpec, part: str | None) -> torch.optim.Optimizer:
+        return make_optimizer(model, opt, None if part is None else optimizer_groups(model.spec)[part])
 
     def apply_gradients(
         self,
@@ -237,13 +215,9 @@ class TorchBackend:
         optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer],
         grads: Mapping[str, np.ndarray],
     ) -> None:
-        if isinstance(optimizer, dict):  # one part's gradients, for that part's optimizer
-            part = group_of(model.spec, grads)
-            weights.set_grads(model, grads, optimizer_groups(model.spec)[part])
-            optimizer[part].step()
-            return
-        weights.set_grads(model, grads)
-        optimizer.step()
+        part, native = self.optimizer_for_grads(model, optimizer, grads)
+        weights.set_grads(model, grads, None if part is None else optimizer_groups(model.spec)[part])
+        native.step()
 
     def train_step(
         self,
@@ -256,9 +230,8 @@ class TorchBackend:
         compiled: bool | None = None,
     ) -> float:
         value = self._backward(model, x, targets, loss, compiled=bool(compiled))
-        if isinstance(optimizer, dict):  # a GAN: the optimizer of the network this loss trains
-            optimizer = optimizer[GAN_LOSS_TRAINS[loss]]
-        (_compiled_optimizer_step(optimizer) if compiled else optimizer.step)()
+        native = self.optimizer_for_loss(optimizer, loss)
+        (_compiled_optimizer_step(native) if compiled else native.step)()
         return float(value.item())
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:

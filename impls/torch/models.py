@@ -15,6 +15,7 @@ from torch import nn
 from spec.errors import UnsupportedOption
 from spec.layers import (
     Act,
+    Activation,
     BatchNorm,
     Conv2D,
     ConvTranspose2D,
@@ -26,10 +27,10 @@ from spec.layers import (
     Pads,
     Pool2D,
     Reshape,
+    layer_output_shape,
     resolve_padding,
 )
 from spec.models import (
-    Activation,
     CNNSpec,
     ConvGANSpec,
     GANSpec,
@@ -40,7 +41,6 @@ from spec.models import (
     RNNSpec,
     TransformerSpec,
     VAESpec,
-    layer_output_shape,
 )
 from spec.params import cnn_layer_names, sinusoidal_positions
 
@@ -467,3 +467,16 @@ class GAN(SpecModel):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
+
+
+# The native class that builds each kind of spec (spec.backend.NativeBackend.build).
+MODEL_CLASSES: dict[type[ModelSpec], type[SpecModel]] = {
+    MLPSpec: MLP,
+    CNNSpec: CNN,
+    ResNetSpec: ResNet,
+    RNNSpec: RNN,
+    TransformerSpec: Transformer,
+    VAESpec: VAE,
+    GANSpec: GAN,
+    ConvGANSpec: GAN,
+}

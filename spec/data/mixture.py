@@ -106,3 +106,7 @@ def class_coverage(samples: np.ndarray, split: Split) -> ModeCoverage:
     per_class = np.bincount(split.y_train[index[near]], minlength=classes)
     covered = int((per_class >= COVERED_SHARE * len(samples) / classes).sum())
     return ModeCoverage(covered, float(near.mean()), tuple(map(int, per_class)))
+
+
+# The ring the GAN recipes learn and the GAN examples draw from.
+RING = GaussianRing()

@@ -13,7 +13,6 @@ import numpy as np
 
 from spec.data import Split
 from spec.errors import SpecError
-from spec.models import TransformerSpec
 from spec.validation import check_positive_int
 
 
@@ -181,20 +180,6 @@ def token_task(task: str, n: int, seq_len: int, vocab: int, pad: int | None, see
     if task not in makers:
         raise SpecError("data", task, TOKEN_TASKS)
     return makers[task](n, seq_len, vocab, pad, seed)
-
-
-def token_task_for(spec: TransformerSpec, n: int, seed: int) -> SequenceTask:
-    """A token task with targets shaped for ``spec``'s head: per-position duplicate labels for a
-    per-position head; otherwise majority classes — class ids modulo the output size for softmax,
-    indicator columns (is the class j?) for sigmoid or linear outputs."""
-    if spec.pooling == "none":
-        task = duplicate_tokens(n, spec.seq_len, spec.vocab_size, spec.pad_token, seed)
-        return SequenceTask(task.x, np.repeat(task.y, spec.output_size, axis=-1), task.baseline)
-    task = majority_tokens(n, spec.seq_len, spec.vocab_size, spec.pad_token, seed)
-    if spec.output_activation == "softmax":
-        return SequenceTask(task.x, task.y % spec.output_size, task.baseline)
-    indicators = (task.y[:, None] == np.arange(spec.output_size)).astype(np.float32)
-    return SequenceTask(task.x, indicators, task.baseline)
 
 
 SEQUENCE_TRAIN, SEQUENCE_TEST = 2048, 512  # sequences in a split's two halves

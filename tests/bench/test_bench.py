@@ -17,15 +17,10 @@ import numpy as np
 import pytest
 
 from spec.backend import Backend
-from spec.data import digits, vae_batch
-from spec.data.sequences import running_sign_for, token_task_for
 from spec.errors import UnsupportedOption
-from spec.flops import forward_flops, train_step_flops
-from spec.losses import default_loss
-from spec.models import GAN_SPECS, ZOO, ModelSpec, RNNSpec, TransformerSpec, VAESpec
+from spec.models import ZOO, ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import count_params, init_params
-from spec.recipes import gan_batch, targets_for
 from spec.training import make_optimizer_substituting
 from tests.bench.baselines import BASELINES, matmul
 
@@ -68,19 +63,7 @@ def batch_size(spec: ModelSpec) -> int:
 
 
 def batch_for(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-    if isinstance(spec, TransformerSpec):
-        task = token_task_for(spec, batch_size(spec), 0)
-        return task.x, task.y
-    if isinstance(spec, RNNSpec):  # the running-sign task gives inputs and targets of any head's shape
-        task = running_sign_for(spec.head, batch_size(spec), spec.seq_len, spec.input_size, 0)
-        return task.x, task.y
-    if isinstance(spec, GAN_SPECS):
-        return gan_batch(spec, batch_size(spec), 0)
-    if isinstance(spec, VAESpec):
-        return vae_batch(digits((spec.input_size,)).x_train[: batch_size(spec)], spec.latent_size, 0)
-    split = digits(spec.input_shape)
-    images = split.x_train[: batch_size(spec)]
-    return images, targets_for(spec, images, split.y_train[: batch_size(spec)])
+    return spec.example_batch(batch_size(spec))
 
 
 def on_device(backend: Backend, array: np.ndarray) -> object:
@@ -151,7 +134,7 @@ def test_forward(benchmark, backend: Backend, model_name: str, mode: str) -> Non
         model=model_name,
         kind="forward",
         batch=len(x),
-        flops=forward_flops(spec, len(x)),
+        flops=spec.forward_flops(len(x)),
     )
     per_example = targets.shape[1:] if targets.ndim > 1 else (spec.output_size,)  # class ids: one per example
     assert logits.shape == (len(x), *per_example) and np.isfinite(logits).all()
@@ -170,11 +153,11 @@ def test_train_step(benchmark, backend: Backend, model_name: str, mode: str) -> 
         benchmark,
         backend,
         mode,
-        lambda: backend.train_step(model, optimizer, x, y, default_loss(spec), compiled=MODES[mode]),
+        lambda: backend.train_step(model, optimizer, x, y, spec.default_loss, compiled=MODES[mode]),
         model=model_name,
         kind="train step",
         batch=len(x),
-        flops=train_step_flops(spec, len(x)),
+        flops=spec.train_step_flops(len(x)),
     )
     assert math.isfinite(loss)
 
@@ -193,7 +176,7 @@ def test_baseline_train_step(benchmark, backend: Backend) -> None:
         model="mnist_mlp",
         kind="train step",
         batch=BATCH,
-        flops=train_step_flops(spec, BATCH),
+        flops=spec.train_step_flops(BATCH),
         baseline=True,
     )
     assert math.isfinite(loss)
@@ -201,7 +184,7 @@ def test_baseline_train_step(benchmark, backend: Backend) -> None:
         x, y = (on_device(backend, a) for a in batch_for(spec))
         model = build(backend, spec)
         optimizer, _ = make_optimizer_substituting(backend, model, OPTIMIZER, ("epsilon_placement",))
-        loss_name = default_loss(spec)
+        loss_name = spec.default_loss
         benchmark.extra_info["interleaved_ratio"] = interleaved_ratio(
             lambda: backend.train_step(model, optimizer, x, y, loss_name, compiled=True), baseline
         )

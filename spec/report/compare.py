@@ -1,6 +1,6 @@
 """The main job: every zoo model on every installed backend, compared with the float64 judge.
 
-``python -m spec.compare`` (or ``make compare``) prints a markdown table and writes it, with a JSON
+``python -m spec.report`` (or ``make compare``) prints a markdown table and writes it, with a JSON
 copy, under ``reports/``. Columns: parameter count (from the framework, checked against the spec),
 the largest forward error against the judge, the largest relative error of the gradient along random
 directions (:func:`spec.reference.check_gradients`), and whether both are within the tolerance table;
@@ -24,26 +24,22 @@ import numpy as np
 
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
-from spec.data import digits, jittered, vae_batch
-from spec.data.sequences import running_sign_for, token_task_for
+from spec.data import digits
+from spec.data.mixture import RING
 from spec.errors import BackendUnavailable, UnsupportedOption
-from spec.losses import default_loss
-from spec.models import GAN_SPECS, ZOO, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec
+from spec.models import ZOO, ModelSpec, ResNetSpec
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
-from spec.plots import plot_gan_samples, plot_loss_curves
 from spec.recipes import (
     GAUSSIAN_RING,
     RECIPES,
-    RING,
     SEQUENCE_RECIPES,
     TRANSFORMER_RECIPES,
     RecipeSpec,
-    gan_batch,
     recipe_split,
-    targets_for,
 )
-from spec.speed import load_speed, speed_markdown
+from spec.report.plots import plot_gan_samples, plot_loss_curves
+from spec.report.speed import load_speed, speed_markdown
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History, fit
 
@@ -53,7 +49,6 @@ BATCH = 64
 # (measured on cnn_64: torch float32 vs float64, which agrees with the judge to 1e-7). The judge
 # also runs ResNet-18 at ~1 s per 16 images.
 IMAGE_BATCH = 16
-SEQUENCE_BATCH = 16
 SEED = 0
 LOSS_CURVES = "loss_curves.png"  # written beside compare.md
 GAN_SAMPLES = "gan_samples.png"  # each GAN recipe's samples per backend, over its mixture's modes
@@ -95,26 +90,10 @@ def cpu_model() -> str:
 
 
 def check_batch(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and targets to judge ``spec`` on: embedded digits plus a little noise (exactly equal
-    pixels would put activations exactly on ReLU kinks), sequences of the running-sign task, or
-    padded token sequences for a Transformer."""
-    if isinstance(spec, TransformerSpec):
-        task = token_task_for(spec, SEQUENCE_BATCH, SEED)
-        return task.x, task.y
-    if isinstance(spec, VAESpec):
-        return vae_batch(digits((spec.input_size,)).x_test[:BATCH], spec.latent_size, SEED)
-    if isinstance(spec, GAN_SPECS):
-        return gan_batch(spec, BATCH, SEED)
-    if isinstance(spec, RNNSpec):
-        task = running_sign_for(spec.head, SEQUENCE_BATCH, spec.seq_len, spec.input_size, SEED)
-        targets = task.y
-        if spec.output_activation == "softmax":
-            targets = targets[:, 0].astype(np.int64) % spec.output_size
-        return task.x, targets
-    split = digits(spec.input_shape)
-    batch = IMAGE_BATCH if len(spec.input_shape) == 3 else BATCH
-    images = split.x_test[:batch]
-    return jittered(images, seed=SEED), targets_for(spec, images, split.y_test[:batch])
+    """Inputs and targets to judge ``spec`` on (:meth:`spec.models.ModelSpec.example_batch`): 64
+    vectors, or 16 images, sequences or token sequences."""
+    vectors = len(spec.input_shape) == 1 and spec.input_dtype == "float32"
+    return spec.example_batch(BATCH if vectors else IMAGE_BATCH, SEED)
 
 
 def compare_model(spec: ModelSpec, backend: Backend) -> Row:
@@ -122,7 +101,7 @@ def compare_model(spec: ModelSpec, backend: Backend) -> Row:
     start = time.perf_counter()
     params = init_params(spec, SEED)
     x, labels = check_batch(spec)
-    loss = default_loss(spec)
+    loss = spec.default_loss
     device = backend.device()
     try:
         model = backend.build(spec, params)
@@ -188,7 +167,7 @@ def compare_optimizer(name: str, opt: OptimizerSpec, backend: Backend) -> Optimi
         batch = slice(step * BATCH, (step + 1) * BATCH)
         # the judge applies its update to the backend's own gradients: only the optimizers are compared,
         # and differences cannot compound through the gradients
-        _, grads = backend.loss_and_grads(model, split.x_train[batch], split.y_train[batch], default_loss(spec))
+        _, grads = backend.loss_and_grads(model, split.x_train[batch], split.y_train[batch], spec.default_loss)
         backend.apply_gradients(model, optimizer, grads)
         expected = judge.step(expected, grads)
     got = backend.export_params(model)

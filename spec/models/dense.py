@@ -1,0 +1,83 @@
+"""Dense networks: the multi-layer perceptron."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import ClassVar
+
+from spec.errors import SpecError
+from spec.layers import Activation
+from spec.models.base import ModelSpec, check_sequence
+from spec.validation import check_number, check_positive_int
+
+
+@dataclass(frozen=True)
+class MLPSpec(ModelSpec):
+    """A multi-layer perceptron: Dense layers with one activation each, then an output Dense layer.
+
+    The model computes logits (the output layer before ``output_activation``); ``output_activation``
+    turns them into the model's outputs. Losses are computed from the logits, as every framework's
+    numerically stable loss does.
+    """
+
+    input_size: int
+    hidden_sizes: tuple[int, ...]
+    output_size: int
+    activations: tuple[Activation, ...]
+    output_activation: str
+    use_bias: bool = True
+    dropout: float = 0.0
+
+    kind: ClassVar[str] = "mlp"
+
+    def __post_init__(self) -> None:
+        check_positive_int("input_size", self.input_size)
+        check_positive_int("output_size", self.output_size)
+        hidden = check_sequence("hidden_sizes", self.hidden_sizes, "a sequence of positive integers")
+        object.__setattr__(self, "hidden_sizes", hidden)
+        for i, size in enumerate(hidden):
+            check_positive_int(f"hidden_sizes[{i}]", size)
+        activations = self.activations
+        if isinstance(activations, (str, Activation)):  # one activation shared by every hidden layer
+            activations = (activations,) * len(hidden)
+        activations = tuple(Activation.parse(a) for a in activations)
+        if len(activations) != len(hidden):
+            raise SpecError("activations", activations, f"one per hidden layer ({len(hidden)})")
+        object.__setattr__(self, "activations", activations)
+        if not isinstance(self.use_bias, bool):
+            raise SpecError("use_bias", self.use_bias, (True, False))
+        check_number("dropout", self.dropout, low=0.0, high=1.0)
+        super().__post_init__()
+
+    @property
+    def has_dropout(self) -> bool:
+        return self.dropout > 0
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """Widths from input to output, e.g. (784, 512, 10)."""
+        return (self.input_size, *self.hidden_sizes, self.output_size)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example (without the batch axis)."""
+        return (self.input_size,)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.output_size,)
+
+    def describe(self) -> str:
+        """One line a person can read, e.g. ``784-512(relu)-10(softmax)``."""
+        hidden = "-".join(f"{n}({a})" for n, a in zip(self.hidden_sizes, self.activations))
+        extras = "".join(
+            f", {label} {value:g}" for label, value in (("dropout", self.dropout), ("L2", self.kernel_l2)) if value
+        )
+        return "-".join(p for p in (str(self.input_size), hidden) if p) + (
+            f"-{self.output_size}({self.output_activation}){extras}"
+        )
+
+    def forward_flops(self, batch: int) -> int:
+        check_positive_int("batch", batch)
+        return 2 * batch * sum(fan_in * fan_out for fan_in, fan_out in pairwise(self.layer_sizes))
