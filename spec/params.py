@@ -34,7 +34,7 @@ Layout convention (the only place it is defined):
   two networks (MLPs, or sequential CNNs named as below) under ``generator/`` and ``discriminator/``.
 * A sequential CNN numbers its layers per kind: ``conv_0``, ``conv_transpose_0``, ``batchnorm_0``,
   ``dense_0`` …; a ResNet names them by position: ``stem/conv``, ``stem/bn``, ``stage_1/block_0/conv_a`` (``bn_a``,
-  ``conv_b``, ``bn_b``, ``shortcut_conv``, ``shortcut_bn``) and ``head``.
+  ``conv_b``, ``bn_b``, a Bottleneck's ``conv_c`` and ``bn_c``, ``shortcut_conv``, ``shortcut_bn``) and ``head``.
 * BatchNorm layers hold ``gamma`` and ``beta`` (trainable) and ``moving_mean`` and
   ``moving_variance`` (state, not trainable). Trainable parameters and state tensors share the
   mapping; each entry says whether it is trainable, and gradients cover the trainable ones only.
@@ -152,15 +152,13 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
             _add_layer(infos, spec, "stem/bn", spec.batchnorm, (spec.widths[0],))
             for block in spec.blocks():
                 shape = shapes[block.name]
-                after = (*shape[:2], block.out_channels)  # conv_b and the BatchNorms see out_channels
-                _add_layer(infos, spec, f"{block.name}/conv_a", block.conv_a, shape)
-                _add_layer(infos, spec, f"{block.name}/bn_a", spec.batchnorm, after)
-                _add_layer(infos, spec, f"{block.name}/conv_b", block.conv_b, after)
-                _add_layer(infos, spec, f"{block.name}/bn_b", spec.batchnorm, after)
+                for letter, (conv, conv_input) in _zip_dicts(block.path, block.path_inputs(shape)):
+                    _add_layer(infos, spec, f"{block.name}/conv_{letter}", conv, conv_input)
+                    _add_layer(infos, spec, f"{block.name}/bn_{letter}", spec.batchnorm, (conv.filters,))
                 if block.has_shortcut_conv:
                     _add_layer(infos, spec, f"{block.name}/shortcut_conv", block.shortcut_conv, shape)
-                    _add_layer(infos, spec, f"{block.name}/shortcut_bn", spec.batchnorm, after)
-            _add_layer(infos, spec, "head", Dense(spec.num_classes), (spec.widths[-1],))
+                    _add_layer(infos, spec, f"{block.name}/shortcut_bn", spec.batchnorm, (block.out_channels,))
+            _add_layer(infos, spec, "head", Dense(spec.num_classes), (spec.head_features,))
         case RNNSpec():
             for layer in range(spec.num_layers):
                 for name in rnn_layer_names(spec, layer):
@@ -268,7 +266,7 @@ def encoder_layer_name(index: int) -> str:
 
 
 def _add_transformer(infos: dict[str, ParamInfo], spec: TransformerSpec) -> None:
-    d, heads, head_dim = spec.d_model, spec.num_heads, spec.head_dim
+    d, heads, head_dim, inner = spec.d_model, spec.num_heads, spec.head_dim, spec.attention_width
     kernel, bias = spec.kernel_initializer, spec.bias_initializer
     infos["embedding/embeddings"] = ParamInfo((spec.vocab_size, d), True, spec.embedding_initializer, 1, d, "embedding")
     if spec.positional == "learned":
@@ -280,14 +278,14 @@ def _add_transformer(infos: dict[str, ParamInfo], spec: TransformerSpec) -> None
 
     for index in range(spec.num_layers):
         layer = encoder_layer_name(index)
-        for projection in ATTENTION_PROJECTIONS:  # fans of the (d_model, d_model) matrix each one is
+        for projection in ATTENTION_PROJECTIONS:  # fans of the (d_model, heads·head_dim) matrix each one is
             name = f"{layer}/attention/{projection}"
-            infos[f"{name}/kernel"] = ParamInfo((d, heads, head_dim), True, kernel, d, d, "attention_in")
+            infos[f"{name}/kernel"] = ParamInfo((d, heads, head_dim), True, kernel, d, inner, "attention_in")
             infos[f"{name}/bias"] = ParamInfo(
-                (heads, head_dim), True, bias, d, d, "attention_bias", zero_gradient=projection == "key"
+                (heads, head_dim), True, bias, d, inner, "attention_bias", zero_gradient=projection == "key"
             )
         output = f"{layer}/attention/output"
-        infos[f"{output}/kernel"] = ParamInfo((heads, head_dim, d), True, kernel, d, d, "attention_out")
+        infos[f"{output}/kernel"] = ParamInfo((heads, head_dim, d), True, kernel, inner, d, "attention_out")
         infos[f"{output}/bias"] = ParamInfo((d,), True, bias, d, d)
         add_norm(f"{layer}/attention_norm")
         _add_dense(infos, spec, f"{layer}/ffn_0", d, spec.ff_size, True, None)
@@ -307,6 +305,11 @@ def sinusoidal_positions(seq_len: int, d_model: int) -> np.ndarray:
     table[:, 0::2] = np.sin(position * frequency)
     table[:, 1::2] = np.cos(position * frequency)
     return table
+
+
+def _zip_dicts(first: Mapping, second: Mapping) -> list:
+    """The entries of two mappings with the same keys, side by side: ``[(key, (first[key], second[key]))]``."""
+    return [(key, (value, second[key])) for key, value in first.items()]
 
 
 def layer_names(spec: ModelSpec) -> list[str]:

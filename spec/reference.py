@@ -267,9 +267,10 @@ def _resnet(
     for layer, name in zip(spec.stem_layers, ("stem/conv", "stem/bn", None, None)):
         h = apply_layer(layer, name, p, h, name == "stem/bn" and batch_statistics(name), state)
     for block in spec.blocks():
-        b = block.name
-        out = np.maximum(bn(f"{b}/bn_a", conv(block.conv_a, f"{b}/conv_a", h)), 0.0)
-        out = bn(f"{b}/bn_b", conv(block.conv_b, f"{b}/conv_b", out))
+        b, out = block.name, h
+        for i, (letter, layer) in enumerate(block.path.items()):
+            out = bn(f"{b}/bn_{letter}", conv(layer, f"{b}/conv_{letter}", out))
+            out = np.maximum(out, 0.0) if i < len(block.path) - 1 else out
         if block.has_shortcut_conv:
             h = bn(f"{b}/shortcut_bn", conv(block.shortcut_conv, f"{b}/shortcut_conv", h))
         h = np.maximum(out + h, 0.0)

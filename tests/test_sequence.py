@@ -76,9 +76,8 @@ def build(backend: Backend, spec: RNNSpec, params: dict[str, np.ndarray]):
 
 
 def test_counts_match_the_published_ones() -> None:
-    # Keras's SimpleRNN example: SimpleRNN(32) on one feature has 32 + 32·32 + 32 = 1,088 weights,
-    # Dense(1) 33.
-    assert count_params(SEQUENCE_ZOO["simple_rnn_classifier"]).trainable == 1_088 + 33
+    # Keras's summary of SimpleRNN(50) on one feature: 50·(1 + 50 + 1); Dense(1): 51
+    assert count_params(SEQUENCE_ZOO["simple_rnn_classifier"]).trainable == 2_600 + 51
     # torch's 2-layer LSTM(50) on one feature: 4·50·(1 + 50) + 2·200 + 4·50·(50 + 50) + 2·200 = 31,000
     # weights with both bias vectors; the spec keeps one per layer (their sum), 400 fewer.
     assert count_params(SEQUENCE_ZOO["lstm_forecaster"]).trainable == 31_000 - 400 + 51

@@ -23,6 +23,7 @@ from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
 from spec.recipes import (
+    DIGIT_PAIRS,
     RECIPES,
     SEQUENCE_RECIPES,
     TRANSFORMER_RECIPES,
@@ -86,6 +87,7 @@ ALL_RECIPES = {**RECIPES, **SEQUENCE_RECIPES, **TRANSFORMER_RECIPES}
 # with momentum), the dense autoencoder and the LSTM forecaster on every backend.
 LONG_FITS = frozenset(
     {
+        "resnet50_finetune_adam",  # 150 s on Keras, 119 s on JAX (XLA compiles ResNet-50)
         "digits_dcgan_adam",  # 129 s on JAX
         "resnet18_narrow_augmented",  # 96 s on Keras
         "digits_gan_adam",  # 34 s
@@ -118,8 +120,10 @@ def test_recipe_reaches_its_target(backend: Backend, name: str) -> None:
     except UnsupportedOption as exc:  # a model the framework cannot express (torch: the reset-before GRU)
         pytest.skip(str(exc))
     assert len(h.epoch_test_accuracy) == (h.stopped_epoch or recipe.epochs)
-    # a VAE's loss keeps its KL term and the digits' own entropy; a GAN's losses seek an equilibrium
-    if not recipe.model.own_losses:
+    # a VAE's loss keeps its KL term and the digits' own entropy; a GAN's losses seek an equilibrium;
+    # two digits overlaid merge their strokes, so their cross-entropy keeps a floor (the test loss
+    # ends near 0.22 from 0.69; its target says how far it must come)
+    if not recipe.model.own_losses and recipe.data != DIGIT_PAIRS:
         assert h.step_loss[-1] < h.step_loss[0] / 5
     if recipe.target_modes is not None:
         assert h.coverage.modes_covered >= recipe.target_modes, h.coverage

@@ -24,6 +24,7 @@ from tests.checks import (
     assert_adam_step_from_canonical_gradients_matches_judge,
     assert_backends_agree_per_parameter,
     assert_gradients_match_judge,
+    built,
     judge_adam_step,
 )
 
@@ -32,6 +33,8 @@ from tests.checks import (
 # the three LayerNorm epsilons the frameworks default to.
 SMALL = [
     TransformerSpec("tiny_post_mean", 7, 6, 8, 2, 12, 2, 3, "softmax"),
+    # heads of 6 on 8 features (Keras's key_dim): not native on torch, whose heads split d_model
+    TransformerSpec("tiny_key_dim", 7, 6, 8, 2, 12, 1, 3, "softmax", key_dim=6),
     TransformerSpec(
         "tiny_pre_first", 7, 6, 8, 2, 12, 1, 2, "sigmoid",
         activation="gelu(exact)", positional="learned", norm="pre", layer_norm_epsilon=1e-3, pooling="first",
@@ -185,7 +188,7 @@ def test_token_tasks_by_hand() -> None:
 
 @pytest.mark.parametrize("spec", list(TRANSFORMERS.values()), ids=list(TRANSFORMERS))
 def test_param_counts_from_the_framework_equal_the_spec(backend: Backend, spec: TransformerSpec) -> None:
-    model = backend.build(spec, init_params(spec, 0))
+    model = built(backend, spec, init_params(spec, 0))
     assert backend.count_params(model) == count_params(spec)
 
 
@@ -193,7 +196,7 @@ def test_param_counts_from_the_framework_equal_the_spec(backend: Backend, spec: 
 def test_forward_matches_the_judge_at_every_position(backend: Backend, spec: TransformerSpec) -> None:
     params = perturbed_params(spec, 1)
     x, _ = batch_for(spec)
-    model = backend.build(spec, params)
+    model = built(backend, spec, params)
     exported = backend.export_params(model)
     assert all(np.array_equal(exported[n], params[n]) for n in params), "export differs from what was loaded"
     tol = tolerance("forward", "float32", backend.device())
@@ -220,7 +223,7 @@ def test_padding_does_not_reach_the_other_positions(backend: Backend, name: str)
         assert always_padded.any()
         moved["position/embeddings"] = params["position/embeddings"].copy()
         moved["position/embeddings"][always_padded] += rng.normal(0.0, 2.0, spec.d_model).astype(np.float32)
-    model = backend.build(spec, params)
+    model = built(backend, spec, params)
     before = backend.logits(model, x)
     backend.load_params(model, moved)
     after = backend.logits(model, x)
@@ -238,7 +241,7 @@ def test_padding_does_not_reach_the_other_positions(backend: Backend, name: str)
 def test_gradients_match_the_judge(backend: Backend, spec: TransformerSpec) -> None:
     params = perturbed_params(spec, 3)
     x, targets = batch_for(spec, 6, seed=3)
-    model = backend.build(spec, params)
+    model = built(backend, spec, params)
     assert_gradients_match_judge(backend, model, spec, params, x, targets, loss_for(spec), seed=4)
 
 
@@ -255,7 +258,7 @@ def test_backends_agree_at_every_position(backends: tuple[Backend, Backend], spe
     each other), on the same weights and padded batch."""
     params = perturbed_params(spec, 9)
     x, _ = batch_for(spec, 16, seed=9)
-    first, second = (b.logits(b.build(spec, params), x) for b in backends)
+    first, second = (b.logits(built(b, spec, params), x) for b in backends)
     tol = tolerance("cross_backend_forward", "float32", backends[0].device())
     assert max_scaled_error(first, second, tol) <= 1.0
 
@@ -265,7 +268,7 @@ def test_one_adam_step_from_canonical_gradients_matches_the_judge(backend: Backe
     """Canonical gradients applied by the native optimizer land where the judge's update does: q, k
     and v convert into torch's packed in_proj the same way on the way in as on the way out."""
     params = perturbed_params(spec, 6)
-    model = backend.build(spec, params)
+    model = built(backend, spec, params)
     assert_adam_step_from_canonical_gradients_matches_judge(backend, model, spec, params, seed=6)
 
 
@@ -278,7 +281,7 @@ def test_a_train_step_updates_embeddings_with_the_dense_gradient(backend: Backen
     params = perturbed_params(spec, 7)
     x, targets = batch_for(spec, 16, seed=7)
     assert len(np.unique(x)) < x.size  # tokens repeat
-    model = backend.build(spec, params)
+    model = built(backend, spec, params)
     _, grads = backend.loss_and_grads(model, x, targets, loss_for(spec))
     backend.train_step(model, backend.make_optimizer(model, ADAM), x, targets, loss_for(spec))
     expected = judge_adam_step(params, grads)
@@ -310,7 +313,7 @@ def test_each_frameworks_attention_layer_agrees_with_the_judge(request: pytest.F
     backend = framework_backend(request, framework)
     spec = TRANSFORMER_ZOO["transformer_classifier"]
     params = perturbed_params(spec, 8)
-    model = backend.build(spec, params)
+    model = built(backend, spec, params)
     rng = np.random.default_rng(8)
     x = rng.standard_normal((4, spec.seq_len, spec.d_model)).astype(np.float32)
     keep = np.arange(spec.seq_len)[None, :] < np.array([[24], [10], [3], [17]])

@@ -17,10 +17,10 @@ from spec.backend import Backend
 from spec.data import digits, jittered
 from spec.errors import SpecError, UnsupportedOption
 from spec.layers import Act, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool, Pool2D, resolve_padding
-from spec.models import ZOO, CNNSpec, ResNetSpec
+from spec.models import ZOO, CNNSpec, ResNetSpec, is_frozen
 from spec.optimizers import OptimizerSpec
 from spec.params import count_params, init_params, param_specs, trainable_names
-from spec.tolerances import max_scaled_error, tolerance
+from spec.tolerances import forward_check, max_scaled_error, tolerance
 from tests.checks import assert_backends_agree_per_parameter
 
 VISION = {name: spec for name, spec in ZOO.items() if spec.kind in ("cnn", "resnet")}
@@ -32,6 +32,8 @@ PUBLISHED_COUNTS = {
     "mnist_cnn": 34_826,
     "resnet18_cifar": 11_173_962,
     "resnet18_imagenet_stem": 11_689_512 - (512 * 1000 + 1000) + (512 * 10 + 10),
+    # torchvision's resnet50 with a 5-class head in place of its 1,000-class one (2048 features)
+    "resnet50_finetune": 25_557_032 - (2048 * 1000 + 1000) + (2048 * 5 + 5),
 }
 
 # Small specs for what the zoo does not reach, and cheap enough for finite differences: every
@@ -93,6 +95,8 @@ SMALL: list[CNNSpec | ResNetSpec] = [
     ),
     ResNetSpec("tiny_resnet_cifar", (8, 8, 1), 10, "cifar", (1, 1), (4, 6), batchnorm=_BN),
     ResNetSpec("tiny_resnet_imagenet", (16, 16, 1), 10, "imagenet", (1, 1), (4, 6), batchnorm=_BN, kernel_l2=1e-3),
+    # Bottleneck blocks (conv_a 1×1, conv_b 3×3/stride, conv_c 1×1 to 4× the width), both shortcuts
+    ResNetSpec("tiny_bottleneck", (16, 16, 1), 10, "cifar", (2, 1), (4, 6), batchnorm=_BN, block="bottleneck"),
 ]
 SMALL_IDS = [spec.name for spec in SMALL]
 LOSS = "sparse_categorical_crossentropy"
@@ -119,8 +123,13 @@ def perturbed_params(spec: CNNSpec | ResNetSpec, seed: int) -> dict[str, np.ndar
 
 
 def forward_tolerance(spec: CNNSpec | ResNetSpec, device: str, training: bool):
-    deep = isinstance(spec, ResNetSpec) and spec.is_deep
-    return tolerance("forward_deep_batchnorm" if deep and training else "forward", "float32", device)
+    # a frozen BatchNorm in "inference" mode normalises with its running statistics in training too
+    batch_statistics = training and any(
+        not (spec.frozen_batchnorm == "inference" and is_frozen(spec, name.rsplit("/", 1)[0]))
+        for name in param_specs(spec)
+        if name.endswith("/moving_mean")
+    )
+    return tolerance(forward_check(deep=spec.is_deep, training=batch_statistics), "float32", device)
 
 
 # --- specs ----------------------------------------------------------------------------------------
@@ -128,7 +137,20 @@ def forward_tolerance(spec: CNNSpec | ResNetSpec, device: str, training: bool):
 
 @pytest.mark.parametrize("name", list(PUBLISHED_COUNTS))
 def test_spec_counts_match_published_counts(name: str) -> None:
-    assert count_params(ZOO[name]).trainable == PUBLISHED_COUNTS[name]
+    # the counts of the models as published: every layer trainable (a fine-tuning spec freezes some)
+    assert count_params(dataclasses.replace(ZOO[name], frozen=())).trainable == PUBLISHED_COUNTS[name]
+
+
+def test_resnet50_for_imagenet_has_torchvisions_count_and_depth() -> None:
+    spec = dataclasses.replace(ZOO["resnet50_finetune"], input_shape=(224, 224, 3), num_classes=1000, frozen=())
+    assert count_params(spec).trainable == 25_557_032  # torchvision.models.resnet50().parameters()
+    # its BatchNorms' running means and variances: keras.applications.ResNet50's "Non-trainable params"
+    assert count_params(spec).non_trainable == 53_120
+    assert spec.describe().startswith("ResNet-50 ")
+    # torchvision's ResNet50_Weights list 4.089 GFLOPS, counting multiply-adds (two operations here)
+    assert round(spec.forward_flops(1) / 2e9, 3) == 4.089
+    frozen = count_params(ZOO["resnet50_finetune"])
+    assert frozen.trainable == 2048 * 5 + 5  # the new head alone
 
 
 def test_resnet18_for_imagenet_has_torchvisions_count() -> None:

@@ -244,27 +244,45 @@ class CNN(SpecModel):
         return self.body(x)
 
 
-class BasicBlock(nnx.Module):
-    """conv_a → bn_a → relu → conv_b → bn_b, plus the (projected) input, then relu."""
+class ResidualBlockBase(nnx.Module):
+    """The shortcut both residual blocks share: the input itself, or shortcut_conv 1×1/stride →
+    shortcut_bn where the shape changes."""
 
     def __init__(self, block: ResidualBlock, spec: ResNetSpec, shape: tuple[int, ...], *, rngs: nnx.Rngs) -> None:
-        after = (*layer_output_shape(block.conv_a, shape)[:2], block.out_channels)
-        self.conv_a = layer_callable(block.conv_a, shape, rngs)
-        self.bn_a = batchnorm(spec.batchnorm, block.out_channels, rngs)
-        self.conv_b = layer_callable(block.conv_b, after, rngs)
-        self.bn_b = batchnorm(spec.batchnorm, block.out_channels, rngs)
+        convs = block.path
+        inputs = block.path_inputs(shape)
+        for letter, conv in convs.items():
+            setattr(self, f"conv_{letter}", layer_callable(conv, inputs[letter], rngs))
+            setattr(self, f"bn_{letter}", batchnorm(spec.batchnorm, conv.filters, rngs))
         self.shortcut_conv = layer_callable(block.shortcut_conv, shape, rngs) if block.has_shortcut_conv else None
         self.shortcut_bn = batchnorm(spec.batchnorm, block.out_channels, rngs) if block.has_shortcut_conv else None
+
+    def shortcut(self, x: jax.Array) -> jax.Array:
+        return x if self.shortcut_conv is None else self.shortcut_bn(self.shortcut_conv(x))
+
+
+class BasicBlock(ResidualBlockBase):
+    """conv_a → bn_a → relu → conv_b → bn_b, plus the (projected) input, then relu."""
 
     def __call__(self, x: jax.Array) -> jax.Array:
         out = jax.nn.relu(self.bn_a(self.conv_a(x)))
         out = self.bn_b(self.conv_b(out))
-        shortcut = x if self.shortcut_conv is None else self.shortcut_bn(self.shortcut_conv(x))
-        return jax.nn.relu(out + shortcut)
+        return jax.nn.relu(out + self.shortcut(x))
+
+
+class Bottleneck(ResidualBlockBase):
+    """conv_a 1×1 → bn_a → relu → conv_b 3×3/stride → bn_b → relu → conv_c 1×1 (4× wider) → bn_c,
+    plus the (projected) input, then relu."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out = jax.nn.relu(self.bn_a(self.conv_a(x)))
+        out = jax.nn.relu(self.bn_b(self.conv_b(out)))
+        out = self.bn_c(self.conv_c(out))
+        return jax.nn.relu(out + self.shortcut(x))
 
 
 class ResNet(SpecModel):
-    """Stem, stages of BasicBlocks, global average pooling and a Linear head."""
+    """Stem, stages of residual blocks, global average pooling and a Linear head."""
 
     def __init__(self, spec: ResNetSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
@@ -274,11 +292,12 @@ class ResNet(SpecModel):
         after_conv = layer_output_shape(conv, spec.input_shape)
         self.stem_pool = layer_callable(pool[0], after_conv, rngs) if pool else None
         shapes = spec.shapes()
-        stages: list[list[BasicBlock]] = [[] for _ in spec.widths]
+        stages: list[list[ResidualBlockBase]] = [[] for _ in spec.widths]
         for block in spec.blocks():
-            stages[block.stage].append(BasicBlock(block, spec, shapes[block.name], rngs=rngs))
+            residual_block = Bottleneck if block.bottleneck else BasicBlock
+            stages[block.stage].append(residual_block(block, spec, shapes[block.name], rngs=rngs))
         self.stages = nnx.List([nnx.List(blocks) for blocks in stages])
-        self.head = nnx.Linear(spec.widths[-1], spec.num_classes, rngs=rngs)
+        self.head = nnx.Linear(spec.head_features, spec.num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = jax.nn.relu(self.stem_bn(self.stem_conv(x)))
@@ -385,7 +404,7 @@ class EncoderLayer(nnx.Module):
     def __init__(self, spec: TransformerSpec, *, rngs: nnx.Rngs) -> None:
         self.pre_norm = spec.norm == "pre"
         self.attention = nnx.MultiHeadAttention(
-            spec.num_heads, spec.d_model, spec.d_model, dropout_rate=0.0, decode=False, rngs=rngs
+            spec.num_heads, spec.d_model, spec.attention_width, dropout_rate=0.0, decode=False, rngs=rngs
         )
         self.attention_norm = layer_norm(spec, rngs)
         self.ffn_0 = nnx.Linear(spec.d_model, spec.ff_size, rngs=rngs)

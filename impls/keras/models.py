@@ -234,36 +234,68 @@ class CNN(SpecModel):
         return x
 
 
-class BasicBlock(keras.layers.Layer):
-    """conv_a → bn_a → relu → conv_b → bn_b, plus the (projected) input, then relu."""
+class ResidualBlockBase(keras.layers.Layer):
+    """What both residual blocks hold: for each convolution of the main path its layer stack
+    ``conv_<x>`` (a padding layer first where Keras's own padding differs from the spec's) and its
+    BatchNorm ``bn_<x>``, and the shortcut: shortcut_conv 1×1/stride → shortcut_bn where the shape
+    changes, else nothing."""
 
     def __init__(self, block: ResidualBlock, spec: ResNetSpec, shape: tuple[int, ...], **kwargs) -> None:
         super().__init__(name=block.name.replace("/", "_"), **kwargs)
-        after = (*layer_output_shape(block.conv_a, shape)[:2], block.out_channels)
-        self.conv_a = layer_stack(block.conv_a, "conv_a", shape, spec, 0)
-        self.bn_a = batchnorm(spec.batchnorm, "bn_a")
-        self.conv_b = layer_stack(block.conv_b, "conv_b", after, spec, 0)
-        self.bn_b = batchnorm(spec.batchnorm, "bn_b")
+        inputs = block.path_inputs(shape)
+        for letter, conv in block.path.items():
+            setattr(self, f"conv_{letter}", layer_stack(conv, f"conv_{letter}", inputs[letter], spec, 0))
+            setattr(self, f"bn_{letter}", batchnorm(spec.batchnorm, f"bn_{letter}"))
+        self.letters = list(block.path)
         self.shortcut = []
         if block.has_shortcut_conv:
             self.shortcut = [*layer_stack(block.shortcut_conv, "shortcut_conv", shape, spec, 0)]
             self.shortcut.append(batchnorm(spec.batchnorm, "shortcut_bn"))
 
-    def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
-        out = x
-        for layer in self.conv_a:
-            out = layer(out)
-        out = keras.ops.relu(self.bn_a(out, training=training))
-        for layer in self.conv_b:
-            out = layer(out)
-        out = self.bn_b(out, training=training)
+    def canonical_layers(self) -> list[keras.layers.Layer]:
+        """Every sublayer, in the canonical order (the weights' name map looks them up by name)."""
+        path = [
+            layer
+            for letter in self.letters
+            for layer in (*getattr(self, f"conv_{letter}"), getattr(self, f"bn_{letter}"))
+        ]
+        return [*path, *self.shortcut]
+
+    def conv_bn(self, letter: str, x: keras.KerasTensor, training: bool) -> keras.KerasTensor:
+        """One convolution of the main path and its BatchNorm."""
+        for layer in getattr(self, f"conv_{letter}"):
+            x = layer(x)
+        return getattr(self, f"bn_{letter}")(x, training=training)
+
+    def join(self, out: keras.KerasTensor, x: keras.KerasTensor, training: bool) -> keras.KerasTensor:
+        """The main path's output plus the (projected) input, then relu."""
         for layer in self.shortcut:
             x = layer(x, training=training)
         return keras.ops.relu(out + x)
 
 
+class BasicBlock(ResidualBlockBase):
+    """conv_a → bn_a → relu → conv_b → bn_b, plus the (projected) input, then relu."""
+
+    def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
+        out = keras.ops.relu(self.conv_bn("a", x, training))
+        out = self.conv_bn("b", out, training)
+        return self.join(out, x, training)
+
+
+class Bottleneck(ResidualBlockBase):
+    """conv_a 1×1 → bn_a → relu → conv_b 3×3/stride → bn_b → relu → conv_c 1×1 (4× wider) → bn_c,
+    plus the (projected) input, then relu."""
+
+    def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
+        out = keras.ops.relu(self.conv_bn("a", x, training))
+        out = keras.ops.relu(self.conv_bn("b", out, training))
+        out = self.conv_bn("c", out, training)
+        return self.join(out, x, training)
+
+
 class ResNet(SpecModel):
-    """Stem, BasicBlocks, global average pooling and a Dense head (the layout of
+    """Stem, residual blocks, global average pooling and a Dense head (the layout of
     ``keras.applications``' ResNets, with explicit padding layers where the spec pads as torch does)."""
 
     def __init__(self, spec: ResNetSpec, seed: int = 0, **kwargs) -> None:
@@ -275,7 +307,9 @@ class ResNet(SpecModel):
         for name, layer in zip(("stem_conv", "stem_bn", "stem_relu", "stem_pool"), spec.stem_layers):
             self.stem += layer_stack(layer, name, shape, spec, seed)
             shape = layer_output_shape(layer, shape)
-        self.blocks = [BasicBlock(block, spec, shapes[block.name]) for block in spec.blocks()]
+        self.blocks = [
+            (Bottleneck if block.bottleneck else BasicBlock)(block, spec, shapes[block.name]) for block in spec.blocks()
+        ]
         self.pool = keras.layers.GlobalAveragePooling2D()
         regularizer = keras.regularizers.L2(spec.kernel_l2) if spec.kernel_l2 else None
         self.head = keras.layers.Dense(spec.num_classes, kernel_regularizer=regularizer, name="head")

@@ -63,7 +63,7 @@ def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
     else:
         block_name, layer = layer.rsplit("/", 1)
         block = next(b for b in model.blocks if b.name == block_name.replace("/", "_"))
-        candidates = [*block.conv_a, block.bn_a, *block.conv_b, block.bn_b, *block.shortcut]
+        candidates = block.canonical_layers()
     return next(candidate for candidate in candidates if candidate.name == layer)
 
 

@@ -262,29 +262,59 @@ class CNN(SpecModel):
         return self.layers(x)
 
 
-class BasicBlock(nn.Module):
-    """conv_a → bn_a → relu → conv_b → bn_b, plus the (projected) input, then relu."""
+class ResidualBlockBase(nn.Module):
+    """The shortcut both residual blocks share: the input itself, or shortcut_conv 1×1/stride →
+    shortcut_bn where the shape changes (torchvision's ``downsample``)."""
 
     def __init__(self, block: ResidualBlock, bn: BatchNorm) -> None:
         super().__init__()
-        self.conv_a = nn.Conv2d(block.in_channels, block.out_channels, 3, block.stride, padding=1, bias=False)
-        self.bn_a = batchnorm(bn, block.out_channels, image=True)
-        self.conv_b = nn.Conv2d(block.out_channels, block.out_channels, 3, 1, padding=1, bias=False)
-        self.bn_b = batchnorm(bn, block.out_channels, image=True)
         self.has_shortcut_conv = block.has_shortcut_conv
         if block.has_shortcut_conv:
             self.shortcut_conv = nn.Conv2d(block.in_channels, block.out_channels, 1, block.stride, bias=False)
             self.shortcut_bn = batchnorm(bn, block.out_channels, image=True)
 
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut_bn(self.shortcut_conv(x)) if self.has_shortcut_conv else x
+
+
+class BasicBlock(ResidualBlockBase):
+    """conv_a → bn_a → relu → conv_b → bn_b, plus the (projected) input, then relu."""
+
+    def __init__(self, block: ResidualBlock, bn: BatchNorm) -> None:
+        super().__init__(block, bn)
+        self.conv_a = nn.Conv2d(block.in_channels, block.width, 3, block.stride, padding=1, bias=False)
+        self.bn_a = batchnorm(bn, block.width, image=True)
+        self.conv_b = nn.Conv2d(block.width, block.width, 3, 1, padding=1, bias=False)
+        self.bn_b = batchnorm(bn, block.width, image=True)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn_a(self.conv_a(x)))
         out = self.bn_b(self.conv_b(out))
-        shortcut = self.shortcut_bn(self.shortcut_conv(x)) if self.has_shortcut_conv else x
-        return F.relu(out + shortcut)
+        return F.relu(out + self.shortcut(x))
+
+
+class Bottleneck(ResidualBlockBase):
+    """conv_a 1×1 → bn_a → relu → conv_b 3×3/stride → bn_b → relu → conv_c 1×1 (4× wider) → bn_c, plus
+    the (projected) input, then relu: torchvision's Bottleneck (its conv1–3, bn1–3)."""
+
+    def __init__(self, block: ResidualBlock, bn: BatchNorm) -> None:
+        super().__init__(block, bn)
+        self.conv_a = nn.Conv2d(block.in_channels, block.width, 1, bias=False)
+        self.bn_a = batchnorm(bn, block.width, image=True)
+        self.conv_b = nn.Conv2d(block.width, block.width, 3, block.stride, padding=1, bias=False)
+        self.bn_b = batchnorm(bn, block.width, image=True)
+        self.conv_c = nn.Conv2d(block.width, block.out_channels, 1, bias=False)
+        self.bn_c = batchnorm(bn, block.out_channels, image=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn_a(self.conv_a(x)))
+        out = F.relu(self.bn_b(self.conv_b(out)))
+        out = self.bn_c(self.conv_c(out))
+        return F.relu(out + self.shortcut(x))
 
 
 class ResNet(SpecModel):
-    """Stem, stages of BasicBlocks, global average pooling and a Linear head (torchvision's layout,
+    """Stem, stages of residual blocks, global average pooling and a Linear head (torchvision's layout,
     with the spec's names: ``stem.conv``, ``stages.stage_1.block_0.conv_a`` …)."""
 
     def __init__(self, spec: ResNetSpec) -> None:
@@ -299,9 +329,10 @@ class ResNet(SpecModel):
         stages: dict[str, nn.Sequential] = {}
         for block in spec.blocks():
             stage = stages.setdefault(f"stage_{block.stage}", nn.Sequential())
-            stage.add_module(f"block_{block.index}", BasicBlock(block, spec.batchnorm))
+            residual_block = Bottleneck if block.bottleneck else BasicBlock
+            stage.add_module(f"block_{block.index}", residual_block(block, spec.batchnorm))
         self.stages = nn.ModuleDict(stages)
-        self.head = nn.Linear(spec.widths[-1], spec.num_classes)
+        self.head = nn.Linear(spec.head_features, spec.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -374,6 +405,14 @@ class Transformer(SpecModel):
 
     def __init__(self, spec: TransformerSpec) -> None:
         super().__init__()
+        if spec.key_dim is not None and spec.attention_width != spec.d_model:
+            raise UnsupportedOption(
+                "torch",
+                "key_dim",
+                spec.key_dim,
+                "nn.MultiheadAttention splits d_model into its heads (head size d_model / num_heads)",
+                native=spec.d_model // spec.num_heads if spec.d_model % spec.num_heads == 0 else None,
+            )
         self.spec = spec
         d_model = spec.d_model
         self.embedding = nn.Embedding(spec.vocab_size, d_model)

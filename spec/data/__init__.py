@@ -157,3 +157,27 @@ def vae_batch(images: np.ndarray, latent_size: int, seed: int) -> tuple[np.ndarr
     and the images themselves."""
     images = np.asarray(images, np.float32)
     return vae_inputs(images, latent_noise(len(images), latent_size, seed, 0)), images
+
+
+def digit_pairs(split: Split, seed: int) -> Split:
+    """Multi-label digits: each image the pixelwise maximum of itself and a digit of another class
+    (drawn from the same half of the split), its targets the two classes' indicators — float32 rows
+    (n, 10) with two ones, for ten independent sigmoid outputs."""
+    rng = np.random.default_rng([seed, 2])
+
+    def pairs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        partner = rng.permutation(len(x))
+        while (same := y[partner] == y).any():  # re-draw the partners of the same class
+            partner[same] = rng.integers(0, len(x), int(same.sum()))
+        targets = np.zeros((len(x), 10), np.float32)
+        targets[np.arange(len(x)), y] = targets[np.arange(len(x)), y[partner]] = 1.0
+        return np.maximum(x, x[partner]), targets
+
+    return Split(*pairs(split.x_train, split.y_train), *pairs(split.x_test, split.y_test))
+
+
+def first_classes(split: Split, count: int) -> Split:
+    """The examples of the digits 0 … ``count`` − 1 only (a ``count``-class task)."""
+    check_positive_int("count", count)
+    train, test = split.y_train < count, split.y_test < count
+    return Split(split.x_train[train], split.y_train[train], split.x_test[test], split.y_test[test])

@@ -57,8 +57,12 @@ class ModelSpec:
     own_losses: ClassVar[tuple[str, ...]] = ()
 
     if TYPE_CHECKING:  # fields or properties of each kind (not fields here: they would fix their order)
-        output_activation: str
-        output_size: int
+
+        @property
+        def output_activation(self) -> str: ...
+
+        @property
+        def output_size(self) -> int: ...
 
         @property
         def input_shape(self) -> tuple[int, ...]: ...
@@ -82,6 +86,12 @@ class ModelSpec:
 
     @property
     def has_dropout(self) -> bool:
+        return False
+
+    @property
+    def is_deep(self) -> bool:
+        """Deep enough that float32 rounding through its normalisations needs the deep tolerances
+        (:func:`spec.tolerances.forward_check`)."""
         return False
 
     @property

@@ -34,8 +34,10 @@ class TransformerSpec(ModelSpec):
     position-wise FFN (Dense ``ff_size`` → activation → Dense ``d_model``), each with a residual and
     a LayerNorm — then pooling and a Dense head. No dropout.
 
-    Attention: per head, softmax(q·kᵀ / √head_dim) · v, where head_dim = d_model / num_heads; the
-    heads' outputs concatenate (head-major) into the output projection. The padding mask hides the
+    Attention: per head, softmax(q·kᵀ / √head_dim) · v, where head_dim is ``key_dim`` (Keras's
+    ``MultiHeadAttention(num_heads, key_dim)``; the size of each head's queries, keys and values), or
+    d_model / num_heads when it is ``None`` (torch's and the original's); the heads' outputs
+    concatenate (head-major) into the output projection back to d_model. The padding mask hides the
     keys whose token is ``pad_token`` (``None``: no mask): every position, padding included, attends
     to the non-padding positions only. A sequence must hold at least one non-padding token.
     LayerNorm normalises each position over its features with the biased variance and
@@ -58,6 +60,7 @@ class TransformerSpec(ModelSpec):
     pooling: str = "mean"
     scale_embedding: bool = True
     embedding_initializer: str = "normal"
+    key_dim: int | None = None
 
     kind: ClassVar[str] = "transformer"
     input_dtype: ClassVar[str] = "int32"
@@ -65,8 +68,10 @@ class TransformerSpec(ModelSpec):
     def __post_init__(self) -> None:
         for field_name in ("vocab_size", "seq_len", "d_model", "num_heads", "ff_size", "num_layers", "output_size"):
             check_positive_int(field_name, getattr(self, field_name))
-        if self.d_model % self.num_heads:
-            raise SpecError("num_heads", self.num_heads, f"a divisor of d_model ({self.d_model})")
+        if self.key_dim is not None:
+            check_positive_int("key_dim", self.key_dim)
+        elif self.d_model % self.num_heads:
+            raise SpecError("num_heads", self.num_heads, f"a divisor of d_model ({self.d_model}), or a key_dim")
         object.__setattr__(self, "activation", Activation.parse(self.activation))
         if self.activation.kind not in FFN_ACTIVATIONS:
             raise SpecError("activation", self.activation, FFN_ACTIVATIONS)
@@ -98,7 +103,12 @@ class TransformerSpec(ModelSpec):
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.num_heads
+        return self.d_model // self.num_heads if self.key_dim is None else self.key_dim
+
+    @property
+    def attention_width(self) -> int:
+        """The width of the queries, keys and values of all heads together."""
+        return self.num_heads * self.head_dim
 
     @property
     def input_shape(self) -> tuple[int]:
@@ -116,7 +126,8 @@ class TransformerSpec(ModelSpec):
         positions = "sinusoidal" if self.positional == "sinusoidal" else "learned"
         return (
             f"{self.seq_len} tokens of {self.vocab_size}, {positions} positions, {self.num_layers}× "
-            f"{self.norm}-norm encoder (d {self.d_model}, {self.num_heads} heads, FFN {self.ff_size} "
+            f"{self.norm}-norm encoder (d {self.d_model}, {self.num_heads} heads"
+            f"{'' if self.key_dim is None else f' of {self.key_dim}'}, FFN {self.ff_size} "
             f"{self.activation}, LN ε {self.layer_norm_epsilon:g}) → {self.pooling} → "
             f"dense{self.output_size} ({self.output_activation})"
         )
@@ -124,8 +135,8 @@ class TransformerSpec(ModelSpec):
     def forward_flops(self, batch: int) -> int:
         """Per layer and position: q, k, v, output projections, scores and mixing, FFN; then the head."""
         check_positive_int("batch", batch)
-        t, d = self.seq_len, self.d_model
-        per_layer = t * (2 * 4 * d * d + 2 * 2 * t * d + 2 * 2 * d * self.ff_size)
+        t, d, inner = self.seq_len, self.d_model, self.attention_width
+        per_layer = t * (2 * 4 * d * inner + 2 * 2 * t * inner + 2 * 2 * d * self.ff_size)
         head_positions = t if self.pooling == "none" else 1
         return batch * (self.num_layers * per_layer + head_positions * 2 * d * self.output_size)
 

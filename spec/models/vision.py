@@ -146,41 +146,78 @@ RESNET_STEMS = ("imagenet", "cifar")
 SAME_3X3 = ((1, 1), (1, 1))  # torchvision's padding=1: symmetric at stride 2 too, unlike 'same'
 
 
+# The two residual blocks: torchvision's BasicBlock (ResNet-18/34) and Bottleneck (ResNet-50/101/152).
+RESIDUAL_BLOCKS = ("basic", "bottleneck")
+BOTTLENECK_EXPANSION = 4  # a Bottleneck's output has 4× its inner width (torchvision's Bottleneck.expansion)
+
+
 @dataclass(frozen=True)
 class ResidualBlock:
-    """One BasicBlock (He et al. 2016): conv_a 3×3/stride → bn_a → relu → conv_b 3×3 → bn_b, plus the
-    input — through shortcut_conv 1×1/stride → shortcut_bn when the shape changes — then relu."""
+    """One residual block (He et al. 2016): its main path — each convolution ``conv_<x>`` followed by
+    ``bn_<x>``, and by relu but for the last — plus the input, through shortcut_conv 1×1/stride →
+    shortcut_bn when the shape changes, then relu. A BasicBlock's path is conv_a 3×3/stride → conv_b
+    3×3; a Bottleneck's conv_a 1×1 to the inner ``width`` → conv_b 3×3/stride → conv_c 1×1 to 4× the
+    width (the stride on the 3×3 conv, as torchvision's ResNet "v1.5"; the paper put it on conv_a)."""
 
     stage: int
     index: int
     in_channels: int
-    out_channels: int
+    width: int
     stride: int
+    bottleneck: bool = False
 
     @property
     def name(self) -> str:
         return f"stage_{self.stage}/block_{self.index}"
 
     @property
+    def out_channels(self) -> int:
+        return self.width * BOTTLENECK_EXPANSION if self.bottleneck else self.width
+
+    @property
     def has_shortcut_conv(self) -> bool:
         return self.stride != 1 or self.in_channels != self.out_channels
 
     @property
-    def conv_a(self) -> Conv2D:
-        return Conv2D(self.out_channels, 3, self.stride, SAME_3X3, use_bias=False)
+    def path(self) -> dict[str, Conv2D]:
+        """The main path's convolutions by the letter that names them (``a`` → ``conv_a``, ``bn_a``)."""
+        if self.bottleneck:
+            return {
+                "a": Conv2D(self.width, 1, 1, "valid", use_bias=False),
+                "b": Conv2D(self.width, 3, self.stride, SAME_3X3, use_bias=False),
+                "c": Conv2D(self.out_channels, 1, 1, "valid", use_bias=False),
+            }
+        return {
+            "a": Conv2D(self.width, 3, self.stride, SAME_3X3, use_bias=False),
+            "b": Conv2D(self.width, 3, 1, SAME_3X3, use_bias=False),
+        }
 
-    @property
-    def conv_b(self) -> Conv2D:
-        return Conv2D(self.out_channels, 3, 1, SAME_3X3, use_bias=False)
+    def path_inputs(self, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The input shape of each convolution of the main path, from the block's input ``shape``."""
+        shapes = {}
+        for letter, conv in self.path.items():
+            shapes[letter] = shape
+            shape = layer_output_shape(conv, shape)
+        return shapes
 
     @property
     def shortcut_conv(self) -> Conv2D:
         return Conv2D(self.out_channels, 1, self.stride, "valid", use_bias=False)
 
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return layer_output_shape(self.shortcut_conv, shape)
+
+    def flops(self, shape: tuple[int, ...]) -> int:
+        """Operations of the block on one example whose input has ``shape``."""
+        inputs = self.path_inputs(shape)
+        total = sum(layer_flops(conv, inputs[letter]) for letter, conv in self.path.items())
+        return total + (layer_flops(self.shortcut_conv, shape) if self.has_shortcut_conv else 0)
+
 
 @dataclass(frozen=True)
 class ResNetSpec(ModelSpec):
-    """A ResNet of BasicBlocks (ResNet-18: ``stage_blocks`` (2, 2, 2, 2), widths 64–512).
+    """A ResNet of BasicBlocks (ResNet-18: ``stage_blocks`` (2, 2, 2, 2), widths 64–512) or of
+    Bottlenecks (``block`` "bottleneck"; ResNet-50: (3, 4, 6, 3), inner widths 64–512, outputs 4× as wide).
 
     ``stem``: ``imagenet`` is conv 7×7/2 (padding 3) → BN → relu → max-pool 3×3/2 (padding 1), as
     torchvision's ``resnet18`` (and the classic CIFAR-10 fine-tuning example that uses it unchanged);
@@ -196,6 +233,7 @@ class ResNetSpec(ModelSpec):
     widths: tuple[int, ...] = (64, 128, 256, 512)
     batchnorm: BatchNorm = field(default_factory=BatchNorm)
     output_activation: str = "softmax"
+    block: str = "basic"
     kernel_initializer: str = field(default="he_normal", kw_only=True)
 
     kind: ClassVar[str] = "resnet"
@@ -205,6 +243,8 @@ class ResNetSpec(ModelSpec):
         check_positive_int("num_classes", self.num_classes)
         if self.stem not in RESNET_STEMS:
             raise SpecError("stem", self.stem, RESNET_STEMS)
+        if self.block not in RESIDUAL_BLOCKS:
+            raise SpecError("block", self.block, RESIDUAL_BLOCKS)
         for field_name in ("stage_blocks", "widths"):
             value = check_sequence(
                 field_name, getattr(self, field_name), "a sequence of positive integers, one per stage"
@@ -234,9 +274,15 @@ class ResNetSpec(ModelSpec):
         for stage, (count, width) in enumerate(zip(self.stage_blocks, self.widths)):
             for index in range(count):
                 stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(ResidualBlock(stage, index, channels, width, stride))
-                channels = width
+                block = ResidualBlock(stage, index, channels, width, stride, self.block == "bottleneck")
+                blocks.append(block)
+                channels = block.out_channels
         return blocks
+
+    @property
+    def head_features(self) -> int:
+        """The channels the head reads, those of the last block."""
+        return self.widths[-1] * (BOTTLENECK_EXPANSION if self.block == "bottleneck" else 1)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """The input shape of the stem, of each block (by name) and of the head."""
@@ -247,7 +293,7 @@ class ResNetSpec(ModelSpec):
                 shape = layer_output_shape(layer, shape)
             for block in self.blocks():
                 shapes[block.name] = shape
-                shape = layer_output_shape(block.conv_a, shape)
+                shape = block.output_shape(shape)
         except SpecError as exc:
             raise SpecError(f"input_shape of {self.name}", self.input_shape, f"an image large enough: {exc}") from None
         shapes["head"] = shape
@@ -269,7 +315,7 @@ class ResNetSpec(ModelSpec):
         return sum(self.stage_blocks) > 2
 
     def describe(self) -> str:
-        depth = 2 * sum(self.stage_blocks) + 2
+        depth = len(next(iter(self.blocks())).path) * sum(self.stage_blocks) + 2
         return (
             f"ResNet-{depth} ({self.stem} stem, widths {'-'.join(map(str, self.widths))}, "
             f"{'×'.join(map(str, self.input_shape))} → {self.num_classes}, {self.output_activation})"
@@ -282,9 +328,5 @@ class ResNetSpec(ModelSpec):
         for layer in self.stem_layers:
             total += layer_flops(layer, shape)
             shape = layer_output_shape(layer, shape)
-        for block in self.blocks():
-            shape = shapes[block.name]
-            after = (*layer_output_shape(block.conv_a, shape)[:2], block.out_channels)
-            total += layer_flops(block.conv_a, shape) + layer_flops(block.conv_b, after)
-            total += layer_flops(block.shortcut_conv, shape) if block.has_shortcut_conv else 0
-        return batch * (total + layer_flops(Dense(self.num_classes), (self.widths[-1],)))
+        total += sum(block.flops(shapes[block.name]) for block in self.blocks())
+        return batch * (total + layer_flops(Dense(self.num_classes), (self.head_features,)))

@@ -16,6 +16,15 @@ def _relu() -> Act:
     return Act("relu")
 
 
+def _cnn_64(name: str, outputs: int, output_activation: str) -> CNNSpec:
+    layers = (
+        Conv2D(32, 3), _relu(), Pool2D("max", 2),
+        Conv2D(64, 3), _relu(), Pool2D("max", 2),
+        Flatten(), Dense(128), _relu(), Dense(outputs),
+    )  # fmt: skip
+    return CNNSpec(name, (64, 64, 3), layers, output_activation)
+
+
 VISION_ZOO: tuple[ModelSpec, ...] = (
     # The Keras MNIST convnet: two valid 3×3 convs with 2×2 max-pooling, then Dense 10; 34,826 parameters.
     CNNSpec(
@@ -44,24 +53,11 @@ VISION_ZOO: tuple[ModelSpec, ...] = (
         kernel_initializer="torch_default",
         bias_initializer="torch_default",
     ),
-    # The classic 64×64 RGB binary classifier (cats vs dogs): two conv/pool stages, Dense 128, sigmoid.
-    CNNSpec(
-        "cnn_64",
-        (64, 64, 3),
-        (
-            Conv2D(32, 3),
-            _relu(),
-            Pool2D("max", 2),
-            Conv2D(64, 3),
-            _relu(),
-            Pool2D("max", 2),
-            Flatten(),
-            Dense(128),
-            _relu(),
-            Dense(1),
-        ),
-        "sigmoid",
-    ),
+    # The Keras CNN for 64×64 RGB images (Chollet's convnet layout): conv32 3×3 relu → max-pool 2 →
+    # conv64 3×3 relu → max-pool 2 → Dense 128 relu → Dense 10 softmax; 1,626,442 parameters.
+    _cnn_64("cnn_64", 10, "softmax"),
+    # The same convnet as the classic binary classifier (cats vs dogs): one sigmoid unit.
+    _cnn_64("cnn_64_binary", 1, "sigmoid"),
     # A small CNN for the embedded 8×8 digits, trained to convergence by the digits_cnn recipe.
     CNNSpec(
         "digits_cnn",
@@ -86,6 +82,18 @@ VISION_ZOO: tuple[ModelSpec, ...] = (
     ResNetSpec("resnet18_imagenet_stem", (32, 32, 3), 10, "imagenet"),
     # ResNet-18 with 1/8 of the width, for training runs on a CPU (digits upsampled to 32×32).
     ResNetSpec("resnet18_narrow", (32, 32, 1), 10, "cifar", widths=(8, 16, 32, 64)),
+    # torchvision's resnet50 (Bottleneck blocks, the stride on their 3×3 conv: 25,557,032 parameters
+    # with 1,000 classes) fine-tuned as the texts do: the backbone frozen, its BatchNorms in inference
+    # mode, a new 5-class head; on 32×32 images here.
+    ResNetSpec(
+        "resnet50_finetune",
+        (32, 32, 3),
+        5,
+        "imagenet",
+        (3, 4, 6, 3),
+        block="bottleneck",
+        frozen=("stem", "stage_0", "stage_1", "stage_2", "stage_3"),
+    ),
 )
 
 
@@ -138,8 +146,9 @@ def _digits_dcgan() -> ConvGANSpec:
 SEQUENCE_ZOO: dict[str, RNNSpec] = {
     spec.name: spec
     for spec in (
-        # The classic Keras SimpleRNN example: 100 steps of one feature, 32 tanh units, Dense(1, sigmoid).
-        RNNSpec("simple_rnn_classifier", "simple_rnn", 1, 32, 100, 1, "sigmoid"),
+        # The classic Keras SimpleRNN example: 100 steps of one feature, SimpleRNN(50, tanh), Dense(1,
+        # sigmoid); 2,651 parameters.
+        RNNSpec("simple_rnn_classifier", "simple_rnn", 1, 50, 100, 1, "sigmoid"),
         # The classic PyTorch time-series LSTM: 2 stacked layers of 50 units, Linear on the last step;
         # torch's init. And the same forecaster with GRU layers (torch's and Keras's default
         # reset-after formula).
@@ -171,6 +180,13 @@ TRANSFORMER_ZOO: dict[str, TransformerSpec] = {
             "transformer_tagger", 33, 24, 32, 4, 64, 2, 1, "sigmoid",
             activation="gelu(tanh)", positional="learned", norm="pre", layer_norm_epsilon=1e-6, pooling="none",
         ),
+        # Keras's MultiHeadAttention(num_heads=8, key_dim=64) on 64 features — heads as wide as the
+        # features, not d_model / heads (132,672 attention parameters) — in one post-norm encoder
+        # layer on the majority-token task. torch's nn.MultiheadAttention cannot build it.
+        TransformerSpec(
+            "transformer_keras_heads", 9, 24, 64, 8, 128, 1, 8, "softmax",
+            key_dim=64, embedding_initializer="uniform",
+        ),
     )
 }  # fmt: skip
 
@@ -187,6 +203,17 @@ ZOO: dict[str, ModelSpec] = {
             output_size=10,
             activations=("relu",),
             output_activation="softmax",
+        ),
+        # The Keras MLP trained with plain SGD and binary cross-entropy on multi-label targets: Dense
+        # 128 relu → Dense 10 sigmoid on flattened 28×28 images (one independent unit per label);
+        # 101,770 parameters.
+        MLPSpec(
+            name="mnist_mlp_multilabel",
+            input_size=784,
+            hidden_sizes=(128,),
+            output_size=10,
+            activations=("relu",),
+            output_activation="sigmoid",
         ),
         # A deeper net for the embedded 8×8 digits: 64 → 64 → 32 → 10.
         MLPSpec(

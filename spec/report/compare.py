@@ -27,7 +27,7 @@ from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
 from spec.data import digits
 from spec.data.mixture import RING
 from spec.errors import BackendUnavailable, UnsupportedOption
-from spec.models import ZOO, ModelSpec, ResNetSpec
+from spec.models import ZOO, ModelSpec
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
 from spec.recipes import (
@@ -40,7 +40,7 @@ from spec.recipes import (
 )
 from spec.report.plots import plot_gan_samples, plot_loss_curves
 from spec.report.speed import load_speed, speed_markdown
-from spec.tolerances import max_scaled_error, tolerance
+from spec.tolerances import forward_check, max_scaled_error, tolerance
 from spec.training import History, fit
 
 BATCH = 64
@@ -114,7 +114,7 @@ def compare_model(spec: ModelSpec, backend: Backend) -> Row:
     expected = ref.forward(spec, params, x)
     _, grads = backend.loss_and_grads(model, x, labels, loss)
     gradient_error = None
-    if not (isinstance(spec, ResNetSpec) and spec.is_deep):
+    if not spec.is_deep:
         checks = ref.check_gradients(spec, params, x, labels, loss, grads, seed=SEED)
         gradient_error = max(c.relative_error for c in checks)
     return Row(
@@ -125,7 +125,9 @@ def compare_model(spec: ModelSpec, backend: Backend) -> Row:
         params=backend.count_params(model).total,
         params_match_spec=backend.count_params(model) == count_params(spec),
         forward_max_abs_error=float(np.abs(outputs - expected).max()),
-        forward_scaled_error=max_scaled_error(outputs, expected, tolerance("forward", "float32", device)),
+        forward_scaled_error=max_scaled_error(
+            outputs, expected, tolerance(forward_check(deep=spec.is_deep, training=False), "float32", device)
+        ),
         gradient_max_rel_error=gradient_error,
         gradient_tolerance=tolerance("gradient", "float32", device).rtol,
         seconds=time.perf_counter() - start,
