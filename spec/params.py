@@ -16,7 +16,9 @@ Layout convention (the only place it is defined):
 * Sequences are batch-first ``(batch, time, features)``. A recurrent layer ``rnn_<i>`` (with
   ``/forward`` and ``/backward`` under it when bidirectional) holds ``kernel`` (in, G·H),
   ``recurrent_kernel`` (H, G·H) and ``bias`` (G·H,): the G gates concatenated along the last axis in
-  the order of :data:`spec.models.GATES` (LSTM i, f, g, o; GRU r, z, n). One bias per layer: the
+  the order of :data:`spec.models.GATES` (LSTM i, f, g, o; GRU r, z, n). An attention head pools
+  the steps with ``attention_score`` (a Dense to one score, no bias), after ``attention`` (Dense +
+  tanh) for an additive score. One bias per layer: the
   frameworks that keep two (torch's ``b_ih`` and ``b_hh``) only ever use their sum — except the
   reset-"after" GRU, whose recurrent bias sits inside ``r·(h·U_n + b'_n)``; its ``bias`` is then
   ``(2, G·H)``, the input bias in row 0 and the recurrent bias in row 1 (Keras's layout). The head
@@ -163,6 +165,12 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
             for layer in range(spec.num_layers):
                 for name in rnn_layer_names(spec, layer):
                     _add_recurrent(infos, spec, name, spec.input_size if layer == 0 else spec.features)
+            if spec.head == "attention":
+                width = spec.features
+                if spec.attention == "additive":
+                    _add_dense(infos, spec, "attention", spec.features, spec.attention_units, True, None)
+                    width = spec.attention_units
+                _add_dense(infos, spec, "attention_score", width, 1, False, None)
             _add_dense(infos, spec, dense_name(0), spec.features, spec.output_size, True, None)
         case TransformerSpec():
             _add_transformer(infos, spec)

@@ -292,7 +292,19 @@ def _rnn(spec: RNNSpec, p: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         hidden = spec.hidden_size
         last = [x[:, -1, :hidden]] + ([x[:, 0, hidden:]] if spec.bidirectional else [])
         x = np.concatenate(last, axis=-1)
+    if spec.head == "attention":
+        x = attention_pooling(spec, p, x)
     return x @ p["dense_0/kernel"] + p["dense_0/bias"]
+
+
+def attention_pooling(spec: RNNSpec, p: dict[str, np.ndarray], h: np.ndarray) -> np.ndarray:
+    """Every step's output ``h`` (batch, time, features) weighted by the softmax over the steps of
+    its score (:data:`spec.models.SEQUENCE_HEADS`), summed over the steps."""
+    u = np.tanh(h @ p["attention/kernel"] + p["attention/bias"]) if spec.attention == "additive" else h
+    scores = (u @ p["attention_score/kernel"])[..., 0]
+    weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.einsum("bt,btf->bf", weights, h)
 
 
 def padding_mask(spec: TransformerSpec, tokens: np.ndarray) -> np.ndarray:

@@ -31,6 +31,20 @@ SMALL = [
     RNNSpec("tiny_lstm", "lstm", 2, 4, 6, 2, "linear", bidirectional=True, head="sequence"),
     RNNSpec("tiny_gru_after", "gru", 3, 4, 6, 1, "sigmoid", num_layers=2, bidirectional=True),
     RNNSpec("tiny_gru_before", "gru", 3, 4, 6, 1, "linear", gru_reset="before"),
+    # attention pooling over the steps: a dot-product score, and an additive one over both directions
+    RNNSpec("tiny_lstm_dot_attention", "lstm", 2, 4, 6, 3, "softmax", head="attention", attention="dot"),
+    RNNSpec(
+        "tiny_gru_additive_attention",
+        "gru",
+        2,
+        4,
+        6,
+        1,
+        "linear",
+        bidirectional=True,
+        head="attention",
+        attention_units=3,
+    ),
 ]
 SEQUENCES = {**SEQUENCE_ZOO, **{spec.name: spec for spec in SMALL}}
 # Backpropagation through a 100-step SimpleRNN, checked against finite differences as well.
@@ -73,6 +87,16 @@ def build(backend: Backend, spec: RNNSpec, params: dict[str, np.ndarray]):
 
 
 # --- the spec and the judge alone -----------------------------------------------------------------
+
+
+def test_attention_pooling_weighs_the_steps_by_the_softmax_of_their_scores() -> None:
+    """Worked by hand: equal scores average the steps; one score far above the others picks its step."""
+    spec = SMALL[4]  # dot-product scores e_t = h_t · w
+    h = np.arange(2 * 6 * 4, dtype=np.float64).reshape(2, 6, 4)
+    flat = {"attention_score/kernel": np.zeros((4, 1))}
+    np.testing.assert_allclose(ref.attention_pooling(spec, flat, h), h.mean(axis=1), rtol=1e-12)
+    picks_the_last = {"attention_score/kernel": np.full((4, 1), 100.0)}  # h grows along the steps
+    np.testing.assert_allclose(ref.attention_pooling(spec, picks_the_last, h), h[:, -1], rtol=1e-12)
 
 
 def test_counts_match_the_published_ones() -> None:

@@ -102,6 +102,7 @@ LONG_FITS = frozenset(
         "mnist_vae_digits",  # 8 s on Keras
         "simple_rnn_classifier_drift_sign",  # 8 s on Keras
         "gru_forecaster_sine_forecast",  # 8 s on Keras
+        "lstm_attention_forecaster_sine_forecast",  # 8 s on Keras
     }
 )
 assert LONG_FITS.issubset(ALL_RECIPES), LONG_FITS - set(ALL_RECIPES)

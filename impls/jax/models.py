@@ -378,6 +378,11 @@ class RNN(SpecModel):
             else:
                 layers.append(nnx.RNN(recurrent_cell(spec, in_features, rngs)))
         self.recurrent = nnx.List(layers)
+        if spec.head == "attention":
+            additive = spec.attention == "additive"
+            self.attention = nnx.Linear(spec.features, spec.attention_units, rngs=rngs) if additive else None
+            width = spec.attention_units if additive else spec.features
+            self.attention_score = nnx.Linear(width, 1, use_bias=False, rngs=rngs)
         self.head = nnx.Linear(spec.features, spec.output_size, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -385,11 +390,19 @@ class RNN(SpecModel):
             x = layer(x)
         if self.spec.head == "sequence":
             return self.head(x)
+        if self.spec.head == "attention":
+            return self.head(self.pool(x))
         hidden = self.spec.hidden_size  # the backward direction's final state is at step 0
         last = x[:, -1, :hidden]
         if self.spec.bidirectional:
             last = jnp.concatenate([last, x[:, 0, hidden:]], axis=-1)
         return self.head(last)
+
+    def pool(self, outputs: jax.Array) -> jax.Array:
+        """Every step's output weighted by the softmax over the steps of its score, summed."""
+        keys = outputs if self.attention is None else jnp.tanh(self.attention(outputs))
+        weights = jax.nn.softmax(self.attention_score(keys), axis=1)  # (batch, time, 1)
+        return (weights * outputs).sum(axis=1)
 
 
 def layer_norm(spec: TransformerSpec, rngs: nnx.Rngs) -> nnx.LayerNorm:

@@ -44,6 +44,8 @@ def _layer_path(model: nnx.Module, layer: str) -> tuple[str | int, ...]:
     if kind == "rnn":
         if layer == "dense_0":
             return ("head",)
+        if layer in ("attention", "attention_score"):
+            return (layer,)
         index, direction = rnn_layer_position(layer)
         rnn = ("recurrent", index) + ((f"{direction}_rnn",) if model.spec.bidirectional else ())
         return (*rnn, "cell")

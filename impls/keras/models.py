@@ -352,17 +352,29 @@ class RNN(SpecModel):
         self.spec = spec
         self.recurrent = []
         for index in range(spec.num_layers):
-            sequences = index < spec.num_layers - 1 or spec.head == "sequence"
+            sequences = index < spec.num_layers - 1 or spec.head != "last"
             layer = recurrent_layer(spec, sequences, name=f"rnn_{index}")
             if spec.bidirectional:
                 layer = keras.layers.Bidirectional(layer, merge_mode="concat", name=f"rnn_{index}")
             self.recurrent.append(layer)
+        if spec.head == "attention":
+            additive = spec.attention == "additive"
+            self.attention = keras.layers.Dense(spec.attention_units, "tanh", name="attention") if additive else None
+            self.attention_score = keras.layers.Dense(1, use_bias=False, name="attention_score")
         self.head = keras.layers.Dense(spec.output_size, name="dense_0")
 
     def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         for layer in self.recurrent:
             x = layer(x, training=training)
+        if self.spec.head == "attention":
+            x = self.pool(x)
         return self.head(x)
+
+    def pool(self, outputs: keras.KerasTensor) -> keras.KerasTensor:
+        """Every step's output weighted by the softmax over the steps of its score, summed."""
+        keys = outputs if self.attention is None else self.attention(outputs)
+        weights = keras.ops.softmax(self.attention_score(keys), axis=1)  # (batch, time, 1)
+        return keras.ops.sum(weights * outputs, axis=1)
 
 
 class LearnedPositions(keras.layers.Layer):

@@ -47,6 +47,8 @@ def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
     if kind == "rnn":
         if layer == "dense_0":
             return model.head
+        if layer in ("attention", "attention_score"):
+            return getattr(model, layer)
         index, direction = rnn_layer_position(layer)
         native = model.recurrent[index]
         if model.spec.bidirectional:

@@ -382,12 +382,18 @@ class RNN(SpecModel):
                 nn.init.zeros_(param)
                 param.requires_grad_(False)
             self.held_at_zero = tuple(held)
+        if spec.head == "attention":
+            additive = spec.attention == "additive"
+            self.attention = nn.Linear(spec.features, spec.attention_units) if additive else None
+            self.attention_score = nn.Linear(spec.attention_units if additive else spec.features, 1, bias=False)
         self.head = nn.Linear(spec.features, spec.output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs, _ = self.rnn(x)
         if self.spec.head == "sequence":
             return self.head(outputs)
+        if self.spec.head == "attention":
+            return self.head(self.pool(outputs))
         # outputs[:, -1] would hold the backward direction after one step only: its final state
         # is at step 0
         hidden = self.spec.hidden_size
@@ -395,6 +401,12 @@ class RNN(SpecModel):
         if self.spec.bidirectional:
             last = torch.cat([last, outputs[:, 0, hidden:]], dim=-1)
         return self.head(last)
+
+    def pool(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Every step's output weighted by the softmax over the steps of its score, summed."""
+        keys = outputs if self.attention is None else torch.tanh(self.attention(outputs))
+        weights = self.attention_score(keys).softmax(dim=1)  # (batch, time, 1)
+        return (weights * outputs).sum(dim=1)
 
 
 class Transformer(SpecModel):

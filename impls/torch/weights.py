@@ -41,8 +41,8 @@ def _module(model: nn.Module, layer: str) -> nn.Module:
     if model.spec.kind in ("vae", "gan"):  # encoder/dense_1 -> dense_1 of model.encoder
         part, inner = layer.split("/", 1)
         return _module(getattr(model, part), inner)
-    if model.spec.kind == "rnn":  # its one Linear: the recurrent layers are in _recurrent_tensors
-        return model.head
+    if model.spec.kind == "rnn":  # its Linear layers: the recurrent ones are in _recurrent_tensors
+        return model.head if layer == "dense_0" else getattr(model, layer)  # attention, attention_score
     if model.spec.kind == "transformer":
         return _transformer_module(model, layer)
     path = layer.replace("/", ".")

@@ -7,7 +7,7 @@ a framework default. Every kind derives from :class:`ModelSpec` (:mod:`spec.mode
 from spec.models.base import FROZEN_BATCHNORM, ModelSpec, is_frozen, is_within
 from spec.models.dense import MLPSpec
 from spec.models.generative import GAN_SPECS, GENERATOR_OUTPUTS, RECONSTRUCTIONS, ConvGANSpec, GANSpec, VAESpec
-from spec.models.sequence import GATES, GRU_RESET, RNN_CELLS, SEQUENCE_HEADS, RNNSpec
+from spec.models.sequence import ATTENTION_SCORES, GATES, GRU_RESET, RNN_CELLS, SEQUENCE_HEADS, RNNSpec
 from spec.models.transformer import (
     FFN_ACTIVATIONS,
     NORM_PLACEMENTS,
@@ -19,6 +19,7 @@ from spec.models.vision import RESNET_STEMS, SAME_3X3, CNNSpec, ResidualBlock, R
 from spec.models.zoo import SEQUENCE_ZOO, TRANSFORMER_ZOO, VISION_ZOO, ZOO, get_model
 
 __all__ = [
+    "ATTENTION_SCORES",
     "FFN_ACTIVATIONS",
     "FROZEN_BATCHNORM",
     "GAN_SPECS",

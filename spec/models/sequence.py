@@ -26,8 +26,14 @@ GATES = {"simple_rnn": ("h",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "
 GRU_RESET = ("after", "before")
 # What the head reads: "last" — the final hidden state of each direction of the top layer (the
 # forward one after step T−1, the backward one after step 0), concatenated; "sequence" — every time
-# step's output (one Dense applied per step).
-SEQUENCE_HEADS = ("last", "sequence")
+# step's output (one Dense applied per step); "attention" — every step's output pooled by attention
+# weights, α = softmax over the steps of a score e_t per step, context = Σ_t α_t·h_t (Bahdanau et
+# al. 2015, as a time series' attention pooling):
+#   "dot"       e_t = h_t · w                         (w: ``attention_score``, no bias)
+#   "additive"  e_t = v · tanh(h_t·W + b)             (W, b: ``attention``; v: ``attention_score``)
+# (a bias on the score would add the same to every step's, which the softmax cancels).
+SEQUENCE_HEADS = ("last", "sequence", "attention")
+ATTENTION_SCORES = ("dot", "additive")
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class RNNSpec(ModelSpec):
     head: str = "last"
     gru_reset: str = "after"
     recurrent_initializer: str = "orthogonal"
+    attention: str = "additive"  # the score of an "attention" head (ATTENTION_SCORES)
+    attention_units: int = 32  # the width of an additive score's tanh layer
 
     kind: ClassVar[str] = "rnn"
 
@@ -64,6 +72,9 @@ class RNNSpec(ModelSpec):
             raise SpecError("head", self.head, SEQUENCE_HEADS)
         if self.head == "sequence" and self.output_activation == "softmax":
             raise SpecError("output_activation", "softmax", "sigmoid or linear with a per-step head")
+        if self.attention not in ATTENTION_SCORES:
+            raise SpecError("attention", self.attention, ATTENTION_SCORES)
+        check_positive_int("attention_units", self.attention_units)
         if self.gru_reset not in GRU_RESET:
             raise SpecError("gru_reset", self.gru_reset, GRU_RESET)
         if self.recurrent_initializer not in RECURRENT_INITIALIZERS:
@@ -108,8 +119,13 @@ class RNNSpec(ModelSpec):
         cell = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": f"GRU (reset {self.gru_reset})"}[self.cell]
         stack = f"{self.num_layers}×" if self.num_layers > 1 else ""
         bi = "bidirectional " if self.bidirectional else ""
+        head = self.head
+        if head == "attention":
+            head = f"{self.attention} attention" + (
+                f" ({self.attention_units})" if self.attention == "additive" else ""
+            )
         return (
-            f"{self.seq_len}×{self.input_size} {bi}{stack}{cell}({self.hidden_size}) → {self.head} → "
+            f"{self.seq_len}×{self.input_size} {bi}{stack}{cell}({self.hidden_size}) → {head} → "
             f"dense{self.output_size} ({self.output_activation})"
         )
 
@@ -120,7 +136,11 @@ class RNNSpec(ModelSpec):
         inputs = [self.input_size] + [self.features] * (self.num_layers - 1)
         per_step = sum(2 * (n + self.hidden_size) * gates * len(self.directions) for n in inputs)
         head_steps = self.seq_len if self.head == "sequence" else 1
-        return batch * (self.seq_len * per_step + head_steps * 2 * self.features * self.output_size)
+        pooling = 0
+        if self.head == "attention":  # each step's score, then the weighted sum
+            score = self.attention_units * (self.features + 1) if self.attention == "additive" else self.features
+            pooling = self.seq_len * 2 * (score + self.features)
+        return batch * (self.seq_len * per_step + pooling + head_steps * 2 * self.features * self.output_size)
 
     def example_batch(self, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Sequences of the running-sign task, with targets of the head's shape (class ids modulo the

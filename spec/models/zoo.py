@@ -154,6 +154,9 @@ SEQUENCE_ZOO: dict[str, RNNSpec] = {
         # reset-after formula).
         _torch_forecaster("lstm_forecaster", "lstm"),
         _torch_forecaster("gru_forecaster", "gru"),
+        # The texts' time-series case study: an LSTM(50) returning every step of 30, additive attention
+        # pooling over the steps (a tanh layer of 32, one score per step), Dense(1).
+        RNNSpec("lstm_attention_forecaster", "lstm", 1, 50, 30, 1, "linear", head="attention"),
         # Keras's original GRU formula (reset before the recurrent matmul), on the adding problem.
         RNNSpec("gru_reset_before", "gru", 2, 32, 50, 1, "linear", gru_reset="before"),
         # A bidirectional LSTM tagging every step of the sequence (return-sequences mode).
