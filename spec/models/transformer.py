@@ -72,9 +72,10 @@ class TransformerSpec(ModelSpec):
             check_positive_int("key_dim", self.key_dim)
         elif self.d_model % self.num_heads:
             raise SpecError("num_heads", self.num_heads, f"a divisor of d_model ({self.d_model}), or a key_dim")
-        object.__setattr__(self, "activation", Activation.parse(self.activation))
-        if self.activation.kind not in FFN_ACTIVATIONS:
-            raise SpecError("activation", self.activation, FFN_ACTIVATIONS)
+        activation = Activation.parse(self.activation)
+        object.__setattr__(self, "activation", activation)
+        if activation.kind not in FFN_ACTIVATIONS:
+            raise SpecError("activation", activation, FFN_ACTIVATIONS)
         if self.positional not in POSITIONAL_ENCODINGS:
             raise SpecError("positional", self.positional, POSITIONAL_ENCODINGS)
         if self.positional == "sinusoidal" and self.d_model % 2:

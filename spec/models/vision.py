@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from spec.errors import SpecError
 from spec.layers import (
@@ -26,6 +26,8 @@ from spec.layers import (
 )
 from spec.models.base import ModelSpec, check_sequence
 from spec.validation import check_positive_int
+
+Pair = tuple[int, int]  # a window or stride, made a pair by its layer's __post_init__
 
 
 def _check_image_shape(shape: object) -> tuple[int, int, int]:
@@ -110,7 +112,8 @@ class CNNSpec(ModelSpec):
             match layer:
                 case Conv2D() | ConvTranspose2D():
                     kind = "conv" if isinstance(layer, Conv2D) else "deconv"
-                    stride = f"/s{layer.strides[0]}" if layer.strides != (1, 1) else ""
+                    strides, window = cast(Pair, layer.strides), cast(Pair, layer.kernel_size)
+                    stride = f"/s{strides[0]}" if strides != (1, 1) else ""
                     pad = (
                         ""
                         if layer.padding == "valid"
@@ -118,9 +121,9 @@ class CNNSpec(ModelSpec):
                         if isinstance(layer.padding, str)
                         else " pad"
                     )
-                    parts.append(f"{kind}{layer.filters}/{layer.kernel_size[0]}{stride}{pad}")
+                    parts.append(f"{kind}{layer.filters}/{window[0]}{stride}{pad}")
                 case Pool2D():
-                    parts.append(f"{layer.kind}pool{layer.pool_size[0]}")
+                    parts.append(f"{layer.kind}pool{cast(Pair, layer.pool_size)[0]}")
                 case BatchNorm():
                     parts.append("bn")
                 case Act():
@@ -324,7 +327,7 @@ class ResNetSpec(ModelSpec):
     def forward_flops(self, batch: int) -> int:
         check_positive_int("batch", batch)
         shapes = self.shapes()
-        total, shape = 0, self.input_shape
+        total, shape = 0, tuple(self.input_shape)
         for layer in self.stem_layers:
             total += layer_flops(layer, shape)
             shape = layer_output_shape(layer, shape)
