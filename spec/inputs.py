@@ -1,5 +1,6 @@
-"""The check every backend applies to a batch before converting it, so that a wrong shape is never
-broadcast or reshaped and an integer image never silently cast: :func:`check_inputs`."""
+"""The checks every backend applies to a batch before converting it, so that a wrong shape is never
+broadcast or reshaped, an integer image never silently cast and a class id never read past the
+logits: :func:`check_inputs` and :func:`check_targets`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from spec.errors import BatchError
+from spec.losses import takes_class_ids
 from spec.models import ModelSpec
 
 # dtype names as numpy, JAX and TensorFlow spell them (torch prefixes its own with "torch.")
@@ -50,3 +52,23 @@ def _value_range(x: Any) -> tuple[int, int]:
     have ``min`` and ``max``; a TensorFlow tensor converts to numpy)."""
     values = x if hasattr(x, "min") else np.asarray(x)
     return int(values.min()), int(values.max())
+
+
+def check_targets(spec: ModelSpec, targets: Any, loss: str) -> None:
+    """Raise :class:`BatchError`, naming the model, unless the targets of a loss that takes class ids
+    are integer ids in [0, classes): an id past the logits would index out of them (measured: torch raises an
+    IndexError and TensorFlow an InvalidArgumentError deep inside their losses; Optax returns NaN for
+    an id past the last class and reads −1 as the last class, without a word). The
+    shapes of every loss's targets are checked with the logits (:func:`spec.losses.check_target_shape`)."""
+    if not takes_class_ids(loss):
+        return
+    dtype = dtype_name(targets) if hasattr(targets, "dtype") else np.asarray(targets).dtype.name
+    if dtype not in INTEGER_DTYPES:
+        raise BatchError(spec.name, "targets", f"have dtype {dtype}", f"integer class ids for {loss}")
+    if int(np.prod(getattr(targets, "shape", np.shape(targets)))) == 0:
+        return
+    low, high = _value_range(targets)
+    if low < 0 or high >= spec.output_size:
+        raise BatchError(
+            spec.name, "targets", f"hold class ids in [{low}, {high}]", f"ids in [0, {spec.output_size}) for {loss}"
+        )

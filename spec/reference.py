@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from spec.errors import SpecError
-from spec.inputs import check_inputs
+from spec.inputs import check_inputs, check_targets
 from spec.layers import (
     Act,
     Activation,
@@ -579,6 +579,7 @@ def loss(
         return negative_elbo(spec, *vae_outputs(spec, params, x), targets)
     if isinstance(spec, GAN_SPECS):
         return gan_loss(spec, params, x, targets, loss_name)
+    check_targets(spec, targets, loss_name)
     z = logits(spec, params, x, training=True)
     data_loss = loss_from_logits(loss_name, z, targets, spec.output_activation)
     return data_loss + l2_penalty(spec, params)

@@ -3,6 +3,8 @@ what it takes and what came — before any framework would broadcast, reshape or
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,32 @@ def test_a_float64_batch_is_taken_as_float32(backend: Backend) -> None:
     model = backend.build(spec, init_params(spec, 0))
     x = check_batch(spec)[0][:4]
     np.testing.assert_array_equal(backend.forward(model, x.astype(np.float64)), backend.forward(model, x))
+
+
+BAD_CLASS_IDS = {
+    "class_id_past_the_logits": (np.array([0, 10]), ["[0, 10]", "ids in [0, 10)"]),
+    "negative_class_id": (np.array([-1, 3]), ["[-1, 3]", "ids in [0, 10)"]),
+    "float_class_ids": (np.array([0.0, 3.0], np.float32), ["dtype float32", "integer class ids"]),
+}
+
+
+@pytest.mark.parametrize(("targets", "fragments"), list(BAD_CLASS_IDS.values()), ids=list(BAD_CLASS_IDS))
+def test_class_ids_outside_the_logits_are_refused(backend: Backend, targets: np.ndarray, fragments: list[str]) -> None:
+    """Class ids are checked before any loss reads them: past the logits, torch and TensorFlow raise
+    deep inside their losses, Optax gives NaN, and reads −1 as the last class."""
+    spec = ZOO["digits_mlp"]
+    model = backend.build(spec, init_params(spec, 0))
+    x = check_batch(spec)[0][:2]
+    loss = "sparse_categorical_crossentropy"
+    optimizer = backend.make_optimizer(model, OptimizerSpec("sgd", 0.1))
+    for compiled in (False, True):
+        step = functools.partial(backend.train_step, model, optimizer, x, targets, loss, compiled=compiled)
+        _refuses(step, spec.name, fragments)
+    _refuses(lambda: backend.loss_and_grads(model, x, targets, loss), spec.name, fragments)
+    _refuses(lambda: ref.loss(spec, init_params(spec, 0), x, targets, loss), spec.name, fragments)
+
+
+def test_a_classifier_of_fewer_classes_gets_examples_of_its_classes() -> None:
+    spec = ZOO["resnet50_finetune"]  # five classes
+    _, labels = spec.example_batch(16)
+    assert labels.min() >= 0 and labels.max() < spec.output_size == 5 and len(labels) == 16

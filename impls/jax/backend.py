@@ -24,7 +24,7 @@ from impls.jax.losses import compute_loss, gan_loss, negative_elbo
 from impls.jax.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.jax.optimizers import make_optimizer
 from spec.backend import NativeBackend, intra_op_threads
-from spec.inputs import check_inputs
+from spec.inputs import check_inputs, check_targets
 from spec.losses import check_model_loss, takes_class_ids
 from spec.models import (
     ModelSpec,
@@ -312,6 +312,7 @@ class JaxBackend(NativeBackend):
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         check_model_loss(model.spec, loss)
+        check_targets(model.spec, targets, loss)
         synced(model).set_mode(True)
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
         value, grads, state = _loss_and_grads(
@@ -345,6 +346,7 @@ class JaxBackend(NativeBackend):
         compiled: bool | None = None,
     ) -> float:
         check_model_loss(model.spec, loss)
+        check_targets(model.spec, targets, loss)
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
         x, targets = _inputs(model, x), jnp.asarray(targets, dtype)
         if compiled is False:  # eager: every operation dispatched on its own

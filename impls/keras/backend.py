@@ -14,7 +14,7 @@ from impls.keras.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.keras.optimizers import before_step, make_optimizer
 from spec.backend import NativeBackend, intra_op_threads
 from spec.errors import BackendUnavailable
-from spec.inputs import check_inputs
+from spec.inputs import check_inputs, check_targets
 from spec.losses import check_model_loss, takes_class_ids
 from spec.models import (
     ModelSpec,
@@ -190,6 +190,7 @@ class KerasBackend(NativeBackend):
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         check_model_loss(model.spec, loss)
+        check_targets(model.spec, targets, loss)
         variables = weights.canonical_variables(model, trainable_only=True, names=trained_names(model.spec, loss))
         value, grads = _loss_and_grads(
             model, list(variables.values()), _inputs(model, x), _targets(targets, loss), loss
@@ -227,6 +228,7 @@ class KerasBackend(NativeBackend):
         compiled: bool | None = None,
     ) -> float:
         check_model_loss(model.spec, loss)
+        check_targets(model.spec, targets, loss)
         inputs = _inputs(model, x)
         native = self.optimizer_for_loss(optimizer, loss)
         before_step(native, native.spec)

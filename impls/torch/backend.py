@@ -12,7 +12,7 @@ from impls.torch.losses import compute_loss, gan_loss, negative_elbo
 from impls.torch.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.torch.optimizers import make_optimizer
 from spec.backend import NativeBackend, intra_op_threads
-from spec.inputs import check_inputs
+from spec.inputs import check_inputs, check_targets
 from spec.losses import check_model_loss, takes_class_ids
 from spec.models import (
     ModelSpec,
@@ -196,6 +196,7 @@ class TorchBackend(NativeBackend):
     ) -> torch.Tensor:
         """Forward in training mode, loss and ``backward()``: gradients land in each ``.grad``."""
         check_model_loss(model.spec, loss)
+        check_targets(model.spec, targets, loss)
         inputs = self._input(model, x)
         model.train(True)
         model.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from spec.data import digit_targets, digits, jittered
+from spec.data import digit_targets, digits, first_classes, jittered
 from spec.errors import SpecError
 from spec.layers import BIAS_INITIALIZERS, KERNEL_INITIALIZERS, OUTPUT_ACTIVATIONS
 from spec.losses import DEFAULT_LOSS
@@ -119,11 +119,14 @@ class ModelSpec:
         return 3 * self.forward_flops(batch)
 
     def example_batch(self, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs and targets (for :attr:`default_loss`) that exercise the model: here test digits
-        shaped as its input with a little noise (exactly equal pixels would put activations exactly
-        on ReLU kinks, see :func:`spec.data.jittered`), and their targets — the clean digits
-        themselves for a model that reconstructs them. Kinds on other data override this."""
+        """Inputs and targets (for :attr:`default_loss`) that exercise the model: here test digits (of
+        its first classes, for a softmax over fewer than ten) shaped as its input with a little noise
+        (exactly equal pixels would put activations exactly on ReLU kinks, see
+        :func:`spec.data.jittered`), and their targets — the clean digits themselves for a model that
+        reconstructs them. Kinds on other data override this."""
         split = digits(tuple(self.input_shape))
+        if self.output_activation == "softmax" and self.output_size < 10:  # a classifier of fewer digits
+            split = first_classes(split, self.output_size)
         images = split.x_test[:size]
         return jittered(images, seed=seed), self.targets_on_digits(images, split.y_test[:size])
 
