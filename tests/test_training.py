@@ -100,7 +100,7 @@ LONG_FITS = frozenset(
         "bilstm_tagger_running_sign",  # 12 s on Keras
         "digits_cnn_adam",  # 11 s on Keras
         "mnist_vae_digits",  # 8 s on Keras
-        "simple_rnn_classifier_drift_sign",  # 8 s on Keras
+        "simple_rnn_32_drift_sign",  # 8 s on Keras
         "gru_forecaster_sine_forecast",  # 8 s on Keras
         "lstm_attention_forecaster_sine_forecast",  # 8 s on Keras
     }
