@@ -91,6 +91,9 @@ def configure_compiler() -> None:
     eagerly: a "compiled" Transformer step took as long as the eager one in ``make bench``."""
     torch._dynamo.config.recompile_limit = 64
     torch._dynamo.config.fail_on_recompile_limit_hit = True
+    # Inductor's CPU layout optimization (every convolution graph in channels_last) gave zero weight
+    # gradients to both convolutions of digits_cnn's compiled backward (docs/findings.md, finding 7).
+    torch._inductor.config.layout_optimization = False
 
 
 def _to_nchw(tensor: torch.Tensor) -> torch.Tensor:
