@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from spec.errors import SpecError
 from spec.validation import check_number, check_positive_int
@@ -132,6 +133,7 @@ def _parse_float(field_name: str, text: str | None, example: str) -> float:
 #             padding is always symmetric, so torch pads explicitly where it must.
 #   ((t, b), (l, r))  explicit pixels, as torchvision's ResNet stem writes padding=3.
 PADDING_MODES = ("valid", "same")
+Pair = tuple[int, int]  # a window or stride (height, width)
 Pads = tuple[tuple[int, int], tuple[int, int]]
 Padding = str | Pads
 
@@ -151,12 +153,11 @@ def _check_padding(field_name: str, padding: object) -> Padding:
         if padding not in PADDING_MODES:
             raise SpecError(field_name, padding, "'valid', 'same' or ((top, bottom), (left, right))")
         return padding
-    ok = isinstance(padding, (tuple, list)) and len(padding) == 2
-    ok = ok and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in padding)
-    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for p in padding for v in p)
-    if not ok:
+    sides = list(padding) if isinstance(padding, (tuple, list)) and len(padding) == 2 else []
+    pairs = [list(p) for p in sides if isinstance(p, (tuple, list)) and len(p) == 2]
+    if len(pairs) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for p in pairs for v in p):
         raise SpecError(field_name, padding, "'valid', 'same' or ((top, bottom), (left, right)) of ints ≥ 0")
-    return (tuple(padding[0]), tuple(padding[1]))  # type: ignore[return-value]
+    return ((pairs[0][0], pairs[0][1]), (pairs[1][0], pairs[1][1]))
 
 
 def resolve_padding(padding: Padding, size: tuple[int, int], window: tuple[int, int], strides: tuple[int, int]) -> Pads:
@@ -188,10 +189,17 @@ class Conv2D:
     (kh, kw, in, out); the activation is a separate :class:`Act` layer."""
 
     filters: int
-    kernel_size: tuple[int, int] | int
-    strides: tuple[int, int] | int = 1
+    kernel_size: Pair  # an int n means (n, n), here and in strides
+    strides: Pair = (1, 1)
     padding: Padding = "valid"
     use_bias: bool = True
+
+    if TYPE_CHECKING:  # the constructor also takes an int for a square window or stride
+
+        def __init__(
+            self, filters: int, kernel_size: Pair | int, strides: Pair | int = 1, padding: Padding = "valid",
+            use_bias: bool = True,
+        ) -> None: ...  # fmt: skip
 
     def __post_init__(self) -> None:
         check_positive_int("conv.filters", self.filters)
@@ -221,10 +229,17 @@ class ConvTranspose2D:
     """
 
     filters: int
-    kernel_size: tuple[int, int] | int
-    strides: tuple[int, int] | int = 1
+    kernel_size: Pair  # an int n means (n, n), here and in strides
+    strides: Pair = (1, 1)
     padding: str = "valid"
     use_bias: bool = True
+
+    if TYPE_CHECKING:  # the constructor also takes an int for a square window or stride
+
+        def __init__(
+            self, filters: int, kernel_size: Pair | int, strides: Pair | int = 1, padding: str = "valid",
+            use_bias: bool = True,
+        ) -> None: ...  # fmt: skip
 
     def __post_init__(self) -> None:
         check_positive_int("conv_transpose.filters", self.filters)
@@ -265,10 +280,17 @@ class Pool2D:
     the padding is not 'valid'. ``strides`` defaults to the window, as in every framework."""
 
     kind: str
-    pool_size: tuple[int, int] | int
-    strides: tuple[int, int] | int | None = None
+    pool_size: Pair  # an int n means (n, n), here and in strides
+    strides: Pair = None  # type: ignore[assignment]  # None until __post_init__: the window
     padding: Padding = "valid"
     count_padding: bool | None = None
+
+    if TYPE_CHECKING:  # the constructor also takes an int for a square window or stride
+
+        def __init__(
+            self, kind: str, pool_size: Pair | int, strides: Pair | int | None = None, padding: Padding = "valid",
+            count_padding: bool | None = None,
+        ) -> None: ...  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.kind not in POOL_KINDS:
@@ -379,21 +401,22 @@ LAYER_TYPES = (Conv2D, ConvTranspose2D, Pool2D, BatchNorm, Act, Flatten, Reshape
 def layer_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape (without the batch axis) ``layer`` makes of an input of ``shape``."""
     image = len(shape) == 3
+    size = (shape[0], shape[1]) if image else (0, 0)  # an image's (height, width)
     match layer:
         case Conv2D() | ConvTranspose2D() | Pool2D() if not image:
             raise SpecError("layers", type(layer).__name__, "image layers only on images, not after Flatten")
         case Conv2D():
             window, strides = layer.kernel_size, layer.strides
-            pads = resolve_padding(layer.padding, shape[:2], window, strides)
-            return (*output_size(shape[:2], window, strides, pads), layer.filters)
+            pads = resolve_padding(layer.padding, size, window, strides)
+            return (*output_size(size, window, strides, pads), layer.filters)
         case ConvTranspose2D():
-            return (*layer.output_size(shape[:2]), layer.filters)
+            return (*layer.output_size(size), layer.filters)
         case Pool2D():
             window, strides = layer.pool_size, layer.strides
-            pads = resolve_padding(layer.padding, shape[:2], window, strides)
+            pads = resolve_padding(layer.padding, size, window, strides)
             if layer.kind == "max" and any(p >= k for pair, k in zip(pads, window) for p in pair):
                 raise SpecError("pool.padding", pads, f"fewer pixels per side than the window {window}")
-            return (*output_size(shape[:2], window, strides, pads), shape[2])
+            return (*output_size(size, window, strides, pads), shape[2])
         case Flatten() | GlobalAvgPool() if not image:
             raise SpecError("layers", type(layer).__name__, "Flatten or GlobalAvgPool only on images")
         case Flatten():

@@ -149,11 +149,11 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
                     _add_layer(infos, spec, name, layer, shape)
             _mark_reshapes(infos, spec, shapes)
         case ResNetSpec():
-            shapes = spec.shapes()
-            _add_layer(infos, spec, "stem/conv", spec.stem_layers[0], shapes["stem"])
+            block_inputs = spec.shapes()
+            _add_layer(infos, spec, "stem/conv", spec.stem_layers[0], block_inputs["stem"])
             _add_layer(infos, spec, "stem/bn", spec.batchnorm, (spec.widths[0],))
             for block in spec.blocks():
-                shape = shapes[block.name]
+                shape = block_inputs[block.name]
                 for letter, (conv, conv_input) in _zip_dicts(block.path, block.path_inputs(shape)):
                     _add_layer(infos, spec, f"{block.name}/conv_{letter}", conv, conv_input)
                     _add_layer(infos, spec, f"{block.name}/bn_{letter}", spec.batchnorm, (conv.filters,))
@@ -162,9 +162,9 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
                     _add_layer(infos, spec, f"{block.name}/shortcut_bn", spec.batchnorm, (block.out_channels,))
             _add_layer(infos, spec, "head", Dense(spec.num_classes), (spec.head_features,))
         case RNNSpec():
-            for layer in range(spec.num_layers):
-                for name in rnn_layer_names(spec, layer):
-                    _add_recurrent(infos, spec, name, spec.input_size if layer == 0 else spec.features)
+            for depth in range(spec.num_layers):
+                for name in rnn_layer_names(spec, depth):
+                    _add_recurrent(infos, spec, name, spec.input_size if depth == 0 else spec.features)
             if spec.head == "attention":
                 width = spec.features
                 if spec.attention == "additive":

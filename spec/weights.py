@@ -10,6 +10,7 @@ import json
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,8 @@ def save_weights(path: str | Path, spec: ModelSpec, params: Mapping[str, np.ndar
     checked = check_params(spec, params)
     meta = json.dumps({"format_version": FORMAT_VERSION, "model": spec.name, "kind": spec.kind})
     with path.open("wb") as f:  # a file object keeps numpy from appending ".npz" to the name
-        np.savez(f, **checked, **{_META_KEY: np.array(meta)})
+        arrays: dict[str, Any] = {**checked, _META_KEY: np.array(meta)}  # numpy's stub reads ** as its flags
+        np.savez(f, **arrays)
     return path
 
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spec.data.mixture import NEAR, GaussianRing
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 from spec.training import History
 
 # One look per backend, the same in every figure; dashes let identical curves show through each other.
@@ -87,12 +91,15 @@ def plot_gan_samples(histories: Mapping[str, Sequence[History]], ring: GaussianR
     fig, axes = plt.subplots(len(histories), columns, figsize=(3.4 * columns, 3.4 * len(histories)), squeeze=False)
     for row, (recipe, runs) in zip(axes, histories.items()):
         for ax, history in zip(row, runs):
-            coverage = history.coverage
-            if history.samples.shape[1] == 2:
-                _draw_points(ax, plt, history, ring)
+            coverage, samples = history.coverage, history.samples
+            if samples is None:
+                raise ValueError(f"{recipe} on {history.backend}: the history holds no samples")
+            modes: int | str
+            if samples.shape[1] == 2:
+                _draw_points(ax, samples, history.backend, ring)
                 modes = ring.modes
             else:
-                ax.imshow(image_grid(history.samples), cmap="gray_r", vmin=0.0, vmax=1.0)
+                ax.imshow(image_grid(samples), cmap="gray_r", vmin=0.0, vmax=1.0)
                 ax.axis("off")
                 modes = len(coverage.per_mode) if coverage else "?"
             covered = coverage.modes_covered if coverage else "?"
@@ -106,11 +113,13 @@ def plot_gan_samples(histories: Mapping[str, Sequence[History]], ring: GaussianR
     return path
 
 
-def _draw_points(ax: object, plt: object, history: History, ring: GaussianRing) -> None:
-    style = BACKEND_STYLES.get(history.backend, {})
-    ax.scatter(*history.samples.T, s=2, alpha=0.4, color=style.get("color"))
+def _draw_points(ax: Axes, samples: np.ndarray, backend: str, ring: GaussianRing) -> None:
+    from matplotlib.patches import Circle
+
+    style = BACKEND_STYLES.get(backend, {})
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, color=style.get("color"))
     for centre in ring.centres:
-        ax.add_patch(plt.Circle(centre, NEAR * ring.std, fill=False, color="black", linewidth=0.8))
+        ax.add_patch(Circle(centre, NEAR * ring.std, fill=False, color="black", linewidth=0.8))
     limit = 1.5 * ring.radius
     ax.set_xlim(-limit, limit)
     ax.set_ylim(-limit, limit)

@@ -79,7 +79,7 @@ def load_speed(path: Path) -> SpeedReport:
         raise ValueError(f"{path}: no matmul peak measured (run `make bench`)")
     cpu = data.get("machine_info", {}).get("cpu", {})
     machine = f"{cpu.get('brand_raw', 'unknown CPU')}, {cpu.get('count', '?')} logical cores"
-    peak_backend = max(peaks, key=peaks.get)
+    peak_backend = max(peaks, key=lambda backend: peaks[backend])
     return SpeedReport(rows, peaks[peak_backend], peak_backend, machine)
 
 
