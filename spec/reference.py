@@ -7,7 +7,7 @@ against the literature. Backends are compared to these values.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -682,6 +682,44 @@ def numerical_gradient(
     return grads
 
 
+@dataclass(frozen=True)
+class JudgedDirection:
+    """One random direction in parameter space and the judge's derivative of the loss along it."""
+
+    param: str  # the tensor the direction moves, or "*" for all of them
+    direction: dict[str, np.ndarray]
+    derivative: float  # central finite difference in float64
+    zero: bool  # whether every tensor it moves has an exactly zero gradient (spec.params.ParamInfo)
+
+
+def judge_directions(
+    spec: ModelSpec,
+    params: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    targets: np.ndarray,
+    loss_name: str,
+    *,
+    seed: int = 0,
+    directions_per_param: int = 2,
+    global_directions: int = 2,
+) -> list[JudgedDirection]:
+    """The judge's half of :func:`check_gradients`, which depends on no backend: each trained
+    tensor gets its own directions (so a wrong gradient in a small bias is not drowned out by a large
+    kernel), and a few directions move every tensor at once."""
+    rng = np.random.default_rng(seed)
+    shapes = {name: np.shape(params[name]) for name in trained_names(spec, loss_name)}
+    plan = [(name, {name: shapes[name]}) for name in shapes for _ in range(directions_per_param)]
+    plan += [("*", shapes)] * global_directions
+    infos = param_specs(spec)
+    step = fd_step(loss(spec, params, x, targets, loss_name))
+    judged = []
+    for label, subset in plan:
+        direction = random_direction(subset, rng)
+        derivative = directional_derivative(spec, params, x, targets, loss_name, direction, step)
+        judged.append(JudgedDirection(label, direction, derivative, all(infos[n].zero_gradient for n in subset)))
+    return judged
+
+
 def check_gradients(
     spec: ModelSpec,
     params: Mapping[str, np.ndarray],
@@ -691,38 +729,28 @@ def check_gradients(
     grads: Mapping[str, np.ndarray],
     *,
     seed: int = 0,
-    directions_per_param: int = 2,
-    global_directions: int = 2,
+    judged: Sequence[JudgedDirection] | None = None,
 ) -> list[DirectionalCheck]:
-    """Compare a backend's gradients with the judge along random directions.
-
-    Each tensor gets its own directions (so a wrong gradient in a small bias is not drowned out by a
-    large kernel), and a few directions move every tensor at once.
-    """
-    rng = np.random.default_rng(seed)
-    shapes = {name: np.shape(params[name]) for name in trained_names(spec, loss_name)}
-    if set(grads) != set(shapes):
-        raise SpecError("grads", sorted(grads), f"one gradient per trainable parameter: {sorted(shapes)}")
-    plan = [(name, {name: shapes[name]}) for name in shapes for _ in range(directions_per_param)]
-    plan += [("*", shapes)] * global_directions
-    infos = param_specs(spec)
+    """Compare a backend's gradients with the judge along random directions
+    (:func:`judge_directions` for ``seed``, or those ``judged`` already on the same inputs)."""
+    trained = trained_names(spec, loss_name)
+    if set(grads) != set(trained):
+        raise SpecError("grads", sorted(grads), f"one gradient per trainable parameter: {sorted(trained)}")
+    if judged is None:
+        judged = judge_directions(spec, params, x, targets, loss_name, seed=seed)
 
     def typical_projection(names: Collection[str]) -> float:
         moved = [np.asarray(grads[n], np.float64) for n in names]
         return math.sqrt(sum(float((g**2).sum()) for g in moved) / sum(g.size for g in moved))
 
-    overall = typical_projection(shapes)
-    step = fd_step(loss(spec, params, x, targets, loss_name))
+    overall = typical_projection(trained)
     checks = []
-    for label, subset in plan:
-        direction = random_direction(subset, rng)
-        backend_value = sum(float((np.asarray(grads[n], np.float64) * d).sum()) for n, d in direction.items())
+    for one in judged:
+        backend_value = sum(float((np.asarray(grads[n], np.float64) * d).sum()) for n, d in one.direction.items())
         # a tensor whose exact gradient is zero has only rounding to show: measured against the
         # whole gradient's typical projection, a real (wrong) gradient in it still stands out
-        zero = all(infos[n].zero_gradient for n in subset)
-        typical = overall if zero else typical_projection(subset)
-        judge_value = directional_derivative(spec, params, x, targets, loss_name, direction, step)
-        checks.append(DirectionalCheck(label, judge_value, backend_value, typical))
+        typical = overall if one.zero else typical_projection(one.direction)
+        checks.append(DirectionalCheck(one.param, one.derivative, backend_value, typical))
     return checks
 
 

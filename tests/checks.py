@@ -1,5 +1,6 @@
-"""Checks shared by the zoo tests (recurrent, Transformer): one backend against the judge's
-gradients and optimizer update, and two backends against each other, parameter by parameter."""
+"""Checks shared by the contract matrix (tests/contract/) and the family tests: one backend against
+the judge's gradients and optimizer update, two backends against each other parameter by parameter,
+and a model built or skipped where its framework cannot express it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from spec.backend import Backend
 from spec.errors import UnsupportedOption
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
-from spec.params import trainable_names, trained_names
+from spec.params import trained_names
 from spec.tolerances import max_scaled_error, tolerance
 
 # Kingma & Ba's defaults at a step large enough to move every parameter visibly.
@@ -30,7 +31,9 @@ def assert_gradients_match_judge(
     value, grads = backend.loss_and_grads(model, x, targets, loss)
     assert value == pytest.approx(ref.loss(spec, params, x, targets, loss), rel=tolerance("forward").rtol)
     assert list(grads) == trained_names(spec, loss)
-    checks = ref.check_gradients(spec, params, x, targets, loss, grads, seed=seed)
+    checks = ref.check_gradients(
+        spec, params, x, targets, loss, grads, judged=judged(spec, params, x, targets, loss, seed)
+    )
     worst = max(checks, key=lambda c: c.relative_error)
     assert worst.relative_error <= tolerance("gradient", "float32", backend.device()).rtol, worst
 
@@ -44,6 +47,21 @@ def _digest(*arrays: np.ndarray) -> str:
     return hashed.hexdigest()
 
 
+_judged: dict[tuple[ModelSpec, str, int, str], list[ref.JudgedDirection]] = {}
+
+
+def judged(
+    spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, targets: np.ndarray, loss: str, seed: int
+) -> list[ref.JudgedDirection]:
+    """The judge's directional derivatives for these inputs (:func:`spec.reference.judge_directions`),
+    computed once per process: every backend is checked against the same ones, and the judge's finite
+    differences cost more than a backend's gradients."""
+    key = (spec, loss, seed, _digest(*(params[name] for name in sorted(params)), x, targets))
+    if key not in _judged:
+        _judged[key] = ref.judge_directions(spec, params, x, targets, loss, seed=seed)
+    return _judged[key]
+
+
 def built(backend: Backend, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> object:
     """The backend's model holding ``params``, or a skip naming what its framework cannot express."""
     try:
@@ -52,32 +70,40 @@ def built(backend: Backend, spec: ModelSpec, params: Mapping[str, np.ndarray]) -
         pytest.skip(f"not native on {backend.name}: {exc}")
 
 
-_gradients: dict[tuple[str, ModelSpec, str, str], dict[str, np.ndarray]] = {}
+_results: dict[tuple[str, ModelSpec, str, str], tuple[np.ndarray, dict[str, np.ndarray]]] = {}
 
 
-def gradients(
+def logits_and_gradients(
     backend: Backend, spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, targets: np.ndarray, loss: str
-) -> dict[str, np.ndarray]:
-    """The backend's gradients on a model built from ``params``, computed once per process for the
-    same inputs: each backend meets the other two in the pair checks, and building and tracing a
-    model costs more than comparing its gradients. A model the framework cannot express is a skip."""
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The backend's evaluation logits and training gradients on a model built from ``params``,
+    computed once per process for the same inputs: each backend meets the other two in the pair
+    checks, and building and tracing a model costs more than comparing its results. A model the
+    framework cannot express is a skip."""
     key = (backend.name, spec, loss, _digest(*(params[name] for name in sorted(params)), x, targets))
-    if key not in _gradients:
-        _gradients[key] = backend.loss_and_grads(built(backend, spec, params), x, targets, loss)[1]
-    return _gradients[key]
+    if key not in _results:
+        model = built(backend, spec, params)
+        logits = backend.logits(model, x)  # before the training pass updates any running statistics
+        _results[key] = (logits, backend.loss_and_grads(model, x, targets, loss)[1])
+    return _results[key]
 
 
-def assert_backends_agree_per_parameter(
+def assert_backends_agree(
     backends: tuple[Backend, Backend], spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray,
     targets: np.ndarray, loss: str,
 ) -> None:  # fmt: skip
-    """Both backends' gradients of every trainable tensor, on models built from ``params``, agree within
-    the cross-backend tolerance."""
+    """Both backends' evaluation logits, and their gradients of every trained tensor, on models built
+    from ``params``, agree within the cross-backend tolerances."""
     first, second = backends
-    grads = [gradients(backend, spec, params, x, targets, loss) for backend in backends]
-    tol = tolerance("cross_backend_gradient", "float32", first.device())
+    (logits_a, grads_a), (logits_b, grads_b) = (
+        logits_and_gradients(backend, spec, params, x, targets, loss) for backend in backends
+    )
+    device = first.device()
+    error = max_scaled_error(logits_a, logits_b, tolerance("cross_backend_forward", "float32", device))
+    assert error <= 1.0, f"logits: {first.name} vs {second.name} differ by {error:.3g}× the tolerance"
+    tol = tolerance("cross_backend_gradient", "float32", device)
     for name in trained_names(spec, loss):
-        error = max_scaled_error(grads[0][name], grads[1][name], tol)
+        error = max_scaled_error(grads_a[name], grads_b[name], tol)
         assert error <= 1.0, f"{name}: {first.name} vs {second.name} differ by {error:.3g}× the tolerance"
 
 
@@ -85,17 +111,3 @@ def judge_adam_step(params: dict[str, np.ndarray], grads: dict[str, np.ndarray])
     """The judge's first :data:`ADAM` update of the tensors in ``grads``."""
     trained = {name: params[name] for name in grads}
     return ref.ReferenceOptimizer(ADAM, trained).step(trained, grads)
-
-
-def assert_adam_step_from_canonical_gradients_matches_judge(
-    backend: Backend, model: object, spec: ModelSpec, params: dict, *, seed: int
-) -> None:
-    """Random canonical gradients applied by the native optimizer land where the judge's update
-    does: the layouts convert the same way on the way in as on the way out."""
-    rng = np.random.default_rng(seed)
-    grads = {name: rng.standard_normal(params[name].shape).astype(np.float32) for name in trainable_names(spec)}
-    backend.apply_gradients(model, backend.make_optimizer(model, ADAM), grads)
-    after = backend.export_params(model)
-    tol = tolerance("optimizer_step", "float32", backend.device())
-    for name, value in judge_adam_step(params, grads).items():
-        assert max_scaled_error(after[name], value, tol) <= 1.0, name

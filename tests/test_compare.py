@@ -87,8 +87,8 @@ def test_out_of_tolerance_row_fails_the_run(
 ) -> None:
     real = compare.compare_model
 
-    def off_by_a_lot(spec, backend):  # a backend whose forward pass is wrong
-        row = real(spec, backend)
+    def off_by_a_lot(case, backend):  # a backend whose forward pass is wrong
+        row = real(case, backend)
         return compare.Row(**{**row.__dict__, "forward_scaled_error": 10.0})
 
     monkeypatch.setattr(compare, "compare_model", off_by_a_lot)

@@ -1,6 +1,8 @@
-"""The convolutional half of the generative zoo: the transposed convolution and the reshape its
-decoders and generators need (each backend against the judge, the judge against the convolution it
-is the gradient of), the convolutional autoencoder, and the DCGAN-style GAN."""
+"""What is particular to the convolutional half of the generative zoo: the transposed convolution
+and the reshape its decoders and generators need (the judge against the convolution it is the
+gradient of, the published output sizes, shapes and fans), the autoencoder's recipe, the DCGAN's
+count and checks of its spec. The decoders' counts, image outputs, pixel-loss gradients and
+agreement on every backend are in the contract matrix (tests/contract/)."""
 
 from __future__ import annotations
 
@@ -9,65 +11,12 @@ import pytest
 
 from spec import reference as ref
 from spec.backend import Backend
-from spec.data import digits, jittered
+from spec.cases import PIXEL_LOSSES, SMALL
 from spec.errors import SpecError
-from spec.layers import Act, BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Pool2D, Reshape, resolve_padding
+from spec.layers import BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Pool2D, Reshape, resolve_padding
 from spec.models import ZOO, CNNSpec, ConvGANSpec
 from spec.params import count_params, init_params, param_specs
 from spec.recipes import RECIPES, data_for, recipe_split
-from spec.tolerances import max_scaled_error, tolerance
-from tests.checks import (
-    assert_adam_step_from_canonical_gradients_matches_judge,
-    assert_backends_agree_per_parameter,
-    assert_gradients_match_judge,
-)
-
-BATCH = 16
-_RELU = Act("relu")
-# Small decoders covering each way a transposed conv's padding maps onto a framework: 'same' at
-# stride 2 with an odd window (crop (0, 1): torch crops by hand), with an even one (crop (1, 1):
-# torch's padding=1, DCGAN's 4×4/s2/p1), 'valid' (no crop), unequal windows and strides per axis,
-# no bias; and a generator from a vector through Dense → BatchNorm → Reshape (torch unflattens
-# NCHW, so the Dense columns and BatchNorm vectors are reordered at its edge).
-SMALL = [
-    CNNSpec(
-        "deconv_decoder",
-        (8, 8, 1),
-        (
-            Conv2D(6, 3, 2, "same"), _RELU,
-            ConvTranspose2D(5, 3, 2, "same"), _RELU,
-            ConvTranspose2D(4, 4, 2, "same"), Act("tanh"),
-            ConvTranspose2D(3, (3, 2), (1, 2), "valid", use_bias=False), _RELU,
-            Conv2D(1, (3, 4), (2, 4), "valid"),
-        ),
-        "sigmoid",
-        bias_initializer="torch_default",
-    ),
-    CNNSpec(
-        "reshape_generator",
-        (6,),
-        (
-            Dense(2 * 2 * 5, use_bias=False), BatchNorm(momentum=0.8), _RELU, Reshape((2, 2, 5)),
-            ConvTranspose2D(4, 4, 2, "same"), _RELU,
-            ConvTranspose2D(1, 3, 2, "same"),
-        ),
-        "sigmoid",
-        bias_initializer="torch_default",
-    ),
-]  # fmt: skip
-SMALL_IDS = [spec.name for spec in SMALL]
-CASES = [*SMALL, ZOO["digits_conv_autoencoder"]]
-CASE_IDS = [spec.name for spec in CASES]
-LOSSES = ["mse", "binary_crossentropy"]
-
-
-def batch_for(spec: CNNSpec, size: int = BATCH, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Jittered digits (or latent vectors for a generator) and clean digits as targets."""
-    images = digits((8, 8, 1)).x_test[:size]
-    if len(spec.input_shape) == 1:
-        return np.random.default_rng(seed).normal(size=(size, *spec.input_shape)).astype(np.float32), images
-    return jittered(images, seed=seed), images
-
 
 # --- the spec and the judge -----------------------------------------------------------------------
 
@@ -122,7 +71,7 @@ def test_canonical_shapes_and_fans_of_a_transposed_conv() -> None:
     assert (kernel.fan_in, kernel.fan_out) == (3 * 3 * 16, 3 * 3 * 8)  # as torch and Keras count them
     # conv 1·16·9 + 16, 16·8·9 + 8; transposed 8·8·9 + 8, 8·16·9 + 16; conv 16·1·9 + 1
     assert count_params(ZOO["digits_conv_autoencoder"]).trainable == 160 + 1_160 + 584 + 1_168 + 145 == 3_217
-    generator = param_specs(SMALL[1])
+    generator = param_specs(SMALL["reshape_generator"])
     assert generator["dense_0/kernel"].reshaped_to == (2, 2, 5) == generator["batchnorm_0/gamma"].reshaped_to
     assert generator["conv_transpose_0/kernel"].reshaped_to is None
 
@@ -173,59 +122,11 @@ def test_the_autoencoder_recipe_reconstructs_the_images() -> None:
 # --- every backend --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", CASES, ids=CASE_IDS)
-def test_param_count_and_round_trip(backend: Backend, spec: CNNSpec) -> None:
-    params = init_params(spec, 0)
-    model = backend.build(spec, params)
-    assert backend.count_params(model) == count_params(spec)
-    exported = backend.export_params(model)
-    assert list(exported) == list(params)
-    for name in params:
-        np.testing.assert_array_equal(exported[name], params[name], err_msg=name)
-
-
-@pytest.mark.parametrize("spec", CASES, ids=CASE_IDS)
-def test_image_outputs_match_the_judge_eager_and_compiled(backend: Backend, spec: CNNSpec) -> None:
-    params = init_params(spec, 1)
-    x, _ = batch_for(spec)
-    model = backend.build(spec, params)
-    tol = tolerance("forward", "float32", backend.device())
-    expected = ref.logits(spec, params, x)
-    assert expected.shape == (BATCH, *spec.output_shape)
-    for compiled in (False, True):
-        logits = backend.logits(model, x, compiled=compiled)
-        assert logits.shape == expected.shape  # NHWC on every backend, torch's NCHW converted back
-        assert max_scaled_error(logits, expected, tol) <= 1.0, f"compiled={compiled}"
-    assert max_scaled_error(backend.forward(model, x), ref.forward(spec, params, x), tol) <= 1.0
-
-
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("spec", CASES, ids=CASE_IDS)
-def test_pixel_losses_and_gradients_match_the_judge(backend: Backend, spec: CNNSpec, loss: str) -> None:
-    params = init_params(spec, 2)
-    x, images = batch_for(spec, 8)
-    model = backend.build(spec, params)
-    assert_gradients_match_judge(backend, model, spec, params, x, images, loss, seed=3)
-
-
-@pytest.mark.parametrize("spec", CASES, ids=CASE_IDS)
-def test_backends_agree_per_parameter(backends: tuple[Backend, Backend], spec: CNNSpec) -> None:
-    params = init_params(spec, 4)
-    x, images = batch_for(spec, 8)
-    assert_backends_agree_per_parameter(backends, spec, params, x, images, "mse")
-
-
-@pytest.mark.parametrize("spec", SMALL, ids=SMALL_IDS)
-def test_adam_step_from_canonical_gradients_matches_the_judge(backend: Backend, spec: CNNSpec) -> None:
-    params = init_params(spec, 6)
-    assert_adam_step_from_canonical_gradients_matches_judge(backend, backend.build(spec, params), spec, params, seed=7)
-
-
 def test_targets_of_another_shape_are_refused_not_broadcast(backend: Backend) -> None:
     spec = ZOO["digits_conv_autoencoder"]
     model = backend.build(spec, init_params(spec, 0))
-    x, images = batch_for(spec, 4)
-    for loss in LOSSES:  # (4, 64) against (4, 8, 8, 1) logits would broadcast to (4, 8, 8, 64)
+    x, images = spec.example_batch(4)
+    for loss in PIXEL_LOSSES:  # (4, 64) against (4, 8, 8, 1) logits would broadcast to (4, 8, 8, 64)
         with pytest.raises(SpecError, match=r"targets: got 'shape \(4, 64\)'"):
             backend.loss_and_grads(model, x, images.reshape(4, 64), loss)
 

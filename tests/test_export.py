@@ -15,9 +15,9 @@ import pytest
 from conftest import framework_backend
 from spec import reference as ref
 from spec.backend import Backend
+from spec.cases import ZOO_CASES
 from spec.models import GAN_SPECS, ZOO, ModelSpec
 from spec.params import init_params
-from spec.report.compare import check_batch
 from spec.tolerances import forward_check, max_scaled_error, tolerance
 from tests.checks import built
 
@@ -71,14 +71,21 @@ PERTURB: dict[str, Callable[[object, np.random.Generator], None]] = {
 }
 
 
-@pytest.mark.parametrize("spec", list(ZOO.values()), ids=list(ZOO))
+# every zoo model, in the tier of its forward check (the same passes: logits and the judge's)
+ZOO_MODELS = [
+    pytest.param(case.spec, id=name, marks=[pytest.mark.exhaustive] if case.tier("forward") == "exhaustive" else [])
+    for name, case in ZOO_CASES.items()
+]
+
+
+@pytest.mark.parametrize("spec", ZOO_MODELS)
 def test_export_holds_every_native_tensor(backend: Backend, spec: ModelSpec) -> None:
     """After every floating native tensor is shifted natively (the model used once before, so that
     any cached state would go stale), the judge on ``export_params`` computes the model's logits
     (not its outputs: a softmax can saturate); loading that export back changes neither the export
     nor the logits."""
     model = built(backend, spec, init_params(spec, 0))
-    x, targets = (a[:BATCH] for a in check_batch(spec))
+    x, targets = ZOO_CASES[spec.name].batch(size=BATCH)
     before = backend.logits(model, x)
     PERTURB[backend.name](model, np.random.default_rng(1))
     outputs = backend.logits(model, x)
@@ -110,7 +117,7 @@ def test_torch_lstm_state_dict_exports_the_sum_of_its_biases(request: pytest.Fix
     trained = torch.nn.LSTM(spec.input_size, spec.hidden_size, num_layers=spec.num_layers, batch_first=True)
     model.rnn.load_state_dict(trained.state_dict(), strict=True)
     assert all(p.abs().sum() > 0 for p in model.held_at_zero)
-    x = check_batch(spec)[0][:BATCH]
+    x = ZOO_CASES[spec.name].batch(size=BATCH)[0]
     outputs = backend.forward(model, x)
     exported = backend.export_params(model)
     tol = tolerance("forward", "float32", backend.device())

@@ -1,5 +1,7 @@
-"""The recurrent zoo (SimpleRNN, LSTM, GRU; stacked, bidirectional, last-state and per-step heads) on
-every backend, against the float64 judge, against each other and against the frameworks' own layers."""
+"""What is particular to the recurrent models (SimpleRNN, LSTM, GRU; stacked, bidirectional; last,
+per-step and attention heads): the cells and attention pooling worked by hand, published counts,
+torch's held second bias, and the frameworks' own layers as second witnesses. Their counts, forward
+passes, gradients and agreement are in the contract matrix (tests/contract/)."""
 
 from __future__ import annotations
 
@@ -10,45 +12,13 @@ import pytest
 
 from conftest import framework_backend
 from spec import reference as ref
-from spec.backend import Backend
+from spec.cases import SMALL, perturbed_params
 from spec.data.sequences import adding_problem, running_sign, sine_forecast
-from spec.errors import SpecError, UnsupportedOption
+from spec.errors import SpecError
 from spec.losses import DEFAULT_LOSS
 from spec.models import SEQUENCE_ZOO, RNNSpec
 from spec.optimizers import OptimizerSpec
-from spec.params import count_params, init_params, param_specs
-from spec.tolerances import max_scaled_error, tolerance
-from tests.checks import (
-    assert_adam_step_from_canonical_gradients_matches_judge,
-    assert_backends_agree_per_parameter,
-    assert_gradients_match_judge,
-)
-
-# Small specs cheap enough for finite differences, covering every cell, both GRU formulas, stacking,
-# both directions and both heads; the zoo's own models run the forward and cross-backend checks.
-SMALL = [
-    RNNSpec("tiny_simple_rnn", "simple_rnn", 2, 5, 7, 3, "softmax", num_layers=2),
-    RNNSpec("tiny_lstm", "lstm", 2, 4, 6, 2, "linear", bidirectional=True, head="sequence"),
-    RNNSpec("tiny_gru_after", "gru", 3, 4, 6, 1, "sigmoid", num_layers=2, bidirectional=True),
-    RNNSpec("tiny_gru_before", "gru", 3, 4, 6, 1, "linear", gru_reset="before"),
-    # attention pooling over the steps: a dot-product score, and an additive one over both directions
-    RNNSpec("tiny_lstm_dot_attention", "lstm", 2, 4, 6, 3, "softmax", head="attention", attention="dot"),
-    RNNSpec(
-        "tiny_gru_additive_attention",
-        "gru",
-        2,
-        4,
-        6,
-        1,
-        "linear",
-        bidirectional=True,
-        head="attention",
-        attention_units=3,
-    ),
-]
-SEQUENCES = {**SEQUENCE_ZOO, **{spec.name: spec for spec in SMALL}}
-# Backpropagation through a 100-step SimpleRNN, checked against finite differences as well.
-LONG = SEQUENCE_ZOO["simple_rnn_classifier"]
+from spec.params import count_params, init_params
 
 
 def loss_for(spec: RNNSpec) -> str:
@@ -67,31 +37,12 @@ def batch_for(spec: RNNSpec, size: int = 8, seed: int = 0) -> tuple[np.ndarray, 
     return x, rng.standard_normal(shape).astype(np.float32)
 
 
-def perturbed_params(spec: RNNSpec, seed: int) -> dict[str, np.ndarray]:
-    """The canonical init with biases moved off zero, so that a backend that drops or misplaces
-    one (the GRU's recurrent bias, say) cannot match the judge."""
-    params = init_params(spec, seed)
-    rng = np.random.default_rng(seed)
-    for name, info in param_specs(spec).items():
-        if name.endswith("/bias"):
-            params[name] = rng.uniform(-0.5, 0.5, info.shape).astype(np.float32)
-    return params
-
-
-def build(backend: Backend, spec: RNNSpec, params: dict[str, np.ndarray]):
-    """The backend's model, or a skip naming the option its framework cannot express."""
-    try:
-        return backend.build(spec, params)
-    except UnsupportedOption as exc:
-        pytest.skip(str(exc))
-
-
 # --- the spec and the judge alone -----------------------------------------------------------------
 
 
 def test_attention_pooling_weighs_the_steps_by_the_softmax_of_their_scores() -> None:
     """Worked by hand: equal scores average the steps; one score far above the others picks its step."""
-    spec = SMALL[4]  # dot-product scores e_t = h_t · w
+    spec = SMALL["tiny_lstm_dot_attention"]  # dot-product scores e_t = h_t · w
     h = np.arange(2 * 6 * 4, dtype=np.float64).reshape(2, 6, 4)
     flat = {"attention_score/kernel": np.zeros((4, 1))}
     np.testing.assert_allclose(ref.attention_pooling(spec, flat, h), h.mean(axis=1), rtol=1e-12)
@@ -201,12 +152,6 @@ def test_sequence_tasks_are_deterministic_and_have_their_baselines() -> None:
 # --- every backend against the judge --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", list(SEQUENCES.values()), ids=list(SEQUENCES))
-def test_param_counts_from_the_framework_equal_the_spec(backend: Backend, spec: RNNSpec) -> None:
-    model = build(backend, spec, init_params(spec, 0))
-    assert backend.count_params(model) == count_params(spec)
-
-
 def test_torch_holds_a_second_bias_at_zero_where_the_spec_has_one(request: pytest.FixtureRequest) -> None:
     """torch's LSTM always has ``b_hh`` next to ``b_ih``: its own count for the 2-layer LSTM(50)
     forecaster is torch's published 31,051, of which the spec's model has 30,651 — the 2 × 200
@@ -221,42 +166,6 @@ def test_torch_holds_a_second_bias_at_zero_where_the_spec_has_one(request: pytes
     x, targets = batch_for(spec, 4)
     backend.train_step(model, optimizer, x, targets, loss_for(spec))
     assert all(not p.any() for p in model.held_at_zero)
-
-
-@pytest.mark.parametrize("spec", list(SEQUENCES.values()), ids=list(SEQUENCES))
-def test_forward_matches_the_judge_at_every_step(backend: Backend, spec: RNNSpec) -> None:
-    params = perturbed_params(spec, 1)
-    x, _ = batch_for(spec)
-    model = build(backend, spec, params)
-    exported = backend.export_params(model)
-    assert all(np.array_equal(exported[n], params[n]) for n in params), "export differs from what was loaded"
-    tol = tolerance("forward", "float32", backend.device())
-    assert max_scaled_error(backend.logits(model, x), ref.logits(spec, params, x), tol) <= 1.0
-    assert max_scaled_error(backend.forward(model, x), ref.forward(spec, params, x), tol) <= 1.0
-
-
-@pytest.mark.parametrize("spec", [*SMALL, LONG], ids=[*(s.name for s in SMALL), LONG.name])
-def test_gradients_match_the_judge(backend: Backend, spec: RNNSpec) -> None:
-    params = perturbed_params(spec, 2)
-    x, targets = batch_for(spec, 6, seed=2)
-    model = build(backend, spec, params)
-    assert_gradients_match_judge(backend, model, spec, params, x, targets, loss_for(spec), seed=3)
-
-
-@pytest.mark.parametrize("spec", list(SEQUENCES.values()), ids=list(SEQUENCES))
-def test_backends_agree_per_parameter(backends: tuple[Backend, Backend], spec: RNNSpec) -> None:
-    params = perturbed_params(spec, 4)
-    x, targets = batch_for(spec, 8, seed=4)
-    assert_backends_agree_per_parameter(backends, spec, params, x, targets, loss_for(spec))
-
-
-@pytest.mark.parametrize("spec", SMALL, ids=[s.name for s in SMALL])
-def test_one_adam_step_from_canonical_gradients_matches_the_judge(backend: Backend, spec: RNNSpec) -> None:
-    """Canonical gradients applied by the native optimizer land where the judge's update does: the
-    gate order and the (2, G·H) GRU bias convert the same way on the way in as on the way out."""
-    params = perturbed_params(spec, 5)
-    model = build(backend, spec, params)
-    assert_adam_step_from_canonical_gradients_matches_judge(backend, model, spec, params, seed=5)
 
 
 # --- the frameworks' own layers as second witnesses ------------------------------------------------

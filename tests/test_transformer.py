@@ -1,6 +1,8 @@
-"""The Transformer encoder (embedding, positions, multi-head self-attention with a padding mask, FFN,
-pre- or post-norm LayerNorm, pooled or per-position head) on every backend, against the float64
-judge, against each other and against torch's own attention and encoder layers."""
+"""What is particular to the Transformer encoder (embedding, positions, multi-head self-attention with
+a padding mask, FFN, pre- or post-norm LayerNorm, pooled or per-position head): counts by the layer
+formula, the judge's attention and LayerNorm by hand, padding that reaches no other position, the
+dense embedding gradient, and each framework's own attention layer as a witness. Counts, forward
+passes, gradients and agreement are in the contract matrix (tests/contract/)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 from conftest import framework_backend
 from spec import reference as ref
 from spec.backend import Backend
+from spec.cases import TRANSFORMER, perturbed_params
 from spec.data.sequences import duplicate_tokens, majority_tokens
 from spec.errors import SpecError
 from spec.losses import DEFAULT_LOSS
@@ -21,31 +24,11 @@ from spec.params import count_params, init_params, param_specs, sinusoidal_posit
 from spec.tolerances import max_scaled_error, tolerance
 from tests.checks import (
     ADAM,
-    assert_adam_step_from_canonical_gradients_matches_judge,
-    assert_backends_agree_per_parameter,
-    assert_gradients_match_judge,
     built,
     judge_adam_step,
 )
 
-# Small specs cheap enough for finite differences, covering both norm placements, every pooling,
-# both positional encodings, ReLU and both GELUs, no padding mask, a pad token other than 0, and
-# the three LayerNorm epsilons the frameworks default to.
-SMALL = [
-    TransformerSpec("tiny_post_mean", 7, 6, 8, 2, 12, 2, 3, "softmax"),
-    # heads of 6 on 8 features (Keras's key_dim): not native on torch, whose heads split d_model
-    TransformerSpec("tiny_key_dim", 7, 6, 8, 2, 12, 1, 3, "softmax", key_dim=6),
-    TransformerSpec(
-        "tiny_pre_first", 7, 6, 8, 2, 12, 1, 2, "sigmoid",
-        activation="gelu(exact)", positional="learned", norm="pre", layer_norm_epsilon=1e-3, pooling="first",
-    ),
-    TransformerSpec(
-        "tiny_pre_tagger", 7, 5, 8, 4, 12, 2, 2, "linear",
-        activation="gelu(tanh)", norm="pre", layer_norm_epsilon=1e-6, pooling="none", pad_token=6,
-    ),
-    TransformerSpec("tiny_unmasked", 5, 6, 8, 2, 12, 1, 3, "softmax", pad_token=None, scale_embedding=False),
-]  # fmt: skip
-TRANSFORMERS = {**TRANSFORMER_ZOO, **{spec.name: spec for spec in SMALL}}
+TRANSFORMERS = {**TRANSFORMER_ZOO, **{spec.name: spec for spec in TRANSFORMER}}
 
 
 def loss_for(spec: TransformerSpec) -> str:
@@ -56,21 +39,6 @@ def batch_for(spec: TransformerSpec, size: int = 8, seed: int = 0) -> tuple[np.n
     """Padded token sequences (every sequence with padding when the spec has a pad token) and
     targets of the head's shape."""
     return spec.example_batch(size, seed)
-
-
-def perturbed_params(spec: TransformerSpec, seed: int) -> dict[str, np.ndarray]:
-    """The canonical init with biases and LayerNorm scales moved off their initial 0 and 1, so a
-    backend that drops or misplaces one cannot match the judge."""
-    params = init_params(spec, seed)
-    rng = np.random.default_rng(seed)
-    for name, info in param_specs(spec).items():
-        if name.endswith(("/bias", "/beta")):
-            params[name] = rng.uniform(-0.5, 0.5, info.shape).astype(np.float32)
-        elif name.endswith("/gamma"):
-            params[name] = rng.uniform(0.5, 1.5, info.shape).astype(np.float32)
-        elif name == "position/embeddings":
-            params[name] = rng.normal(0.0, 0.5, info.shape).astype(np.float32)
-    return params
 
 
 # --- the spec and the judge alone -----------------------------------------------------------------
@@ -126,7 +94,7 @@ def test_bad_transformer_spec_names_the_field(change: dict, field: str) -> None:
     ],
 )
 def test_the_judge_refuses_bad_tokens(tokens: np.ndarray, problem: str) -> None:
-    spec = SMALL[0]
+    spec = TRANSFORMER[0]
     with pytest.raises(SpecError, match=problem):
         ref.forward(spec, init_params(spec, 0), tokens)
 
@@ -158,7 +126,7 @@ def test_judge_attention_and_layer_norm_by_hand() -> None:
 
 def test_the_key_bias_cannot_change_the_output() -> None:
     """Why the key bias is marked zero_gradient: it adds q·b to every score of a query alike."""
-    spec = SMALL[0]
+    spec = TRANSFORMER[0]
     params = perturbed_params(spec, 0)
     x, _ = batch_for(spec)
     moved = params | {"encoder_0/attention/key/bias": params["encoder_0/attention/key/bias"] + 3.0}
@@ -184,24 +152,6 @@ def test_token_tasks_by_hand() -> None:
 
 
 # --- every backend against the judge --------------------------------------------------------------
-
-
-@pytest.mark.parametrize("spec", list(TRANSFORMERS.values()), ids=list(TRANSFORMERS))
-def test_param_counts_from_the_framework_equal_the_spec(backend: Backend, spec: TransformerSpec) -> None:
-    model = built(backend, spec, init_params(spec, 0))
-    assert backend.count_params(model) == count_params(spec)
-
-
-@pytest.mark.parametrize("spec", list(TRANSFORMERS.values()), ids=list(TRANSFORMERS))
-def test_forward_matches_the_judge_at_every_position(backend: Backend, spec: TransformerSpec) -> None:
-    params = perturbed_params(spec, 1)
-    x, _ = batch_for(spec)
-    model = built(backend, spec, params)
-    exported = backend.export_params(model)
-    assert all(np.array_equal(exported[n], params[n]) for n in params), "export differs from what was loaded"
-    tol = tolerance("forward", "float32", backend.device())
-    assert max_scaled_error(backend.logits(model, x), ref.logits(spec, params, x), tol) <= 1.0
-    assert max_scaled_error(backend.forward(model, x), ref.forward(spec, params, x), tol) <= 1.0
 
 
 @pytest.mark.parametrize("name", ["transformer_classifier", "transformer_tagger", "tiny_pre_tagger"])
@@ -237,47 +187,12 @@ def test_padding_does_not_reach_the_other_positions(backend: Backend, name: str)
     assert np.abs(ref.logits(unmasked, moved, x) - ref.logits(unmasked, params, x)).max() > 1e-3
 
 
-@pytest.mark.parametrize("spec", SMALL, ids=[s.name for s in SMALL])
-def test_gradients_match_the_judge(backend: Backend, spec: TransformerSpec) -> None:
-    params = perturbed_params(spec, 3)
-    x, targets = batch_for(spec, 6, seed=3)
-    model = built(backend, spec, params)
-    assert_gradients_match_judge(backend, model, spec, params, x, targets, loss_for(spec), seed=4)
-
-
-@pytest.mark.parametrize("spec", list(TRANSFORMERS.values()), ids=list(TRANSFORMERS))
-def test_backends_agree_per_parameter(backends: tuple[Backend, Backend], spec: TransformerSpec) -> None:
-    params = perturbed_params(spec, 5)
-    x, targets = batch_for(spec, 8, seed=5)
-    assert_backends_agree_per_parameter(backends, spec, params, x, targets, loss_for(spec))
-
-
-@pytest.mark.parametrize("spec", list(TRANSFORMER_ZOO.values()), ids=list(TRANSFORMER_ZOO))
-def test_backends_agree_at_every_position(backends: tuple[Backend, Backend], spec: TransformerSpec) -> None:
-    """Our Keras and Flax compositions against torch's own ``nn.TransformerEncoderLayer`` stack (and
-    each other), on the same weights and padded batch."""
-    params = perturbed_params(spec, 9)
-    x, _ = batch_for(spec, 16, seed=9)
-    first, second = (b.logits(built(b, spec, params), x) for b in backends)
-    tol = tolerance("cross_backend_forward", "float32", backends[0].device())
-    assert max_scaled_error(first, second, tol) <= 1.0
-
-
-@pytest.mark.parametrize("spec", SMALL[:3], ids=[s.name for s in SMALL[:3]])
-def test_one_adam_step_from_canonical_gradients_matches_the_judge(backend: Backend, spec: TransformerSpec) -> None:
-    """Canonical gradients applied by the native optimizer land where the judge's update does: q, k
-    and v convert into torch's packed in_proj the same way on the way in as on the way out."""
-    params = perturbed_params(spec, 6)
-    model = built(backend, spec, params)
-    assert_adam_step_from_canonical_gradients_matches_judge(backend, model, spec, params, seed=6)
-
-
 def test_a_train_step_updates_embeddings_with_the_dense_gradient(backend: Backend) -> None:
     """A token repeated in the batch contributes the sum of its gradients, and Adam squares that sum:
     the train step's update is the judge's Adam on the backend's own (dense) gradient. (Keras hands
     the optimizer an Embedding's gradient as IndexedSlices, one per occurrence, and its Adam squares
     each one — Σg² instead of (Σg)²; its backend densifies first.)"""
-    spec = SMALL[0]
+    spec = TRANSFORMER[0]
     params = perturbed_params(spec, 7)
     x, targets = batch_for(spec, 16, seed=7)
     assert len(np.unique(x)) < x.size  # tokens repeat

@@ -143,9 +143,9 @@ class RNNSpec(ModelSpec):
         return batch * (self.seq_len * per_step + pooling + head_steps * 2 * self.features * self.output_size)
 
     def example_batch(self, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Sequences of the running-sign task, with targets of the head's shape (class ids modulo the
-        output size for a softmax head)."""
+        """Sequences of the running-sign task, with targets of the head's shape: class ids modulo the
+        output size for a softmax head, else the task's target repeated for each output."""
         task = running_sign_for(self.head, size, self.seq_len, self.input_size, seed)
         if self.output_activation == "softmax":
             return task.x, task.y[:, 0].astype(np.int64) % self.output_size
-        return task.x, task.y
+        return task.x, np.repeat(task.y, self.output_size, axis=-1)  # the task's one target per output

@@ -7,6 +7,9 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar, cast
 
+import numpy as np
+
+from spec.data import digits
 from spec.errors import SpecError
 from spec.layers import (
     LAYER_TYPES,
@@ -104,6 +107,14 @@ class CNNSpec(ModelSpec):
     @property
     def has_dropout(self) -> bool:
         return any(isinstance(layer, Dropout) and layer.rate > 0 for layer in self.layers)
+
+    def example_batch(self, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Digit images and their targets; for a network from a vector to an image (a decoder, a
+        generator), Gaussian codes and test digits of its output's shape."""
+        if len(self.input_shape) > 1:
+            return super().example_batch(size, seed)
+        codes = np.random.default_rng(seed).standard_normal((size, *self.input_shape)).astype(np.float32)
+        return codes, digits(self.output_shape).x_test[:size]
 
     def describe(self) -> str:
         """One line a person can read, e.g. ``28×28×1 conv32/3 relu maxpool2 … dense10 (softmax)``."""

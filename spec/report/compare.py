@@ -11,23 +11,27 @@ training loss of every backend overlaid, per recipe).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
+from spec.cases import ZOO_CASES, Case, not_judged
 from spec.data import digits
 from spec.data.mixture import RING
 from spec.errors import BackendUnavailable, UnsupportedOption
-from spec.models import ZOO, ModelSpec
+from spec.models import ZOO
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import count_params, init_params
 from spec.recipes import (
@@ -43,12 +47,8 @@ from spec.report.speed import load_speed, speed_markdown
 from spec.tolerances import forward_check, max_scaled_error, tolerance
 from spec.training import History, fit
 
-BATCH = 64
-# Images are checked on 16: a first-layer kernel gradient sums batch × height × width terms that
-# largely cancel, and at 64 images of 64×64 its float32 rounding alone reaches 1e-4 of its norm
-# (measured on cnn_64: torch float32 vs float64, which agrees with the judge to 1e-7). The judge
-# also runs ResNet-18 at ~1 s per 16 images.
-IMAGE_BATCH = 16
+T = TypeVar("T")
+BATCH = 64  # the optimizer comparison's minibatch
 SEED = 0
 LOSS_CURVES = "loss_curves.png"  # written beside compare.md
 GAN_SAMPLES = "gan_samples.png"  # each GAN recipe's samples per backend, over its mixture's modes
@@ -75,7 +75,8 @@ class Row:
         if self.unsupported is not None:  # a documented framework difference, not a failure
             return True
         gradient_ok = self.gradient_max_rel_error is None or self.gradient_max_rel_error <= self.gradient_tolerance
-        return self.params_match_spec and self.forward_scaled_error <= 1.0 and gradient_ok
+        forward_ok = self.forward_scaled_error is not None and self.forward_scaled_error <= 1.0
+        return self.params_match_spec and forward_ok and gradient_ok
 
 
 def cpu_model() -> str:
@@ -89,19 +90,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def check_batch(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and targets to judge ``spec`` on (:meth:`spec.models.ModelSpec.example_batch`): 64
-    vectors, or 16 images, sequences or token sequences."""
-    vectors = len(spec.input_shape) == 1 and spec.input_dtype == "float32"
-    return spec.example_batch(BATCH if vectors else IMAGE_BATCH, SEED)
+@functools.cache
+def judged(case: Case) -> tuple[np.ndarray, list[ref.JudgedDirection] | None]:
+    """The judge's outputs on the case's batch and its directional derivatives (none where the case's
+    gradients are not judged, :func:`spec.cases.not_judged`): once for every backend."""
+    params, (x, targets) = init_params(case.spec, SEED), case.batch(SEED)
+    directions = None
+    if not_judged(case, "gradients") is None:
+        directions = ref.judge_directions(case.spec, params, x, targets, case.trains_with, seed=SEED)
+    return ref.forward(case.spec, params, x), directions
 
 
-def compare_model(spec: ModelSpec, backend: Backend) -> Row:
-    """Build ``spec`` on ``backend`` from the canonical init and measure it against the judge."""
+def compare_model(case: Case, backend: Backend) -> Row:
+    """Build the case's spec on ``backend`` from the canonical init and measure it against the judge
+    on the case's batch (:data:`spec.cases.ZOO_CASES`)."""
     start = time.perf_counter()
+    spec = case.spec
     params = init_params(spec, SEED)
-    x, labels = check_batch(spec)
-    loss = spec.default_loss
+    x, labels = case.batch(SEED)
+    loss = case.trains_with
     device = backend.device()
     try:
         model = backend.build(spec, params)
@@ -111,11 +118,11 @@ def compare_model(spec: ModelSpec, backend: Backend) -> Row:
             tolerance("gradient", "float32", device).rtol, time.perf_counter() - start, exc.allowed,
         )  # fmt: skip
     outputs = backend.forward(model, x)
-    expected = ref.forward(spec, params, x)
+    expected, directions = judged(case)
     _, grads = backend.loss_and_grads(model, x, labels, loss)
     gradient_error = None
-    if not spec.is_deep:
-        checks = ref.check_gradients(spec, params, x, labels, loss, grads, seed=SEED)
+    if directions is not None:
+        checks = ref.check_gradients(spec, params, x, labels, loss, grads, judged=directions)
         gradient_error = max(c.relative_error for c in checks)
     return Row(
         model=spec.name,
@@ -351,6 +358,17 @@ def markdown(rows: list[Row], header: dict[str, str], unavailable: dict[str, str
     return "\n".join(lines) + "\n"
 
 
+def run_with_progress(stage: str, work: Sequence[tuple[str, Callable[[], T]]]) -> list[T]:
+    """Each job of ``work`` in order, a line on stderr as each starts: ``make compare`` runs for
+    about a quarter of an hour."""
+    start, results = time.perf_counter(), []
+    for index, (label, job) in enumerate(work, 1):
+        elapsed = time.perf_counter() - start
+        print(f"[{stage} {index}/{len(work)}, {elapsed:.0f} s] {label}", file=sys.stderr, flush=True)
+        results.append(job())
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="triptych-compare", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -397,10 +415,25 @@ def main(argv: list[str] | None = None) -> int:
         "numpy": np.__version__,
         **{b.name: f"{b.framework_version()}; intra-op threads: {b.threads()}" for b in backends},
     }
-    rows = [compare_model(ZOO[m], b) for m in (args.model or list(ZOO)) for b in backends]
-    optimizer_rows = [compare_optimizer(n, o, b) for n, o in OPTIMIZER_ZOO.items() for b in backends]
-    recipes = [*RECIPES.values(), *SEQUENCE_RECIPES.values(), *TRANSFORMER_RECIPES.values()]
-    runs = {} if args.no_training else {r.name: [compare_recipe(r, b) for b in backends] for r in recipes}
+    models = [ZOO_CASES[name] for name in args.model or list(ZOO)]
+    rows = run_with_progress(
+        "models",
+        [(f"{case.id} on {b.name}", functools.partial(compare_model, case, b)) for case in models for b in backends],
+    )
+    optimizer_rows = run_with_progress(
+        "optimizers",
+        [
+            (f"{name} on {b.name}", functools.partial(compare_optimizer, name, opt, b))
+            for name, opt in OPTIMIZER_ZOO.items()
+            for b in backends
+        ],
+    )
+    recipes = [] if args.no_training else [*RECIPES.values(), *SEQUENCE_RECIPES.values(), *TRANSFORMER_RECIPES.values()]
+    trained = run_with_progress(
+        "recipes",
+        [(f"{r.name} on {b.name}", functools.partial(compare_recipe, r, b)) for r in recipes for b in backends],
+    )
+    runs = {r.name: trained[i * len(backends) : (i + 1) * len(backends)] for i, r in enumerate(recipes)}
     convergence_rows = [row for recipe_runs in runs.values() for row, _ in recipe_runs]
     text = markdown(rows, header, unavailable) + optimizer_markdown(optimizer_rows)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -431,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "compare.json").write_text(json.dumps(payload, indent=2))
     print(text)
     print("written: " + ", ".join(str(p) for p in written))
-    return 0 if all(r.ok for r in [*rows, *optimizer_rows, *convergence_rows]) else 1
+    every_row: list[Row | OptimizerRow | ConvergenceRow] = [*rows, *optimizer_rows, *convergence_rows]
+    return 0 if all(r.ok for r in every_row) else 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from spec.backend import Backend
+from spec.cases import ZOO_CASES
 from spec.errors import UnsupportedOption
 from spec.models import ZOO, ModelSpec
 from spec.optimizers import OptimizerSpec
@@ -63,7 +64,8 @@ def batch_size(spec: ModelSpec) -> int:
 
 
 def batch_for(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-    return spec.example_batch(batch_size(spec))
+    """The zoo model's contract case's batch (:data:`spec.cases.ZOO_CASES`), at the benchmark's size."""
+    return ZOO_CASES[spec.name].batch(size=batch_size(spec))
 
 
 def on_device(backend: Backend, array: np.ndarray) -> object:

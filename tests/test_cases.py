@@ -1,0 +1,55 @@
+"""The contract's case list (spec.cases): every zoo model is a case, the small specs reach what the
+zoo does not, and the tier of each check follows from the spec."""
+
+from __future__ import annotations
+
+import pytest
+
+from spec.cases import CASES, CHECKS, DEEP_GRADIENTS, DENSE, QUICK_FLOPS, SMALL, ZOO_CASES, Case, not_judged
+from spec.losses import LOSS_OUTPUT_ACTIVATIONS
+from spec.models import ZOO
+
+
+def test_every_zoo_model_is_a_case_with_each_loss_it_trains_with() -> None:
+    assert set(ZOO_CASES) == set(ZOO)
+    for name, spec in ZOO.items():
+        losses = {case.trains_with for case in CASES if case.spec == spec}
+        assert losses >= (set(spec.own_losses) or {spec.default_loss}), name
+
+
+def test_dense_cases_cover_every_loss_with_every_output_activation() -> None:
+    covered = {(spec.output_activation, loss) for spec, loss in DENSE}
+    needed = {(act, loss) for loss, acts in LOSS_OUTPUT_ACTIVATIONS.items() for act in acts}
+    assert needed <= covered | {("softmax", "sparse_categorical_crossentropy")}
+
+
+def test_case_ids_are_unique_and_small_specs_are_not_zoo_names() -> None:
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids))
+    assert not set(SMALL) & set(ZOO)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_each_case_batch_fits_its_spec_and_loss(case: Case) -> None:
+    from spec import reference as ref
+
+    params = case.params(0)
+    x, targets = case.batch(0)
+    assert len(x) == len(targets) == case.batch_size
+    assert ref.loss(case.spec, params, x, targets, case.trains_with) > 0  # the judge takes them as they are
+
+
+def test_every_check_judges_each_small_spec_but_compiled_and_deep_gradients() -> None:
+    for case in CASES:
+        for check in CHECKS:
+            reason = not_judged(case, check)
+            if case.spec.name in SMALL and check != "compiled" and not case.another_loss:
+                assert reason is None or reason == DEEP_GRADIENTS, (case.id, check, reason)
+
+
+def test_a_check_beyond_the_quick_budget_runs_in_the_exhaustive_tier() -> None:
+    resnet, mlp = ZOO_CASES["resnet18_cifar"], ZOO_CASES["digits_mlp"]
+    assert resnet.spec.forward_flops(resnet.batch_size) > 10 * QUICK_FLOPS
+    assert resnet.tier("forward") == "exhaustive" and resnet.tier("gradients") is None
+    assert resnet.tier("counts") == "exhaustive"  # building it on three backends costs seconds
+    assert mlp.tier("gradients") == mlp.tier("forward") == "quick"
