@@ -364,16 +364,3 @@ CASES: list[Case] = [
     *(case for spec in [*SEQUENCE, *TRANSFORMER] for case in _cases_of(spec, batch_size=8)),
 ]
 ZOO_CASES: dict[str, Case] = {name: _cases_of(spec)[0] for name, spec in ZOO.items()}
-
-
-def _check_unique(cases: list[Case]) -> None:
-    ids = [case.id for case in cases]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    if repeated:
-        raise ValueError(f"spec.cases: case ids repeated: {repeated}")
-    names = [spec.name for spec in SMALL.values()]
-    if len(names) != len(set(names)) or set(SMALL) & set(ZOO):
-        raise ValueError("spec.cases: a small spec's name repeats another's, or a zoo model's")
-
-
-_check_unique(CASES)

@@ -38,9 +38,10 @@ def assert_gradients_match_judge(
     assert worst.relative_error <= tolerance("gradient", "float32", backend.device()).rtol, worst
 
 
-def _digest(*arrays: np.ndarray) -> str:
+def _inputs_digest(params: Mapping[str, np.ndarray], x: np.ndarray, targets: np.ndarray) -> str:
+    """What a cached result depends on besides the spec and loss: the parameters (by name), the batch."""
     hashed = hashlib.sha256()
-    for array in arrays:
+    for array in (*(params[name] for name in sorted(params)), x, targets):
         array = np.ascontiguousarray(array)
         hashed.update(f"{array.dtype}{array.shape}".encode())
         hashed.update(array.tobytes())
@@ -56,7 +57,7 @@ def judged(
     """The judge's directional derivatives for these inputs (:func:`spec.reference.judge_directions`),
     computed once per process: every backend is checked against the same ones, and the judge's finite
     differences cost more than a backend's gradients."""
-    key = (spec, loss, seed, _digest(*(params[name] for name in sorted(params)), x, targets))
+    key = (spec, loss, seed, _inputs_digest(params, x, targets))
     if key not in _judged:
         _judged[key] = ref.judge_directions(spec, params, x, targets, loss, seed=seed)
     return _judged[key]
@@ -80,7 +81,7 @@ def logits_and_gradients(
     computed once per process for the same inputs: each backend meets the other two in the pair
     checks, and building and tracing a model costs more than comparing its results. A model the
     framework cannot express is a skip."""
-    key = (backend.name, spec, loss, _digest(*(params[name] for name in sorted(params)), x, targets))
+    key = (backend.name, spec, loss, _inputs_digest(params, x, targets))
     if key not in _results:
         model = built(backend, spec, params)
         logits = backend.logits(model, x)  # before the training pass updates any running statistics

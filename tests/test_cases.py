@@ -5,7 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from spec.cases import CASES, CHECKS, DEEP_GRADIENTS, DENSE, QUICK_FLOPS, SMALL, ZOO_CASES, Case, not_judged
+from spec.cases import (
+    CASES,
+    CHECKS,
+    DECODERS,
+    DEEP_GRADIENTS,
+    DENSE,
+    GENERATIVE,
+    QUICK_FLOPS,
+    SEQUENCE,
+    SMALL,
+    TRANSFORMER,
+    VISION,
+    ZOO_CASES,
+    Case,
+    not_judged,
+)
 from spec.losses import LOSS_OUTPUT_ACTIVATIONS
 from spec.models import ZOO
 
@@ -26,6 +41,8 @@ def test_dense_cases_cover_every_loss_with_every_output_activation() -> None:
 def test_case_ids_are_unique_and_small_specs_are_not_zoo_names() -> None:
     ids = [case.id for case in CASES]
     assert len(ids) == len(set(ids))
+    # SMALL is keyed by name: a repeated name would silently drop a spec
+    assert len(SMALL) == len(DENSE) + len(VISION) + len(DECODERS) + len(SEQUENCE) + len(TRANSFORMER) + len(GENERATIVE)
     assert not set(SMALL) & set(ZOO)
 
 
