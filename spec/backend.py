@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from spec.errors import BackendUnavailable, SpecError
+from spec.layer_paths import check_layer_paths
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of, optimizer_groups
@@ -50,6 +51,11 @@ class Backend(Protocol):
     float32."""
 
     name: str
+    # Whether the framework's own training loop compiles its step, which :func:`spec.training.fit`
+    # follows unless told: Keras's ``Model.fit`` runs a ``tf.function``, JAX code jits its step, a
+    # torch loop runs eagerly (``torch.compile`` is opt-in). Everywhere else ``compiled`` defaults
+    # to eager on every backend.
+    trains_compiled: bool
 
     def framework_version(self) -> str:
         """Version string of the framework, e.g. ``torch 2.13.0``."""
@@ -83,12 +89,11 @@ class Backend(Protocol):
         ...
 
     def forward(self, model: Any, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        """The model's output (after its output activation) for a batch ``x``."""
+        """The model's output (after its output activation) for a batch ``x``, run eagerly."""
         ...
 
-    def logits(self, model: Any, x: np.ndarray, *, training: bool = False, compiled: bool | None = None) -> np.ndarray:
-        """The model's output before its output activation; ``compiled`` as for :meth:`train_step`
-        (``None``: the backend's default — torch and Keras eager, JAX ``jax.jit``)."""
+    def logits(self, model: Any, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
+        """The model's output before its output activation; ``compiled`` as for :meth:`train_step`."""
         ...
 
     def encode(self, model: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,12 +118,12 @@ class Backend(Protocol):
         ...
 
     def train_step(
-        self, model: Any, optimizer: Any, x: np.ndarray, targets: np.ndarray, loss: str, *, compiled: bool | None = None
+        self, model: Any, optimizer: Any, x: np.ndarray, targets: np.ndarray, loss: str, *, compiled: bool = False
     ) -> float:
         """One training step — forward in training mode, loss, gradients, optimizer update; returns the
-        training loss (with the L2 term) before the update. ``compiled``: ``True`` the framework's
-        compiler (``torch.compile``, XLA ``tf.function``, ``jax.jit``), ``False`` eager, ``None`` the
-        backend's default (torch eager, Keras and JAX compiled)."""
+        training loss (with the L2 term) before the update. ``compiled``: ``True`` through the
+        framework's compiler (``torch.compile``, an XLA-compiled ``tf.function``, ``jax.jit``),
+        ``False`` eagerly, one operation at a time."""
         ...
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
@@ -130,11 +135,13 @@ class NativeBackend(ABC):
     """The framework-neutral half of :class:`Backend`, written once: which native class builds a spec
     (the ``{spec class: model class}`` table each ``impls/<name>/models.py`` exports as
     ``MODEL_CLASSES``), the optimizer groups (one optimizer per network of a GAN, each loss picking
-    the one it trains), and the checks on the loss. A framework implements the native part: making
-    its model (:meth:`_new_model`), loading and freezing canonical parameters, and one native
-    optimizer (:meth:`_native_optimizer`)."""
+    the one it trains), the checks on the loss, and that each built model recorded where every
+    canonical layer is (``model.layer_paths``, :mod:`spec.layer_paths`). A framework implements the
+    native part: making its model (:meth:`_new_model`), loading and freezing canonical parameters,
+    and one native optimizer (:meth:`_native_optimizer`)."""
 
     name: ClassVar[str]
+    trains_compiled: ClassVar[bool]
     model_classes: ClassVar[Mapping[type[ModelSpec], type]]
 
     def model_class(self, spec: ModelSpec) -> type:
@@ -147,6 +154,7 @@ class NativeBackend(ABC):
 
     def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> Any:
         model = self._new_model(self.model_class(spec), spec, seed)
+        check_layer_paths(spec, model.layer_paths, self.name)
         self._load(model, params)
         self._freeze(model)
         return self._ready(model, seed)

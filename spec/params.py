@@ -68,6 +68,7 @@ from spec.models import (
     is_frozen,
     is_within,
 )
+from spec.validation import mismatched_names
 
 CANONICAL_DTYPE = np.float32
 
@@ -524,8 +525,7 @@ def check_params(
         for n, info in param_specs(spec).items()
         if (info.trainable or not trainable_only) and (names is None or n in names)
     }
-    missing = [n for n in expected if n not in params]
-    unexpected = [n for n in params if n not in expected]
+    missing, unexpected = mismatched_names(expected, params)
     if missing or unexpected:
         raise ParamError(
             f"{source}: names do not match spec {spec.name!r}: missing {missing or 'none'}, "

@@ -1,7 +1,8 @@
 """The framework-neutral training loop: batches, metrics, early stopping and divergence checks.
 
-Each step is the backend's own compiled train step with its native optimizer; only the batch order
-and the bookkeeping live here, so that every backend sees identical batches and is measured by
+Each step is the backend's own train step with its native optimizer — compiled or eager as the
+framework's own training loop runs it (:attr:`spec.backend.Backend.trains_compiled`), unless told;
+only the batch order and the bookkeeping live here, so that every backend sees identical batches and is measured by
 identical (float64) metrics.
 """
 
@@ -27,6 +28,7 @@ from spec.recipes import GAUSSIAN_RING, RING, RecipeSpec
 class History:
     backend: str
     recipe: str
+    compiled: bool  # whether every step and evaluation pass ran through the framework's compiler
     step_loss: list[float] = field(default_factory=list)  # training loss of every step, before its update
     step_learning_rate: list[float] = field(default_factory=list)  # the spec's rate (backends: test_schedules)
     epoch_val_loss: list[float] = field(default_factory=list)
@@ -63,12 +65,14 @@ class History:
         return None
 
 
-def accuracy(backend: Backend, model: object, x: np.ndarray, labels: np.ndarray, loss: str) -> float:
+def accuracy(
+    backend: Backend, model: object, x: np.ndarray, labels: np.ndarray, loss: str, *, compiled: bool = False
+) -> float:
     """The share of correct predictions: the arg-max class for class ids and one-hot targets, the
     side of 0.5 for binary targets (every step's, for per-step heads); NaN for a regression."""
     if loss not in ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy"):
         return math.nan
-    logits = backend.logits(model, x)
+    logits = backend.logits(model, x, compiled=compiled)
     match loss:
         case "sparse_categorical_crossentropy":
             return float((logits.argmax(axis=-1) == labels).mean())
@@ -88,7 +92,9 @@ def model_inputs(recipe: RecipeSpec, x: np.ndarray, stream: int) -> np.ndarray:
     return x
 
 
-def evaluation_loss(backend: Backend, model: object, recipe: RecipeSpec, split: Split) -> float:
+def evaluation_loss(
+    backend: Backend, model: object, recipe: RecipeSpec, split: Split, *, compiled: bool = False
+) -> float:
     """The recipe's loss (without the L2 term) of the model on the test set, in float64. A VAE's
     (with one fixed draw of ε) is the judge's on the backend's weights: the loss needs the encoder's
     outputs as well as the logits."""
@@ -98,14 +104,16 @@ def evaluation_loss(backend: Backend, model: object, recipe: RecipeSpec, split: 
     if isinstance(recipe.model, GAN_SPECS):  # the discriminator's loss on the test points and fresh samples
         z = latent_noise(len(split.x_test), recipe.model.latent_size, recipe.seed, EVALUATION_STREAM)
         return ref.loss(recipe.model, backend.export_params(model), z, split.x_test, "gan_discriminator")
-    logits = backend.logits(model, split.x_test)
+    logits = backend.logits(model, split.x_test, compiled=compiled)
     return ref.loss_from_logits(recipe.loss, logits, split.y_test, recipe.model.output_activation)
 
 
 def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | None = None) -> History:
-    """Train ``recipe`` on ``backend`` from the canonical init, each step compiled or eager as
-    ``compiled`` says (``None``: the backend's default); raises :class:`TrainingDiverged` naming the
+    """Train ``recipe`` on ``backend`` from the canonical init, each step and evaluation pass compiled
+    or eager as ``compiled`` says (``None``: as the framework's own training loop,
+    :attr:`~spec.backend.Backend.trains_compiled`); raises :class:`TrainingDiverged` naming the
     step when the loss stops being finite."""
+    compiled = backend.trains_compiled if compiled is None else compiled
     x, y = split.x_train, split.y_train
     x_val = y_val = None
     if recipe.validation_fraction:
@@ -122,7 +130,7 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
         )
     params = init_params(recipe.model, recipe.seed)
     model = backend.build(recipe.model, params, seed=recipe.seed)
-    history = History(backend.name, recipe.name)
+    history = History(backend.name, recipe.name, compiled)
     optimizer, history.substitutions = make_optimizer_substituting(
         backend, model, recipe.optimizer, recipe.native_substitutes
     )
@@ -150,12 +158,14 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
                 )
             history.step_loss.append(loss)
             history.step_learning_rate.append(rate)
-        history.epoch_test_accuracy.append(accuracy(backend, model, split.x_test, split.y_test, recipe.loss))
-        history.epoch_test_loss.append(evaluation_loss(backend, model, recipe, split))
+        history.epoch_test_accuracy.append(
+            accuracy(backend, model, split.x_test, split.y_test, recipe.loss, compiled=compiled)
+        )
+        history.epoch_test_loss.append(evaluation_loss(backend, model, recipe, split, compiled=compiled))
         if recipe.early_stopping is None:
             continue
         val_loss = ref.loss_from_logits(
-            recipe.loss, backend.logits(model, x_val), y_val, recipe.model.output_activation
+            recipe.loss, backend.logits(model, x_val, compiled=compiled), y_val, recipe.model.output_activation
         )
         history.epoch_val_loss.append(val_loss)
         if val_loss < best_loss - recipe.early_stopping.min_delta:
@@ -169,8 +179,8 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
     if recipe.early_stopping is not None and recipe.early_stopping.restore_best and best_params is not None:
         backend.load_params(model, best_params)
     history.final_params = backend.export_params(model)
-    history.final_test_accuracy = accuracy(backend, model, split.x_test, split.y_test, recipe.loss)
-    history.final_test_loss = evaluation_loss(backend, model, recipe, split)
+    history.final_test_accuracy = accuracy(backend, model, split.x_test, split.y_test, recipe.loss, compiled=compiled)
+    history.final_test_loss = evaluation_loss(backend, model, recipe, split, compiled=compiled)
     if isinstance(recipe.model, GAN_SPECS):
         history.samples = generated_samples(backend, model, recipe)
         ring = recipe.data == GAUSSIAN_RING

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 from spec.errors import SpecError
 
@@ -21,3 +22,9 @@ def check_number(field: str, value: object, *, low: float, high: float = math.in
         bracket = "(" if low_open else "["
         upper = "∞)" if high == math.inf else f"{high:g})"
         raise SpecError(field, value, f"a finite number in {bracket}{low:g}, {upper}")
+
+
+def mismatched_names(expected: Collection[str], given: Collection[str]) -> tuple[list[str], list[str]]:
+    """The names ``expected`` lacks in ``given`` (missing) and those ``given`` has beyond it
+    (unexpected), each in its collection's order."""
+    return [n for n in expected if n not in given], [n for n in given if n not in expected]

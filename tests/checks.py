@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from spec import reference as ref
 from spec.backend import Backend
 from spec.errors import UnsupportedOption
+from spec.layer_paths import resolve
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import trained_names
@@ -112,3 +114,26 @@ def judge_adam_step(params: dict[str, np.ndarray], grads: dict[str, np.ndarray])
     """The judge's first :data:`ADAM` update of the tensors in ``grads``."""
     trained = {name: params[name] for name in grads}
     return ref.ReferenceOptimizer(ADAM, trained).step(trained, grads)
+
+
+# the native class holding each canonical variable, by the name the framework gives that class
+HOLDERS = {
+    "kernel": ("Linear", "Conv2d", "ConvTranspose2d", "Dense", "Conv2D", "Conv2DTranspose", "Conv", "ConvTranspose",
+               "EinsumDense", "LinearGeneral", "MultiheadAttention", "RNN", "LSTM", "GRU", "SimpleRNNCell",
+               "LSTMCell", "GRUCell", "SimpleCell", "OptimizedLSTMCell"),
+    "gamma": ("BatchNorm1d", "BatchNorm2d", "BiasedBatchNorm1d", "BiasedBatchNorm2d", "BatchNormalization",
+              "BatchNorm", "LayerNorm", "LayerNormalization"),
+    "embeddings": ("Embedding", "Embed", "LearnedPositions"),
+}  # fmt: skip
+
+
+def assert_recorded_layers_hold_their_tensors(model: Any, params: Mapping[str, np.ndarray]) -> None:
+    """Each canonical layer the model recorded (``model.layer_paths``) leads to a native layer of a
+    class that holds tensors of the layer's kind (a kernel on a Linear, not on its activation)."""
+    for layer in model.layer_paths:
+        variables = {name.rsplit("/", 1)[1] for name in params if name.rsplit("/", 1)[0] == layer}
+        native = type(resolve(model, model.layer_paths[layer]))
+        kinds = {cls.__name__ for cls in native.__mro__}  # torch's out_proj is a subclass of Linear
+        for variable, holders in HOLDERS.items():
+            if variable in variables:
+                assert kinds & set(holders), f"{layer}: {variable} recorded on a {native.__name__}"

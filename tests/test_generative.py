@@ -240,7 +240,7 @@ def test_generated_digits_are_drawn_as_a_grid_per_backend(tmp_path) -> None:
     split = digits((64,))
     histories = []
     for backend_name in ("torch", "jax"):  # no framework runs here: histories as fit leaves them
-        history = History(backend_name, "digits_gan_adam")
+        history = History(backend_name, "digits_gan_adam", compiled=True)
         history.samples = split.x_test[:100]
         history.coverage = class_coverage(history.samples, split)
         histories.append(history)

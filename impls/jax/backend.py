@@ -76,12 +76,6 @@ def _encode(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array) -> tupl
     return nnx.merge(graphdef, state).encode(images)
 
 
-@jax.jit
-def _outputs(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> tuple[jax.Array, nnx.State]:
-    model = nnx.merge(graphdef, state)
-    return model.infer(x), nnx.state(model)
-
-
 @partial(jax.jit, static_argnames="loss")
 def _loss_and_grads(
     graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str
@@ -216,17 +210,17 @@ def inference_state(model: SpecModel) -> InferenceState:
     return cached
 
 
-@partial(jax.jit, static_argnames=("treedef", "outputs"))
+@partial(jax.jit, static_argnames="treedef")
 def _evaluate(
-    graphdef: nnx.GraphDef, treedef: jax.tree_util.PyTreeDef, leaves: list[jax.Array], x: jax.Array, outputs: bool
+    graphdef: nnx.GraphDef, treedef: jax.tree_util.PyTreeDef, leaves: list[jax.Array], x: jax.Array
 ) -> jax.Array:
-    """The model's outputs (or its logits) in evaluation mode, from its split state."""
-    model = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
-    return model.infer(x) if outputs else logits_of(model(x))
+    """The model's logits in evaluation mode, from its split state."""
+    return logits_of(nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))(x))
 
 
 class JaxBackend(NativeBackend):
     name = "jax"
+    trains_compiled = True
     model_classes = MODEL_CLASSES
 
     def __init__(self) -> None:
@@ -280,27 +274,21 @@ class JaxBackend(NativeBackend):
         params, rest = nnx.split_state(state, weights.trainable(model), ...)
         return ParamCount(size(params), size(rest))
 
-    def logits(
-        self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool | None = None
-    ) -> np.ndarray:
-        if compiled is False:  # eager: every operation dispatched on its own
+    def logits(self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
+        if not compiled:  # eager: every operation dispatched on its own
             synced(model).set_mode(training)
             return np.asarray(logits_of(model(_inputs(model, x))))
-        return self._run(model, x, training, outputs=False)
-
-    def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        return self._run(model, x, training, outputs=True)
-
-    @staticmethod
-    def _run(model: SpecModel, x: np.ndarray, training: bool, *, outputs: bool) -> np.ndarray:
-        """A compiled pass: the outputs, or the logits."""
         if not training:
             held = inference_state(model)
-            return np.asarray(_evaluate(held.graphdef, held.treedef, held.leaves, _inputs(model, x), outputs=outputs))
+            return np.asarray(_evaluate(held.graphdef, held.treedef, held.leaves, _inputs(model, x)))
         synced(model).set_mode(True)
-        result, state = (_outputs if outputs else _logits)(*nnx.split(model), _inputs(model, x))
+        result, state = _logits(*nnx.split(model), _inputs(model, x))
         nnx.update(model, state)  # dropout's random stream advanced
         return np.asarray(result)
+
+    def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        synced(model).set_mode(training)
+        return np.asarray(model.infer(_inputs(model, x)))
 
     def encode(self, model: VAE, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
@@ -343,13 +331,13 @@ class JaxBackend(NativeBackend):
         targets: np.ndarray,
         loss: str,
         *,
-        compiled: bool | None = None,
+        compiled: bool = False,
     ) -> float:
         check_model_loss(model.spec, loss)
         check_targets(model.spec, targets, loss)
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
         x, targets = _inputs(model, x), jnp.asarray(targets, dtype)
-        if compiled is False:  # eager: every operation dispatched on its own
+        if not compiled:  # eager: every operation dispatched on its own
             synced(model).set_mode(True)
             return float(train_step_body(model, optimizer, x, targets, loss))
         held = held_state(model, optimizer, loss)

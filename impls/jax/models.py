@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from spec.errors import UnsupportedOption
+from spec.layer_paths import LayerPaths, NativePath, resolve
 from spec.layers import (
     Act,
     Activation,
@@ -41,7 +42,7 @@ from spec.models import (
     TransformerSpec,
     VAESpec,
 )
-from spec.params import cnn_layer_names, sinusoidal_positions
+from spec.params import cnn_layer_names, dense_name, encoder_layer_name, rnn_layer_names, sinusoidal_positions
 
 
 def activation(act: Activation) -> Callable[[jax.Array], jax.Array]:
@@ -75,20 +76,19 @@ def output_activation(logits: jax.Array, kind: str) -> jax.Array:
 
 
 class SpecModel(nnx.Module):
-    """What every model adds to ``nnx.Module``: its spec, its outputs, its L2 term, and BatchNorm
-    layers that stay on running statistics while frozen (``frozen_batchnorm_paths``, set by
-    :func:`impls.jax.weights.freeze`)."""
+    """What every model adds to ``nnx.Module``: its spec, where each canonical layer is
+    (``layer_paths``, recorded as it builds them; also the layer's path in ``nnx.state(model)``),
+    its outputs, its L2 term, and BatchNorm layers that stay on running statistics while frozen
+    (``frozen_batchnorm_paths``, set by :func:`impls.jax.weights.freeze`)."""
 
     spec: ModelSpec
-    frozen_batchnorm_paths: tuple[tuple[str | int, ...], ...] = ()
+    layer_paths: LayerPaths = LayerPaths()
+    frozen_batchnorm_paths: tuple[NativePath, ...] = ()
 
     def train(self, **attributes: object) -> None:
         super().train(**attributes)
         for path in self.frozen_batchnorm_paths:
-            module = self
-            for key in path:
-                module = module[key] if isinstance(key, int) else getattr(module, key)
-            module.use_running_average = True
+            resolve(self, path).use_running_average = True
         self.__dict__["_triptych_training"] = True
 
     def eval(self, **attributes: object) -> None:
@@ -132,6 +132,7 @@ class MLP(SpecModel):
         )
         self.activations = tuple(activation(a) for a in spec.activations)
         self.dropout = nnx.Dropout(spec.dropout, rngs=rngs)
+        self.layer_paths = LayerPaths({dense_name(i): ("dense", i) for i in range(len(self.dense))})
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for layer, act in zip(self.dense, self.activations):
@@ -230,15 +231,15 @@ def layer_callable(layer: Layer, shape: tuple[int, ...], rngs: nnx.Rngs) -> Call
 
 
 class CNN(SpecModel):
-    """The spec's layers in order as an ``nnx.Sequential``; ``layer_names`` holds their canonical
-    names (``conv_0`` …, ``None`` for layers without tensors)."""
+    """The spec's layers in order as an ``nnx.Sequential``, one module or function per spec layer."""
 
     def __init__(self, spec: CNNSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
-        self.layer_names = tuple(cnn_layer_names(spec))
         self.body = nnx.Sequential(
             *(layer_callable(layer, shape, rngs) for layer, shape in zip(spec.layers, spec.shapes()))
         )
+        names = cnn_layer_names(spec)
+        self.layer_paths = LayerPaths({name: ("body", "layers", i) for i, name in enumerate(names) if name})
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.body(x)
@@ -256,6 +257,9 @@ class ResidualBlockBase(nnx.Module):
             setattr(self, f"bn_{letter}", batchnorm(spec.batchnorm, conv.filters, rngs))
         self.shortcut_conv = layer_callable(block.shortcut_conv, shape, rngs) if block.has_shortcut_conv else None
         self.shortcut_bn = batchnorm(spec.batchnorm, block.out_channels, rngs) if block.has_shortcut_conv else None
+        parts = [f"{kind}_{letter}" for letter in convs for kind in ("conv", "bn")]
+        parts += ["shortcut_conv", "shortcut_bn"] if block.has_shortcut_conv else []
+        self.layer_paths = LayerPaths({part: (part,) for part in parts})
 
     def shortcut(self, x: jax.Array) -> jax.Array:
         return x if self.shortcut_conv is None else self.shortcut_bn(self.shortcut_conv(x))
@@ -292,12 +296,17 @@ class ResNet(SpecModel):
         after_conv = layer_output_shape(conv, spec.input_shape)
         self.stem_pool = layer_callable(pool[0], after_conv, rngs) if pool else None
         shapes = spec.shapes()
+        paths = LayerPaths({"stem/conv": ("stem_conv",), "stem/bn": ("stem_bn",)})
         stages: list[list[ResidualBlockBase]] = [[] for _ in spec.widths]
         for block in spec.blocks():
-            residual_block = Bottleneck if block.bottleneck else BasicBlock
-            stages[block.stage].append(residual_block(block, spec, shapes[block.name], rngs=rngs))
+            residual_block = (Bottleneck if block.bottleneck else BasicBlock)(
+                block, spec, shapes[block.name], rngs=rngs
+            )
+            stages[block.stage].append(residual_block)
+            paths |= residual_block.layer_paths.under(block.name, "stages", block.stage, block.index)
         self.stages = nnx.List([nnx.List(blocks) for blocks in stages])
         self.head = nnx.Linear(spec.head_features, spec.num_classes, rngs=rngs)
+        self.layer_paths = paths | {"head": ("head",)}
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = jax.nn.relu(self.stem_bn(self.stem_conv(x)))
@@ -369,6 +378,7 @@ class RNN(SpecModel):
     def __init__(self, spec: RNNSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
         layers = []
+        paths: dict[str, NativePath] = {}
         for index in range(spec.num_layers):
             in_features = spec.input_size if index == 0 else spec.features
             if spec.bidirectional:
@@ -377,13 +387,20 @@ class RNN(SpecModel):
                 layers.append(nnx.Bidirectional(forward, backward))
             else:
                 layers.append(nnx.RNN(recurrent_cell(spec, in_features, rngs)))
+            # each direction's cell holds its tensors
+            wrapped = [(f"{d}_rnn",) for d in spec.directions] if spec.bidirectional else [()]
+            for name, direction in zip(rnn_layer_names(spec, index), wrapped):
+                paths[name] = ("recurrent", index, *direction, "cell")
         self.recurrent = nnx.List(layers)
         if spec.head == "attention":
             additive = spec.attention == "additive"
             self.attention = nnx.Linear(spec.features, spec.attention_units, rngs=rngs) if additive else None
             width = spec.attention_units if additive else spec.features
             self.attention_score = nnx.Linear(width, 1, use_bias=False, rngs=rngs)
+            paths |= {"attention": ("attention",)} if additive else {}
+            paths["attention_score"] = ("attention_score",)
         self.head = nnx.Linear(spec.features, spec.output_size, rngs=rngs)
+        self.layer_paths = LayerPaths({**paths, "dense_0": ("head",)})
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for layer in self.recurrent:
@@ -424,6 +441,12 @@ class EncoderLayer(nnx.Module):
         self.activation = activation(spec.activation)
         self.ffn_1 = nnx.Linear(spec.ff_size, spec.d_model, rngs=rngs)
         self.ffn_norm = layer_norm(spec, rngs)
+        # nnx.MultiHeadAttention's query, key, value and out LinearGenerals hold the canonical projections
+        projections = {"query": "query", "key": "key", "value": "value", "output": "out"}
+        self.layer_paths = LayerPaths(
+            {f"attention/{part}": ("attention", native) for part, native in projections.items()}
+            | {part: (part,) for part in ("attention_norm", "ffn_0", "ffn_1", "ffn_norm")}
+        )
 
     def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
         def ffn(h: jax.Array) -> jax.Array:
@@ -443,17 +466,23 @@ class Transformer(SpecModel):
     def __init__(self, spec: TransformerSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
         self.embedding = nnx.Embed(spec.vocab_size, spec.d_model, rngs=rngs)
-        if spec.positional == "learned":
-            self.position_embeddings = nnx.Param(jnp.zeros((spec.seq_len, spec.d_model)))
+        paths = LayerPaths({"embedding": ("embedding",)})
+        if spec.positional == "learned":  # a table indexed by position
+            self.position_embeddings = nnx.Embed(spec.seq_len, spec.d_model, rngs=rngs)
+            paths |= {"position": ("position_embeddings",)}
         self.encoders = nnx.List([EncoderLayer(spec, rngs=rngs) for _ in range(spec.num_layers)])
+        for index, encoder in enumerate(self.encoders):
+            paths |= encoder.layer_paths.under(encoder_layer_name(index), "encoders", index)
         self.final_norm = layer_norm(spec, rngs) if spec.norm == "pre" else None
+        paths |= {"final_norm": ("final_norm",)} if self.final_norm is not None else {}
         self.head = nnx.Linear(spec.d_model, spec.output_size, rngs=rngs)
+        self.layer_paths = paths | {"dense_0": ("head",)}
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         spec = self.spec
         scale = math.sqrt(spec.d_model) if spec.scale_embedding else 1.0
         if spec.positional == "learned":
-            positions = self.position_embeddings[...]
+            positions = self.position_embeddings.embedding[...]
         else:  # a constant (an array attribute would be state); jit folds it
             positions = jnp.asarray(sinusoidal_positions(spec.seq_len, spec.d_model), jnp.float32)
         x = self.embedding(tokens) * scale + positions
@@ -496,6 +525,9 @@ class VAE(SpecModel):
         self.spec = spec
         self.encoder = MLP(spec.encoder, rngs=rngs)
         self.decoder = MLP(spec.decoder, rngs=rngs)
+        self.layer_paths = self.encoder.layer_paths.under("encoder", "encoder") | self.decoder.layer_paths.under(
+            "decoder", "decoder"
+        )
 
     def encode(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The mean and log-variance of q(z|x)."""
@@ -522,6 +554,9 @@ class GAN(SpecModel):
         network = {MLPSpec: MLP, CNNSpec: CNN}
         self.generator = network[type(spec.generator)](spec.generator, rngs=rngs)
         self.discriminator = network[type(spec.discriminator)](spec.discriminator, rngs=rngs)
+        self.layer_paths = self.generator.layer_paths.under(
+            "generator", "generator"
+        ) | self.discriminator.layer_paths.under("discriminator", "discriminator")
 
     def __call__(self, z: jax.Array) -> jax.Array:
         return self.generator(z)

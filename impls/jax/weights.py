@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from spec.layer_paths import NativePath, resolve
 from spec.models import is_frozen
-from spec.params import ParamInfo, check_params, layer_names, optimizer_groups, param_specs, rnn_layer_position
+from spec.params import ParamInfo, check_params, layer_names, optimizer_groups, param_specs
 
 _VARIABLE = {
     "kernel": "kernel",
@@ -30,50 +31,11 @@ _VARIABLE = {
     "beta": "bias",
     "moving_mean": "mean",
     "moving_variance": "var",
+    "embeddings": "embedding",  # nnx.Embed's table
 }
 
 
-def _layer_path(model: nnx.Module, layer: str) -> tuple[str | int, ...]:
-    """The path of canonical layer ``layer`` (``dense_1``, ``conv_0``, ``stage_1/block_0/conv_a`` …)."""
-    kind = model.spec.kind
-    if kind == "mlp":
-        return ("dense", int(layer.rsplit("_", 1)[1]))
-    if kind in ("vae", "gan"):  # encoder/dense_1 -> dense_1 of model.encoder
-        part, inner = layer.split("/", 1)
-        return (part, *_layer_path(getattr(model, part), inner))
-    if kind == "rnn":
-        if layer == "dense_0":
-            return ("head",)
-        if layer in ("attention", "attention_score"):
-            return (layer,)
-        index, direction = rnn_layer_position(layer)
-        rnn = ("recurrent", index) + ((f"{direction}_rnn",) if model.spec.bidirectional else ())
-        return (*rnn, "cell")
-    if kind == "transformer":
-        return _transformer_path(layer)
-    if kind == "cnn":
-        return ("body", "layers", model.layer_names.index(layer))
-    if layer.startswith("stage_"):
-        stage, block, part = layer.split("/")
-        return ("stages", int(stage.removeprefix("stage_")), int(block.removeprefix("block_")), part)
-    return (layer.replace("/", "_"),)  # stem/conv -> stem_conv, head
-
-
-def _transformer_path(layer: str) -> tuple[str | int, ...]:
-    """``embedding``, ``encoder_1/attention/query`` (a LinearGeneral of its MultiHeadAttention:
-    query, key, value, out), ``encoder_0/ffn_norm``, ``final_norm``, ``dense_0`` (the head)."""
-    match layer.split("/"):
-        case ["dense_0"]:
-            return ("head",)
-        case [encoder, "attention", projection]:
-            index = int(encoder.removeprefix("encoder_"))
-            return ("encoders", index, "attention", "out" if projection == "output" else projection)
-        case [encoder, part]:
-            return ("encoders", int(encoder.removeprefix("encoder_")), part)
-    return (layer,)  # embedding, final_norm
-
-
-def canonical_paths(model: nnx.Module, *, trainable_only: bool = False) -> dict[str, tuple[str | int, ...]]:
+def canonical_paths(model: nnx.Module, *, trainable_only: bool = False) -> dict[str, NativePath]:
     """Canonical name -> path of the variable in ``nnx.state(model)``, in the spec's order (BatchNorm
     statistics too, unless ``trainable_only``)."""
     paths = {}
@@ -81,13 +43,9 @@ def canonical_paths(model: nnx.Module, *, trainable_only: bool = False) -> dict[
         if info.trainable or not trainable_only:
             layer, variable = name.rsplit("/", 1)
             if info.is_recurrent:
-                paths[name] = (*_layer_path(model, layer), *_recurrent_variable(model.spec.cell, variable))
-            elif name == "position/embeddings":
-                paths[name] = ("position_embeddings",)
-            elif info.layout == "embedding":
-                paths[name] = (*_layer_path(model, layer), "embedding")
+                paths[name] = (*model.layer_paths[layer], *_recurrent_variable(model.spec.cell, variable))
             else:
-                paths[name] = (*_layer_path(model, layer), _VARIABLE[variable])
+                paths[name] = (*model.layer_paths[layer], _VARIABLE[variable])
     return paths
 
 
@@ -100,13 +58,6 @@ def _recurrent_variable(cell: str, variable: str) -> tuple[str, ...]:
     return {"simple_rnn": ("dense_i", "bias"), "lstm": ("dense_h", "bias"), "gru": ("bias",)}[cell]
 
 
-def _at(tree: object, path: tuple[str | int, ...]) -> nnx.Variable:
-    """The variable at ``path`` in a module (attributes) or an ``nnx.State`` (keys)."""
-    for key in path:
-        tree = tree[key] if isinstance(key, int) or isinstance(tree, Mapping) else getattr(tree, key)
-    return tree
-
-
 def freeze(model: nnx.Module) -> None:
     """Record the spec's frozen layers: :func:`trainable` leaves their parameters out of gradients and
     updates, and ``model.train()`` keeps their BatchNorms on running statistics when
@@ -117,8 +68,8 @@ def freeze(model: nnx.Module) -> None:
         path for name, path in canonical_paths(model).items() if is_frozen(spec, name.rsplit("/", 1)[0])
     )
     if spec.frozen_batchnorm == "inference":
-        paths = (_layer_path(model, layer) for layer in frozen)
-        model.frozen_batchnorm_paths = tuple(p for p in paths if isinstance(_at(model, p), nnx.BatchNorm))
+        paths = (model.layer_paths[layer] for layer in frozen)
+        model.frozen_batchnorm_paths = tuple(p for p in paths if isinstance(resolve(model, p), nnx.BatchNorm))
 
 
 def trainable(model: nnx.Module, part: str | None = None) -> nnx.filterlib.Filter:
@@ -149,12 +100,12 @@ def load(model: nnx.Module, params: Mapping[str, np.ndarray]) -> None:
     checked = check_params(model.spec, params)
     infos = param_specs(model.spec)
     for name, path in canonical_paths(model).items():
-        _write(_at(model, path), infos[name], checked[name])
+        _write(resolve(model, path), infos[name], checked[name])
 
 
 def export(model: nnx.Module) -> dict[str, np.ndarray]:
     infos = param_specs(model.spec)
-    return {name: _read(_at(model, path), infos[name]) for name, path in canonical_paths(model).items()}
+    return {name: _read(resolve(model, path), infos[name]) for name, path in canonical_paths(model).items()}
 
 
 def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray], part: str | None = None) -> nnx.State:
@@ -165,7 +116,7 @@ def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray], part: str | No
     state = nnx.clone(nnx.state(model, trainable(model, part)))
     paths, infos = canonical_paths(model), param_specs(model.spec)
     for name in checked:
-        _write(_at(state, paths[name]), infos[name], checked[name])
+        _write(resolve(state, paths[name]), infos[name], checked[name])
     return state
 
 
@@ -175,4 +126,4 @@ def from_state(model: nnx.Module, state: nnx.State, part: str | None = None) -> 
     paths = canonical_paths(model, trainable_only=True)
     names = optimizer_groups(model.spec)[part] if part else list(paths)
     infos = param_specs(model.spec)
-    return {name: _read(_at(state, paths[name]), infos[name]) for name in names}
+    return {name: _read(resolve(state, paths[name]), infos[name]) for name in names}

@@ -132,6 +132,7 @@ def configure_threads() -> str:
 
 class KerasBackend(NativeBackend):
     name = "keras"
+    trains_compiled = True
     model_classes = MODEL_CLASSES
 
     def __init__(self) -> None:
@@ -172,9 +173,7 @@ class KerasBackend(NativeBackend):
 
         return ParamCount(size(model.trainable_weights), size(model.non_trainable_weights))
 
-    def logits(
-        self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool | None = None
-    ) -> np.ndarray:
+    def logits(self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
         run = _compiled_call(model) if compiled else model
         return keras.ops.convert_to_numpy(logits_of(run(_inputs(model, x), training=training)))
 
@@ -225,14 +224,14 @@ class KerasBackend(NativeBackend):
         targets: np.ndarray,
         loss: str,
         *,
-        compiled: bool | None = None,
+        compiled: bool = False,
     ) -> float:
         check_model_loss(model.spec, loss)
         check_targets(model.spec, targets, loss)
         inputs = _inputs(model, x)
         native = self.optimizer_for_loss(optimizer, loss)
         before_step(native, native.spec)
-        step = _train_step_function(model, native, loss, compiled=True if compiled is None else compiled)
+        step = _train_step_function(model, native, loss, compiled=compiled)
         return float(step(inputs, _targets(targets, loss)))
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:

@@ -10,6 +10,7 @@ from typing import ClassVar, NamedTuple
 import keras
 
 from spec.errors import UnsupportedOption
+from spec.layer_paths import LayerPaths, NativePath
 from spec.layers import (
     Act,
     Activation,
@@ -39,7 +40,7 @@ from spec.models import (
     TransformerSpec,
     VAESpec,
 )
-from spec.params import cnn_layer_names, encoder_layer_name, sinusoidal_positions
+from spec.params import cnn_layer_names, dense_name, encoder_layer_name, rnn_layer_names, sinusoidal_positions
 
 
 def activation(act: Activation) -> Callable[[keras.KerasTensor], keras.KerasTensor]:
@@ -66,9 +67,11 @@ def output_activation(logits: keras.KerasTensor, kind: str) -> keras.KerasTensor
 
 
 class SpecModel(keras.Model):
-    """What every model adds to ``keras.Model``: its spec and its outputs."""
+    """What every model adds to ``keras.Model``: its spec, where each canonical layer is
+    (``layer_paths``, recorded as it builds them) and its outputs."""
 
     spec: ModelSpec
+    layer_paths: LayerPaths = LayerPaths()
     # Whether ``build`` creates every variable (a model whose layers are built in its own ``build``);
     # otherwise one call does, with each layer's shapes inferred as Keras does.
     builds_from_shape: ClassVar[bool] = False
@@ -107,6 +110,7 @@ class MLP(SpecModel):
         self.dropout = [
             keras.layers.Dropout(spec.dropout, seed=seed + i, name=f"dropout_{i}") for i in range(len(hidden) - 1)
         ]
+        self.layer_paths = LayerPaths({dense_name(i): ("dense", i) for i in range(len(self.dense))})
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         for layer in self.dense:
@@ -225,8 +229,12 @@ class CNN(SpecModel):
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         self.stack = []
+        paths = {}
         for i, (name, layer, shape) in enumerate(zip(cnn_layer_names(spec), spec.layers, spec.shapes())):
             self.stack += layer_stack(layer, name or f"{type(layer).__name__.lower()}_{i}", shape, spec, seed + i)
+            if name is not None:
+                paths[name] = ("stack", len(self.stack) - 1)  # the last of its stack holds its tensors
+        self.layer_paths = LayerPaths(paths)
 
     def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         for layer in self.stack:
@@ -243,23 +251,20 @@ class ResidualBlockBase(keras.layers.Layer):
     def __init__(self, block: ResidualBlock, spec: ResNetSpec, shape: tuple[int, ...], **kwargs) -> None:
         super().__init__(name=block.name.replace("/", "_"), **kwargs)
         inputs = block.path_inputs(shape)
+        paths: dict[str, NativePath] = {}
         for letter, conv in block.path.items():
-            setattr(self, f"conv_{letter}", layer_stack(conv, f"conv_{letter}", inputs[letter], spec, 0))
-            setattr(self, f"bn_{letter}", batchnorm(spec.batchnorm, f"bn_{letter}"))
-        self.letters = list(block.path)
+            conv_name, bn_name = f"conv_{letter}", f"bn_{letter}"
+            stack = layer_stack(conv, conv_name, inputs[letter], spec, 0)
+            setattr(self, conv_name, stack)
+            setattr(self, bn_name, batchnorm(spec.batchnorm, bn_name))
+            paths |= {conv_name: (conv_name, len(stack) - 1), bn_name: (bn_name,)}
         self.shortcut = []
         if block.has_shortcut_conv:
             self.shortcut = [*layer_stack(block.shortcut_conv, "shortcut_conv", shape, spec, 0)]
             self.shortcut.append(batchnorm(spec.batchnorm, "shortcut_bn"))
-
-    def canonical_layers(self) -> list[keras.layers.Layer]:
-        """Every sublayer, in the canonical order (the weights' name map looks them up by name)."""
-        path = [
-            layer
-            for letter in self.letters
-            for layer in (*getattr(self, f"conv_{letter}"), getattr(self, f"bn_{letter}"))
-        ]
-        return [*path, *self.shortcut]
+            last = len(self.shortcut) - 1
+            paths |= {"shortcut_conv": ("shortcut", last - 1), "shortcut_bn": ("shortcut", last)}
+        self.layer_paths = LayerPaths(paths)
 
     def conv_bn(self, letter: str, x: keras.KerasTensor, training: bool) -> keras.KerasTensor:
         """One convolution of the main path and its BatchNorm."""
@@ -303,16 +308,22 @@ class ResNet(SpecModel):
         self.spec = spec
         shapes = spec.shapes()
         self.stem = []
+        paths = LayerPaths()
         shape = spec.input_shape
-        for name, layer in zip(("stem_conv", "stem_bn", "stem_relu", "stem_pool"), spec.stem_layers):
-            self.stem += layer_stack(layer, name, shape, spec, seed)
+        for part, layer in zip(("conv", "bn", "relu", "pool"), spec.stem_layers):
+            self.stem += layer_stack(layer, f"stem_{part}", shape, spec, seed)
             shape = layer_output_shape(layer, shape)
+            if part in ("conv", "bn"):
+                paths |= {f"stem/{part}": ("stem", len(self.stem) - 1)}  # the last of its stack
         self.blocks = [
             (Bottleneck if block.bottleneck else BasicBlock)(block, spec, shapes[block.name]) for block in spec.blocks()
         ]
+        for index, (block, native) in enumerate(zip(spec.blocks(), self.blocks)):
+            paths |= native.layer_paths.under(block.name, "blocks", index)
         self.pool = keras.layers.GlobalAveragePooling2D()
         regularizer = keras.regularizers.L2(spec.kernel_l2) if spec.kernel_l2 else None
         self.head = keras.layers.Dense(spec.num_classes, kernel_regularizer=regularizer, name="head")
+        self.layer_paths = paths | {"head": ("head",)}
 
     def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         for layer in self.stem:
@@ -351,17 +362,25 @@ class RNN(SpecModel):
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         self.recurrent = []
+        paths: dict[str, NativePath] = {}
         for index in range(spec.num_layers):
             sequences = index < spec.num_layers - 1 or spec.head != "last"
             layer = recurrent_layer(spec, sequences, name=f"rnn_{index}")
             if spec.bidirectional:
                 layer = keras.layers.Bidirectional(layer, merge_mode="concat", name=f"rnn_{index}")
             self.recurrent.append(layer)
+            # each direction's cell holds its tensors
+            wrapped = [(f"{d}_layer",) for d in spec.directions] if spec.bidirectional else [()]
+            for name, direction in zip(rnn_layer_names(spec, index), wrapped):
+                paths[name] = ("recurrent", index, *direction, "cell")
         if spec.head == "attention":
             additive = spec.attention == "additive"
             self.attention = keras.layers.Dense(spec.attention_units, "tanh", name="attention") if additive else None
             self.attention_score = keras.layers.Dense(1, use_bias=False, name="attention_score")
+            paths |= {"attention": ("attention",)} if additive else {}
+            paths["attention_score"] = ("attention_score",)
         self.head = keras.layers.Dense(spec.output_size, name="dense_0")
+        self.layer_paths = LayerPaths({**paths, "dense_0": ("head",)})
 
     def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         for layer in self.recurrent:
@@ -403,6 +422,12 @@ class EncoderLayer(keras.layers.Layer):
         self.ffn_0 = keras.layers.Dense(spec.ff_size, activation=activation(spec.activation), name="ffn_0")
         self.ffn_1 = keras.layers.Dense(spec.d_model, name="ffn_1")
         self.ffn_norm = keras.layers.LayerNormalization(epsilon=eps, name="ffn_norm")
+        # MultiHeadAttention's EinsumDense sublayers hold the canonical projections
+        projections = {"query": "query_dense", "key": "key_dense", "value": "value_dense", "output": "output_dense"}
+        self.layer_paths = LayerPaths(
+            {f"attention/{part}": ("attention", dense) for part, dense in projections.items()}
+            | {part: (part,) for part in ("attention_norm", "ffn_0", "ffn_1", "ffn_norm")}
+        )
 
     def call(self, x: keras.KerasTensor, padding_mask: keras.KerasTensor | None) -> keras.KerasTensor:
         def attend(h: keras.KerasTensor) -> keras.KerasTensor:
@@ -427,17 +452,23 @@ class Transformer(SpecModel):
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         self.embedding = keras.layers.Embedding(spec.vocab_size, spec.d_model, name="embedding")
+        paths: dict[str, NativePath] = {"embedding": ("embedding",)}
         self.scale = math.sqrt(spec.d_model) if spec.scale_embedding else 1.0
         if spec.positional == "learned":
             self.positions = LearnedPositions(spec.seq_len, spec.d_model, name="position")
+            paths["position"] = ("positions",)
         else:
             table = sinusoidal_positions(spec.seq_len, spec.d_model).astype("float32")
             self.positions = lambda x: x + table
         self.encoders = [EncoderLayer(spec, name=encoder_layer_name(i)) for i in range(spec.num_layers)]
+        for index, encoder in enumerate(self.encoders):
+            paths |= encoder.layer_paths.under(encoder_layer_name(index), "encoders", index)
         self.final_norm = None
         if spec.norm == "pre":
             self.final_norm = keras.layers.LayerNormalization(epsilon=spec.layer_norm_epsilon, name="final_norm")
+            paths["final_norm"] = ("final_norm",)
         self.head = keras.layers.Dense(spec.output_size, name="dense_0")
+        self.layer_paths = LayerPaths({**paths, "dense_0": ("head",)})
 
     def call(self, tokens: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         spec = self.spec
@@ -482,6 +513,9 @@ class VAE(SpecModel):
         self.spec = spec
         self.encoder = MLP(spec.encoder, seed=seed)
         self.decoder = MLP(spec.decoder, seed=seed)
+        self.layer_paths = self.encoder.layer_paths.under("encoder", "encoder") | self.decoder.layer_paths.under(
+            "decoder", "decoder"
+        )
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         self.encoder.build((None, self.spec.input_size))
@@ -515,6 +549,9 @@ class GAN(SpecModel):
         network = {MLPSpec: MLP, CNNSpec: CNN}
         self.generator = network[type(spec.generator)](spec.generator, seed=seed)
         self.discriminator = network[type(spec.discriminator)](spec.discriminator, seed=seed)
+        self.layer_paths = self.generator.layer_paths.under(
+            "generator", "generator"
+        ) | self.discriminator.layer_paths.under("discriminator", "discriminator")
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         # one call each creates every layer's variables, shapes inferred as Keras does

@@ -17,8 +17,9 @@ from collections.abc import Collection, Mapping
 import keras
 import numpy as np
 
+from spec.layer_paths import resolve
 from spec.models import is_frozen
-from spec.params import ParamInfo, check_params, layer_names, param_specs, rnn_layer_position
+from spec.params import ParamInfo, check_params, layer_names, param_specs
 
 _KERAS_GRU_GATES = [1, 0, 2]  # canonical r, z, n -> Keras z, r, h (and back: the swap is its own inverse)
 
@@ -35,62 +36,10 @@ def swap_layout(spec: object, info: ParamInfo, value: np.ndarray) -> np.ndarray:
     return np.concatenate([blocks[i] for i in _KERAS_GRU_GATES], axis=-1)
 
 
-def _layer(model: keras.Model, layer: str) -> keras.layers.Layer:
-    """The Keras layer of canonical layer ``layer`` (``dense_1``, ``conv_0``, ``stage_1/block_0/conv_a``,
-    ``rnn_0/backward`` (its cell) …)."""
-    kind = model.spec.kind
-    if kind == "mlp":
-        return model.dense[int(layer.rsplit("_", 1)[1])]
-    if kind in ("vae", "gan"):  # encoder/dense_1 -> dense_1 of model.encoder
-        part, inner = layer.split("/", 1)
-        return _layer(getattr(model, part), inner)
-    if kind == "rnn":
-        if layer == "dense_0":
-            return model.head
-        if layer in ("attention", "attention_score"):
-            return getattr(model, layer)
-        index, direction = rnn_layer_position(layer)
-        native = model.recurrent[index]
-        if model.spec.bidirectional:
-            native = native.forward_layer if direction == "forward" else native.backward_layer
-        return native.cell
-    if kind == "transformer":
-        return _transformer_layer(model, layer)
-    if kind == "cnn":
-        candidates = model.stack
-    elif layer == "head":
-        return model.head
-    elif layer.startswith("stem/"):
-        candidates, layer = model.stem, layer.replace("/", "_")
-    else:
-        block_name, layer = layer.rsplit("/", 1)
-        block = next(b for b in model.blocks if b.name == block_name.replace("/", "_"))
-        candidates = block.canonical_layers()
-    return next(candidate for candidate in candidates if candidate.name == layer)
-
-
-# canonical attention projection -> MultiHeadAttention's EinsumDense sublayer
-_ATTENTION_DENSE = {"query": "query_dense", "key": "key_dense", "value": "value_dense", "output": "output_dense"}
-
-
-def _transformer_layer(model: keras.Model, layer: str) -> keras.layers.Layer:
-    """``embedding``, ``position``, ``encoder_1/attention/query`` (an EinsumDense of its
-    MultiHeadAttention), ``encoder_0/ffn_norm``, ``final_norm``, ``dense_0``."""
-    match layer.split("/"):
-        case ["embedding"]:
-            return model.embedding
-        case ["position"]:
-            return model.positions
-        case ["final_norm"]:
-            return model.final_norm
-        case ["dense_0"]:
-            return model.head
-        case [encoder, "attention", projection]:
-            attention = model.encoders[int(encoder.removeprefix("encoder_"))].attention
-            return getattr(attention, _ATTENTION_DENSE[projection])
-        case [encoder, part]:
-            return getattr(model.encoders[int(encoder.removeprefix("encoder_"))], part)
-    raise KeyError(f"no Keras layer for canonical layer {layer!r}")
+def native_layer(model: keras.Model, layer: str) -> keras.layers.Layer:
+    """The Keras layer (a recurrent layer's cell) of canonical layer ``layer``, where the model
+    recorded it (``model.layer_paths``)."""
+    return resolve(model, model.layer_paths[layer])
 
 
 def canonical_variables(
@@ -102,7 +51,7 @@ def canonical_variables(
     for name, info in param_specs(model.spec).items():
         if (info.trainable or not trainable_only) and (names is None or name in names):
             layer, variable = name.rsplit("/", 1)
-            named[name] = getattr(_layer(model, layer), variable)
+            named[name] = getattr(native_layer(model, layer), variable)
     return named
 
 
@@ -115,7 +64,7 @@ def freeze(model: keras.Model) -> None:
     for layer in layer_names(spec):
         if not is_frozen(spec, layer):
             continue
-        native = _layer(model, layer)
+        native = native_layer(model, layer)
         if isinstance(native, keras.layers.BatchNormalization) and spec.frozen_batchnorm == "training":
             native.gamma.trainable = native.beta.trainable = False
         else:

@@ -113,6 +113,7 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
 class TorchBackend(NativeBackend):
     name = "torch"
+    trains_compiled = False
     model_classes = MODEL_CLASSES
 
     def __init__(self) -> None:
@@ -168,9 +169,7 @@ class TorchBackend(NativeBackend):
             return self._tensor(x, torch.int64)
         return _to_nchw(self._tensor(x))
 
-    def logits(
-        self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool | None = None
-    ) -> np.ndarray:
+    def logits(self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
         model.train(training)
         run = _compiled_module(model) if compiled else model
         with torch.no_grad():
@@ -231,9 +230,9 @@ class TorchBackend(NativeBackend):
         targets: np.ndarray,
         loss: str,
         *,
-        compiled: bool | None = None,
+        compiled: bool = False,
     ) -> float:
-        value = self._backward(model, x, targets, loss, compiled=bool(compiled))
+        value = self._backward(model, x, targets, loss, compiled=compiled)
         native = self.optimizer_for_loss(optimizer, loss)
         (_compiled_optimizer_step(native) if compiled else native.step)()
         return float(value.item())

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spec.errors import UnsupportedOption
+from spec.layer_paths import LayerPaths, NativePath
 from spec.layers import (
     Act,
     Activation,
@@ -42,7 +43,7 @@ from spec.models import (
     TransformerSpec,
     VAESpec,
 )
-from spec.params import cnn_layer_names, sinusoidal_positions
+from spec.params import cnn_layer_names, dense_name, encoder_layer_name, rnn_layer_names, sinusoidal_positions
 
 
 def activation(act: Activation) -> nn.Module:
@@ -75,11 +76,13 @@ def output_activation(logits: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 class SpecModel(nn.Module):
-    """What every model adds to ``nn.Module``: its spec, its outputs, its L2 term, and BatchNorm
-    layers that stay in evaluation mode while frozen (``frozen_batchnorms``, set by
+    """What every model adds to ``nn.Module``: its spec, where each canonical layer is
+    (``layer_paths``, recorded as it builds them), its outputs, its L2 term, and BatchNorm layers
+    that stay in evaluation mode while frozen (``frozen_batchnorms``, set by
     :func:`impls.torch.weights.freeze`)."""
 
     spec: ModelSpec
+    layer_paths: LayerPaths = LayerPaths()
     frozen_batchnorms: tuple[nn.Module, ...] = ()
     # parameters a torch layer insists on having that the spec's model does not (see RNN)
     held_at_zero: tuple[nn.Parameter, ...] = ()
@@ -112,6 +115,7 @@ class MLP(SpecModel):
         self.dense = nn.ModuleList(
             nn.Linear(fan_in, fan_out, bias=spec.use_bias) for fan_in, fan_out in pairwise(sizes)
         )
+        self.layer_paths = LayerPaths({dense_name(i): ("dense", i) for i in range(len(self.dense))})
         self.activations = nn.ModuleList(activation(a) for a in spec.activations)
         self.dropout = nn.Dropout(spec.dropout)  # the identity in eval mode and at rate 0
 
@@ -254,9 +258,11 @@ class CNN(SpecModel):
         super().__init__()
         self.spec = spec
         modules: list[tuple[str, nn.Module]] = []
+        canonical = [name for name in cnn_layer_names(spec) if name is not None]
         for i, (name, layer, shape) in enumerate(zip(cnn_layer_names(spec), spec.layers, spec.shapes())):
             modules += layer_modules(layer, name or f"{type(layer).__name__.lower()}_{i}", shape)
         self.layers = nn.Sequential(OrderedDict(modules))
+        self.layer_paths = LayerPaths({name: ("layers", name) for name in canonical})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -275,6 +281,11 @@ class ResidualBlockBase(nn.Module):
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut_bn(self.shortcut_conv(x)) if self.has_shortcut_conv else x
+
+    @property
+    def layer_paths(self) -> LayerPaths:
+        """Its layers' paths: each is a child under its canonical name (``conv_a``, ``shortcut_bn`` …)."""
+        return LayerPaths({name: (name,) for name, _ in self.named_children()})
 
 
 class BasicBlock(ResidualBlockBase):
@@ -326,13 +337,16 @@ class ResNet(SpecModel):
             stem += layer_modules(layer, name, shape)
             shape = layer_output_shape(layer, shape)
         self.stem = nn.Sequential(OrderedDict(stem))
+        paths = LayerPaths({"stem/conv": ("stem", "conv"), "stem/bn": ("stem", "bn")})
         stages: dict[str, nn.Sequential] = {}
         for block in spec.blocks():
-            stage = stages.setdefault(f"stage_{block.stage}", nn.Sequential())
-            residual_block = Bottleneck if block.bottleneck else BasicBlock
-            stage.add_module(f"block_{block.index}", residual_block(block, spec.batchnorm))
+            stage, name = f"stage_{block.stage}", f"block_{block.index}"
+            residual_block = (Bottleneck if block.bottleneck else BasicBlock)(block, spec.batchnorm)
+            stages.setdefault(stage, nn.Sequential()).add_module(name, residual_block)
+            paths |= residual_block.layer_paths.under(block.name, "stages", stage, name)
         self.stages = nn.ModuleDict(stages)
         self.head = nn.Linear(spec.head_features, spec.num_classes)
+        self.layer_paths = paths | {"head": ("head",)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -382,11 +396,16 @@ class RNN(SpecModel):
                 nn.init.zeros_(param)
                 param.requires_grad_(False)
             self.held_at_zero = tuple(held)
+        # one nn.RNN holds every layer and direction: weights.py picks their tensors by suffix
+        paths = {name: ("rnn",) for index in range(spec.num_layers) for name in rnn_layer_names(spec, index)}
         if spec.head == "attention":
             additive = spec.attention == "additive"
             self.attention = nn.Linear(spec.features, spec.attention_units) if additive else None
             self.attention_score = nn.Linear(spec.attention_units if additive else spec.features, 1, bias=False)
+            paths |= {"attention": ("attention",)} if additive else {}
+            paths["attention_score"] = ("attention_score",)
         self.head = nn.Linear(spec.features, spec.output_size)
+        self.layer_paths = LayerPaths({**paths, "dense_0": ("head",)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs, _ = self.rnn(x)
@@ -409,6 +428,16 @@ class RNN(SpecModel):
         return (weights * outputs).sum(dim=1)
 
 
+# canonical sub-layer of an encoder layer -> its nn.TransformerEncoderLayer attribute
+_ENCODER_PARTS = {
+    "attention/output": "self_attn.out_proj",
+    "attention_norm": "norm1",
+    "ffn_0": "linear1",
+    "ffn_1": "linear2",
+    "ffn_norm": "norm2",
+}
+
+
 class Transformer(SpecModel):
     """``nn.Embedding``, positions, ``nn.TransformerEncoder`` (batch-first ``nn.TransformerEncoderLayer``s,
     no dropout; pre-norm adds the encoder's final ``norm``), pooling and a Linear head; ``forward``
@@ -429,11 +458,13 @@ class Transformer(SpecModel):
         d_model = spec.d_model
         self.embedding = nn.Embedding(spec.vocab_size, d_model)
         self.scale = math.sqrt(d_model) if spec.scale_embedding else 1.0
-        if spec.positional == "learned":
-            self.position_embeddings = nn.Parameter(torch.zeros(spec.seq_len, d_model))
+        paths: dict[str, NativePath] = {"embedding": ("embedding",)}
+        if spec.positional == "learned":  # a table indexed by position, as BERT's
+            self.position_embeddings = nn.Embedding(spec.seq_len, d_model)
+            paths["position"] = ("position_embeddings",)
         else:  # a constant: a buffer, left out of the state dict
             table = torch.tensor(sinusoidal_positions(spec.seq_len, d_model), dtype=torch.float32)
-            self.register_buffer("position_embeddings", table, persistent=False)
+            self.register_buffer("sinusoidal_positions", table, persistent=False)
         gelu = partial(F.gelu, approximate="none" if spec.activation.approximate == "exact" else "tanh")
         layer = nn.TransformerEncoderLayer(
             d_model,
@@ -449,11 +480,21 @@ class Transformer(SpecModel):
         # nested tensors would drop the padded positions, which the spec defines (and a per-position head reads)
         self.encoder = nn.TransformerEncoder(layer, spec.num_layers, norm=final_norm, enable_nested_tensor=False)
         self.head = nn.Linear(d_model, spec.output_size)
+        for index in range(spec.num_layers):
+            encoder, native = encoder_layer_name(index), ("encoder", "layers", index)
+            # q, k and v are packed in one in_proj_weight of self_attn (weights.py splits it)
+            paths |= {f"{encoder}/attention/{part}": (*native, "self_attn") for part in ("query", "key", "value")}
+            paths |= {f"{encoder}/{part}": (*native, *attr.split(".")) for part, attr in _ENCODER_PARTS.items()}
+        if final_norm is not None:
+            paths["final_norm"] = ("encoder", "norm")
+        self.layer_paths = LayerPaths({**paths, "dense_0": ("head",)})
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         spec = self.spec
         padding = None if spec.pad_token is None else tokens == spec.pad_token
-        x = self.embedding(tokens) * self.scale + self.position_embeddings
+        learned = spec.positional == "learned"
+        positions = self.position_embeddings.weight if learned else self.sinusoidal_positions
+        x = self.embedding(tokens) * self.scale + positions
         x = self.encoder(x, src_key_padding_mask=padding)
         if spec.pooling == "mean":
             if padding is None:
@@ -488,6 +529,9 @@ class VAE(SpecModel):
         self.spec = spec
         self.encoder = MLP(spec.encoder)
         self.decoder = MLP(spec.decoder)
+        self.layer_paths = self.encoder.layer_paths.under("encoder", "encoder") | self.decoder.layer_paths.under(
+            "decoder", "decoder"
+        )
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean and log-variance of q(z|x)."""
@@ -515,6 +559,9 @@ class GAN(SpecModel):
         network = {MLPSpec: MLP, CNNSpec: CNN}
         self.generator = network[type(spec.generator)](spec.generator)
         self.discriminator = network[type(spec.discriminator)](spec.discriminator)
+        self.layer_paths = self.generator.layer_paths.under(
+            "generator", "generator"
+        ) | self.discriminator.layer_paths.under("discriminator", "discriminator")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)

@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from spec.models import is_frozen
+from spec.layer_paths import resolve
+from spec.models import RNNSpec, is_frozen
 from spec.params import ParamInfo, check_params, layer_names, param_specs, rnn_layer_position
 
-# canonical variable -> the torch attribute holding it (Linear/Conv2d weight and bias, BatchNorm's)
+# canonical variable -> the torch attribute holding it (Linear/Conv2d weight and bias, the norms',
+# an Embedding's table)
 _ATTRIBUTE = {
     "kernel": "weight",
     "bias": "bias",
@@ -31,71 +33,40 @@ _ATTRIBUTE = {
     "beta": "bias",
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
+    "embeddings": "weight",
 }
 
 
-def _module(model: nn.Module, layer: str) -> nn.Module:
-    """The module of canonical layer ``layer`` (``dense_1``, ``conv_0``, ``stage_1/block_0/conv_a`` …)."""
-    if model.spec.kind == "mlp":
-        return model.dense[int(layer.rsplit("_", 1)[1])]
-    if model.spec.kind in ("vae", "gan"):  # encoder/dense_1 -> dense_1 of model.encoder
-        part, inner = layer.split("/", 1)
-        return _module(getattr(model, part), inner)
-    if model.spec.kind == "rnn":  # its Linear layers: the recurrent ones are in _recurrent_tensors
-        return model.head if layer == "dense_0" else getattr(model, layer)  # attention, attention_score
-    if model.spec.kind == "transformer":
-        return _transformer_module(model, layer)
-    path = layer.replace("/", ".")
-    if model.spec.kind == "cnn":
-        return model.layers.get_submodule(path)
-    return model.get_submodule(f"stages.{path}" if path.startswith("stage_") else path)
+def native_layer(model: nn.Module, layer: str) -> nn.Module:
+    """The module of canonical layer ``layer``, where the model recorded it (``model.layer_paths``)."""
+    return resolve(model, model.layer_paths[layer])
 
 
-# canonical sub-layer of an encoder layer -> its nn.TransformerEncoderLayer attribute
-_ENCODER_PARTS = {
-    "attention/output": "self_attn.out_proj",
-    "attention_norm": "norm1",
-    "ffn_0": "linear1",
-    "ffn_1": "linear2",
-    "ffn_norm": "norm2",
-}
-
-
-def _transformer_module(model: nn.Module, layer: str) -> nn.Module:
-    if layer == "dense_0":
-        return model.head
-    if layer == "final_norm":
-        return model.encoder.norm
-    index, part = layer.removeprefix("encoder_").split("/", 1)
-    return model.encoder.layers[int(index)].get_submodule(_ENCODER_PARTS[part])
-
-
-def _transformer_tensor(model: nn.Module, layer: str, variable: str) -> torch.Tensor:
-    """The torch tensor of a canonical Transformer tensor; q, k and v share ``in_proj_weight`` and
-    ``in_proj_bias`` (see :func:`bindings`)."""
-    if layer == "embedding":
-        return model.embedding.weight
-    if layer == "position":
-        return model.position_embeddings
-    index, _, part = layer.removeprefix("encoder_").partition("/")
-    if part in ("attention/query", "attention/key", "attention/value"):
-        attention = model.encoder.layers[int(index)].self_attn
-        return attention.in_proj_weight if variable == "kernel" else attention.in_proj_bias
-    return getattr(_transformer_module(model, layer), _ATTRIBUTE[variable])
+def _tensors(
+    model: nn.Module, layer: str, variable: str, info: ParamInfo
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """The torch tensor(s) holding a canonical tensor, and those torch adds to them (see :class:`Binding`)."""
+    module = native_layer(model, layer)
+    if info.is_recurrent:
+        return _recurrent_tensors(model.spec, module, layer, variable)
+    if isinstance(module, nn.MultiheadAttention):  # q, k and v: row blocks of one packed tensor
+        return (module.in_proj_weight if variable == "kernel" else module.in_proj_bias,), ()
+    return (getattr(module, _ATTRIBUTE[variable]),), ()
 
 
 def _recurrent_tensors(
-    model: nn.Module, layer: str, variable: str
+    spec: RNNSpec, rnn: nn.RNNBase, layer: str, variable: str
 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """The torch tensor(s) of a canonical recurrent tensor, and those torch adds to them: ``rnn_1/backward``
-    + ``kernel`` is ``rnn.weight_ih_l1_reverse``; a (2, G·H) GRU bias is ``bias_ih`` and ``bias_hh``;
-    a SimpleRNN's or LSTM's one bias is ``bias_ih``, plus the ``bias_hh`` its cell adds to it."""
+    """The tensor(s) of a canonical recurrent tensor in the one ``nn.RNN``/``LSTM``/``GRU`` of the
+    model, and those torch adds to them: ``rnn_1/backward`` + ``kernel`` is ``weight_ih_l1_reverse``;
+    a (2, G·H) GRU bias is ``bias_ih`` and ``bias_hh``; a SimpleRNN's or LSTM's one bias is
+    ``bias_ih``, plus the ``bias_hh`` its cell adds to it."""
     index, direction = rnn_layer_position(layer)
     suffix = f"_l{index}" + ("_reverse" if direction == "backward" else "")
     if variable == "bias":
-        ih, hh = (getattr(model.rnn, f"bias_{kind}{suffix}") for kind in ("ih", "hh"))
-        return ((ih, hh), ()) if model.spec.has_recurrent_bias else ((ih,), (hh,))
-    return (getattr(model.rnn, ("weight_ih" if variable == "kernel" else "weight_hh") + suffix),), ()
+        ih, hh = (getattr(rnn, f"bias_{kind}{suffix}") for kind in ("ih", "hh"))
+        return ((ih, hh), ()) if spec.has_recurrent_bias else ((ih,), (hh,))
+    return (getattr(rnn, ("weight_ih" if variable == "kernel" else "weight_hh") + suffix),), ()
 
 
 @dataclass(frozen=True)
@@ -123,13 +94,7 @@ def bindings(model: nn.Module) -> list[Binding]:
     grouped: dict[tuple[int, ...], Binding] = {}
     for name, info in param_specs(model.spec).items():
         layer, variable = name.rsplit("/", 1)
-        held: tuple[torch.Tensor, ...] = ()
-        if info.is_recurrent:
-            tensors, held = _recurrent_tensors(model, layer, variable)
-        elif model.spec.kind == "transformer":
-            tensors = (_transformer_tensor(model, layer, variable),)
-        else:
-            tensors = (getattr(_module(model, layer), _ATTRIBUTE[variable]),)
+        tensors, held = _tensors(model, layer, variable, info)
         key = tuple(id(t) for t in tensors)
         known = grouped.get(key)
         grouped[key] = replace(known, names=(*known.names, name)) if known else Binding((name,), tensors, held)
@@ -213,7 +178,7 @@ def freeze(model: nn.Module) -> None:
     spec = model.spec
     for layer in layer_names(spec):
         if is_frozen(spec, layer):
-            module = _module(model, layer)
+            module = native_layer(model, layer)
             module.requires_grad_(False)
             if spec.frozen_batchnorm == "inference" and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 model.frozen_batchnorms = (*model.frozen_batchnorms, module)

@@ -249,7 +249,8 @@ def compare_recipe(recipe: RecipeSpec, backend: Backend) -> tuple[ConvergenceRow
         return row, None
     seconds = time.perf_counter() - start
     per_epoch = len(history.step_loss) // len(history.epoch_test_accuracy)
-    notes = [f"{name} {native} (spec: {value})" for name, (value, native) in history.substitutions.items()]
+    notes = ["compiled steps" if history.compiled else "eager steps"]
+    notes += [f"{name} {native} (spec: {value})" for name, (value, native) in history.substitutions.items()]
     if history.stopped_epoch:
         notes.append(f"stopped after epoch {history.stopped_epoch}")
     if history.best_epoch and recipe.early_stopping and recipe.early_stopping.restore_best:
@@ -289,7 +290,8 @@ def convergence_markdown(rows: list[ConvergenceRow]) -> str:
         "",
         "## Convergence: the recipes on the embedded digits and the synthetic sequence tasks",
         "",
-        "Identical init and batches on every backend; each step is the backend's native compiled train step.",
+        "Identical init and batches on every backend; each step is the backend's native train step, run as the",
+        "framework's own training loop runs it (the notes say which): torch's eagerly, Keras's and JAX's compiled.",
         "Wall time includes compilation. Notes name any option a backend ran natively instead of as specified",
         "(only where the recipe allows it) and early stopping. The target is a test accuracy, or for the",
         "regressions a test loss to get below; a GAN's is the modes of its mixture that its samples cover",
