@@ -11,13 +11,13 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from spec.errors import BackendUnavailable, SpecError
-from spec.layer_paths import check_layer_paths
+from spec.layer_paths import LayerPaths, check_layer_paths
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of, optimizer_groups
@@ -39,9 +39,21 @@ def intra_op_threads() -> int | None:
     return int(raw)
 
 
+class NativeModel(Protocol):
+    """A backend's built model as the framework-neutral code sees it: the framework's own object,
+    opaque but for its spec and where it keeps each canonical layer (:mod:`spec.layer_paths`)."""
+
+    spec: ModelSpec
+    layer_paths: LayerPaths
+
+
+M = TypeVar("M", bound=NativeModel)
+
+
 @runtime_checkable
 class Backend(Protocol):
-    """What each framework implementation provides. ``model`` is the framework's native model object.
+    """What each framework implementation provides. ``model`` is the framework's native model object (a
+    :class:`NativeModel`), ``optimizer`` its native optimizer (a GAN's: one per network, by name).
 
     Batches ``x`` are numpy arrays in the dtype of :attr:`spec.models.ModelSpec.input_dtype` — float32 values,
     or int32 token ids for a Transformer — and targets numpy arrays for the loss; a backend also
@@ -69,56 +81,65 @@ class Backend(Protocol):
         """The intra-op thread setting in force, e.g. ``1`` or ``default (2)``."""
         ...
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> Any:
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> NativeModel:
         """A native model for ``spec`` holding ``params`` (canonical names and layout); ``seed`` seeds the
         model's own random streams (dropout masks) with the framework's generator."""
         ...
 
-    def load_params(self, model: Any, params: Mapping[str, np.ndarray]) -> None:
+    def load_params(self, model: NativeModel, params: Mapping[str, np.ndarray]) -> None:
         """Overwrite the model's tensors with canonical ``params`` (checked against its spec)."""
         ...
 
-    def export_params(self, model: Any) -> dict[str, np.ndarray]:
+    def export_params(self, model: NativeModel) -> dict[str, np.ndarray]:
         """The model's tensors under canonical names and layout, as float32 numpy arrays: everything the
         model computes with, so the judge on the export gives the model's outputs (a native tensor the
         spec has no name for, such as torch's held ``bias_hh``, is folded into its canonical one)."""
         ...
 
-    def count_params(self, model: Any) -> ParamCount:
+    def count_params(self, model: NativeModel) -> ParamCount:
         """Trainable and non-trainable counts, as the framework itself reports them."""
         ...
 
-    def forward(self, model: Any, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+    def forward(self, model: NativeModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         """The model's output (after its output activation) for a batch ``x``, run eagerly."""
         ...
 
-    def logits(self, model: Any, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
+    def logits(
+        self, model: NativeModel, x: np.ndarray, *, training: bool = False, compiled: bool = False
+    ) -> np.ndarray:
         """The model's output before its output activation; ``compiled`` as for :meth:`train_step`."""
         ...
 
-    def encode(self, model: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, model: NativeModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A VAE's encoder outputs for flattened ``images`` (without ε): the mean and the
         log-variance of q(z|x), each (batch, latent_size)."""
         ...
 
     def loss_and_grads(
-        self, model: Any, x: np.ndarray, targets: np.ndarray, loss: str
+        self, model: NativeModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         """The training loss (named as in :mod:`spec.losses`, plus the spec's L2 term) and its gradient
         per canonical parameter, with the model in training mode (dropout active)."""
         ...
 
-    def make_optimizer(self, model: Any, opt: OptimizerSpec) -> Any:
+    def make_optimizer(self, model: NativeModel, opt: OptimizerSpec) -> Any:
         """The framework's native optimizer for ``model``, configured to follow ``opt`` exactly; raises
         :class:`spec.errors.UnsupportedOption` for an option the framework cannot express."""
         ...
 
-    def apply_gradients(self, model: Any, optimizer: Any, grads: Mapping[str, np.ndarray]) -> None:
+    def apply_gradients(self, model: NativeModel, optimizer: Any, grads: Mapping[str, np.ndarray]) -> None:
         """One optimizer step with canonical ``grads`` (as from :meth:`loss_and_grads`)."""
         ...
 
     def train_step(
-        self, model: Any, optimizer: Any, x: np.ndarray, targets: np.ndarray, loss: str, *, compiled: bool = False
+        self,
+        model: NativeModel,
+        optimizer: Any,
+        x: np.ndarray,
+        targets: np.ndarray,
+        loss: str,
+        *,
+        compiled: bool = False,
     ) -> float:
         """One training step — forward in training mode, loss, gradients, optimizer update; returns the
         training loss (with the L2 term) before the update. ``compiled``: ``True`` through the
@@ -131,7 +152,7 @@ class Backend(Protocol):
         ...
 
 
-class NativeBackend(ABC):
+class NativeBackend(ABC, Generic[M]):
     """The framework-neutral half of :class:`Backend`, written once: which native class builds a spec
     (the ``{spec class: model class}`` table each ``impls/<name>/models.py`` exports as
     ``MODEL_CLASSES``), the optimizer groups (one optimizer per network of a GAN, each loss picking
@@ -142,9 +163,9 @@ class NativeBackend(ABC):
 
     name: ClassVar[str]
     trains_compiled: ClassVar[bool]
-    model_classes: ClassVar[Mapping[type[ModelSpec], type]]
+    model_classes: ClassVar[Mapping[type[ModelSpec], Callable[..., Any]]]
 
-    def model_class(self, spec: ModelSpec) -> type:
+    def model_class(self, spec: ModelSpec) -> Callable[..., M]:
         """The native class that builds ``spec``, or :class:`SpecError` naming the kinds this backend builds."""
         try:
             return self.model_classes[type(spec)]
@@ -152,14 +173,14 @@ class NativeBackend(ABC):
             kinds = sorted(cls.__name__ for cls in self.model_classes)
             raise SpecError("spec", type(spec).__name__, f"a spec the {self.name} backend builds: {kinds}") from None
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> Any:
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> M:
         model = self._new_model(self.model_class(spec), spec, seed)
         check_layer_paths(spec, model.layer_paths, self.name)
         self._load(model, params)
         self._freeze(model)
         return self._ready(model, seed)
 
-    def make_optimizer(self, model: Any, opt: OptimizerSpec) -> Any:
+    def make_optimizer(self, model: M, opt: OptimizerSpec) -> Any:
         groups = optimizer_groups(model.spec)
         if groups is None:
             return self._native_optimizer(model, opt, None)
@@ -171,7 +192,7 @@ class NativeBackend(ABC):
         return optimizer[GAN_LOSS_TRAINS[loss]] if isinstance(optimizer, Mapping) else optimizer
 
     @staticmethod
-    def optimizer_for_grads(model: Any, optimizer: Any, grads: Mapping[str, np.ndarray]) -> tuple[str | None, Any]:
+    def optimizer_for_grads(model: M, optimizer: Any, grads: Mapping[str, np.ndarray]) -> tuple[str | None, Any]:
         """The part (``None`` for a model with one optimizer) that canonical ``grads`` cover, and its optimizer."""
         if not isinstance(optimizer, Mapping):
             return None, optimizer
@@ -179,28 +200,56 @@ class NativeBackend(ABC):
         return part, optimizer[part]
 
     @abstractmethod
-    def _new_model(self, model_class: type, spec: ModelSpec, seed: int) -> Any:
+    def _new_model(self, model_class: Callable[..., M], spec: ModelSpec, seed: int) -> M:
         """A native model of ``model_class`` for ``spec``, its variables created (any values)."""
 
     @abstractmethod
-    def _load(self, model: Any, params: Mapping[str, np.ndarray]) -> None: ...
+    def _load(self, model: M, params: Mapping[str, np.ndarray]) -> None: ...
 
     @abstractmethod
-    def _freeze(self, model: Any) -> None:
+    def _freeze(self, model: M) -> None:
         """Leave the spec's frozen layers out of training."""
 
-    def _ready(self, model: Any, seed: int) -> Any:
+    def _ready(self, model: M, seed: int) -> M:
         """The built model after loading, for a framework with more to set up (random streams)."""
         return model
 
     @abstractmethod
-    def _native_optimizer(self, model: Any, opt: OptimizerSpec, part: str | None) -> Any:
+    def _native_optimizer(self, model: M, opt: OptimizerSpec, part: str | None) -> Any:
         """The native optimizer following ``opt`` for the trainable tensors of ``part`` (a GAN's
         network, by name: :func:`spec.params.optimizer_groups`), or of the whole model (``None``)."""
 
     def _optimizer_group(self, optimizers: dict[str, Any]) -> Any:
         """A GAN's optimizers, one per network by name, in the container the framework needs."""
         return optimizers
+
+
+_CACHE = "_triptych_cache"
+T = TypeVar("T")
+
+
+def native_cache(owner: object) -> dict[str, Any]:
+    """What a backend keeps beside a native model or optimizer it made — compiled functions, split
+    state — in that object's own ``__dict__``: past the framework's attribute tracking (torch would
+    register a compiled module as a submodule, Keras track it, NNX make it graph state), and living
+    exactly as long as the object (a weak-keyed table would keep it forever: the compiled functions
+    hold the model)."""
+    return owner.__dict__.setdefault(_CACHE, {})
+
+
+def drop_native_cache(owner: object) -> dict[str, Any]:
+    """Take ``owner``'s :func:`native_cache` off it (empty if it had none) and return it. An NNX
+    module keeps every attribute in the graph definition that ``nnx.split`` returns, so the JAX
+    backend drops the cache before each split."""
+    return owner.__dict__.pop(_CACHE, {})
+
+
+def cached(owner: object, key: str, make: Callable[[], T]) -> T:
+    """``make()``, made once per ``owner`` and ``key`` and kept in its :func:`native_cache`."""
+    cache = native_cache(owner)
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 def load_backend(name: str) -> Backend:

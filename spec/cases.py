@@ -349,7 +349,7 @@ def _cases_of(spec: ModelSpec, batch_size: int = 16) -> list[Case]:
         batch_size = 4
     if spec.own_losses:
         losses: tuple[str, ...] = spec.own_losses
-    elif isinstance(spec, CNNSpec) and spec.output_activation == "sigmoid" and len(spec.output_shape) == 3:
+    elif spec.output_activation == "sigmoid" and len(spec.output_shape) == 3:  # images out: a decoder
         losses = PIXEL_LOSSES
     else:
         return [Case(spec, batch_size=batch_size)]

@@ -336,7 +336,11 @@ class BatchNorm:
 class Act:
     """An element-wise activation as a layer of its own."""
 
-    activation: Activation | str
+    activation: Activation
+
+    if TYPE_CHECKING:  # the constructor also takes an activation's text, e.g. "leaky_relu(0.2)"
+
+        def __init__(self, activation: Activation | str) -> None: ...
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "activation", Activation.parse(self.activation))

@@ -121,6 +121,13 @@ class OptimizerSpec:
         return self.learning_rate if isinstance(self.learning_rate, ScheduleSpec) else None
 
     @property
+    def constant_rate(self) -> float:
+        """The learning rate of an optimizer without a schedule."""
+        if isinstance(self.learning_rate, ScheduleSpec):
+            raise SpecError("optimizer.learning_rate", self.learning_rate, "a constant rate (no schedule)")
+        return self.learning_rate
+
+    @property
     def base_learning_rate(self) -> float:
         return self.schedule.learning_rate if self.schedule else self.learning_rate  # type: ignore[return-value]
 

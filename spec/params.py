@@ -215,6 +215,17 @@ def optimizer_groups(spec: ModelSpec) -> dict[str, list[str]] | None:
     return {part: [n for n in names if n.startswith(f"{part}/")] for part in model_parts(spec)}
 
 
+def group_names(spec: ModelSpec, part: str | None) -> list[str] | None:
+    """The canonical names the optimizer of ``part`` (a GAN's network) updates; ``None`` for the
+    one optimizer of the whole model (``part`` ``None``)."""
+    if part is None:
+        return None
+    groups = optimizer_groups(spec) or {}
+    if part not in groups:
+        raise SpecError("part", part, f"an optimizer group of {spec.name!r}: {list(groups)}")
+    return groups[part]
+
+
 def group_of(spec: ModelSpec, names: Collection[str]) -> str:
     """The optimizer group whose tensors ``names`` are (as gradients for one step of it are)."""
     groups = optimizer_groups(spec) or {}

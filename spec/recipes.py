@@ -1,7 +1,7 @@
 """Training recipes: what to train, with which optimizer and loss, on which batches, until when.
 
 A recipe is framework-neutral: :func:`spec.training.fit` runs it on any backend with that backend's
-native compiled train step and optimizer, over batches drawn from the recipe's seed, so every backend
+native train step and optimizer, over batches drawn from the recipe's seed, so every backend
 sees the same examples in the same order.
 """
 
@@ -10,23 +10,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TypedDict
 
-from spec.data import Split, digit_pairs, digits, first_classes
+from spec.data import DIGIT_PAIRS, DIGITS_RECONSTRUCTION, FIVE_DIGITS, Split
 from spec.data.augment import Augmentation
-from spec.data.mixture import RING
-from spec.data.sequences import SEQUENCE_TASKS, SEQUENCE_TRAIN, TOKEN_TASKS, sequence_split, token_split
+from spec.data.mixture import GAUSSIAN_RING
+from spec.data.sequences import SEQUENCE_TRAIN
 from spec.errors import SpecError
 from spec.losses import check_model_loss
 from spec.models import (
-    GAN_SPECS,
     SEQUENCE_ZOO,
     TRANSFORMER_ZOO,
     ZOO,
     MLPSpec,
     ModelSpec,
-    RNNSpec,
-    TransformerSpec,
-    VAESpec,
 )
 from spec.optimizers import OptimizerSpec
 from spec.schedules import ScheduleSpec
@@ -99,73 +96,36 @@ class RecipeSpec:
                 raise SpecError("recipe.native_substitutes", name, SUBSTITUTABLE)
         if self.target_loss is not None:
             check_number("recipe.target_loss", self.target_loss, low=0.0, low_open=True)
-        if self.target_modes is not None and not isinstance(self.model, GAN_SPECS):
-            raise SpecError("recipe.target_modes", self.target_modes, "None for a model that is not a GAN")
+        if self.target_modes is not None and not self.model.generates_samples:
+            raise SpecError("recipe.target_modes", self.target_modes, "None for a model that does not generate samples")
         allowed = data_for(self.model)
         if self.data not in allowed:
             raise SpecError("recipe.data", self.data, allowed)
 
 
-# The digits as their own targets, for an autoencoder (a model whose output has the input's shape).
-DIGITS_RECONSTRUCTION = "digits_reconstruction"
-# Two digits overlaid per image, with both classes as targets (spec.data.digit_pairs): a multi-label
-# task for a model with ten sigmoid outputs.
-DIGIT_PAIRS = "digit_pairs"
-# The digits of the first five classes, for a 5-class classifier (the fine-tuning recipe's new head).
-FIVE_DIGITS = "digits_0_to_4"
-# The 2-D ring of Gaussians a GAN learns to sample (spec.data.mixture), and the one the recipes use.
-GAUSSIAN_RING = "gaussian_ring"
-
-
 def data_for(model: ModelSpec) -> tuple[str, ...]:
-    """The data a recipe for ``model`` can name: synthetic sequences for a recurrent model, token
-    tasks for a Transformer, the digits otherwise — as their own targets only for a convolutional
-    model whose output is an image like its input, as their own targets too for a dense one whose
-    output is as wide as its input."""
-    if isinstance(model, RNNSpec):
-        return SEQUENCE_TASKS
-    if isinstance(model, TransformerSpec):
-        return TOKEN_TASKS
-    if isinstance(model, MLPSpec) and model.reconstructs_input:
-        return ("digits", DIGITS_RECONSTRUCTION)
-    if model.reconstructs_input or isinstance(model, VAESpec):
-        return (DIGITS_RECONSTRUCTION,)
-    if isinstance(model, GAN_SPECS):  # points of the ring, or digit images (8×8 or 28×28, flat or not)
-        return (GAUSSIAN_RING,) if model.data_shape == (2,) else ("digits",) if model.output_size in (64, 784) else ()
-    if model.output_activation == "sigmoid" and model.output_size == 10:
-        return ("digits", DIGIT_PAIRS)
-    if model.output_activation == "softmax" and model.output_size == 5:
-        return (FIVE_DIGITS,)
-    return ("digits",)
+    """The data a recipe for ``model`` can name (:attr:`spec.models.ModelSpec.recipe_tasks`)."""
+    return model.recipe_tasks
 
 
 def recipe_split(recipe: RecipeSpec) -> Split:
-    """The data ``recipe`` trains and is tested on: the digits shaped for its model, or its task."""
-    model = recipe.model
-    if recipe.data == "digits" and isinstance(model, GAN_SPECS):  # the images a generator learns to draw
-        return digits(model.data_shape, seed=recipe.seed)
-    if recipe.data == "digits":
-        return digits(model.input_shape, seed=recipe.seed)
-    if recipe.data == DIGIT_PAIRS:
-        return digit_pairs(digits(model.input_shape, seed=recipe.seed), recipe.seed)
-    if recipe.data == FIVE_DIGITS:
-        return first_classes(digits(model.input_shape, seed=recipe.seed), 5)
-    if recipe.data == DIGITS_RECONSTRUCTION:  # a VAE's input holds its noise ε beside the image
-        images = digits((model.input_size,) if isinstance(model, VAESpec) else model.input_shape, seed=recipe.seed)
-        return Split(images.x_train, images.x_train, images.x_test, images.x_test)
-    if recipe.data == GAUSSIAN_RING:  # points, and the mode each came from
-        return RING.split(seed=recipe.seed)
-    if isinstance(model, TransformerSpec):
-        return token_split(recipe.data, model.seq_len, model.vocab_size, model.pad_token, seed=recipe.seed)
-    return sequence_split(recipe.data, model.seq_len, model.input_size, seed=recipe.seed)
+    """The data ``recipe`` trains and is tested on, as its model reads it."""
+    return recipe.model.task_split(recipe.data, recipe.seed)
 
 
-def digits_mlp(hidden: tuple[int, ...], name: str, **options: float) -> MLPSpec:
-    return MLPSpec(name, 64, hidden, 10, ("relu",) * len(hidden), "softmax", **options)
+def digits_mlp(hidden: tuple[int, ...], name: str, *, dropout: float = 0.0, kernel_l2: float = 0.0) -> MLPSpec:
+    return MLPSpec(name, 64, hidden, 10, ("relu",) * len(hidden), "softmax", dropout=dropout, kernel_l2=kernel_l2)
 
 
-_ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8, epsilon_placement="corrected")
-_GAN_ADAM = _ADAM | dict(beta1=0.5)  # Radford et al.'s DCGAN setting: less momentum for the adversaries
+class AdamOptions(TypedDict):
+    beta1: float
+    beta2: float
+    epsilon: float
+    epsilon_placement: str
+
+
+_ADAM: AdamOptions = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "epsilon_placement": "corrected"}
+_GAN_ADAM: AdamOptions = {**_ADAM, "beta1": 0.5}  # Radford et al.'s DCGAN setting: less momentum for the adversaries
 
 DIGITS_EPOCHS = 35
 DIGITS_TARGET = 0.95

@@ -77,7 +77,8 @@ def activation(x: np.ndarray, act: Activation) -> np.ndarray:
         case "elu":
             return np.where(x > 0, x, act.alpha * np.expm1(np.minimum(x, 0.0)))
         case "gelu" if act.approximate == "exact":
-            return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+            # frompyfunc's stub also allows a scalar (for a 0-d input); on an array it returns an array
+            return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))  # type: ignore[union-attr]
         case "gelu":
             return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
         case "linear":
@@ -264,7 +265,8 @@ def _resnet(
     def conv(layer: Conv2D, name: str, x: np.ndarray) -> np.ndarray:
         return apply_layer(layer, name, p, x, False, state)
 
-    for layer, name in zip(spec.stem_layers, ("stem/conv", "stem/bn", None, None)):
+    stem_layers: tuple[Layer, ...] = spec.stem_layers  # each applied alike, whatever its kind
+    for layer, name in zip(stem_layers, ("stem/conv", "stem/bn", None, None)):
         h = apply_layer(layer, name, p, h, name == "stem/bn" and batch_statistics(name), state)
     for block in spec.blocks():
         b, out = block.name, h
@@ -425,6 +427,7 @@ def apply_layer(
         case Pool2D():
             return pool2d(h, layer)
         case BatchNorm():
+            assert name is not None  # a layer with tensors has a canonical name (spec.params.cnn_layer_names)
             return batchnorm(h, layer, p, name, training, state)
         case Act():
             return activation(h, layer.activation)
@@ -785,7 +788,8 @@ class ReferenceOptimizer:
     def step(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One update; returns new float64 parameters and advances the optimizer state."""
         opt = self.opt
-        lr = learning_rate(opt.schedule, self.step_count) if opt.schedule else opt.learning_rate
+        rate = opt.learning_rate
+        lr = learning_rate(rate, self.step_count) if isinstance(rate, ScheduleSpec) else rate
         self.step_count += 1
         t = self.step_count
         grads = {name: np.asarray(g, np.float64) for name, g in grads.items()}
@@ -804,6 +808,7 @@ class ReferenceOptimizer:
                         g = g + opt.momentum * s["buffer"] if opt.nesterov else s["buffer"]
                     theta = theta - lr * g
                 case "adam" | "adamw":
+                    assert opt.beta1 is not None and opt.beta2 is not None  # required (OptimizerSpec.__post_init__)
                     if opt.kind == "adamw":
                         theta = theta - lr * opt.weight_decay * theta
                     s["m"] = opt.beta1 * s["m"] + (1 - opt.beta1) * g
@@ -814,6 +819,7 @@ class ReferenceOptimizer:
                     else:
                         theta = theta - lr * math.sqrt(c2) / c1 * s["m"] / (np.sqrt(s["v"]) + opt.epsilon)
                 case "rmsprop":
+                    assert opt.rho is not None  # required (OptimizerSpec.__post_init__)
                     s["v"] = opt.rho * s["v"] + (1 - opt.rho) * g**2
                     second = s["v"]
                     if opt.centered:
@@ -839,16 +845,21 @@ def learning_rate(schedule: ScheduleSpec, step: int) -> float:
     s = schedule
     if not 0 <= step < s.total_steps:
         raise SpecError("step", step, f"an integer in [0, {s.total_steps})")
+    # each kind's fields are set (ScheduleSpec.__post_init__ requires them), as the asserts tell mypy
     match s.kind:
         case "constant":
             return s.learning_rate
         case "step":
+            assert s.gamma is not None and s.step_size is not None
             return s.learning_rate * s.gamma ** (step // s.step_size)
         case "exponential":
+            assert s.gamma is not None
             return s.learning_rate * s.gamma**step
         case "cosine":
+            assert s.floor is not None
             return _cosine(s.learning_rate, s.floor, step, s.total_steps)
         case "warmup_cosine":
+            assert s.floor is not None and s.warmup_steps is not None and s.warmup_start is not None
             if step < s.warmup_steps:
                 return s.warmup_start + (s.learning_rate - s.warmup_start) * step / s.warmup_steps
             return _cosine(s.learning_rate, s.floor, step - s.warmup_steps, s.total_steps - s.warmup_steps)

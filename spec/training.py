@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from spec import reference as ref
-from spec.backend import Backend
-from spec.data import EVALUATION_STREAM, Split, batch_indices, latent_noise, stratified_split, vae_inputs
-from spec.data.mixture import ModeCoverage, class_coverage, mode_coverage
+from spec.backend import Backend, NativeModel
+from spec.data import EVALUATION_STREAM, Split, batch_indices, stratified_split
+from spec.data.mixture import RING, ModeCoverage, class_coverage, mode_coverage
 from spec.errors import SpecError, TrainingDiverged, UnsupportedOption
-from spec.models import GAN_SPECS, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
-from spec.recipes import GAUSSIAN_RING, RING, RecipeSpec
+from spec.recipes import GAUSSIAN_RING, RecipeSpec
 
 
 @dataclass
@@ -66,7 +66,7 @@ class History:
 
 
 def accuracy(
-    backend: Backend, model: object, x: np.ndarray, labels: np.ndarray, loss: str, *, compiled: bool = False
+    backend: Backend, model: NativeModel, x: np.ndarray, labels: np.ndarray, loss: str, *, compiled: bool = False
 ) -> float:
     """The share of correct predictions: the arg-max class for class ids and one-hot targets, the
     side of 0.5 for binary targets (every step's, for per-step heads); NaN for a regression."""
@@ -83,29 +83,19 @@ def accuracy(
     return math.nan
 
 
-def model_inputs(recipe: RecipeSpec, x: np.ndarray, stream: int) -> np.ndarray:
-    """What the recipe's model takes for examples ``x``: a VAE's images get their ε beside them,
-    drawn from ``stream`` (the training step's number); other models take ``x`` as it is."""
-    spec = recipe.model
-    if isinstance(spec, VAESpec):
-        return vae_inputs(x, latent_noise(len(x), spec.latent_size, recipe.seed, stream))
-    return x
-
-
 def evaluation_loss(
-    backend: Backend, model: object, recipe: RecipeSpec, split: Split, *, compiled: bool = False
+    backend: Backend, model: NativeModel, recipe: RecipeSpec, x: np.ndarray, y: np.ndarray, *, compiled: bool = False
 ) -> float:
-    """The recipe's loss (without the L2 term) of the model on the test set, in float64. A VAE's
-    (with one fixed draw of ε) is the judge's on the backend's weights: the loss needs the encoder's
-    outputs as well as the logits."""
-    if isinstance(recipe.model, VAESpec):
-        inputs = model_inputs(recipe, split.x_test, EVALUATION_STREAM)
-        return ref.loss(recipe.model, backend.export_params(model), inputs, split.y_test, recipe.loss)
-    if isinstance(recipe.model, GAN_SPECS):  # the discriminator's loss on the test points and fresh samples
-        z = latent_noise(len(split.x_test), recipe.model.latent_size, recipe.seed, EVALUATION_STREAM)
-        return ref.loss(recipe.model, backend.export_params(model), z, split.x_test, "gan_discriminator")
-    logits = backend.logits(model, split.x_test, compiled=compiled)
-    return ref.loss_from_logits(recipe.loss, logits, split.y_test, recipe.model.output_activation)
+    """The recipe's loss (without the L2 term) of the model on held-out examples, in float64, as
+    the spec measures them (:meth:`~spec.models.ModelSpec.evaluation_batch`). A loss of the model's
+    own kind needs more than the logits (a VAE's the encoder's outputs, a GAN's both networks): it is
+    the judge's, on the backend's weights."""
+    spec = recipe.model
+    inputs, targets, loss = spec.evaluation_batch(x, y, recipe.loss, recipe.seed)
+    if loss in spec.own_losses:
+        return ref.loss(spec, backend.export_params(model), inputs, targets, loss)
+    logits = backend.logits(model, inputs, compiled=compiled)
+    return ref.loss_from_logits(loss, logits, targets, spec.output_activation)
 
 
 def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | None = None) -> History:
@@ -138,19 +128,19 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
     for epoch in range(recipe.epochs):
         for batch in batch_indices(len(x), recipe.batch_size, seed=recipe.seed, epoch=epoch):
             step = len(history.step_loss)
-            rate = ref.learning_rate(schedule, step) if schedule else recipe.optimizer.learning_rate
+            rate = ref.learning_rate(schedule, step) if schedule is not None else recipe.optimizer.constant_rate
             x_batch = x[batch]
             if recipe.augmentation is not None:
                 x_batch = recipe.augmentation(x_batch, recipe.seed, epoch, step)
-            x_batch = model_inputs(recipe, x_batch, step)
-            if isinstance(recipe.model, GAN_SPECS):  # the discriminator's step, then the generator's
-                z = latent_noise(len(batch), recipe.model.latent_size, recipe.seed, step)
-                loss = backend.train_step(model, optimizer, z, x_batch, "gan_discriminator", compiled=compiled)
-                generator_loss = backend.train_step(model, optimizer, z, x_batch, "gan_generator", compiled=compiled)
-                history.step_generator_loss.append(generator_loss)
-                loss = loss if math.isfinite(generator_loss) else generator_loss
-            else:
-                loss = backend.train_step(model, optimizer, x_batch, y[batch], recipe.loss, compiled=compiled)
+            loss, *later = (
+                backend.train_step(model, optimizer, inputs, targets, step_loss, compiled=compiled)
+                for inputs, targets, step_loss in recipe.model.training_steps(
+                    x_batch, y[batch], recipe.loss, recipe.seed, step
+                )
+            )
+            if later:  # a GAN's generator step, after its discriminator's
+                history.step_generator_loss.append(later[0])
+                loss = loss if math.isfinite(later[0]) else later[0]
             if not math.isfinite(loss):
                 raise TrainingDiverged(
                     f"{backend.name}: recipe {recipe.name!r} diverged at step {step} (epoch {epoch + 1}): "
@@ -161,12 +151,13 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
         history.epoch_test_accuracy.append(
             accuracy(backend, model, split.x_test, split.y_test, recipe.loss, compiled=compiled)
         )
-        history.epoch_test_loss.append(evaluation_loss(backend, model, recipe, split, compiled=compiled))
+        history.epoch_test_loss.append(
+            evaluation_loss(backend, model, recipe, split.x_test, split.y_test, compiled=compiled)
+        )
         if recipe.early_stopping is None:
             continue
-        val_loss = ref.loss_from_logits(
-            recipe.loss, backend.logits(model, x_val, compiled=compiled), y_val, recipe.model.output_activation
-        )
+        assert x_val is not None and y_val is not None  # RecipeSpec requires a validation split with early stopping
+        val_loss = evaluation_loss(backend, model, recipe, x_val, y_val, compiled=compiled)
         history.epoch_val_loss.append(val_loss)
         if val_loss < best_loss - recipe.early_stopping.min_delta:
             best_loss, waited = val_loss, 0
@@ -180,8 +171,8 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
         backend.load_params(model, best_params)
     history.final_params = backend.export_params(model)
     history.final_test_accuracy = accuracy(backend, model, split.x_test, split.y_test, recipe.loss, compiled=compiled)
-    history.final_test_loss = evaluation_loss(backend, model, recipe, split, compiled=compiled)
-    if isinstance(recipe.model, GAN_SPECS):
+    history.final_test_loss = evaluation_loss(backend, model, recipe, split.x_test, split.y_test, compiled=compiled)
+    if recipe.model.generates_samples:
         history.samples = generated_samples(backend, model, recipe)
         ring = recipe.data == GAUSSIAN_RING
         history.coverage = mode_coverage(history.samples, RING) if ring else class_coverage(history.samples, split)
@@ -192,14 +183,13 @@ def fit(backend: Backend, recipe: RecipeSpec, split: Split, *, compiled: bool | 
 COVERAGE_SAMPLES = 2048
 
 
-def generated_samples(backend: Backend, model: object, recipe: RecipeSpec) -> np.ndarray:
+def generated_samples(backend: Backend, model: NativeModel, recipe: RecipeSpec) -> np.ndarray:
     """The generator's samples for :data:`COVERAGE_SAMPLES` latents drawn from the evaluation stream."""
-    z = latent_noise(COVERAGE_SAMPLES, recipe.model.latent_size, recipe.seed, EVALUATION_STREAM)
-    return backend.forward(model, z)
+    return backend.forward(model, recipe.model.latents(COVERAGE_SAMPLES, recipe.seed, EVALUATION_STREAM))
 
 
 def make_optimizer_substituting(
-    backend: Backend, model: object, opt: OptimizerSpec, substitutable: tuple[str, ...]
+    backend: Backend, model: NativeModel, opt: OptimizerSpec, substitutable: tuple[str, ...]
 ) -> tuple[object, dict[str, tuple[object, object]]]:
     """The backend's optimizer for ``opt``, with the native value of each ``substitutable`` option the
     framework cannot express; returns it and the substitutions made (field -> (spec value, native))."""
@@ -212,4 +202,5 @@ def make_optimizer_substituting(
             if name not in substitutable or unsupported.native is None or name in substitutions:
                 raise
             substitutions[name] = (getattr(opt, name), unsupported.native)
-            opt = replace(opt, **{name: unsupported.native})
+            native: dict[str, Any] = {name: unsupported.native}  # which field is known only at run time
+            opt = replace(opt, **native)

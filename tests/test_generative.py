@@ -16,14 +16,14 @@ from spec import reference as ref
 from spec.backend import Backend
 from spec.cases import SMALL
 from spec.data import digits, latent_noise, vae_batch, vae_inputs
-from spec.data.mixture import class_coverage, mode_coverage
+from spec.data.mixture import RING, class_coverage, mode_coverage
 from spec.errors import SpecError
 from spec.layers import Act, Conv2D, ConvTranspose2D, Dense, Flatten, Reshape
 from spec.losses import check_model_loss
 from spec.models import ZOO, CNNSpec, ConvGANSpec, GANSpec, VAESpec
 from spec.optimizers import OptimizerSpec
 from spec.params import GAN_LOSS_TRAINS, count_params, init_params, param_specs, trainable_names, trained_names
-from spec.recipes import RECIPES, RING, EarlyStopping, RecipeSpec, recipe_split
+from spec.recipes import RECIPES, EarlyStopping, RecipeSpec, recipe_split
 from spec.report.plots import image_grid, plot_gan_samples
 from spec.tolerances import max_scaled_error, tolerance
 from spec.training import History

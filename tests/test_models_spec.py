@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 
 import pytest
 
+import spec.layers
+import spec.models.dense
+import spec.models.transformer
+import spec.models.vision
 from spec.errors import SpecError
 from spec.layers import Activation
 from spec.models import ZOO, MLPSpec, get_model
@@ -101,3 +107,31 @@ def test_unknown_zoo_model_lists_the_known_ones() -> None:
     assert info.value.field == "model"
     for name in ZOO:
         assert name in str(info.value)
+
+
+def _typed_constructors() -> list[tuple[type, ast.FunctionDef]]:
+    """Every spec class whose ``__init__`` is written out for the type checker only (under
+    ``if TYPE_CHECKING:``, to accept what ``__post_init__`` parses), with that ``__init__``."""
+    found = []
+    for module in (spec.layers, spec.models.dense, spec.models.transformer, spec.models.vision):
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for block in node.body:
+                if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING":
+                    for stub in block.body:
+                        if isinstance(stub, ast.FunctionDef) and stub.name == "__init__":
+                            found.append((getattr(module, node.name), stub))
+    return found
+
+
+def test_the_type_checkers_constructors_take_the_dataclass_fields() -> None:
+    # a field added to a spec class but not to its typed __init__ would go unchecked by mypy
+    constructors = _typed_constructors()
+    assert {cls.__name__ for cls, _ in constructors} >= {"Act", "MLPSpec", "TransformerSpec", "Conv2D"}
+    for cls, stub in constructors:
+        runtime = inspect.signature(cls.__init__).parameters
+        positional = [a.arg for a in (*stub.args.posonlyargs, *stub.args.args)]
+        assert positional + [a.arg for a in stub.args.kwonlyargs] == list(runtime), cls.__name__
+        keyword_only = [n for n, p in runtime.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        assert [a.arg for a in stub.args.kwonlyargs] == keyword_only, cls.__name__

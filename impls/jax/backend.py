@@ -10,7 +10,7 @@ donated — no module graph walked per step (see :class:`HeldState`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -21,9 +21,9 @@ from flax import nnx
 
 from impls.jax import schedules, weights
 from impls.jax.losses import compute_loss, gan_loss, negative_elbo
-from impls.jax.models import MODEL_CLASSES, VAE, SpecModel, logits_of
+from impls.jax.models import GAN, MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.jax.optimizers import make_optimizer
-from spec.backend import NativeBackend, intra_op_threads
+from spec.backend import NativeBackend, drop_native_cache, intra_op_threads, native_cache
 from spec.inputs import check_inputs, check_targets
 from spec.losses import check_model_loss, takes_class_ids
 from spec.models import (
@@ -49,8 +49,10 @@ def _inputs(model: SpecModel, x: np.ndarray) -> jax.Array:
 def training_loss(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
     """The spec's loss on one batch plus its L2 term."""
     if loss == "negative_elbo":
+        assert isinstance(model, VAE)  # a VAE's own loss: check_model_loss let no other model here
         return negative_elbo(model.spec, model(x), targets)
     if loss in GAN_LOSS_TRAINS:
+        assert isinstance(model, GAN)  # as above
         return gan_loss(model, x, targets, loss)
     value = compute_loss(loss, model(x), targets, model.spec.output_activation)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
@@ -150,15 +152,14 @@ class HeldState:
     leaves: list[jax.Array]
 
 
-_HELD = "_triptych_held_state"
+_HELD = "held_state"
 
 
 def synced(model: SpecModel) -> SpecModel:
     """The live model, with the state of any compiled train steps written back into it and its
     optimizer. Drops the split kept for evaluation passes (:class:`InferenceState`): every backend
     method but those passes calls this before it reads or changes the model."""
-    model.__dict__.pop(_INFERENCE, None)
-    held = model.__dict__.pop(_HELD, None)
+    held = drop_native_cache(model).get(_HELD)  # before any split sees it (spec.backend.drop_native_cache)
     if held is not None:
         nnx.update((model, held.optimizer), jax.tree.unflatten(held.treedef, held.leaves))
     return model
@@ -166,13 +167,13 @@ def synced(model: SpecModel) -> SpecModel:
 
 def held_state(model: SpecModel, optimizer: nnx.Optimizer, loss: str) -> HeldState:
     """The state compiled train steps of ``model`` with ``optimizer`` and ``loss`` pass along."""
-    held = model.__dict__.get(_HELD)
+    held = native_cache(model).get(_HELD)
     if held is None or held.optimizer is not optimizer:
         synced(model).set_mode(True)
         graphdef, state = nnx.split((model, optimizer))
         leaves, treedef = jax.tree.flatten(state)
         held = HeldState(optimizer, graphdef, treedef, leaves)
-        model.__dict__[_HELD] = held
+        native_cache(model)[_HELD] = held
     return held
 
 
@@ -196,18 +197,18 @@ class InferenceState:
         return all(variable.get_raw_value() is leaf for variable, leaf in zip(self.variables, self.leaves, strict=True))
 
 
-_INFERENCE = "_triptych_inference_state"
+_INFERENCE = "inference_state"
 
 
 def inference_state(model: SpecModel) -> InferenceState:
-    cached = model.__dict__.get(_INFERENCE)
-    if cached is None or not cached.is_current():
+    held = native_cache(model).get(_INFERENCE)
+    if held is None or not held.is_current():
         synced(model).set_mode(False)
         graphdef, state = nnx.split(model)
         leaves, treedef = jax.tree.flatten(state)
         variables = jax.tree.leaves(state, is_leaf=lambda leaf: isinstance(leaf, nnx.Variable))
-        cached = model.__dict__[_INFERENCE] = InferenceState(graphdef, treedef, leaves, variables)
-    return cached
+        held = native_cache(model)[_INFERENCE] = InferenceState(graphdef, treedef, leaves, variables)
+    return held
 
 
 @partial(jax.jit, static_argnames="treedef")
@@ -218,7 +219,7 @@ def _evaluate(
     return logits_of(nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))(x))
 
 
-class JaxBackend(NativeBackend):
+class JaxBackend(NativeBackend[SpecModel]):
     name = "jax"
     trains_compiled = True
     model_classes = MODEL_CLASSES
@@ -241,7 +242,7 @@ class JaxBackend(NativeBackend):
     def device(self) -> str:
         return self._device
 
-    def _new_model(self, model_class: type[SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
+    def _new_model(self, model_class: Callable[..., SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
         # An abstract model (shapes only), filled from the parameters: running Flax's own initializers
         # eagerly would compile each of their ops for every new shape, seconds per model on a CPU.
         return nnx.eval_shape(lambda: model_class(spec, rngs=nnx.Rngs(params=0, dropout=seed)))
@@ -336,12 +337,14 @@ class JaxBackend(NativeBackend):
         check_model_loss(model.spec, loss)
         check_targets(model.spec, targets, loss)
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
-        x, targets = _inputs(model, x), jnp.asarray(targets, dtype)
+        inputs, target_array = _inputs(model, x), jnp.asarray(targets, dtype)
         if not compiled:  # eager: every operation dispatched on its own
             synced(model).set_mode(True)
-            return float(train_step_body(model, optimizer, x, targets, loss))
+            return float(train_step_body(model, optimizer, inputs, target_array, loss))
         held = held_state(model, optimizer, loss)
-        value, held.leaves = _state_train_step(held.graphdef, held.treedef, held.leaves, x, targets, loss=loss)
+        value, held.leaves = _state_train_step(
+            held.graphdef, held.treedef, held.leaves, inputs, target_array, loss=loss
+        )
         return float(value)
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:

@@ -55,8 +55,10 @@ def activation(act: Activation) -> Callable[[jax.Array], jax.Array]:
         case "sigmoid":
             return jax.nn.sigmoid
         case "leaky_relu":
+            assert act.negative_slope is not None  # Activation requires it for leaky_relu
             return partial(jax.nn.leaky_relu, negative_slope=act.negative_slope)
         case "elu":
+            assert act.alpha is not None  # Activation requires it for elu
             return partial(jax.nn.elu, alpha=act.alpha)
         case "gelu":
             # jax.nn.gelu defaults to the tanh approximation; torch and Keras default to exact.
@@ -84,11 +86,14 @@ class SpecModel(nnx.Module):
     spec: ModelSpec
     layer_paths: LayerPaths = LayerPaths()
     frozen_batchnorm_paths: tuple[NativePath, ...] = ()
+    frozen_paths: frozenset[NativePath]  # set by impls.jax.weights.freeze; absent until then
 
     def train(self, **attributes: object) -> None:
         super().train(**attributes)
         for path in self.frozen_batchnorm_paths:
-            resolve(self, path).use_running_average = True
+            layer = resolve(self, path)
+            assert isinstance(layer, nnx.BatchNorm)  # freeze records the paths of BatchNorms only
+            layer.use_running_average = True
         self.__dict__["_triptych_training"] = True
 
     def eval(self, **attributes: object) -> None:
@@ -101,10 +106,10 @@ class SpecModel(nnx.Module):
         if self.__dict__.get("_triptych_training") is not training:
             self.train() if training else self.eval()
 
-    def l2_penalty(self) -> jax.Array:
+    def l2_penalty(self) -> jax.Array | float:
         """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the trained conv and
-        Linear kernels (``frozen_paths``: see :func:`impls.jax.weights.freeze`)."""
-        frozen = getattr(self, "frozen_paths", frozenset())
+        Linear kernels (``frozen_paths``: see :func:`impls.jax.weights.freeze`); 0.0 when every one is frozen."""
+        frozen: frozenset[NativePath] = getattr(self, "frozen_paths", frozenset())
         kernels = [
             m.kernel[...]
             for path, m in nnx.iter_modules(self)
@@ -123,6 +128,8 @@ class MLP(SpecModel):
     ``model.train()`` / ``model.eval()`` switch dropout on and off; its masks come from the ``dropout``
     stream of ``rngs``.
     """
+
+    spec: MLPSpec
 
     def __init__(self, spec: MLPSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
@@ -143,10 +150,11 @@ class MLP(SpecModel):
 def _flax_padding(layer: Conv2D | Pool2D, shape: tuple[int, ...]) -> str | tuple[tuple[int, int], ...]:
     """Flax's own 'VALID' or 'SAME' where it means the spec's padding, else the explicit pairs."""
     window = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
-    pads = resolve_padding(layer.padding, shape[:2], window, layer.strides)
+    size = (shape[0], shape[1])  # the image's (height, width)
+    pads = resolve_padding(layer.padding, size, window, layer.strides)
     if pads == ((0, 0), (0, 0)):
         return "VALID"
-    return "SAME" if pads == resolve_padding("same", shape[:2], window, layer.strides) else pads
+    return "SAME" if pads == resolve_padding("same", size, window, layer.strides) else pads
 
 
 def batchnorm(layer: BatchNorm, channels: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
@@ -233,6 +241,8 @@ def layer_callable(layer: Layer, shape: tuple[int, ...], rngs: nnx.Rngs) -> Call
 class CNN(SpecModel):
     """The spec's layers in order as an ``nnx.Sequential``, one module or function per spec layer."""
 
+    spec: CNNSpec
+
     def __init__(self, spec: CNNSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
         self.body = nnx.Sequential(
@@ -262,11 +272,20 @@ class ResidualBlockBase(nnx.Module):
         self.layer_paths = LayerPaths({part: (part,) for part in parts})
 
     def shortcut(self, x: jax.Array) -> jax.Array:
-        return x if self.shortcut_conv is None else self.shortcut_bn(self.shortcut_conv(x))
+        if self.shortcut_conv is None:
+            return x
+        assert self.shortcut_bn is not None  # made together with shortcut_conv
+        return self.shortcut_bn(self.shortcut_conv(x))
 
 
 class BasicBlock(ResidualBlockBase):
     """conv_a → bn_a → relu → conv_b → bn_b, plus the (projected) input, then relu."""
+
+    # set by ResidualBlockBase.__init__, one pair per convolution of the block's path
+    conv_a: nnx.Conv
+    bn_a: nnx.BatchNorm
+    conv_b: nnx.Conv
+    bn_b: nnx.BatchNorm
 
     def __call__(self, x: jax.Array) -> jax.Array:
         out = jax.nn.relu(self.bn_a(self.conv_a(x)))
@@ -278,6 +297,14 @@ class Bottleneck(ResidualBlockBase):
     """conv_a 1×1 → bn_a → relu → conv_b 3×3/stride → bn_b → relu → conv_c 1×1 (4× wider) → bn_c,
     plus the (projected) input, then relu."""
 
+    # set by ResidualBlockBase.__init__, one pair per convolution of the block's path
+    conv_a: nnx.Conv
+    bn_a: nnx.BatchNorm
+    conv_b: nnx.Conv
+    bn_b: nnx.BatchNorm
+    conv_c: nnx.Conv
+    bn_c: nnx.BatchNorm
+
     def __call__(self, x: jax.Array) -> jax.Array:
         out = jax.nn.relu(self.bn_a(self.conv_a(x)))
         out = jax.nn.relu(self.bn_b(self.conv_b(out)))
@@ -287,6 +314,8 @@ class Bottleneck(ResidualBlockBase):
 
 class ResNet(SpecModel):
     """Stem, stages of residual blocks, global average pooling and a Linear head."""
+
+    spec: ResNetSpec
 
     def __init__(self, spec: ResNetSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
@@ -375,9 +404,11 @@ class RNN(SpecModel):
     """Stacked ``nnx.RNN`` layers (``nnx.Bidirectional`` when the spec says so) and a Linear head on
     the last states or on every step."""
 
+    spec: RNNSpec
+
     def __init__(self, spec: RNNSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
-        layers = []
+        layers: list[nnx.RNN | nnx.Bidirectional] = []
         paths: dict[str, NativePath] = {}
         for index in range(spec.num_layers):
             in_features = spec.input_size if index == 0 else spec.features
@@ -404,7 +435,8 @@ class RNN(SpecModel):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for layer in self.recurrent:
-            x = layer(x)
+            # typed outputs | (carry, outputs) whatever return_carry is; left False here, so the outputs
+            x = layer(x)  # type: ignore[assignment]
         if self.spec.head == "sequence":
             return self.head(x)
         if self.spec.head == "attention":
@@ -462,6 +494,8 @@ class EncoderLayer(nnx.Module):
 class Transformer(SpecModel):
     """``nnx.Embed``, positions, ``EncoderLayer``s, pooling and a Linear head; ``__call__`` takes
     token ids and returns logits."""
+
+    spec: TransformerSpec
 
     def __init__(self, spec: TransformerSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
@@ -521,6 +555,8 @@ class VAE(SpecModel):
     """Encoder and decoder MLPs with the reparameterisation between them; ``__call__`` takes images
     with their noise ε side by side (see :class:`spec.models.VAESpec`)."""
 
+    spec: VAESpec
+
     def __init__(self, spec: VAESpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
         self.encoder = MLP(spec.encoder, rngs=rngs)
@@ -549,9 +585,11 @@ class GAN(SpecModel):
     the generator's logits (``infer``: the samples). The training losses use both
     (:func:`impls.jax.losses.gan_loss`)."""
 
+    spec: GANSpec | ConvGANSpec
+
     def __init__(self, spec: GANSpec | ConvGANSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
-        network = {MLPSpec: MLP, CNNSpec: CNN}
+        network = MODEL_CLASSES  # each network is the model of its own spec
         self.generator = network[type(spec.generator)](spec.generator, rngs=rngs)
         self.discriminator = network[type(spec.discriminator)](spec.discriminator, rngs=rngs)
         self.layer_paths = self.generator.layer_paths.under(
@@ -563,7 +601,7 @@ class GAN(SpecModel):
 
 
 # The native class that builds each kind of spec (spec.backend.NativeBackend.build).
-MODEL_CLASSES: dict[type[ModelSpec], type[SpecModel]] = {
+MODEL_CLASSES: dict[type[ModelSpec], Callable[..., SpecModel]] = {
     MLPSpec: MLP,
     CNNSpec: CNN,
     ResNetSpec: ResNet,

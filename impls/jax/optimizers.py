@@ -20,6 +20,7 @@ def make_optimizer(opt: OptimizerSpec) -> optax.GradientTransformation:
 def _make(opt: OptimizerSpec) -> optax.GradientTransformation:
     lr = make_schedule(opt.schedule) if opt.schedule else opt.learning_rate
     if opt.kind == "rmsprop" and opt.momentum and opt.learning_rate_changes():
+        assert opt.schedule is not None  # only a schedule changes the rate
         raise UnsupportedOption(
             "jax",
             "optimizer.learning_rate",
@@ -33,9 +34,11 @@ def _make(opt: OptimizerSpec) -> optax.GradientTransformation:
         case "adam" | "adamw":
             # Optax adds eps to √v̂ (the corrected form). For ε-hat, eps becomes a schedule of the step:
             # ε/√(1−β2ᵗ), injected with optax.inject_hyperparams.
-            eps = opt.epsilon
+            epsilon, beta2 = opt.epsilon, opt.beta2
+            assert epsilon is not None and beta2 is not None  # OptimizerSpec requires both for adam and adamw
+            eps: float | optax.Schedule = epsilon
             if opt.epsilon_placement == "uncorrected":
-                eps = lambda count: opt.epsilon / jnp.sqrt(1.0 - opt.beta2 ** (count + 1.0))  # noqa: E731
+                eps = lambda count: epsilon / jnp.sqrt(1.0 - beta2 ** (count + 1.0))  # noqa: E731
             factory = optax.inject_hyperparams(optax.adam if opt.kind == "adam" else optax.adamw)
             extra = {"weight_decay": opt.weight_decay} if opt.kind == "adamw" else {}
             return factory(learning_rate=lr, b1=opt.beta1, b2=opt.beta2, eps=eps, eps_root=0.0, **extra)

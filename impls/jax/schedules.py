@@ -21,6 +21,7 @@ def make_schedule(s: ScheduleSpec) -> optax.Schedule:
             return optax.exponential_decay(s.learning_rate, transition_steps=1, decay_rate=s.gamma)
         case "cosine":
             # Optax's floor is a fraction `alpha` of the initial rate.
+            assert s.floor is not None  # ScheduleSpec requires it for cosine
             return optax.cosine_decay_schedule(
                 s.learning_rate, decay_steps=s.total_steps, alpha=s.floor / s.learning_rate
             )

@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from impls.jax.models import SpecModel
 from spec.layer_paths import NativePath, resolve
-from spec.models import is_frozen
+from spec.models import RNNSpec, is_frozen
 from spec.params import ParamInfo, check_params, layer_names, optimizer_groups, param_specs
 
 _VARIABLE = {
@@ -35,14 +36,15 @@ _VARIABLE = {
 }
 
 
-def canonical_paths(model: nnx.Module, *, trainable_only: bool = False) -> dict[str, NativePath]:
+def canonical_paths(model: SpecModel, *, trainable_only: bool = False) -> dict[str, NativePath]:
     """Canonical name -> path of the variable in ``nnx.state(model)``, in the spec's order (BatchNorm
     statistics too, unless ``trainable_only``)."""
-    paths = {}
+    paths: dict[str, NativePath] = {}
     for name, info in param_specs(model.spec).items():
         if info.trainable or not trainable_only:
             layer, variable = name.rsplit("/", 1)
             if info.is_recurrent:
+                assert isinstance(model.spec, RNNSpec)  # only recurrent models have recurrent tensors
                 paths[name] = (*model.layer_paths[layer], *_recurrent_variable(model.spec.cell, variable))
             else:
                 paths[name] = (*model.layer_paths[layer], _VARIABLE[variable])
@@ -58,7 +60,7 @@ def _recurrent_variable(cell: str, variable: str) -> tuple[str, ...]:
     return {"simple_rnn": ("dense_i", "bias"), "lstm": ("dense_h", "bias"), "gru": ("bias",)}[cell]
 
 
-def freeze(model: nnx.Module) -> None:
+def freeze(model: SpecModel) -> None:
     """Record the spec's frozen layers: :func:`trainable` leaves their parameters out of gradients and
     updates, and ``model.train()`` keeps their BatchNorms on running statistics when
     ``spec.frozen_batchnorm`` is "inference"."""
@@ -72,10 +74,10 @@ def freeze(model: nnx.Module) -> None:
         model.frozen_batchnorm_paths = tuple(p for p in paths if isinstance(resolve(model, p), nnx.BatchNorm))
 
 
-def trainable(model: nnx.Module, part: str | None = None) -> nnx.filterlib.Filter:
+def trainable(model: SpecModel, part: str | None = None) -> nnx.filterlib.Filter:
     """The NNX filter of what training updates: every ``nnx.Param`` outside the frozen layers — only
     those of one network of a GAN, ``part`` (``spec.params.optimizer_groups``), if given."""
-    frozen = getattr(model, "frozen_paths", frozenset())
+    frozen: frozenset[NativePath] = getattr(model, "frozen_paths", frozenset())
     params = nnx.All(nnx.Param, lambda path, _: tuple(path) not in frozen) if frozen else nnx.Param
     return params if part is None else nnx.All(params, nnx.PathContains(part))
 
@@ -96,34 +98,48 @@ def _write(variable: nnx.Variable, info: ParamInfo, value: np.ndarray) -> None:
     variable.set_value(jnp.asarray(swap_layout(info, value)))
 
 
-def load(model: nnx.Module, params: Mapping[str, np.ndarray]) -> None:
+def _part_names(model: SpecModel, part: str) -> list[str]:
+    """The canonical names of the tensors of ``part``, one network of a GAN (``spec.params.optimizer_groups``)."""
+    groups = optimizer_groups(model.spec)
+    assert groups is not None  # a part names one of the model's optimizer groups (spec.params.group_of)
+    return groups[part]
+
+
+def _variable(root: SpecModel | nnx.State, path: NativePath) -> nnx.Variable:
+    """The variable at ``path`` (from :func:`canonical_paths`) in a model or a state of it."""
+    variable = resolve(root, path)
+    assert isinstance(variable, nnx.Variable)  # a canonical path ends at a variable, in the model and its states
+    return variable
+
+
+def load(model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
     checked = check_params(model.spec, params)
     infos = param_specs(model.spec)
     for name, path in canonical_paths(model).items():
-        _write(resolve(model, path), infos[name], checked[name])
+        _write(_variable(model, path), infos[name], checked[name])
 
 
-def export(model: nnx.Module) -> dict[str, np.ndarray]:
+def export(model: SpecModel) -> dict[str, np.ndarray]:
     infos = param_specs(model.spec)
-    return {name: _read(resolve(model, path), infos[name]) for name, path in canonical_paths(model).items()}
+    return {name: _read(_variable(model, path), infos[name]) for name, path in canonical_paths(model).items()}
 
 
-def to_state(model: nnx.Module, arrays: Mapping[str, np.ndarray], part: str | None = None) -> nnx.State:
+def to_state(model: SpecModel, arrays: Mapping[str, np.ndarray], part: str | None = None) -> nnx.State:
     """A parameter-shaped ``nnx.State`` holding canonical ``arrays`` (e.g. gradients to apply) — of
     every trained tensor, or of one network of a GAN, ``part``."""
-    names = optimizer_groups(model.spec)[part] if part else None
+    names = _part_names(model, part) if part else None
     checked = check_params(model.spec, arrays, source="gradients", trainable_only=True, names=names)
     state = nnx.clone(nnx.state(model, trainable(model, part)))
     paths, infos = canonical_paths(model), param_specs(model.spec)
     for name in checked:
-        _write(resolve(state, paths[name]), infos[name], checked[name])
+        _write(_variable(state, paths[name]), infos[name], checked[name])
     return state
 
 
-def from_state(model: nnx.Module, state: nnx.State, part: str | None = None) -> dict[str, np.ndarray]:
+def from_state(model: SpecModel, state: nnx.State, part: str | None = None) -> dict[str, np.ndarray]:
     """Canonical arrays from a parameter-shaped ``nnx.State`` (the parameters' gradients, say) — of
     every trained tensor, or of one network of a GAN, ``part``."""
     paths = canonical_paths(model, trainable_only=True)
-    names = optimizer_groups(model.spec)[part] if part else list(paths)
+    names = _part_names(model, part) if part else list(paths)
     infos = param_specs(model.spec)
-    return {name: _read(resolve(state, paths[name]), infos[name]) for name in names}
+    return {name: _read(_variable(state, paths[name]), infos[name]) for name in names}

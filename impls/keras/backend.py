@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import keras
 import numpy as np
@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from impls.keras import schedules, weights
 from impls.keras.losses import compute_loss, gan_loss, negative_elbo
-from impls.keras.models import MODEL_CLASSES, VAE, SpecModel, logits_of
+from impls.keras.models import GAN, MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.keras.optimizers import before_step, make_optimizer
-from spec.backend import NativeBackend, intra_op_threads
+from spec.backend import NativeBackend, cached, intra_op_threads
 from spec.errors import BackendUnavailable
 from spec.inputs import check_inputs, check_targets
 from spec.losses import check_model_loss, takes_class_ids
@@ -20,7 +20,7 @@ from spec.models import (
     ModelSpec,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import GAN_LOSS_TRAINS, ParamCount, check_params, optimizer_groups, trained_names
+from spec.params import GAN_LOSS_TRAINS, ParamCount, check_params, group_names, trained_names
 from spec.schedules import ScheduleSpec
 
 if keras.backend.backend() != "tensorflow":
@@ -60,8 +60,10 @@ def _loss_and_grads(
     any tf.function: AutoGraph cannot convert the spec's ``match`` statements)."""
     with tf.GradientTape() as tape:
         if loss == "negative_elbo":
+            assert isinstance(model, VAE)  # a VAE's own loss: check_model_loss let no other model here
             value = negative_elbo(model.spec, model(x, training=True), targets)
         elif loss in GAN_LOSS_TRAINS:
+            assert isinstance(model, GAN)  # as above
             value = gan_loss(model, x, targets, loss)
         else:
             value = compute_loss(loss, model(x, training=True), targets, model.spec.output_activation)
@@ -87,7 +89,7 @@ def _train_step_function(model: SpecModel, optimizer: keras.optimizers.Optimizer
     random-number generation made each step about 20× slower than TensorFlow's own kernels (30 ms vs
     1.6 ms for the 64-512-10 digits net here), so it stays a graph-mode ``tf.function``. Eager, it is
     the same Python run op by op."""
-    cache = model.__dict__.setdefault("_triptych_train_steps", {})
+    cache = cached(model, "train_steps", dict)
     key = (id(optimizer), loss, compiled)
     if key not in cache:
         trained = trained_names(model.spec, loss)
@@ -106,16 +108,16 @@ def _train_step_function(model: SpecModel, optimizer: keras.optimizers.Optimizer
 
 def _compiled_call(model: SpecModel):
     """The model's call as an XLA-compiled ``tf.function`` (traced once per ``training`` value)."""
-    if "_triptych_compiled_call" not in model.__dict__:
-        model.__dict__["_triptych_compiled_call"] = tf.function(
-            lambda x, training: model(x, training=training), jit_compile=_use_xla(model)
-        )
-    return model.__dict__["_triptych_compiled_call"]
+    return cached(
+        model,
+        "compiled_call",
+        lambda: tf.function(lambda x, training: model(x, training=training), jit_compile=_use_xla(model)),
+    )
 
 
 def _trained_variables(model: SpecModel, part: str | None) -> dict[str, keras.Variable]:
     """The trainable variables of ``part`` (a GAN's network), or of the whole model, by canonical name."""
-    names = None if part is None else optimizer_groups(model.spec)[part]
+    names = group_names(model.spec, part)
     return weights.canonical_variables(model, trainable_only=True, names=names)
 
 
@@ -130,7 +132,7 @@ def configure_threads() -> str:
     return "default (every core)"
 
 
-class KerasBackend(NativeBackend):
+class KerasBackend(NativeBackend[SpecModel]):
     name = "keras"
     trains_compiled = True
     model_classes = MODEL_CLASSES
@@ -150,7 +152,7 @@ class KerasBackend(NativeBackend):
     def device(self) -> str:
         return self._device
 
-    def _new_model(self, model_class: type[SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
+    def _new_model(self, model_class: Callable[..., SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
         model = model_class(spec, seed=seed)
         model.create_variables()
         return model
@@ -209,7 +211,7 @@ class KerasBackend(NativeBackend):
         grads: Mapping[str, np.ndarray],
     ) -> None:
         part, native = self.optimizer_for_grads(model, optimizer, grads)
-        names = None if part is None else optimizer_groups(model.spec)[part]
+        names = group_names(model.spec, part)
         checked = check_params(model.spec, grads, source="gradients", trainable_only=True, names=names)
         checked = weights.to_native(model, checked)
         before_step(native, native.spec)

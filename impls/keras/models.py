@@ -94,6 +94,7 @@ class MLP(SpecModel):
     ``model.losses`` during the forward pass, and the train step adds it to the loss.
     """
 
+    spec: MLPSpec
     builds_from_shape = True
 
     def __init__(self, spec: MLPSpec, seed: int = 0, **kwargs) -> None:
@@ -139,10 +140,11 @@ def _keras_padding(layer: Conv2D | Pool2D, shape: tuple[int, ...]) -> tuple[Pads
     """Keras's own 'valid' or 'same' where it means the spec's padding; otherwise the explicit pads
     for a padding layer in front of a 'valid' window."""
     window = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
-    pads = resolve_padding(layer.padding, shape[:2], window, layer.strides)
+    size = (shape[0], shape[1])  # the input image's (height, width)
+    pads = resolve_padding(layer.padding, size, window, layer.strides)
     if pads == ((0, 0), (0, 0)):
         return None, "valid"
-    if pads == resolve_padding("same", shape[:2], window, layer.strides):
+    if pads == resolve_padding("same", size, window, layer.strides):
         return None, "same"
     return pads, "valid"
 
@@ -200,7 +202,7 @@ def _pool_stack(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[keras.
         pool = keras.layers.MaxPooling2D(layer.pool_size, layer.strides, padding=mode, name=name)
         return [pool] if pads is None else [Pad2D(pads, float("-inf"), name=f"{name}_pad"), pool]
     if mode == "same" and layer.count_padding:  # Keras's 'same' average leaves the padding out
-        pads, mode = resolve_padding("same", shape[:2], layer.pool_size, layer.strides), "valid"
+        pads, mode = resolve_padding("same", (shape[0], shape[1]), layer.pool_size, layer.strides), "valid"
     if pads is not None and not layer.count_padding:
         raise UnsupportedOption(
             "keras", "pool.padding", pads, "AveragePooling2D leaves padding out of the mean only for 'same'"
@@ -224,6 +226,8 @@ def batchnorm(layer: BatchNorm, name: str) -> keras.layers.BatchNormalization:
 
 class CNN(SpecModel):
     """The spec's layers in order, each Keras layer named as its canonical layer (``conv_0`` …)."""
+
+    spec: CNNSpec
 
     def __init__(self, spec: CNNSpec, seed: int = 0, **kwargs) -> None:
         super().__init__(name=spec.name, **kwargs)
@@ -303,14 +307,17 @@ class ResNet(SpecModel):
     """Stem, residual blocks, global average pooling and a Dense head (the layout of
     ``keras.applications``' ResNets, with explicit padding layers where the spec pads as torch does)."""
 
+    spec: ResNetSpec
+
     def __init__(self, spec: ResNetSpec, seed: int = 0, **kwargs) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         shapes = spec.shapes()
         self.stem = []
         paths = LayerPaths()
-        shape = spec.input_shape
-        for part, layer in zip(("conv", "bn", "relu", "pool"), spec.stem_layers):
+        shape: tuple[int, ...] = spec.input_shape
+        stem_layers: tuple[Layer, ...] = spec.stem_layers  # each built alike, whatever its kind
+        for part, layer in zip(("conv", "bn", "relu", "pool"), stem_layers):
             self.stem += layer_stack(layer, f"stem_{part}", shape, spec, seed)
             shape = layer_output_shape(layer, shape)
             if part in ("conv", "bn"):
@@ -357,6 +364,8 @@ class RNN(SpecModel):
     """Stacked ``SimpleRNN`` / ``LSTM`` / ``GRU`` layers (``Bidirectional`` when the spec says so)
     and a Dense head. Only the top layer stops returning sequences, for a "last" head: Keras then
     returns each direction's final state, which is what the spec's head reads."""
+
+    spec: RNNSpec
 
     def __init__(self, spec: RNNSpec, seed: int = 0, **kwargs) -> None:
         super().__init__(name=spec.name, **kwargs)
@@ -448,12 +457,15 @@ class Transformer(SpecModel):
     """``Embedding``, positions, ``EncoderLayer``s, pooling and a Dense head; ``call`` takes token ids
     and returns logits."""
 
+    spec: TransformerSpec
+
     def __init__(self, spec: TransformerSpec, seed: int = 0, **kwargs) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         self.embedding = keras.layers.Embedding(spec.vocab_size, spec.d_model, name="embedding")
         paths: dict[str, NativePath] = {"embedding": ("embedding",)}
         self.scale = math.sqrt(spec.d_model) if spec.scale_embedding else 1.0
+        self.positions: Callable[[keras.KerasTensor], keras.KerasTensor]  # a layer, or adding a fixed table
         if spec.positional == "learned":
             self.positions = LearnedPositions(spec.seq_len, spec.d_model, name="position")
             paths["position"] = ("positions",)
@@ -506,6 +518,7 @@ class VAE(SpecModel):
     """Encoder and decoder MLPs with the reparameterisation between them; ``call`` takes images with
     their noise ε side by side (see :class:`spec.models.VAESpec`)."""
 
+    spec: VAESpec
     builds_from_shape = True
 
     def __init__(self, spec: VAESpec, seed: int = 0, **kwargs) -> None:
@@ -541,6 +554,7 @@ class GAN(SpecModel):
     generator's logits (``infer``: the samples). The training losses use both
     (:func:`impls.keras.losses.gan_loss`)."""
 
+    spec: GANSpec | ConvGANSpec
     builds_from_shape = True
 
     def __init__(self, spec: GANSpec | ConvGANSpec, seed: int = 0, **kwargs) -> None:

@@ -19,6 +19,7 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
     """
     lr = make_schedule(opt.schedule) if opt.schedule else opt.learning_rate
     if opt.momentum and opt.learning_rate_changes():
+        assert opt.schedule is not None  # only a schedule changes the rate
         raise UnsupportedOption(
             "keras",
             "optimizer.learning_rate",
@@ -36,6 +37,7 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
         case "adam" | "adamw":
             # Keras adds epsilon to the *uncorrected* √v (the paper's ε-hat). For the corrected form its
             # epsilon becomes a variable set to ε·√(1−β2ᵗ) before each step (see `before_step`).
+            assert opt.epsilon is not None and opt.beta2 is not None  # required for Adam (OptimizerSpec)
             epsilon = (
                 opt.epsilon
                 if opt.epsilon_placement == "uncorrected"
@@ -85,6 +87,7 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
 def before_step(optimizer: keras.optimizers.Optimizer, opt: OptimizerSpec) -> None:
     """Per-step hyper-parameters: the ε-hat that makes Keras's Adam follow the corrected form."""
     if opt.kind in ("adam", "adamw") and opt.epsilon_placement == "corrected":
+        assert opt.epsilon is not None and opt.beta2 is not None  # required for Adam (OptimizerSpec)
         step = int(optimizer.iterations.numpy()) + 1
         optimizer.epsilon.assign(opt.epsilon * math.sqrt(1 - opt.beta2**step))
 

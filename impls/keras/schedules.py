@@ -20,11 +20,13 @@ def make_schedule(s: ScheduleSpec) -> float | keras.optimizers.schedules.Learnin
         case "exponential":
             return schedules.ExponentialDecay(s.learning_rate, decay_steps=1, decay_rate=s.gamma)
         case "cosine":
+            assert s.floor is not None  # required for this kind (ScheduleSpec.__post_init__)
             # Keras's floor is a fraction `alpha` of the initial rate.
             return schedules.CosineDecay(s.learning_rate, decay_steps=s.total_steps, alpha=s.floor / s.learning_rate)
         case "warmup_cosine":
             # Keras warms up from `initial_learning_rate` to `warmup_target`, and its `decay_steps` count
             # from the end of the warm-up; `alpha` is a fraction of the warm-up target.
+            assert s.floor is not None and s.warmup_steps is not None  # required for this kind
             return schedules.CosineDecay(
                 s.warmup_start,
                 decay_steps=s.total_steps - s.warmup_steps,

@@ -17,33 +17,34 @@ from collections.abc import Collection, Mapping
 import keras
 import numpy as np
 
+from impls.keras.models import SpecModel
 from spec.layer_paths import resolve
-from spec.models import is_frozen
+from spec.models import ModelSpec, RNNSpec, is_frozen
 from spec.params import ParamInfo, check_params, layer_names, param_specs
 
 _KERAS_GRU_GATES = [1, 0, 2]  # canonical r, z, n -> Keras z, r, h (and back: the swap is its own inverse)
 
 
-def swap_layout(spec: object, info: ParamInfo, value: np.ndarray) -> np.ndarray:
+def swap_layout(spec: ModelSpec, info: ParamInfo, value: np.ndarray) -> np.ndarray:
     """A tensor in Keras's layout from the canonical one, or back — each difference is its own
     inverse: a GRU tensor's gate blocks (z and r swapped), and a transposed conv's kernel, which
     Keras keeps as (kh, kw, out, in), the kernel of the convolution it is the gradient of."""
     if info.layout == "conv_transpose":
         return np.asarray(value).swapaxes(2, 3)
-    if spec.kind != "rnn" or spec.cell != "gru" or not info.is_recurrent:
+    if not isinstance(spec, RNNSpec) or spec.cell != "gru" or not info.is_recurrent:
         return value
     blocks = np.split(np.asarray(value), 3, axis=-1)
     return np.concatenate([blocks[i] for i in _KERAS_GRU_GATES], axis=-1)
 
 
-def native_layer(model: keras.Model, layer: str) -> keras.layers.Layer:
+def native_layer(model: SpecModel, layer: str) -> keras.layers.Layer:
     """The Keras layer (a recurrent layer's cell) of canonical layer ``layer``, where the model
     recorded it (``model.layer_paths``)."""
     return resolve(model, model.layer_paths[layer])
 
 
 def canonical_variables(
-    model: keras.Model, *, trainable_only: bool = False, names: Collection[str] | None = None
+    model: SpecModel, *, trainable_only: bool = False, names: Collection[str] | None = None
 ) -> dict[str, keras.Variable]:
     """The model's variables under canonical names, in the spec's order (BatchNorm's moving
     statistics too, unless ``trainable_only``; only those of ``names``, if given)."""
@@ -55,7 +56,7 @@ def canonical_variables(
     return named
 
 
-def freeze(model: keras.Model) -> None:
+def freeze(model: SpecModel) -> None:
     """Apply the spec's frozen layers the Keras way: ``layer.trainable = False``, which also puts a
     BatchNormalization layer in inference mode (the spec's "inference"). For "training", a frozen
     BatchNormalization stays trainable — on batch statistics, updating its moving ones — with only
@@ -71,24 +72,24 @@ def freeze(model: keras.Model) -> None:
             native.trainable = False
 
 
-def load(model: keras.Model, params: Mapping[str, np.ndarray]) -> None:
+def load(model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
     checked = check_params(model.spec, params)
     infos = param_specs(model.spec)
     for name, variable in canonical_variables(model).items():
         variable.assign(swap_layout(model.spec, infos[name], checked[name]))
 
 
-def export(model: keras.Model) -> dict[str, np.ndarray]:
+def export(model: SpecModel) -> dict[str, np.ndarray]:
     return to_canonical(model, {name: keras.ops.convert_to_numpy(v) for name, v in canonical_variables(model).items()})
 
 
-def to_canonical(model: keras.Model, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def to_canonical(model: SpecModel, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Arrays of the model's variables (values or gradients), by canonical name, in the canonical layout."""
     infos = param_specs(model.spec)
     return {name: swap_layout(model.spec, infos[name], np.asarray(value)) for name, value in arrays.items()}
 
 
-def to_native(model: keras.Model, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def to_native(model: SpecModel, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Canonical arrays (gradients, say), by canonical name, in the layout of the model's variables."""
     infos = param_specs(model.spec)
     return {name: swap_layout(model.spec, infos[name], value) for name, value in arrays.items()}

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from impls.torch import schedules, weights
 from impls.torch.losses import compute_loss, gan_loss, negative_elbo
-from impls.torch.models import MODEL_CLASSES, VAE, SpecModel, logits_of
+from impls.torch.models import GAN, MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.torch.optimizers import make_optimizer
-from spec.backend import NativeBackend, intra_op_threads
+from spec.backend import NativeBackend, cached, intra_op_threads
 from spec.inputs import check_inputs, check_targets
 from spec.losses import check_model_loss, takes_class_ids
 from spec.models import (
     ModelSpec,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import GAN_LOSS_TRAINS, ParamCount, optimizer_groups, trained_names
+from spec.params import GAN_LOSS_TRAINS, ParamCount, group_names, trained_names
 from spec.schedules import ScheduleSpec
 
 
@@ -33,8 +34,10 @@ def configure_float32_exact() -> None:
 def training_loss(model: SpecModel, x: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
     """The spec's loss on one batch plus its L2 term."""
     if loss == "negative_elbo":
+        assert isinstance(model, VAE)  # a VAE's own loss: check_model_loss let no other model here
         return negative_elbo(model.spec, model(x), targets)
     if loss in GAN_LOSS_TRAINS:
+        assert isinstance(model, GAN)  # as above
         return gan_loss(model, x, targets, loss)
     value = compute_loss(loss, model(x), targets, model.spec.output_activation)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
@@ -52,28 +55,24 @@ def _compiled_loss(model: SpecModel):
     """``training_loss`` through ``torch.compile`` (forward and, via AOTAutograd, backward), compiled
     once per model. Eager is torch's default: compiling takes 10–15 s on a small CPU, more than most
     of our training runs."""
-    if "_triptych_compiled_loss" not in model.__dict__:
-        model.__dict__["_triptych_compiled_loss"] = torch.compile(training_loss, dynamic=STATIC_SHAPES)
-    return model.__dict__["_triptych_compiled_loss"]
+    return cached(model, "compiled_loss", lambda: torch.compile(training_loss, dynamic=STATIC_SHAPES))
 
 
 def _compiled_optimizer_step(optimizer: torch.optim.Optimizer):
     """``optimizer.step`` through ``torch.compile`` when the optimizer has no step hooks. With hooks
     (ε-hat, schedules, clipping) it stays eager: they change Python floats in ``param_groups`` every
     step, and each new value would recompile a compiled step."""
-    if not hasattr(optimizer, "_triptych_compiled_step"):
-        hooked = optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
-        optimizer._triptych_compiled_step = (
-            optimizer.step if hooked else torch.compile(optimizer.step, dynamic=STATIC_SHAPES)
-        )
-    return optimizer._triptych_compiled_step
+    hooked = optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
+    return cached(
+        optimizer,
+        "compiled_step",
+        lambda: optimizer.step if hooked else torch.compile(optimizer.step, dynamic=STATIC_SHAPES),
+    )
 
 
-def _compiled_module(model: SpecModel) -> torch.nn.Module:
+def _compiled_module(model: SpecModel) -> Callable[[torch.Tensor], Any]:
     """``torch.compile(model)``, compiled once per model (and recompiled by torch for a new mode)."""
-    if "_triptych_compiled_module" not in model.__dict__:
-        model.__dict__["_triptych_compiled_module"] = torch.compile(model, dynamic=STATIC_SHAPES)
-    return model.__dict__["_triptych_compiled_module"]
+    return cached(model, "compiled_module", lambda: torch.compile(model, dynamic=STATIC_SHAPES))
 
 
 def configure_threads() -> str:
@@ -111,7 +110,7 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return (tensor.permute(0, 2, 3, 1) if tensor.ndim == 4 else tensor).cpu().numpy()
 
 
-class TorchBackend(NativeBackend):
+class TorchBackend(NativeBackend[SpecModel]):
     name = "torch"
     trains_compiled = False
     model_classes = MODEL_CLASSES
@@ -131,7 +130,7 @@ class TorchBackend(NativeBackend):
     def device(self) -> str:
         return str(self._device) if self._device.type == "cpu" else f"cuda:{torch.cuda.current_device()}"
 
-    def _new_model(self, model_class: type[SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
+    def _new_model(self, model_class: Callable[..., SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
         torch.manual_seed(seed)  # nn.Dropout draws its masks from torch's global generator
         return model_class(spec).to(self._device)
 
@@ -210,7 +209,7 @@ class TorchBackend(NativeBackend):
         return value
 
     def _native_optimizer(self, model: SpecModel, opt: OptimizerSpec, part: str | None) -> torch.optim.Optimizer:
-        return make_optimizer(model, opt, None if part is None else optimizer_groups(model.spec)[part])
+        return make_optimizer(model, opt, group_names(model.spec, part))
 
     def apply_gradients(
         self,
@@ -219,7 +218,7 @@ class TorchBackend(NativeBackend):
         grads: Mapping[str, np.ndarray],
     ) -> None:
         part, native = self.optimizer_for_grads(model, optimizer, grads)
-        weights.set_grads(model, grads, None if part is None else optimizer_groups(model.spec)[part])
+        weights.set_grads(model, grads, group_names(model.spec, part))
         native.step()
 
     def train_step(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import partial
 from itertools import pairwise
 from typing import NamedTuple
@@ -11,6 +12,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from spec.errors import UnsupportedOption
 from spec.layer_paths import LayerPaths, NativePath
@@ -56,8 +58,10 @@ def activation(act: Activation) -> nn.Module:
         case "sigmoid":
             return nn.Sigmoid()
         case "leaky_relu":
+            assert act.negative_slope is not None  # Activation requires it for leaky_relu
             return nn.LeakyReLU(negative_slope=act.negative_slope)
         case "elu":
+            assert act.alpha is not None  # Activation requires it for elu
             return nn.ELU(alpha=act.alpha)
         case "gelu":
             return nn.GELU(approximate="none" if act.approximate == "exact" else "tanh")
@@ -93,9 +97,9 @@ class SpecModel(nn.Module):
             batchnorm.eval()
         return self
 
-    def l2_penalty(self) -> torch.Tensor:
+    def l2_penalty(self) -> torch.Tensor | float:
         """The spec's L2 term of the training loss: ``kernel_l2 · Σ‖W‖²`` over the trained conv and
-        Linear weights."""
+        Linear weights (the float 0.0 when none is trained)."""
         layers = (m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)))
         kernels = (m.weight for m in layers if m.weight.requires_grad)
         return self.spec.kernel_l2 * sum(w.square().sum() for w in kernels)
@@ -107,6 +111,8 @@ class SpecModel(nn.Module):
 
 class MLP(SpecModel):
     """Linear layers with an activation (and dropout) after each hidden one; ``forward`` returns logits."""
+
+    spec: MLPSpec
 
     def __init__(self, spec: MLPSpec) -> None:
         super().__init__()
@@ -125,7 +131,7 @@ class MLP(SpecModel):
         return self.dense[-1](x)
 
 
-class _BiasedRunningVariance:
+class _BiasedRunningVariance(_BatchNorm):
     """torch updates ``running_var`` with the unbiased batch variance; a spec asking for the biased
     one (as Keras and Flax use) gets this forward: the same normalisation by batch statistics, and
     the running statistics updated with the biased variance."""
@@ -133,6 +139,9 @@ class _BiasedRunningVariance:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
+        # batchnorm() builds these layers with running statistics and a momentum, which torch's types leave optional
+        assert self.running_mean is not None and self.running_var is not None and self.momentum is not None
+        assert self.num_batches_tracked is not None
         dims = [0, *range(2, x.ndim)]
         mean, var = x.mean(dims), x.var(dims, unbiased=False)
         with torch.no_grad():
@@ -176,7 +185,7 @@ def layer_modules(layer: Layer, name: str, shape: tuple[int, ...]) -> list[tuple
     image = len(shape) == 3
     match layer:
         case Conv2D():
-            pads = resolve_padding(layer.padding, shape[:2], layer.kernel_size, layer.strides)
+            pads = resolve_padding(layer.padding, (shape[0], shape[1]), layer.kernel_size, layer.strides)
             conv, symmetric = _with_symmetric_padding(nn.Conv2d, layer, shape[2], pads)
             return [(name, conv)] if symmetric else [(f"{name}_pad", _pad_module(pads, 0.0)), (name, conv)]
         case ConvTranspose2D():
@@ -234,12 +243,12 @@ def _conv_transpose_modules(layer: ConvTranspose2D, name: str, shape: tuple[int,
 
 
 def _pool_modules(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[tuple[str, nn.Module]]:
-    pads = resolve_padding(layer.padding, shape[:2], layer.pool_size, layer.strides)
+    pads = resolve_padding(layer.padding, (shape[0], shape[1]), layer.pool_size, layer.strides)
     # torch pads inside the pool only symmetrically and by at most half the window
     native = _symmetric(pads) and all(2 * p[0] <= k for p, k in zip(pads, layer.pool_size))
     padding = (pads[0][0], pads[1][0]) if native else 0
     if layer.kind == "max":
-        pool = nn.MaxPool2d(layer.pool_size, layer.strides, padding=padding)
+        pool: nn.MaxPool2d | nn.AvgPool2d = nn.MaxPool2d(layer.pool_size, layer.strides, padding=padding)
         return [(name, pool)] if native else [(f"{name}_pad", _pad_module(pads, float("-inf"))), (name, pool)]
     count_padding = bool(layer.count_padding) or layer.padding == "valid"
     if not native and not count_padding:
@@ -253,6 +262,8 @@ def _pool_modules(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[tupl
 class CNN(SpecModel):
     """The spec's layers in order, as one ``nn.Sequential`` whose children carry the canonical
     layer names (``conv_0``, ``dense_1`` …); ``forward`` takes NCHW images and returns logits."""
+
+    spec: CNNSpec
 
     def __init__(self, spec: CNNSpec) -> None:
         super().__init__()
@@ -328,12 +339,15 @@ class ResNet(SpecModel):
     """Stem, stages of residual blocks, global average pooling and a Linear head (torchvision's layout,
     with the spec's names: ``stem.conv``, ``stages.stage_1.block_0.conv_a`` …)."""
 
+    spec: ResNetSpec
+
     def __init__(self, spec: ResNetSpec) -> None:
         super().__init__()
         self.spec = spec
         stem: list[tuple[str, nn.Module]] = []
-        shape = spec.input_shape
-        for name, layer in zip(("conv", "bn", "relu", "pool"), spec.stem_layers):
+        shape: tuple[int, ...] = spec.input_shape
+        stem_layers: tuple[Layer, ...] = spec.stem_layers  # each built alike, whatever its kind
+        for name, layer in zip(("conv", "bn", "relu", "pool"), stem_layers):
             stem += layer_modules(layer, name, shape)
             shape = layer_output_shape(layer, shape)
         self.stem = nn.Sequential(OrderedDict(stem))
@@ -367,6 +381,8 @@ class RNN(SpecModel):
     (:class:`impls.torch.weights.Binding`). The GRU's ``b_hh`` is the spec's recurrent bias (it sits
     inside ``r·(W_hn h + b_hn)``).
     """
+
+    spec: RNNSpec
 
     def __init__(self, spec: RNNSpec) -> None:
         super().__init__()
@@ -443,6 +459,8 @@ class Transformer(SpecModel):
     no dropout; pre-norm adds the encoder's final ``norm``), pooling and a Linear head; ``forward``
     takes token ids and returns logits. The padding mask is ``src_key_padding_mask`` (True = ignore,
     torch's convention), which masks keys only, as the spec does."""
+
+    spec: TransformerSpec
 
     def __init__(self, spec: TransformerSpec) -> None:
         super().__init__()
@@ -524,6 +542,8 @@ class VAE(SpecModel):
     """Encoder and decoder MLPs with the reparameterisation between them; ``forward`` takes images
     with their noise ε side by side (see :class:`spec.models.VAESpec`)."""
 
+    spec: VAESpec
+
     def __init__(self, spec: VAESpec) -> None:
         super().__init__()
         self.spec = spec
@@ -553,10 +573,12 @@ class GAN(SpecModel):
     the generator's logits (``infer``: the samples). The training losses use both
     (:func:`impls.torch.losses.gan_loss`)."""
 
+    spec: GANSpec | ConvGANSpec
+
     def __init__(self, spec: GANSpec | ConvGANSpec) -> None:
         super().__init__()
         self.spec = spec
-        network = {MLPSpec: MLP, CNNSpec: CNN}
+        network = MODEL_CLASSES  # each network is the model of its own spec
         self.generator = network[type(spec.generator)](spec.generator)
         self.discriminator = network[type(spec.discriminator)](spec.discriminator)
         self.layer_paths = self.generator.layer_paths.under(
@@ -568,7 +590,7 @@ class GAN(SpecModel):
 
 
 # The native class that builds each kind of spec (spec.backend.NativeBackend.build).
-MODEL_CLASSES: dict[type[ModelSpec], type[SpecModel]] = {
+MODEL_CLASSES: dict[type[ModelSpec], Callable[..., SpecModel]] = {
     MLPSpec: MLP,
     CNNSpec: CNN,
     ResNetSpec: ResNet,

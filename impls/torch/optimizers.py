@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import torch
 from torch import nn
 
 from impls.torch import weights
+from impls.torch.models import SpecModel
 from impls.torch.schedules import make_scheduler
 from spec.errors import UnsupportedOption
 from spec.optimizers import OptimizerSpec
 
 
-def make_optimizer(model: nn.Module, opt: OptimizerSpec, names: Collection[str] | None = None) -> torch.optim.Optimizer:
+def make_optimizer(model: SpecModel, opt: OptimizerSpec, names: Collection[str] | None = None) -> torch.optim.Optimizer:
     """A native optimizer over the model's parameters (those of canonical ``names``, if given),
     configured to follow the spec exactly. A learning-rate schedule is a native ``lr_scheduler``
     stepped by a post-step hook, so every ``optimizer.step()`` advances it; gradient clipping is
     ``clip_grad_norm_`` in a pre-step hook."""
     params = weights.trained_parameters(model, names)
     optimizer = _make(params, opt)
-    if opt.clip_global_norm is not None:
+    max_norm = opt.clip_global_norm
+    if max_norm is not None:
 
         def clip(*_: object) -> None:
-            nn.utils.clip_grad_norm_(params, opt.clip_global_norm)
+            nn.utils.clip_grad_norm_(params, max_norm)
 
         optimizer.register_step_pre_hook(clip)
     if opt.schedule is not None:
@@ -33,7 +35,7 @@ def make_optimizer(model: nn.Module, opt: OptimizerSpec, names: Collection[str] 
     return optimizer
 
 
-def _make(params: list[nn.Parameter], opt: OptimizerSpec) -> torch.optim.Optimizer:
+def _make(params: list[torch.Tensor], opt: OptimizerSpec) -> torch.optim.Optimizer:
     lr = opt.base_learning_rate
     match opt.kind:
         case "sgd":
@@ -46,6 +48,8 @@ def _make(params: list[nn.Parameter], opt: OptimizerSpec) -> torch.optim.Optimiz
                 weight_decay=0.0,
             )
         case "adam" | "adamw":
+            # OptimizerSpec requires each field its optimizer uses (here and below)
+            assert opt.beta1 is not None and opt.beta2 is not None and opt.epsilon is not None
             cls = torch.optim.Adam if opt.kind == "adam" else torch.optim.AdamW
             optimizer = cls(
                 params,
@@ -57,10 +61,11 @@ def _make(params: list[nn.Parameter], opt: OptimizerSpec) -> torch.optim.Optimiz
             if opt.epsilon_placement == "uncorrected":
                 # torch adds eps to √v̂ = √v/√(1−β2ᵗ); eps_t = ε/√(1−β2ᵗ) turns that into (√v + ε)/√(1−β2ᵗ),
                 # the ε-hat form. Set before every step with torch's own step hook.
-                optimizer.register_step_pre_hook(_epsilon_hat_hook(opt))
+                optimizer.register_step_pre_hook(_epsilon_hat_hook(opt.epsilon, opt.beta2))
             return optimizer
         case "rmsprop":
             _require_outside_sqrt(opt, "torch.optim.RMSprop computes sqrt(v) + eps (torch/optim/rmsprop.py)")
+            assert opt.rho is not None and opt.epsilon is not None
             return torch.optim.RMSprop(
                 params,
                 lr=lr,
@@ -72,6 +77,7 @@ def _make(params: list[nn.Parameter], opt: OptimizerSpec) -> torch.optim.Optimiz
             )
         case "adagrad":
             _require_outside_sqrt(opt, "torch.optim.Adagrad computes sqrt(acc) + eps (torch/optim/adagrad.py)")
+            assert opt.initial_accumulator is not None and opt.epsilon is not None
             return torch.optim.Adagrad(
                 params,
                 lr=lr,
@@ -90,11 +96,11 @@ def _require_outside_sqrt(opt: OptimizerSpec, why: str) -> None:
         )
 
 
-def _epsilon_hat_hook(opt: OptimizerSpec):
+def _epsilon_hat_hook(epsilon: float, beta2: float) -> Callable[[torch.optim.Optimizer, object, object], None]:
     def hook(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
         for group in optimizer.param_groups:
             state = optimizer.state[group["params"][0]]
             step = int(state["step"]) + 1 if "step" in state else 1
-            group["eps"] = opt.epsilon / math.sqrt(1.0 - opt.beta2**step)
+            group["eps"] = epsilon / math.sqrt(1.0 - beta2**step)
 
     return hook

@@ -15,14 +15,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, s: ScheduleSpec) -> lr_sche
         case "constant":
             return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
         case "step":
+            # ScheduleSpec requires each field its kind uses (here and below)
+            assert s.step_size is not None and s.gamma is not None
             return lr_scheduler.StepLR(optimizer, step_size=s.step_size, gamma=s.gamma)
         case "exponential":
+            assert s.gamma is not None
             return lr_scheduler.ExponentialLR(optimizer, gamma=s.gamma)
         case "cosine":
+            assert s.floor is not None
             # eta_min is an absolute rate, like the spec's floor. (Past T_max torch's cosine rises
             # again; the spec's schedules end at total_steps.)
             return lr_scheduler.CosineAnnealingLR(optimizer, T_max=s.total_steps, eta_min=s.floor)
         case "warmup_cosine":
+            assert s.warmup_start is not None and s.warmup_steps is not None and s.floor is not None
             warmup = lr_scheduler.LinearLR(
                 optimizer, start_factor=s.warmup_start / s.learning_rate, end_factor=1.0, total_iters=s.warmup_steps
             )

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from impls.torch.models import SpecModel
 from spec.layer_paths import resolve
 from spec.models import RNNSpec, is_frozen
 from spec.params import ParamInfo, check_params, layer_names, param_specs, rnn_layer_position
@@ -37,17 +38,20 @@ _ATTRIBUTE = {
 }
 
 
-def native_layer(model: nn.Module, layer: str) -> nn.Module:
+def native_layer(model: SpecModel, layer: str) -> nn.Module:
     """The module of canonical layer ``layer``, where the model recorded it (``model.layer_paths``)."""
-    return resolve(model, model.layer_paths[layer])
+    module = resolve(model, model.layer_paths[layer])
+    assert isinstance(module, nn.Module)  # the torch models record paths to their layers' modules
+    return module
 
 
 def _tensors(
-    model: nn.Module, layer: str, variable: str, info: ParamInfo
+    model: SpecModel, layer: str, variable: str, info: ParamInfo
 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """The torch tensor(s) holding a canonical tensor, and those torch adds to them (see :class:`Binding`)."""
     module = native_layer(model, layer)
-    if info.is_recurrent:
+    if info.is_recurrent:  # a layer of an RNN, recorded at its one nn.RNN/LSTM/GRU
+        assert isinstance(model.spec, RNNSpec) and isinstance(module, nn.RNNBase)
         return _recurrent_tensors(model.spec, module, layer, variable)
     if isinstance(module, nn.MultiheadAttention):  # q, k and v: row blocks of one packed tensor
         return (module.in_proj_weight if variable == "kernel" else module.in_proj_bias,), ()
@@ -89,7 +93,7 @@ class Binding:
         return [(t if h is None else t + h).detach().cpu().numpy() for t, h in zip(self.tensors, added, strict=True)]
 
 
-def bindings(model: nn.Module) -> list[Binding]:
+def bindings(model: SpecModel) -> list[Binding]:
     """Every canonical tensor's binding (BatchNorm buffers included), in the spec's order."""
     grouped: dict[tuple[int, ...], Binding] = {}
     for name, info in param_specs(model.spec).items():
@@ -101,13 +105,13 @@ def bindings(model: nn.Module) -> list[Binding]:
     return list(grouped.values())
 
 
-def trained_bindings(model: nn.Module, names: Collection[str] | None = None) -> list[Binding]:
+def trained_bindings(model: SpecModel, names: Collection[str] | None = None) -> list[Binding]:
     """The bindings of the trainable canonical tensors (the ones with gradients), or of ``names``."""
     infos = param_specs(model.spec)
     return [b for b in bindings(model) if infos[b.names[0]].trainable and (names is None or b.names[0] in names)]
 
 
-def trained_parameters(model: nn.Module, names: Collection[str] | None = None) -> list[nn.Parameter]:
+def trained_parameters(model: SpecModel, names: Collection[str] | None = None) -> list[torch.Tensor]:
     """The parameters an optimizer updates (those of ``names`` only, if given), in the spec's order."""
     return [param for binding in trained_bindings(model, names) for param in binding.tensors]
 
@@ -171,7 +175,7 @@ def to_canonical(info: ParamInfo, value: np.ndarray) -> np.ndarray:
     return _features_to_hwc(info, value)
 
 
-def freeze(model: nn.Module) -> None:
+def freeze(model: SpecModel) -> None:
     """Apply the spec's frozen layers: their parameters stop requiring gradients, and their BatchNorm
     layers stay in evaluation mode when ``spec.frozen_batchnorm`` is "inference" (torch's own
     requires_grad=False leaves BatchNorm on batch statistics, the spec's "training")."""
@@ -206,7 +210,7 @@ def _to_canonical(binding: Binding, arrays: list[np.ndarray], infos: Mapping[str
 
 
 @torch.no_grad()
-def load(model: nn.Module, params: Mapping[str, np.ndarray]) -> None:
+def load(model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
     checked = check_params(model.spec, params)
     infos = param_specs(model.spec)
     for binding in bindings(model):
@@ -216,7 +220,7 @@ def load(model: nn.Module, params: Mapping[str, np.ndarray]) -> None:
             tensor.zero_()
 
 
-def export(model: nn.Module) -> dict[str, np.ndarray]:
+def export(model: SpecModel) -> dict[str, np.ndarray]:
     # _to_canonical copies: on the CPU .numpy() shares memory with the parameter, which training
     # would then change under the caller's feet.
     infos = param_specs(model.spec)
@@ -226,7 +230,7 @@ def export(model: nn.Module) -> dict[str, np.ndarray]:
     return {name: exported[name] for name in infos}
 
 
-def set_grads(model: nn.Module, grads: Mapping[str, np.ndarray], names: Collection[str] | None = None) -> None:
+def set_grads(model: SpecModel, grads: Mapping[str, np.ndarray], names: Collection[str] | None = None) -> None:
     """Put canonical gradients (of every trainable tensor, or of ``names``) into each parameter's
     ``.grad``, as ``backward()`` would."""
     checked = check_params(model.spec, grads, source="gradients", trainable_only=True, names=names)
@@ -236,11 +240,13 @@ def set_grads(model: nn.Module, grads: Mapping[str, np.ndarray], names: Collecti
             param.grad = torch.from_numpy(part).to(param.device)
 
 
-def export_grads(model: nn.Module, names: Collection[str] | None = None) -> dict[str, np.ndarray]:
+def export_grads(model: SpecModel, names: Collection[str] | None = None) -> dict[str, np.ndarray]:
     """Gradients after ``backward()`` (of every trainable tensor, or of ``names``), in the canonical
     layout of their parameters."""
     infos = param_specs(model.spec)
     grads: dict[str, np.ndarray] = {}
     for binding in trained_bindings(model, names):
-        grads |= _to_canonical(binding, [p.grad.detach().cpu().numpy() for p in binding.tensors], infos)
+        # torch's stub types .grad as Tensor | None; backward() has set it on every trained tensor
+        arrays = [p.grad.detach().cpu().numpy() for p in binding.tensors]  # type: ignore[union-attr]
+        grads |= _to_canonical(binding, arrays, infos)
     return {name: grads[name] for name in infos if name in grads}

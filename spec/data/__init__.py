@@ -182,3 +182,26 @@ def first_classes(split: Split, count: int) -> Split:
     check_positive_int("count", count)
     train, test = split.y_train < count, split.y_test < count
     return Split(split.x_train[train], split.y_train[train], split.x_test[test], split.y_test[test])
+
+
+# The tasks a recipe can name on the embedded digits (a model's spec says which suit it:
+# :attr:`spec.models.ModelSpec.recipe_tasks`).
+DIGITS = "digits"  # the digits and their classes
+DIGITS_RECONSTRUCTION = "digits_reconstruction"  # the digits as their own targets (an autoencoder's)
+DIGIT_PAIRS = "digit_pairs"  # two digits overlaid per image, both classes as targets (multi-label)
+FIVE_DIGITS = "digits_0_to_4"  # the first five classes (the fine-tuning recipe's new head)
+DIGIT_TASKS = (DIGITS, DIGITS_RECONSTRUCTION, DIGIT_PAIRS, FIVE_DIGITS)
+
+
+def digit_task(task: str, shape: tuple[int, ...], seed: int) -> Split:
+    """The train/test split of digit task ``task``, each image shaped ``shape``."""
+    if task not in DIGIT_TASKS:
+        raise SpecError("recipe.data", task, DIGIT_TASKS)
+    images = digits(shape, seed=seed)
+    if task == DIGIT_PAIRS:
+        return digit_pairs(images, seed)
+    if task == FIVE_DIGITS:
+        return first_classes(images, 5)
+    if task == DIGITS_RECONSTRUCTION:
+        return Split(images.x_train, images.x_train, images.x_test, images.x_test)
+    return images

@@ -110,3 +110,5 @@ def class_coverage(samples: np.ndarray, split: Split) -> ModeCoverage:
 
 # The ring the GAN recipes learn and the GAN examples draw from.
 RING = GaussianRing()
+# The task a recipe names to train on RING's points (with the mode each came from as its label).
+GAUSSIAN_RING = "gaussian_ring"

@@ -1,6 +1,6 @@
 """The base of every model spec: the fields and checks all kinds share, and the hooks through which
-the rest of triptych asks a spec what it needs (its inputs, losses, an example batch, its FLOPs)
-instead of asking which kind it is.
+the rest of triptych asks a spec what it needs (its inputs, losses, an example batch, its FLOPs,
+the data its recipes can name, the steps one training batch makes) instead of asking which kind it is.
 
 Exactly two places branch on the kind of a spec: its parameter layout (:mod:`spec.params`) and the
 judge (:mod:`spec.reference`). Everything else a kind has — how it validates, what its inputs and
@@ -14,7 +14,19 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from spec.data import digit_targets, digits, first_classes, jittered
+from spec.data import (
+    DIGIT_PAIRS,
+    DIGITS,
+    DIGITS_RECONSTRUCTION,
+    EVALUATION_STREAM,
+    FIVE_DIGITS,
+    Split,
+    digit_targets,
+    digit_task,
+    digits,
+    first_classes,
+    jittered,
+)
 from spec.errors import SpecError
 from spec.layers import BIAS_INITIALIZERS, KERNEL_INITIALIZERS, OUTPUT_ACTIVATIONS
 from spec.losses import DEFAULT_LOSS
@@ -55,6 +67,8 @@ class ModelSpec:
     kind: ClassVar[str]
     input_dtype: ClassVar[str] = "float32"  # or "int32": token ids
     own_losses: ClassVar[tuple[str, ...]] = ()
+    # Whether training ends by measuring the samples the model generates (a GAN's mode coverage).
+    generates_samples: ClassVar[bool] = False
 
     if TYPE_CHECKING:  # fields or properties of each kind (not fields here: they would fix their order)
 
@@ -129,6 +143,49 @@ class ModelSpec:
             split = first_classes(split, self.output_size)
         images = split.x_test[:size]
         return jittered(images, seed=seed), self.targets_on_digits(images, split.y_test[:size])
+
+    @property
+    def recipe_tasks(self) -> tuple[str, ...]:
+        """The data a recipe for the model can name: digit tasks (:data:`spec.data.DIGIT_TASKS`)
+        here — the digits as their own targets for a model whose output has its input's shape, pairs
+        of overlaid digits too for ten sigmoid outputs (multi-label), the first five classes for a
+        five-way softmax, else the digits and their classes. Kinds on other data override this."""
+        if self.reconstructs_input:
+            return (DIGITS_RECONSTRUCTION,)
+        if self.output_activation == "sigmoid" and self.output_size == 10:
+            return (DIGITS, DIGIT_PAIRS)
+        if self.output_activation == "softmax" and self.output_size == 5:
+            return (FIVE_DIGITS,)
+        return (DIGITS,)
+
+    def task_split(self, task: str, seed: int) -> Split:
+        """The train and test data of ``task`` (one of :attr:`recipe_tasks`), as the model reads it."""
+        return digit_task(task, tuple(self.input_shape), seed)
+
+    def model_inputs(self, examples: np.ndarray, seed: int, stream: int) -> np.ndarray:
+        """What the model takes for ``examples``: the examples themselves, unless the kind draws
+        something to go with them (a VAE's ε) from random ``stream`` of ``seed`` — a training step's
+        number, or :data:`spec.data.EVALUATION_STREAM`."""
+        return examples
+
+    def training_steps(
+        self, x: np.ndarray, y: np.ndarray, loss: str, seed: int, step: int
+    ) -> list[tuple[np.ndarray, np.ndarray, str]]:
+        """The optimizer steps that one training batch (``x``, ``y``) makes, in order, each as its
+        inputs, targets and loss: one step with ``loss``, unless the kind trains in turns (a GAN)."""
+        return [(self.model_inputs(x, seed, step), y, loss)]
+
+    def evaluation_batch(
+        self, x: np.ndarray, y: np.ndarray, loss: str, seed: int
+    ) -> tuple[np.ndarray, np.ndarray, str]:
+        """Inputs, targets and loss that measure the model on held-out examples (``x``, ``y``) for a
+        recipe trained with ``loss``."""
+        return self.model_inputs(x, seed, EVALUATION_STREAM), y, loss
+
+    def latents(self, count: int, seed: int, stream: int) -> np.ndarray:
+        """``count`` latent codes from random ``stream`` of ``seed``, for a model that generates
+        samples from them (:attr:`generates_samples`)."""
+        raise SpecError("model", self.name, "a model that generates samples from latent codes")
 
     def targets_on_digits(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Targets on digit ``images`` for the default loss: the images themselves for a model

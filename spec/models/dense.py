@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar
 
+from spec.data import DIGITS
 from spec.errors import SpecError
 from spec.layers import Activation
 from spec.models.base import ModelSpec, check_sequence
@@ -25,12 +26,21 @@ class MLPSpec(ModelSpec):
     input_size: int
     hidden_sizes: tuple[int, ...]
     output_size: int
-    activations: Sequence[Activation | str] | Activation | str  # a tuple of Activation after __post_init__
+    activations: tuple[Activation, ...]  # one per hidden layer
     output_activation: str
     use_bias: bool = True
     dropout: float = 0.0
 
     kind: ClassVar[str] = "mlp"
+
+    if TYPE_CHECKING:  # the constructor also takes activations as text, or one shared by every hidden layer
+
+        def __init__(
+            self, name: str, input_size: int, hidden_sizes: tuple[int, ...], output_size: int,
+            activations: Sequence[Activation | str] | Activation | str, output_activation: str,
+            use_bias: bool = True, dropout: float = 0.0, *, kernel_initializer: str = ..., bias_initializer: str = ...,
+            kernel_l2: float = ..., frozen: tuple[str, ...] = ..., frozen_batchnorm: str = ...,
+        ) -> None: ...  # fmt: skip
 
     def __post_init__(self) -> None:
         check_positive_int("input_size", self.input_size)
@@ -39,7 +49,7 @@ class MLPSpec(ModelSpec):
         object.__setattr__(self, "hidden_sizes", hidden)
         for i, size in enumerate(hidden):
             check_positive_int(f"hidden_sizes[{i}]", size)
-        activations = self.activations
+        activations: Sequence[Activation | str] | Activation | str = self.activations  # as passed, not yet parsed
         if isinstance(activations, (str, Activation)):  # one activation shared by every hidden layer
             activations = (activations,) * len(hidden)
         activations = tuple(Activation.parse(a) for a in activations)
@@ -69,9 +79,15 @@ class MLPSpec(ModelSpec):
     def output_shape(self) -> tuple[int, ...]:
         return (self.output_size,)
 
+    @property
+    def recipe_tasks(self) -> tuple[str, ...]:
+        """As for every model; a dense one whose output is as wide as its input may also classify."""
+        tasks = super().recipe_tasks
+        return (DIGITS, *tasks) if self.reconstructs_input else tasks
+
     def describe(self) -> str:
         """One line a person can read, e.g. ``784-512(relu)-10(softmax)``."""
-        hidden = "-".join(f"{n}({a})" for n, a in zip(self.hidden_sizes, cast(tuple, self.activations)))
+        hidden = "-".join(f"{n}({a})" for n, a in zip(self.hidden_sizes, self.activations))
         extras = "".join(
             f", {label} {value:g}" for label, value in (("dropout", self.dropout), ("L2", self.kernel_l2)) if value
         )

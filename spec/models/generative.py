@@ -8,8 +8,18 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from spec.data import digits, latent_noise, vae_batch
-from spec.data.mixture import RING
+from spec.data import (
+    DIGITS,
+    DIGITS_RECONSTRUCTION,
+    EVALUATION_STREAM,
+    Split,
+    digit_task,
+    digits,
+    latent_noise,
+    vae_batch,
+    vae_inputs,
+)
+from spec.data.mixture import GAUSSIAN_RING, RING
 from spec.errors import SpecError
 from spec.layers import Activation, BatchNorm, Dropout
 from spec.models.base import ModelSpec
@@ -106,6 +116,18 @@ class VAESpec(ModelSpec):
         """Flattened test digits with a seeded ε beside them, and the digits as targets."""
         return vae_batch(digits((self.input_size,)).x_test[:size], self.latent_size, seed)
 
+    @property
+    def recipe_tasks(self) -> tuple[str, ...]:
+        return (DIGITS_RECONSTRUCTION,)
+
+    def task_split(self, task: str, seed: int) -> Split:
+        """The flattened digits as their own targets: ε is drawn per step (:meth:`model_inputs`)."""
+        return digit_task(task, (self.input_size,), seed)
+
+    def model_inputs(self, examples: np.ndarray, seed: int, stream: int) -> np.ndarray:
+        """The images with their noise ε beside them, drawn from ``stream`` (:func:`spec.data.vae_inputs`)."""
+        return vae_inputs(examples, latent_noise(len(examples), self.latent_size, seed, stream))
+
 
 # What a GAN's generator may end in: unbounded samples (a 2-D mixture) or pixels in [0, 1].
 GENERATOR_OUTPUTS = ("linear", "sigmoid")
@@ -118,6 +140,7 @@ class _GANModel(ModelSpec):
 
     kind: ClassVar[str] = "gan"
     own_losses: ClassVar[tuple[str, ...]] = ("gan_discriminator", "gan_generator")
+    generates_samples: ClassVar[bool] = True
 
     if TYPE_CHECKING:  # fields or properties of each kind
 
@@ -167,6 +190,38 @@ class _GANModel(ModelSpec):
         """The discriminator's step (the default loss): the generator's samples, then the
         discriminator forward and backward on them and on as many real examples."""
         return self.generator.forward_flops(batch) + 3 * self.discriminator.forward_flops(2 * batch)
+
+    @property
+    def recipe_tasks(self) -> tuple[str, ...]:
+        """Points of the ring for a 2-D GAN; digit images (8×8 or 28×28, flat or not) for one whose
+        samples have as many values."""
+        if self.data_shape == (2,):
+            return (GAUSSIAN_RING,)
+        return (DIGITS,) if self.output_size in (64, 784) else ()
+
+    def task_split(self, task: str, seed: int) -> Split:
+        """The examples the generator learns to draw: the ring's points (labelled with their mode),
+        or the digits shaped as its samples."""
+        return RING.split(seed=seed) if task == GAUSSIAN_RING else digit_task(task, self.data_shape, seed)
+
+    def latents(self, count: int, seed: int, stream: int) -> np.ndarray:
+        """``count`` latent codes z from random ``stream`` of ``seed`` (:func:`spec.data.latent_noise`)."""
+        return latent_noise(count, self.latent_size, seed, stream)
+
+    def training_steps(
+        self, x: np.ndarray, y: np.ndarray, loss: str, seed: int, step: int
+    ) -> list[tuple[np.ndarray, np.ndarray, str]]:
+        """The discriminator's step on the real examples ``x`` and samples from fresh z, then the
+        generator's through the updated discriminator, with the same z (the recipe's ``loss`` is
+        the first)."""
+        z = self.latents(len(x), seed, step)
+        return [(z, x, "gan_discriminator"), (z, x, "gan_generator")]
+
+    def evaluation_batch(
+        self, x: np.ndarray, y: np.ndarray, loss: str, seed: int
+    ) -> tuple[np.ndarray, np.ndarray, str]:
+        """The discriminator's loss on the held-out examples and as many samples."""
+        return self.latents(len(x), seed, EVALUATION_STREAM), x, "gan_discriminator"
 
     def example_batch(self, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Latents z, and as many real examples: points of the ring for a 2-D GAN, test digits otherwise."""

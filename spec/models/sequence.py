@@ -7,7 +7,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from spec.data.sequences import running_sign_for
+from spec.data import Split
+from spec.data.sequences import SEQUENCE_TASKS, running_sign_for, sequence_split
 from spec.errors import SpecError
 from spec.layers import RECURRENT_INITIALIZERS
 from spec.models.base import ModelSpec
@@ -114,6 +115,14 @@ class RNNSpec(ModelSpec):
     @property
     def reconstructs_input(self) -> bool:
         return False
+
+    @property
+    def recipe_tasks(self) -> tuple[str, ...]:
+        """The synthetic sequence tasks (:mod:`spec.data.sequences`)."""
+        return SEQUENCE_TASKS
+
+    def task_split(self, task: str, seed: int) -> Split:
+        return sequence_split(task, self.seq_len, self.input_size, seed=seed)
 
     def describe(self) -> str:
         cell = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": f"GRU (reset {self.gru_reset})"}[self.cell]

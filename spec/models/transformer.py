@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from spec.data.sequences import duplicate_tokens, majority_tokens
+from spec.data import Split
+from spec.data.sequences import TOKEN_TASKS, duplicate_tokens, majority_tokens, token_split
 from spec.errors import SpecError
 from spec.layers import EMBEDDING_INITIALIZERS, Activation
 from spec.models.base import ModelSpec
@@ -52,7 +53,7 @@ class TransformerSpec(ModelSpec):
     num_layers: int
     output_size: int
     output_activation: str
-    activation: Activation | str = "relu"
+    activation: Activation = "relu"  # type: ignore[assignment]  # parsed by __post_init__
     positional: str = "sinusoidal"
     norm: str = "post"
     layer_norm_epsilon: float = 1e-5
@@ -64,6 +65,18 @@ class TransformerSpec(ModelSpec):
 
     kind: ClassVar[str] = "transformer"
     input_dtype: ClassVar[str] = "int32"
+
+    if TYPE_CHECKING:  # the constructor also takes the activation as text, e.g. "gelu(tanh)"
+
+        def __init__(
+            self, name: str, vocab_size: int, seq_len: int, d_model: int, num_heads: int, ff_size: int,
+            num_layers: int, output_size: int, output_activation: str, activation: Activation | str = "relu",
+            positional: str = "sinusoidal", norm: str = "post", layer_norm_epsilon: float = 1e-5,
+            pad_token: int | None = 0, pooling: str = "mean", scale_embedding: bool = True,
+            embedding_initializer: str = "normal", key_dim: int | None = None, *, kernel_initializer: str = ...,
+            bias_initializer: str = ..., kernel_l2: float = ..., frozen: tuple[str, ...] = ...,
+            frozen_batchnorm: str = ...,
+        ) -> None: ...  # fmt: skip
 
     def __post_init__(self) -> None:
         for field_name in ("vocab_size", "seq_len", "d_model", "num_heads", "ff_size", "num_layers", "output_size"):
@@ -122,6 +135,14 @@ class TransformerSpec(ModelSpec):
     @property
     def reconstructs_input(self) -> bool:
         return False
+
+    @property
+    def recipe_tasks(self) -> tuple[str, ...]:
+        """The synthetic token tasks (:mod:`spec.data.sequences`)."""
+        return TOKEN_TASKS
+
+    def task_split(self, task: str, seed: int) -> Split:
+        return token_split(task, self.seq_len, self.vocab_size, self.pad_token, seed=seed)
 
     def describe(self) -> str:
         positions = "sinusoidal" if self.positional == "sinusoidal" else "learned"

@@ -274,7 +274,7 @@ class ResNetSpec(ModelSpec):
         super().__post_init__()
 
     @property
-    def stem_layers(self) -> tuple[Layer, ...]:
+    def stem_layers(self) -> tuple[Conv2D, BatchNorm, Act] | tuple[Conv2D, BatchNorm, Act, Pool2D]:
         """The stem as layer specs: its conv is canonical ``stem/conv``, its BatchNorm ``stem/bn``."""
         if self.stem == "imagenet":
             conv = Conv2D(self.widths[0], 7, 2, ((3, 3), (3, 3)), use_bias=False)
