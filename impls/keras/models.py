@@ -225,23 +225,23 @@ def batchnorm(layer: BatchNorm, name: str) -> keras.layers.BatchNormalization:
 
 
 class CNN(SpecModel):
-    """The spec's layers in order, each Keras layer named as its canonical layer (``conv_0`` …)."""
+    """The spec's layers in order (``body``), each Keras layer named as its canonical layer (``conv_0`` …)."""
 
     spec: CNNSpec
 
     def __init__(self, spec: CNNSpec, seed: int = 0, **kwargs) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
-        self.stack = []
+        self.body = []
         paths = {}
         for i, (name, layer, shape) in enumerate(zip(cnn_layer_names(spec), spec.layers, spec.shapes())):
-            self.stack += layer_stack(layer, name or f"{type(layer).__name__.lower()}_{i}", shape, spec, seed + i)
+            self.body += layer_stack(layer, name or f"{type(layer).__name__.lower()}_{i}", shape, spec, seed + i)
             if name is not None:
-                paths[name] = ("stack", len(self.stack) - 1)  # the last of its stack holds its tensors
+                paths[name] = ("body", len(self.body) - 1)  # the last of its stack holds its tensors
         self.layer_paths = LayerPaths(paths)
 
     def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
-        for layer in self.stack:
+        for layer in self.body:
             x = layer(x, training=training)
         return x
 
@@ -560,7 +560,7 @@ class GAN(SpecModel):
     def __init__(self, spec: GANSpec | ConvGANSpec, seed: int = 0, **kwargs) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
-        network = {MLPSpec: MLP, CNNSpec: CNN}
+        network = MODEL_CLASSES  # each network is the model of its own spec
         self.generator = network[type(spec.generator)](spec.generator, seed=seed)
         self.discriminator = network[type(spec.discriminator)](spec.discriminator, seed=seed)
         self.layer_paths = self.generator.layer_paths.under(
@@ -577,7 +577,7 @@ class GAN(SpecModel):
 
 
 # The native class that builds each kind of spec (spec.backend.NativeBackend.build).
-MODEL_CLASSES: dict[type[ModelSpec], type[SpecModel]] = {
+MODEL_CLASSES: dict[type[ModelSpec], Callable[..., SpecModel]] = {
     MLPSpec: MLP,
     CNNSpec: CNN,
     ResNetSpec: ResNet,

@@ -260,8 +260,8 @@ def _pool_modules(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[tupl
 
 
 class CNN(SpecModel):
-    """The spec's layers in order, as one ``nn.Sequential`` whose children carry the canonical
-    layer names (``conv_0``, ``dense_1`` …); ``forward`` takes NCHW images and returns logits."""
+    """The spec's layers in order, as one ``nn.Sequential`` (``body``) whose children carry the
+    canonical layer names (``conv_0``, ``dense_1`` …); ``forward`` takes NCHW images and returns logits."""
 
     spec: CNNSpec
 
@@ -272,11 +272,11 @@ class CNN(SpecModel):
         canonical = [name for name in cnn_layer_names(spec) if name is not None]
         for i, (name, layer, shape) in enumerate(zip(cnn_layer_names(spec), spec.layers, spec.shapes())):
             modules += layer_modules(layer, name or f"{type(layer).__name__.lower()}_{i}", shape)
-        self.layers = nn.Sequential(OrderedDict(modules))
-        self.layer_paths = LayerPaths({name: ("layers", name) for name in canonical})
+        self.body = nn.Sequential(OrderedDict(modules))
+        self.layer_paths = LayerPaths({name: ("body", name) for name in canonical})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        return self.body(x)
 
 
 class ResidualBlockBase(nn.Module):
