@@ -170,17 +170,19 @@ def resolve_padding(padding: Padding, size: tuple[int, int], window: tuple[int, 
             total = max((math.ceil(n / s) - 1) * s + k - n, 0)
             pads.append((total // 2, total - total // 2))
         return (pads[0], pads[1])
-    return padding  # type: ignore[return-value]
+    if isinstance(padding, str):
+        raise SpecError("padding", padding, PADDING_MODES)
+    return padding
 
 
 def output_size(
     size: tuple[int, int], window: tuple[int, int], strides: tuple[int, int], pads: Pads
 ) -> tuple[int, int]:
     """Spatial output size of a window sliding over ``size`` padded by ``pads`` (floor division)."""
-    out = tuple((n + p[0] + p[1] - k) // s + 1 for n, k, s, p in zip(size, window, strides, pads))
-    if min(out) < 1:
+    height, width = ((n + p[0] + p[1] - k) // s + 1 for n, k, s, p in zip(size, window, strides, pads))
+    if min(height, width) < 1:
         raise SpecError("input size", size, f"at least the window {window} after padding {pads}")
-    return out  # type: ignore[return-value]
+    return height, width
 
 
 @dataclass(frozen=True)
@@ -264,9 +266,10 @@ class ConvTranspose2D:
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """Spatial output size for an input of ``size`` (h, w)."""
         crops = self.crops()
-        return tuple(  # type: ignore[return-value]
+        height, width = (
             (n - 1) * s + k - c[0] - c[1] for n, k, s, c in zip(size, self.kernel_size, self.strides, crops)
         )
+        return height, width
 
 
 POOL_KINDS = ("max", "avg")

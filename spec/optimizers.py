@@ -129,7 +129,8 @@ class OptimizerSpec:
 
     @property
     def base_learning_rate(self) -> float:
-        return self.schedule.learning_rate if self.schedule else self.learning_rate  # type: ignore[return-value]
+        schedule = self.schedule
+        return schedule.learning_rate if schedule is not None else self.constant_rate
 
     def learning_rate_changes(self) -> bool:
         """Whether the rate varies from step to step (a constant schedule does not)."""

@@ -425,7 +425,8 @@ def _mark_reshapes(infos: dict[str, ParamInfo], spec: CNNSpec, shapes: list[tupl
                     break
                 if isinstance(later, Dense):
                     key = f"{name}/kernel"
-                    infos[key] = replace(infos[key], flattened_from=shapes[i])  # type: ignore[arg-type]
+                    h, w, c = shapes[i]  # a Flatten reads a feature map
+                    infos[key] = replace(infos[key], flattened_from=(h, w, c))
                     break
         if isinstance(layer, Reshape):  # back to the Dense layer feeding it: every tensor on the way
             for name, earlier in reversed(list(zip(names[:i], spec.layers[:i]))):

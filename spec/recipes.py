@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from spec.data import DIGIT_PAIRS, DIGITS_RECONSTRUCTION, FIVE_DIGITS, Split
 from spec.data.augment import Augmentation
@@ -154,7 +154,7 @@ def _gan_recipe(
     )
 
 
-def digits_recipe(name: str, model: MLPSpec, optimizer: OptimizerSpec, **options: object) -> RecipeSpec:
+def digits_recipe(name: str, model: MLPSpec, optimizer: OptimizerSpec, **options: Any) -> RecipeSpec:
     """A recipe on the embedded digits with what the classic ones share: cross-entropy on class ids,
     batches of 128, DIGITS_EPOCHS epochs, a 95% test-accuracy target."""
     return RecipeSpec(
@@ -165,7 +165,7 @@ def digits_recipe(name: str, model: MLPSpec, optimizer: OptimizerSpec, **options
         batch_size=128,
         epochs=DIGITS_EPOCHS,
         target_accuracy=DIGITS_TARGET,
-        **options,  # type: ignore[arg-type]
+        **options,  # RecipeSpec's own fields, which it checks
     )
 
 
@@ -307,7 +307,7 @@ SEQUENCE_BATCH = 64
 
 
 def sequence_recipe(
-    model: str | ModelSpec, data: str, epochs: int, learning_rate: float = 1e-2, **options: object
+    model: str | ModelSpec, data: str, epochs: int, learning_rate: float = 1e-2, **options: Any
 ) -> RecipeSpec:
     """Adam (Kingma & Ba's defaults) with cosine decay to 0, batches of 64 of a 2,048-sequence task;
     ``model`` a spec, or the name of one in the sequence or Transformer zoo."""
@@ -323,7 +323,7 @@ def sequence_recipe(
         batch_size=SEQUENCE_BATCH,
         epochs=epochs,
         data=data,
-        **options,  # type: ignore[arg-type]
+        **options,  # RecipeSpec's own fields, which it checks
     )
 
 

@@ -16,12 +16,14 @@ def check_positive_int(field: str, value: object) -> None:
 
 def check_number(field: str, value: object, *, low: float, high: float = math.inf, low_open: bool = False) -> None:
     """``value`` must be a finite real number in [low, high) — or (low, high) with ``low_open``."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and value < high  # type: ignore[operator]
-    if not ok:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _within(value, low, high, low_open):
         bracket = "(" if low_open else "["
         upper = "∞)" if high == math.inf else f"{high:g})"
         raise SpecError(field, value, f"a finite number in {bracket}{low:g}, {upper}")
+
+
+def _within(value: float, low: float, high: float, low_open: bool) -> bool:
+    return math.isfinite(value) and (value > low if low_open else value >= low) and value < high
 
 
 def mismatched_names(expected: Collection[str], given: Collection[str]) -> tuple[list[str], list[str]]:

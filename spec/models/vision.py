@@ -38,7 +38,8 @@ def _check_image_shape(shape: object) -> tuple[int, int, int]:
         raise SpecError("input_shape", shape, "(height, width, channels), NHWC without the batch axis")
     for i, n in enumerate(shape):
         check_positive_int(f"input_shape[{i}]", n)
-    return tuple(shape)  # type: ignore[return-value]
+    height, width, channels = shape
+    return height, width, channels
 
 
 def _check_cnn_input_shape(shape: object) -> tuple[int, ...]:
