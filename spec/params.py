@@ -99,7 +99,8 @@ class ParamInfo:
     ``flattened_from`` is the (h, w, c) feature map a Dense kernel's rows were flattened from;
     ``reshaped_to`` the (h, w, c) feature map a Dense kernel's columns (or its bias) are reshaped to.
     ``zero_gradient`` marks a tensor the loss cannot depend on: an attention key bias adds q·b to
-    every score of query q alike, which the softmax cancels (its gradient is float rounding only)."""
+    every score of query q alike, which the softmax cancels (its gradient is float rounding only).
+    ``gates`` names a recurrent tensor's gate blocks, in their canonical order (a GRU's r, z, n)."""
 
     shape: tuple[int, ...]
     trainable: bool
@@ -110,6 +111,7 @@ class ParamInfo:
     flattened_from: tuple[int, int, int] | None = None
     reshaped_to: tuple[int, int, int] | None = None
     zero_gradient: bool = False
+    gates: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
@@ -264,15 +266,17 @@ def _add_recurrent(infos: dict[str, ParamInfo], spec: RNNSpec, name: str, fan_in
     def fans(initializer: str, rows: int) -> tuple[int, int]:
         return (hidden, width) if initializer == "torch_default" else (rows, width)
 
+    gates = spec.gates
     infos[f"{name}/kernel"] = ParamInfo(
-        (fan_in, width), True, spec.kernel_initializer, *fans(spec.kernel_initializer, fan_in), "recurrent"
+        (fan_in, width), True, spec.kernel_initializer, *fans(spec.kernel_initializer, fan_in), "recurrent", gates=gates
     )
     infos[f"{name}/recurrent_kernel"] = ParamInfo(
-        (hidden, width), True, spec.recurrent_initializer, *fans(spec.recurrent_initializer, hidden), "recurrent"
-    )
+        (hidden, width), True, spec.recurrent_initializer, *fans(spec.recurrent_initializer, hidden), "recurrent",
+        gates=gates,
+    )  # fmt: skip
     bias_shape = (2, width) if spec.has_recurrent_bias else (width,)
     infos[f"{name}/bias"] = ParamInfo(
-        bias_shape, True, spec.bias_initializer, *fans(spec.bias_initializer, hidden), "recurrent_bias"
+        bias_shape, True, spec.bias_initializer, *fans(spec.bias_initializer, hidden), "recurrent_bias", gates=gates
     )
 
 

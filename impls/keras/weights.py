@@ -19,22 +19,22 @@ import numpy as np
 
 from impls.keras.models import SpecModel
 from spec.layer_paths import resolve
-from spec.models import ModelSpec, RNNSpec, is_frozen
+from spec.models import is_frozen
 from spec.params import ParamInfo, check_params, layer_names, param_specs
 
-_KERAS_GRU_GATES = [1, 0, 2]  # canonical r, z, n -> Keras z, r, h (and back: the swap is its own inverse)
+_GRU_GATES = ("r", "z", "n")  # canonical; Keras holds z, r, h: r and z swap (and back: its own inverse)
 
 
-def swap_layout(spec: ModelSpec, info: ParamInfo, value: np.ndarray) -> np.ndarray:
+def swap_layout(info: ParamInfo, value: np.ndarray) -> np.ndarray:
     """A tensor in Keras's layout from the canonical one, or back — each difference is its own
     inverse: a GRU tensor's gate blocks (z and r swapped), and a transposed conv's kernel, which
     Keras keeps as (kh, kw, out, in), the kernel of the convolution it is the gradient of."""
     if info.layout == "conv_transpose":
         return np.asarray(value).swapaxes(2, 3)
-    if not isinstance(spec, RNNSpec) or spec.cell != "gru" or not info.is_recurrent:
+    if info.gates != _GRU_GATES:
         return value
-    blocks = np.split(np.asarray(value), 3, axis=-1)
-    return np.concatenate([blocks[i] for i in _KERAS_GRU_GATES], axis=-1)
+    r, z, n = np.split(np.asarray(value), 3, axis=-1)
+    return np.concatenate([z, r, n], axis=-1)
 
 
 def native_layer(model: SpecModel, layer: str) -> keras.layers.Layer:
@@ -76,7 +76,7 @@ def load(model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
     checked = check_params(model.spec, params)
     infos = param_specs(model.spec)
     for name, variable in canonical_variables(model).items():
-        variable.assign(swap_layout(model.spec, infos[name], checked[name]))
+        variable.assign(swap_layout(infos[name], checked[name]))
 
 
 def export(model: SpecModel) -> dict[str, np.ndarray]:
@@ -86,10 +86,10 @@ def export(model: SpecModel) -> dict[str, np.ndarray]:
 def to_canonical(model: SpecModel, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Arrays of the model's variables (values or gradients), by canonical name, in the canonical layout."""
     infos = param_specs(model.spec)
-    return {name: swap_layout(model.spec, infos[name], np.asarray(value)) for name, value in arrays.items()}
+    return {name: swap_layout(infos[name], np.asarray(value)) for name, value in arrays.items()}
 
 
 def to_native(model: SpecModel, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Canonical arrays (gradients, say), by canonical name, in the layout of the model's variables."""
     infos = param_specs(model.spec)
-    return {name: swap_layout(model.spec, infos[name], value) for name, value in arrays.items()}
+    return {name: swap_layout(infos[name], value) for name, value in arrays.items()}
