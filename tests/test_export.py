@@ -115,7 +115,7 @@ def test_torch_lstm_state_dict_exports_the_sum_of_its_biases(request: pytest.Fix
     model = backend.build(spec, init_params(spec, 0))
     torch.manual_seed(0)
     trained = torch.nn.LSTM(spec.input_size, spec.hidden_size, num_layers=spec.num_layers, batch_first=True)
-    model.rnn.load_state_dict(trained.state_dict(), strict=True)
+    model.recurrent.load_state_dict(trained.state_dict(), strict=True)
     assert all(p.abs().sum() > 0 for p in model.held_at_zero)
     x = ZOO_CASES[spec.name].batch(size=BATCH)[0]
     outputs = backend.forward(model, x)

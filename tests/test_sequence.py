@@ -182,7 +182,7 @@ def test_torch_final_states_are_what_the_head_reads(request: pytest.FixtureReque
     model = backend.build(spec, perturbed_params(spec, 6))
     x = torch.from_numpy(batch_for(spec, 4, seed=6)[0])
     with torch.no_grad():
-        _, h_n = model.rnn(x)
+        _, h_n = model.recurrent(x)
         if spec.cell == "lstm":
             h_n = h_n[0]  # (h_n, c_n)
         top = h_n[-len(spec.directions) :]  # the top layer's directions

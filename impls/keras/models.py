@@ -322,11 +322,11 @@ class ResNet(SpecModel):
             shape = layer_output_shape(layer, shape)
             if part in ("conv", "bn"):
                 paths |= {f"stem/{part}": ("stem", len(self.stem) - 1)}  # the last of its stack
-        self.blocks = [
-            (Bottleneck if block.bottleneck else BasicBlock)(block, spec, shapes[block.name]) for block in spec.blocks()
-        ]
-        for index, (block, native) in enumerate(zip(spec.blocks(), self.blocks)):
-            paths |= native.layer_paths.under(block.name, "blocks", index)
+        self.stages: list[list[ResidualBlockBase]] = [[] for _ in spec.widths]
+        for block in spec.blocks():
+            native = (Bottleneck if block.bottleneck else BasicBlock)(block, spec, shapes[block.name])
+            self.stages[block.stage].append(native)
+            paths |= native.layer_paths.under(block.name, "stages", block.stage, block.index)
         self.pool = keras.layers.GlobalAveragePooling2D()
         regularizer = keras.regularizers.L2(spec.kernel_l2) if spec.kernel_l2 else None
         self.head = keras.layers.Dense(spec.num_classes, kernel_regularizer=regularizer, name="head")
@@ -335,8 +335,9 @@ class ResNet(SpecModel):
     def call(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         for layer in self.stem:
             x = layer(x, training=training)
-        for block in self.blocks:
-            x = block(x, training=training)
+        for stage in self.stages:
+            for block in stage:
+                x = block(x, training=training)
         return self.head(self.pool(x))
 
 
@@ -465,13 +466,13 @@ class Transformer(SpecModel):
         self.embedding = keras.layers.Embedding(spec.vocab_size, spec.d_model, name="embedding")
         paths: dict[str, NativePath] = {"embedding": ("embedding",)}
         self.scale = math.sqrt(spec.d_model) if spec.scale_embedding else 1.0
-        self.positions: Callable[[keras.KerasTensor], keras.KerasTensor]  # a layer, or adding a fixed table
+        self.position_embeddings: Callable[[keras.KerasTensor], keras.KerasTensor]  # a layer, or a fixed table added
         if spec.positional == "learned":
-            self.positions = LearnedPositions(spec.seq_len, spec.d_model, name="position")
-            paths["position"] = ("positions",)
+            self.position_embeddings = LearnedPositions(spec.seq_len, spec.d_model, name="position")
+            paths["position"] = ("position_embeddings",)
         else:
             table = sinusoidal_positions(spec.seq_len, spec.d_model).astype("float32")
-            self.positions = lambda x: x + table
+            self.position_embeddings = lambda x: x + table
         self.encoders = [EncoderLayer(spec, name=encoder_layer_name(i)) for i in range(spec.num_layers)]
         for index, encoder in enumerate(self.encoders):
             paths |= encoder.layer_paths.under(encoder_layer_name(index), "encoders", index)
@@ -485,7 +486,7 @@ class Transformer(SpecModel):
     def call(self, tokens: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         spec = self.spec
         padding_mask = None if spec.pad_token is None else keras.ops.not_equal(tokens, spec.pad_token)
-        x = self.positions(self.embedding(tokens) * self.scale)
+        x = self.position_embeddings(self.embedding(tokens) * self.scale)
         for encoder in self.encoders:
             x = encoder(x, padding_mask)
         if self.final_norm is not None:

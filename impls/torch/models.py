@@ -397,7 +397,7 @@ class RNN(SpecModel):
             )
         layer = {"simple_rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[spec.cell]
         options = {"nonlinearity": "tanh"} if spec.cell == "simple_rnn" else {}
-        self.rnn = layer(
+        self.recurrent = layer(
             spec.input_size,
             spec.hidden_size,
             num_layers=spec.num_layers,
@@ -407,13 +407,13 @@ class RNN(SpecModel):
             **options,
         )
         if not spec.has_recurrent_bias:
-            held = [param for name, param in self.rnn.named_parameters() if name.startswith("bias_hh")]
+            held = [param for name, param in self.recurrent.named_parameters() if name.startswith("bias_hh")]
             for param in held:
                 nn.init.zeros_(param)
                 param.requires_grad_(False)
             self.held_at_zero = tuple(held)
         # one nn.RNN holds every layer and direction: weights.py picks their tensors by suffix
-        paths = {name: ("rnn",) for index in range(spec.num_layers) for name in rnn_layer_names(spec, index)}
+        paths = {name: ("recurrent",) for index in range(spec.num_layers) for name in rnn_layer_names(spec, index)}
         if spec.head == "attention":
             additive = spec.attention == "additive"
             self.attention = nn.Linear(spec.features, spec.attention_units) if additive else None
@@ -424,7 +424,7 @@ class RNN(SpecModel):
         self.layer_paths = LayerPaths({**paths, "dense_0": ("head",)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs, _ = self.rnn(x)
+        outputs, _ = self.recurrent(x)
         if self.spec.head == "sequence":
             return self.head(outputs)
         if self.spec.head == "attention":
