@@ -17,7 +17,9 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from spec.errors import BackendUnavailable, SpecError
+from spec.inputs import check_targets
 from spec.layer_paths import LayerPaths, check_layer_paths
+from spec.losses import check_model_loss
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of, optimizer_groups
@@ -51,9 +53,10 @@ M = TypeVar("M", bound=NativeModel)
 
 
 @runtime_checkable
-class Backend(Protocol):
+class Backend(Protocol[M]):
     """What each framework implementation provides. ``model`` is the framework's native model object (a
-    :class:`NativeModel`), ``optimizer`` its native optimizer (a GAN's: one per network, by name).
+    :class:`NativeModel` of type ``M``: ``Backend[SpecModel]`` for a backend's own model class; plain
+    ``Backend`` where any will do), ``optimizer`` its native optimizer (a GAN's: one per network, by name).
 
     Batches ``x`` are numpy arrays in the dtype of :attr:`spec.models.ModelSpec.input_dtype` — float32 values,
     or int32 token ids for a Transformer — and targets numpy arrays for the loss; a backend also
@@ -62,12 +65,16 @@ class Backend(Protocol):
     :class:`spec.errors.BatchError` for one that does not fit the spec; any float dtype is taken as
     float32."""
 
-    name: str
-    # Whether the framework's own training loop compiles its step, which :func:`spec.training.fit`
-    # follows unless told: Keras's ``Model.fit`` runs a ``tf.function``, JAX code jits its step, a
-    # torch loop runs eagerly (``torch.compile`` is opt-in). Everywhere else ``compiled`` defaults
-    # to eager on every backend.
-    trains_compiled: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def trains_compiled(self) -> bool:
+        """Whether the framework's own training loop compiles its step, which :func:`spec.training.fit`
+        follows unless told: Keras's ``Model.fit`` runs a ``tf.function``, JAX code jits its step, a
+        torch loop runs eagerly (``torch.compile`` is opt-in). Everywhere else ``compiled`` defaults
+        to eager on every backend."""
+        ...
 
     def framework_version(self) -> str:
         """Version string of the framework, e.g. ``torch 2.13.0``."""
@@ -81,59 +88,57 @@ class Backend(Protocol):
         """The intra-op thread setting in force, e.g. ``1`` or ``default (2)``."""
         ...
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> NativeModel:
+    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> M:
         """A native model for ``spec`` holding ``params`` (canonical names and layout); ``seed`` seeds the
         model's own random streams (dropout masks) with the framework's generator."""
         ...
 
-    def load_params(self, model: NativeModel, params: Mapping[str, np.ndarray]) -> None:
+    def load_params(self, model: M, params: Mapping[str, np.ndarray]) -> None:
         """Overwrite the model's tensors with canonical ``params`` (checked against its spec)."""
         ...
 
-    def export_params(self, model: NativeModel) -> dict[str, np.ndarray]:
+    def export_params(self, model: M) -> dict[str, np.ndarray]:
         """The model's tensors under canonical names and layout, as float32 numpy arrays: everything the
         model computes with, so the judge on the export gives the model's outputs (a native tensor the
         spec has no name for, such as torch's held ``bias_hh``, is folded into its canonical one)."""
         ...
 
-    def count_params(self, model: NativeModel) -> ParamCount:
+    def count_params(self, model: M) -> ParamCount:
         """Trainable and non-trainable counts, as the framework itself reports them."""
         ...
 
-    def forward(self, model: NativeModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+    def forward(self, model: M, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         """The model's output (after its output activation) for a batch ``x``, run eagerly."""
         ...
 
-    def logits(
-        self, model: NativeModel, x: np.ndarray, *, training: bool = False, compiled: bool = False
-    ) -> np.ndarray:
+    def logits(self, model: M, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
         """The model's output before its output activation; ``compiled`` as for :meth:`train_step`."""
         ...
 
-    def encode(self, model: NativeModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, model: M, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A VAE's encoder outputs for flattened ``images`` (without ε): the mean and the
         log-variance of q(z|x), each (batch, latent_size)."""
         ...
 
     def loss_and_grads(
-        self, model: NativeModel, x: np.ndarray, targets: np.ndarray, loss: str
+        self, model: M, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         """The training loss (named as in :mod:`spec.losses`, plus the spec's L2 term) and its gradient
         per canonical parameter, with the model in training mode (dropout active)."""
         ...
 
-    def make_optimizer(self, model: NativeModel, opt: OptimizerSpec) -> Any:
+    def make_optimizer(self, model: M, opt: OptimizerSpec) -> Any:
         """The framework's native optimizer for ``model``, configured to follow ``opt`` exactly; raises
         :class:`spec.errors.UnsupportedOption` for an option the framework cannot express."""
         ...
 
-    def apply_gradients(self, model: NativeModel, optimizer: Any, grads: Mapping[str, np.ndarray]) -> None:
+    def apply_gradients(self, model: M, optimizer: Any, grads: Mapping[str, np.ndarray]) -> None:
         """One optimizer step with canonical ``grads`` (as from :meth:`loss_and_grads`)."""
         ...
 
     def train_step(
         self,
-        model: NativeModel,
+        model: M,
         optimizer: Any,
         x: np.ndarray,
         targets: np.ndarray,
@@ -180,6 +185,27 @@ class NativeBackend(ABC, Generic[M]):
         self._freeze(model)
         return self._ready(model, seed)
 
+    def loss_and_grads(
+        self, model: M, x: np.ndarray, targets: np.ndarray, loss: str
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        check_model_loss(model.spec, loss)
+        check_targets(model.spec, targets, loss)
+        return self._loss_and_grads(model, x, targets, loss)
+
+    def train_step(
+        self,
+        model: M,
+        optimizer: Any,
+        x: np.ndarray,
+        targets: np.ndarray,
+        loss: str,
+        *,
+        compiled: bool = False,
+    ) -> float:
+        check_model_loss(model.spec, loss)
+        check_targets(model.spec, targets, loss)
+        return self._train_step(model, optimizer, x, targets, loss, compiled)
+
     def make_optimizer(self, model: M, opt: OptimizerSpec) -> Any:
         groups = optimizer_groups(model.spec)
         if groups is None:
@@ -213,6 +239,18 @@ class NativeBackend(ABC, Generic[M]):
     def _ready(self, model: M, seed: int) -> M:
         """The built model after loading, for a framework with more to set up (random streams)."""
         return model
+
+    @abstractmethod
+    def _loss_and_grads(
+        self, model: M, x: np.ndarray, targets: np.ndarray, loss: str
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """:meth:`Backend.loss_and_grads` once the loss and the targets are checked against the spec."""
+
+    @abstractmethod
+    def _train_step(
+        self, model: M, optimizer: Any, x: np.ndarray, targets: np.ndarray, loss: str, compiled: bool
+    ) -> float:
+        """:meth:`Backend.train_step` once the loss and the targets are checked against the spec."""
 
     @abstractmethod
     def _native_optimizer(self, model: M, opt: OptimizerSpec, part: str | None) -> Any:

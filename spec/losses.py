@@ -64,8 +64,17 @@ def check_target_shape(loss: str, logits_shape: tuple[int, ...], targets_shape: 
         raise SpecError("targets", f"shape {targets_shape}", f"shape {expected} for {loss} on logits {logits_shape}")
 
 
-# Every loss a model kind owns (a spec class's ``own_losses``), and the kind that owns it.
-KIND_LOSSES = {"negative_elbo": "vae", "gan_discriminator": "gan", "gan_generator": "gan"}
+def kind_owning(loss: str) -> str | None:
+    """The kind of model whose spec class owns ``loss`` (lists it in ``own_losses``), if any."""
+    from spec.models.base import ModelSpec  # spec.models imports this module: read the classes at call time
+
+    classes: list[type[ModelSpec]] = ModelSpec.__subclasses__()
+    while classes:
+        cls = classes.pop()
+        if loss in cls.own_losses:
+            return cls.kind
+        classes += cls.__subclasses__()
+    return None
 
 
 def check_model_loss(spec: ModelSpec, loss: str) -> str:
@@ -76,10 +85,9 @@ def check_model_loss(spec: ModelSpec, loss: str) -> str:
         if loss not in spec.own_losses:
             raise SpecError("loss", loss, f"{', '.join(map(repr, spec.own_losses))}: the losses of a {spec.kind} model")
         return loss
-    if loss in KIND_LOSSES:
-        raise SpecError(
-            "loss", loss, f"a loss for a {spec.output_activation!r} output ({loss!r} is a {KIND_LOSSES[loss]}'s)"
-        )
+    owner = kind_owning(loss)
+    if owner is not None:
+        raise SpecError("loss", loss, f"a loss for a {spec.output_activation!r} output ({loss!r} is a {owner}'s)")
     return check_loss(loss, spec.output_activation)
 
 

@@ -11,7 +11,7 @@ import pytest
 from spec import reference as ref
 from spec.backend import Backend
 from spec.cases import ZOO_CASES
-from spec.errors import BatchError
+from spec.errors import BatchError, SpecError
 from spec.models import ZOO
 from spec.optimizers import OptimizerSpec
 from spec.params import init_params
@@ -78,6 +78,13 @@ def test_a_vae_encoder_refuses_images_with_their_noise(backend: Backend) -> None
     _refuses(lambda: backend.encode(model, with_noise), spec.name, ["images", "(2, 794)", "(batch, 784)"])
     mean, _ = backend.encode(model, with_noise[:, : spec.input_size])
     assert mean.shape == (2, spec.latent_size)
+
+
+def test_only_a_vae_is_encoded(backend: Backend) -> None:
+    spec = ZOO["digits_mlp"]
+    model = backend.build(spec, init_params(spec, 0))
+    with pytest.raises(SpecError, match=r"'digits_mlp'.*a VAE"):
+        backend.encode(model, np.zeros((2, 64), np.float32))
 
 
 def test_a_float64_batch_is_taken_as_float32(backend: Backend) -> None:

@@ -20,12 +20,13 @@ import numpy as np
 from flax import nnx
 
 from impls.jax import schedules, weights
-from impls.jax.losses import compute_loss, gan_loss, negative_elbo
-from impls.jax.models import GAN, MODEL_CLASSES, VAE, SpecModel, logits_of
+from impls.jax.losses import OWN_LOSSES, compute_loss
+from impls.jax.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.jax.optimizers import make_optimizer
-from spec.backend import NativeBackend, drop_native_cache, intra_op_threads, native_cache
-from spec.inputs import check_inputs, check_targets
-from spec.losses import check_model_loss, takes_class_ids
+from spec.backend import Backend, NativeBackend, drop_native_cache, intra_op_threads, native_cache
+from spec.errors import SpecError
+from spec.inputs import check_inputs
+from spec.losses import takes_class_ids
 from spec.models import (
     ModelSpec,
 )
@@ -48,12 +49,8 @@ def _inputs(model: SpecModel, x: np.ndarray) -> jax.Array:
 
 def training_loss(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
     """The spec's loss on one batch plus its L2 term."""
-    if loss == "negative_elbo":
-        assert isinstance(model, VAE)  # a VAE's own loss: check_model_loss let no other model here
-        return negative_elbo(model.spec, model(x), targets)
-    if loss in GAN_LOSS_TRAINS:
-        assert isinstance(model, GAN)  # as above
-        return gan_loss(model, x, targets, loss)
+    if loss in OWN_LOSSES:  # a kind's own (a VAE's, a GAN's): from more than the logits
+        return OWN_LOSSES[loss](model, x, targets, loss)
     value = compute_loss(loss, model(x), targets, model.spec.output_activation)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
 
@@ -79,7 +76,7 @@ def _encode(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array) -> tupl
 
 
 @partial(jax.jit, static_argnames="loss")
-def _loss_and_grads(
+def _compiled_loss_and_grads(
     graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str
 ) -> tuple[jax.Array, nnx.State, nnx.State]:
     model = nnx.merge(graphdef, state)
@@ -146,7 +143,7 @@ class HeldState:
     and optimizer are stale meanwhile — their buffers donated — until :func:`synced` writes the
     state back, which every other backend method does first."""
 
-    optimizer: nnx.Optimizer
+    optimizer: nnx.Optimizer | nnx.Dict  # a GAN's: one per network
     graphdef: nnx.GraphDef
     treedef: jax.tree_util.PyTreeDef
     leaves: list[jax.Array]
@@ -165,7 +162,7 @@ def synced(model: SpecModel) -> SpecModel:
     return model
 
 
-def held_state(model: SpecModel, optimizer: nnx.Optimizer, loss: str) -> HeldState:
+def held_state(model: SpecModel, optimizer: nnx.Optimizer | nnx.Dict, loss: str) -> HeldState:
     """The state compiled train steps of ``model`` with ``optimizer`` and ``loss`` pass along."""
     held = native_cache(model).get(_HELD)
     if held is None or held.optimizer is not optimizer:
@@ -291,20 +288,20 @@ class JaxBackend(NativeBackend[SpecModel]):
         synced(model).set_mode(training)
         return np.asarray(model.infer(_inputs(model, x)))
 
-    def encode(self, model: VAE, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, model: SpecModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(model, VAE):
+            raise SpecError("model", model.spec.name, "a VAE: encode reads q(z|x) from its encoder")
         check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
         synced(model).set_mode(False)
         mean, log_variance = _encode(*nnx.split(model), jnp.asarray(images, jnp.float32))
         return np.asarray(mean), np.asarray(log_variance)
 
-    def loss_and_grads(
+    def _loss_and_grads(
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
-        check_model_loss(model.spec, loss)
-        check_targets(model.spec, targets, loss)
         synced(model).set_mode(True)
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
-        value, grads, state = _loss_and_grads(
+        value, grads, state = _compiled_loss_and_grads(
             *nnx.split(model), _inputs(model, x), jnp.asarray(targets, dtype), loss=loss
         )
         nnx.update(model, state)
@@ -324,18 +321,15 @@ class JaxBackend(NativeBackend[SpecModel]):
         graphdef, state = nnx.split((model, native))
         nnx.update((model, native), _apply_gradients(graphdef, state, grads_state))
 
-    def train_step(
+    def _train_step(
         self,
         model: SpecModel,
-        optimizer: nnx.Optimizer,
+        optimizer: nnx.Optimizer | nnx.Dict,
         x: np.ndarray,
         targets: np.ndarray,
         loss: str,
-        *,
-        compiled: bool = False,
+        compiled: bool,
     ) -> float:
-        check_model_loss(model.spec, loss)
-        check_targets(model.spec, targets, loss)
         dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
         inputs, target_array = _inputs(model, x), jnp.asarray(targets, dtype)
         if not compiled:  # eager: every operation dispatched on its own
@@ -351,4 +345,4 @@ class JaxBackend(NativeBackend[SpecModel]):
         return schedules.learning_rates(schedule)
 
 
-BACKEND = JaxBackend()
+BACKEND: Backend[SpecModel] = JaxBackend()

@@ -5,11 +5,13 @@ Optax losses return one value per example (or per element); the spec's reduction
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
 
-from impls.jax.models import GAN, VAEOutput, output_activation
+from impls.jax.models import GAN, VAE, VAEOutput, output_activation
 from spec.losses import check_target_shape
 from spec.models import VAESpec
 
@@ -53,3 +55,16 @@ def gan_loss(model: GAN, z: jax.Array, real: jax.Array, loss: str) -> jax.Array:
         )
     fake_logits = model.discriminator(model.infer(z))
     return bce(fake_logits, jnp.ones_like(fake_logits)).mean()
+
+
+def vae_loss(model: VAE, inputs: jax.Array, images: jax.Array, loss: str) -> jax.Array:
+    """The VAE's ``negative_elbo`` on a batch of images with their ε."""
+    return negative_elbo(model.spec, model(inputs), images)
+
+
+# The losses a kind of model owns (its spec's ``own_losses``), each from the model and a batch.
+OWN_LOSSES: dict[str, Callable[..., jax.Array]] = {
+    "negative_elbo": vae_loss,
+    "gan_discriminator": gan_loss,
+    "gan_generator": gan_loss,
+}

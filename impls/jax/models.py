@@ -319,13 +319,15 @@ class ResNet(SpecModel):
 
     def __init__(self, spec: ResNetSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
-        conv, bn, _, *pool = spec.stem_layers
-        self.stem_conv = layer_callable(conv, spec.input_shape, rngs)
-        self.stem_bn = batchnorm(bn, spec.widths[0], rngs)
-        after_conv = layer_output_shape(conv, spec.input_shape)
-        self.stem_pool = layer_callable(pool[0], after_conv, rngs) if pool else None
+        stem = []
+        shape: tuple[int, ...] = spec.input_shape
+        stem_layers: tuple[Layer, ...] = spec.stem_layers  # conv, bn, relu and the ImageNet stem's pool
+        for layer in stem_layers:
+            stem.append(layer_callable(layer, shape, rngs))
+            shape = layer_output_shape(layer, shape)
+        self.stem = nnx.Sequential(*stem)
         shapes = spec.shapes()
-        paths = LayerPaths({"stem/conv": ("stem_conv",), "stem/bn": ("stem_bn",)})
+        paths = LayerPaths({"stem/conv": ("stem", "layers", 0), "stem/bn": ("stem", "layers", 1)})
         stages: list[list[ResidualBlockBase]] = [[] for _ in spec.widths]
         for block in spec.blocks():
             residual_block = (Bottleneck if block.bottleneck else BasicBlock)(
@@ -338,9 +340,7 @@ class ResNet(SpecModel):
         self.layer_paths = paths | {"head": ("head",)}
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = jax.nn.relu(self.stem_bn(self.stem_conv(x)))
-        if self.stem_pool is not None:
-            x = self.stem_pool(x)
+        x = self.stem(x)
         for stage in self.stages:
             for block in stage:
                 x = block(x)

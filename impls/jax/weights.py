@@ -22,7 +22,7 @@ from flax import nnx
 
 from impls.jax.models import SpecModel
 from spec.layer_paths import NativePath, resolve
-from spec.models import RNNSpec, is_frozen
+from spec.models import is_frozen
 from spec.params import ParamInfo, check_params, layer_names, optimizer_groups, param_specs
 
 _VARIABLE = {
@@ -44,20 +44,24 @@ def canonical_paths(model: SpecModel, *, trainable_only: bool = False) -> dict[s
         if info.trainable or not trainable_only:
             layer, variable = name.rsplit("/", 1)
             if info.is_recurrent:
-                assert isinstance(model.spec, RNNSpec)  # only recurrent models have recurrent tensors
-                paths[name] = (*model.layer_paths[layer], *_recurrent_variable(model.spec.cell, variable))
+                paths[name] = (*model.layer_paths[layer], *_recurrent_variable(info.gates, variable))
             else:
                 paths[name] = (*model.layer_paths[layer], _VARIABLE[variable])
     return paths
 
 
-def _recurrent_variable(cell: str, variable: str) -> tuple[str, ...]:
+# Where each cell keeps its one bias, by the cell's gates: SimpleCell in dense_i, OptimizedLSTMCell in
+# dense_h, impls.jax.models.GRUCell as its own parameter.
+_CELL_BIAS = {("h",): ("dense_i", "bias"), ("i", "f", "g", "o"): ("dense_h", "bias"), ("r", "z", "n"): ("bias",)}
+
+
+def _recurrent_variable(gates: tuple[str, ...], variable: str) -> tuple[str, ...]:
     """Where a cell keeps a canonical recurrent tensor (see the module docstring)."""
     if variable == "kernel":
         return ("dense_i", "kernel")
     if variable == "recurrent_kernel":
         return ("dense_h", "kernel")
-    return {"simple_rnn": ("dense_i", "bias"), "lstm": ("dense_h", "bias"), "gru": ("bias",)}[cell]
+    return _CELL_BIAS[gates]
 
 
 def freeze(model: SpecModel) -> None:

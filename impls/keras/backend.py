@@ -9,18 +9,18 @@ import numpy as np
 import tensorflow as tf
 
 from impls.keras import schedules, weights
-from impls.keras.losses import compute_loss, gan_loss, negative_elbo
-from impls.keras.models import GAN, MODEL_CLASSES, VAE, SpecModel, logits_of
+from impls.keras.losses import OWN_LOSSES, compute_loss
+from impls.keras.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.keras.optimizers import before_step, make_optimizer
-from spec.backend import NativeBackend, cached, intra_op_threads
-from spec.errors import BackendUnavailable
-from spec.inputs import check_inputs, check_targets
-from spec.losses import check_model_loss, takes_class_ids
+from spec.backend import Backend, NativeBackend, cached, intra_op_threads
+from spec.errors import BackendUnavailable, SpecError
+from spec.inputs import check_inputs
+from spec.losses import takes_class_ids
 from spec.models import (
     ModelSpec,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import GAN_LOSS_TRAINS, ParamCount, check_params, group_names, trained_names
+from spec.params import ParamCount, check_params, group_names, trained_names
 from spec.schedules import ScheduleSpec
 
 if keras.backend.backend() != "tensorflow":
@@ -53,18 +53,14 @@ def _inputs(model: SpecModel, x: np.ndarray | tf.Tensor) -> tf.Tensor:
     return _as(x, model.spec.input_dtype)
 
 
-def _loss_and_grads(
+def _taped_loss_and_grads(
     model: SpecModel, variables: list[keras.Variable], x: tf.Tensor, targets: tf.Tensor, loss: str
 ) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """The training loss and its gradient for each of ``variables`` (looked up by the caller, outside
     any tf.function: AutoGraph cannot convert the spec's ``match`` statements)."""
     with tf.GradientTape() as tape:
-        if loss == "negative_elbo":
-            assert isinstance(model, VAE)  # a VAE's own loss: check_model_loss let no other model here
-            value = negative_elbo(model.spec, model(x, training=True), targets)
-        elif loss in GAN_LOSS_TRAINS:
-            assert isinstance(model, GAN)  # as above
-            value = gan_loss(model, x, targets, loss)
+        if loss in OWN_LOSSES:  # a kind's own (a VAE's, a GAN's): from more than the logits
+            value = OWN_LOSSES[loss](model, x, targets, loss)
         else:
             value = compute_loss(loss, model(x, training=True), targets, model.spec.output_activation)
         if model.losses:  # the kernel regularizers' L2 terms, as Keras's own train step adds them
@@ -96,7 +92,7 @@ def _train_step_function(model: SpecModel, optimizer: keras.optimizers.Optimizer
         variables = list(weights.canonical_variables(model, trainable_only=True, names=trained).values())
 
         def step(x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-            value, grads = _loss_and_grads(model, variables, x, targets, loss)
+            value, grads = _taped_loss_and_grads(model, variables, x, targets, loss)
             optimizer.apply_gradients(zip(grads, variables, strict=True))
             return value
 
@@ -182,18 +178,18 @@ class KerasBackend(NativeBackend[SpecModel]):
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         return keras.ops.convert_to_numpy(model.infer(_inputs(model, x), training=training))
 
-    def encode(self, model: VAE, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, model: SpecModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(model, VAE):
+            raise SpecError("model", model.spec.name, "a VAE: encode reads q(z|x) from its encoder")
         check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
         mean, log_variance = model.encode(_as(images, "float32"))
         return keras.ops.convert_to_numpy(mean), keras.ops.convert_to_numpy(log_variance)
 
-    def loss_and_grads(
+    def _loss_and_grads(
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
-        check_model_loss(model.spec, loss)
-        check_targets(model.spec, targets, loss)
         variables = weights.canonical_variables(model, trainable_only=True, names=trained_names(model.spec, loss))
-        value, grads = _loss_and_grads(
+        value, grads = _taped_loss_and_grads(
             model, list(variables.values()), _inputs(model, x), _targets(targets, loss), loss
         )
         return float(value), weights.to_canonical(model, {name: g.numpy() for name, g in zip(variables, grads)})
@@ -218,18 +214,15 @@ class KerasBackend(NativeBackend[SpecModel]):
         variables = _trained_variables(model, part)
         native.apply_gradients([(checked[name], variable) for name, variable in variables.items()])
 
-    def train_step(
+    def _train_step(
         self,
         model: SpecModel,
-        optimizer: keras.optimizers.Optimizer,
+        optimizer: keras.optimizers.Optimizer | dict[str, keras.optimizers.Optimizer],
         x: np.ndarray,
         targets: np.ndarray,
         loss: str,
-        *,
-        compiled: bool = False,
+        compiled: bool,
     ) -> float:
-        check_model_loss(model.spec, loss)
-        check_targets(model.spec, targets, loss)
         inputs = _inputs(model, x)
         native = self.optimizer_for_loss(optimizer, loss)
         before_step(native, native.spec)
@@ -240,4 +233,4 @@ class KerasBackend(NativeBackend[SpecModel]):
         return schedules.learning_rates(schedule)
 
 
-BACKEND = KerasBackend()
+BACKEND: Backend[SpecModel] = KerasBackend()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 import tensorflow as tf
 
-from impls.keras.models import GAN, VAEOutput, output_activation
+from impls.keras.models import GAN, VAE, VAEOutput, output_activation
 from spec.losses import check_target_shape
 from spec.models import VAESpec
 
@@ -52,3 +55,16 @@ def gan_loss(model: GAN, z: keras.KerasTensor, real: keras.KerasTensor, loss: st
         return bce(keras.ops.ones_like(real_logits), real_logits) + bce(keras.ops.zeros_like(fake_logits), fake_logits)
     fake_logits = model.discriminator(model.infer(z, training=True), training=True)
     return bce(keras.ops.ones_like(fake_logits), fake_logits)
+
+
+def vae_loss(model: VAE, inputs: keras.KerasTensor, images: keras.KerasTensor, loss: str):
+    """The VAE's ``negative_elbo`` on a batch of images with their ε, in training mode."""
+    return negative_elbo(model.spec, model(inputs, training=True), images)
+
+
+# The losses a kind of model owns (its spec's ``own_losses``), each from the model and a batch.
+OWN_LOSSES: dict[str, Callable[..., Any]] = {
+    "negative_elbo": vae_loss,
+    "gan_discriminator": gan_loss,
+    "gan_generator": gan_loss,
+}

@@ -9,17 +9,18 @@ import numpy as np
 import torch
 
 from impls.torch import schedules, weights
-from impls.torch.losses import compute_loss, gan_loss, negative_elbo
-from impls.torch.models import GAN, MODEL_CLASSES, VAE, SpecModel, logits_of
+from impls.torch.losses import OWN_LOSSES, compute_loss
+from impls.torch.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.torch.optimizers import make_optimizer
-from spec.backend import NativeBackend, cached, intra_op_threads
-from spec.inputs import check_inputs, check_targets
-from spec.losses import check_model_loss, takes_class_ids
+from spec.backend import Backend, NativeBackend, cached, intra_op_threads
+from spec.errors import SpecError
+from spec.inputs import check_inputs
+from spec.losses import takes_class_ids
 from spec.models import (
     ModelSpec,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import GAN_LOSS_TRAINS, ParamCount, group_names, trained_names
+from spec.params import ParamCount, group_names, trained_names
 from spec.schedules import ScheduleSpec
 
 
@@ -33,12 +34,8 @@ def configure_float32_exact() -> None:
 
 def training_loss(model: SpecModel, x: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
     """The spec's loss on one batch plus its L2 term."""
-    if loss == "negative_elbo":
-        assert isinstance(model, VAE)  # a VAE's own loss: check_model_loss let no other model here
-        return negative_elbo(model.spec, model(x), targets)
-    if loss in GAN_LOSS_TRAINS:
-        assert isinstance(model, GAN)  # as above
-        return gan_loss(model, x, targets, loss)
+    if loss in OWN_LOSSES:  # a kind's own (a VAE's, a GAN's): from more than the logits
+        return OWN_LOSSES[loss](model, x, targets, loss)
     value = compute_loss(loss, model(x), targets, model.spec.output_activation)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
 
@@ -179,14 +176,16 @@ class TorchBackend(NativeBackend[SpecModel]):
         with torch.no_grad():
             return _to_numpy(model.infer(self._input(model, x)))
 
-    def encode(self, model: VAE, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, model: SpecModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(model, VAE):
+            raise SpecError("model", model.spec.name, "a VAE: encode reads q(z|x) from its encoder")
         check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
         model.train(False)
         with torch.no_grad():
             mean, log_variance = model.encode(self._tensor(images))
         return mean.cpu().numpy(), log_variance.cpu().numpy()
 
-    def loss_and_grads(
+    def _loss_and_grads(
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         value = self._backward(model, x, targets, loss)
@@ -196,8 +195,6 @@ class TorchBackend(NativeBackend[SpecModel]):
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str, compiled: bool = False
     ) -> torch.Tensor:
         """Forward in training mode, loss and ``backward()``: gradients land in each ``.grad``."""
-        check_model_loss(model.spec, loss)
-        check_targets(model.spec, targets, loss)
         inputs = self._input(model, x)
         model.train(True)
         model.zero_grad(set_to_none=True)
@@ -221,15 +218,14 @@ class TorchBackend(NativeBackend[SpecModel]):
         weights.set_grads(model, grads, group_names(model.spec, part))
         native.step()
 
-    def train_step(
+    def _train_step(
         self,
         model: SpecModel,
-        optimizer: torch.optim.Optimizer,
+        optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer],
         x: np.ndarray,
         targets: np.ndarray,
         loss: str,
-        *,
-        compiled: bool = False,
+        compiled: bool,
     ) -> float:
         value = self._backward(model, x, targets, loss, compiled=compiled)
         native = self.optimizer_for_loss(optimizer, loss)
@@ -240,4 +236,4 @@ class TorchBackend(NativeBackend[SpecModel]):
         return schedules.learning_rates(schedule)
 
 
-BACKEND = TorchBackend()
+BACKEND: Backend[SpecModel] = TorchBackend()

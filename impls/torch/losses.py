@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-from impls.torch.models import GAN, VAEOutput, output_activation
+from impls.torch.models import GAN, VAE, VAEOutput, output_activation
 from spec.losses import check_target_shape
 from spec.models import VAESpec
 
@@ -48,3 +50,16 @@ def gan_loss(model: GAN, z: torch.Tensor, real: torch.Tensor, loss: str) -> torc
         ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     fake_logits = model.discriminator(model.infer(z))
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def vae_loss(model: VAE, inputs: torch.Tensor, images: torch.Tensor, loss: str) -> torch.Tensor:
+    """The VAE's ``negative_elbo`` on a batch of images with their ε."""
+    return negative_elbo(model.spec, model(inputs), images)
+
+
+# The losses a kind of model owns (its spec's ``own_losses``), each from the model and a batch.
+OWN_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "negative_elbo": vae_loss,
+    "gan_discriminator": gan_loss,
+    "gan_generator": gan_loss,
+}

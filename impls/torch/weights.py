@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from impls.torch.models import SpecModel
+from spec.errors import UnsupportedOption
 from spec.layer_paths import resolve
-from spec.models import RNNSpec, is_frozen
+from spec.models import is_frozen
 from spec.params import ParamInfo, check_params, layer_names, param_specs, rnn_layer_position
 
 # canonical variable -> the torch attribute holding it (Linear/Conv2d weight and bias, the norms',
@@ -51,15 +52,15 @@ def _tensors(
     """The torch tensor(s) holding a canonical tensor, and those torch adds to them (see :class:`Binding`)."""
     module = native_layer(model, layer)
     if info.is_recurrent:  # a layer of an RNN, recorded at its one nn.RNN/LSTM/GRU
-        assert isinstance(model.spec, RNNSpec) and isinstance(module, nn.RNNBase)
-        return _recurrent_tensors(model.spec, module, layer, variable)
+        assert isinstance(module, nn.RNNBase)
+        return _recurrent_tensors(info, module, layer, variable)
     if isinstance(module, nn.MultiheadAttention):  # q, k and v: row blocks of one packed tensor
         return (module.in_proj_weight if variable == "kernel" else module.in_proj_bias,), ()
     return (getattr(module, _ATTRIBUTE[variable]),), ()
 
 
 def _recurrent_tensors(
-    spec: RNNSpec, rnn: nn.RNNBase, layer: str, variable: str
+    info: ParamInfo, rnn: nn.RNNBase, layer: str, variable: str
 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """The tensor(s) of a canonical recurrent tensor in the one ``nn.RNN``/``LSTM``/``GRU`` of the
     model, and those torch adds to them: ``rnn_1/backward`` + ``kernel`` is ``weight_ih_l1_reverse``;
@@ -69,7 +70,8 @@ def _recurrent_tensors(
     suffix = f"_l{index}" + ("_reverse" if direction == "backward" else "")
     if variable == "bias":
         ih, hh = (getattr(rnn, f"bias_{kind}{suffix}") for kind in ("ih", "hh"))
-        return ((ih, hh), ()) if spec.has_recurrent_bias else ((ih,), (hh,))
+        two_biases = len(info.shape) == 2  # (2, G·H): input and recurrent bias, the reset-"after" GRU's
+        return ((ih, hh), ()) if two_biases else ((ih,), (hh,))
     return (getattr(rnn, ("weight_ih" if variable == "kernel" else "weight_hh") + suffix),), ()
 
 
@@ -180,12 +182,20 @@ def freeze(model: SpecModel) -> None:
     layers stay in evaluation mode when ``spec.frozen_batchnorm`` is "inference" (torch's own
     requires_grad=False leaves BatchNorm on batch statistics, the spec's "training")."""
     spec = model.spec
+    for binding in bindings(model):  # by tensor: one torch tensor may hold several canonical layers
+        frozen = {is_frozen(spec, name.rsplit("/", 1)[0]) for name in binding.names}
+        if frozen == {True, False}:
+            raise UnsupportedOption(
+                "torch", "frozen", spec.frozen, f"torch holds {list(binding.names)} in one tensor: all or none"
+            )
+        if frozen == {True}:
+            for tensor in binding.tensors:
+                tensor.requires_grad_(False)
     for layer in layer_names(spec):
-        if is_frozen(spec, layer):
-            module = native_layer(model, layer)
-            module.requires_grad_(False)
-            if spec.frozen_batchnorm == "inference" and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                model.frozen_batchnorms = (*model.frozen_batchnorms, module)
+        module = native_layer(model, layer)
+        batchnorm = isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        if batchnorm and is_frozen(spec, layer) and spec.frozen_batchnorm == "inference":
+            model.frozen_batchnorms = (*model.frozen_batchnorms, module)
     model.train(model.training)
 
 
