@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -79,7 +80,9 @@ def _use_xla(model: SpecModel) -> bool:
     return not (model.spec.has_dropout and on_cpu)
 
 
-def _train_step_function(model: SpecModel, optimizer: keras.optimizers.Optimizer, loss: str, compiled: bool):
+def _train_step_function(
+    model: SpecModel, optimizer: keras.optimizers.Optimizer, loss: str, compiled: bool
+) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
     """The train step, built once per (model, optimizer, loss, mode). Compiled, it is one
     ``tf.function`` compiled by XLA — except for a model with dropout on a CPU, where XLA's
     random-number generation made each step about 20× slower than TensorFlow's own kernels (30 ms vs
@@ -102,7 +105,7 @@ def _train_step_function(model: SpecModel, optimizer: keras.optimizers.Optimizer
     return cache[key]
 
 
-def _compiled_call(model: SpecModel):
+def _compiled_call(model: SpecModel) -> Callable[..., Any]:
     """The model's call as an XLA-compiled ``tf.function`` (traced once per ``training`` value)."""
     return cached(
         model,

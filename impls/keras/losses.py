@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import keras
 import tensorflow as tf
@@ -14,7 +13,9 @@ from spec.models import VAESpec
 
 
 @tf.autograph.experimental.do_not_convert  # plain Python dispatch on the loss name, nothing to convert
-def compute_loss(loss: str, logits: keras.KerasTensor, targets: keras.KerasTensor, output_kind: str):
+def compute_loss(
+    loss: str, logits: keras.KerasTensor, targets: keras.KerasTensor, output_kind: str
+) -> keras.KerasTensor:
     check_target_shape(loss, logits.shape, targets.shape)
     # Keras losses default to probabilities (from_logits=False) and then clip them to [1e-7, 1 − 1e-7];
     # logits avoid that clip and match the spec's definitions.
@@ -30,7 +31,7 @@ def compute_loss(loss: str, logits: keras.KerasTensor, targets: keras.KerasTenso
     raise ValueError(f"no Keras loss for {loss!r}")
 
 
-def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: keras.KerasTensor):
+def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: keras.KerasTensor) -> keras.KerasTensor:
     """The VAE's loss: reconstruction summed over the pixels plus the weighted KL term, averaged
     over the batch. ``keras.losses.binary_crossentropy`` would average over the pixels: the
     element-wise forms are summed here instead."""
@@ -44,7 +45,7 @@ def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: keras.KerasTensor):
     return keras.ops.mean(keras.ops.sum(per_pixel, axis=-1) + spec.kl_weight * kl)
 
 
-def gan_loss(model: GAN, z: keras.KerasTensor, real: keras.KerasTensor, loss: str):
+def gan_loss(model: GAN, z: keras.KerasTensor, real: keras.KerasTensor, loss: str) -> keras.KerasTensor:
     """A GAN's discriminator loss (real labelled 1, generated 0; the generator held fixed) or its
     non-saturating generator loss (generated labelled real)."""
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
@@ -57,13 +58,13 @@ def gan_loss(model: GAN, z: keras.KerasTensor, real: keras.KerasTensor, loss: st
     return bce(keras.ops.ones_like(fake_logits), fake_logits)
 
 
-def vae_loss(model: VAE, inputs: keras.KerasTensor, images: keras.KerasTensor, loss: str):
+def vae_loss(model: VAE, inputs: keras.KerasTensor, images: keras.KerasTensor, loss: str) -> keras.KerasTensor:
     """The VAE's ``negative_elbo`` on a batch of images with their ε, in training mode."""
     return negative_elbo(model.spec, model(inputs, training=True), images)
 
 
 # The losses a kind of model owns (its spec's ``own_losses``), each from the model and a batch.
-OWN_LOSSES: dict[str, Callable[..., Any]] = {
+OWN_LOSSES: dict[str, Callable[..., keras.KerasTensor]] = {
     "negative_elbo": vae_loss,
     "gan_discriminator": gan_loss,
     "gan_generator": gan_loss,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import keras
 
@@ -97,7 +97,7 @@ class MLP(SpecModel):
     spec: MLPSpec
     builds_from_shape = True
 
-    def __init__(self, spec: MLPSpec, seed: int = 0, **kwargs) -> None:
+    def __init__(self, spec: MLPSpec, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         hidden = [activation(a) for a in spec.activations] + [None]  # the output layer gives logits
@@ -128,7 +128,7 @@ class Pad2D(keras.layers.Layer):
     """Constant padding of NHWC images, ((top, bottom), (left, right)): ``ZeroPadding2D`` with a
     chosen value, for max-pooling windows where padded pixels must never win (−∞)."""
 
-    def __init__(self, pads: Pads, value: float, **kwargs) -> None:
+    def __init__(self, pads: Pads, value: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pads, self.value = pads, value
 
@@ -149,7 +149,9 @@ def _keras_padding(layer: Conv2D | Pool2D, shape: tuple[int, ...]) -> tuple[Pads
     return pads, "valid"
 
 
-def layer_stack(layer: Layer, name: str, shape: tuple[int, ...], spec: MLPSpec | CNNSpec | ResNetSpec, seed: int):
+def layer_stack(
+    layer: Layer, name: str, shape: tuple[int, ...], spec: MLPSpec | CNNSpec | ResNetSpec, seed: int
+) -> list[keras.layers.Layer]:
     """The Keras layer(s) for one spec layer whose input has ``shape``; the one holding the spec
     layer's tensors is named ``name``, a padding layer in front ``<name>_pad``."""
     regularizer = keras.regularizers.L2(spec.kernel_l2) if spec.kernel_l2 else None
@@ -229,7 +231,7 @@ class CNN(SpecModel):
 
     spec: CNNSpec
 
-    def __init__(self, spec: CNNSpec, seed: int = 0, **kwargs) -> None:
+    def __init__(self, spec: CNNSpec, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         self.body = []
@@ -252,7 +254,7 @@ class ResidualBlockBase(keras.layers.Layer):
     BatchNorm ``bn_<x>``, and the shortcut: shortcut_conv 1×1/stride → shortcut_bn where the shape
     changes, else nothing."""
 
-    def __init__(self, block: ResidualBlock, spec: ResNetSpec, shape: tuple[int, ...], **kwargs) -> None:
+    def __init__(self, block: ResidualBlock, spec: ResNetSpec, shape: tuple[int, ...], **kwargs: Any) -> None:
         super().__init__(name=block.name.replace("/", "_"), **kwargs)
         inputs = block.path_inputs(shape)
         paths: dict[str, NativePath] = {}
@@ -309,7 +311,7 @@ class ResNet(SpecModel):
 
     spec: ResNetSpec
 
-    def __init__(self, spec: ResNetSpec, seed: int = 0, **kwargs) -> None:
+    def __init__(self, spec: ResNetSpec, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         shapes = spec.shapes()
@@ -368,7 +370,7 @@ class RNN(SpecModel):
 
     spec: RNNSpec
 
-    def __init__(self, spec: RNNSpec, seed: int = 0, **kwargs) -> None:
+    def __init__(self, spec: RNNSpec, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         self.recurrent = []
@@ -409,7 +411,7 @@ class RNN(SpecModel):
 class LearnedPositions(keras.layers.Layer):
     """A trained (seq_len, d_model) table added to the embedded tokens."""
 
-    def __init__(self, seq_len: int, d_model: int, **kwargs) -> None:
+    def __init__(self, seq_len: int, d_model: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.embeddings = self.add_weight(shape=(seq_len, d_model), initializer="zeros", name="embeddings")
 
@@ -421,7 +423,7 @@ class EncoderLayer(keras.layers.Layer):
     """Self-attention (``MultiHeadAttention``) and the FFN (two ``Dense``), each with its residual
     and ``LayerNormalization``, after (post-norm) or before (pre-norm) the sublayer."""
 
-    def __init__(self, spec: TransformerSpec, **kwargs) -> None:
+    def __init__(self, spec: TransformerSpec, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pre_norm = spec.norm == "pre"
         eps = spec.layer_norm_epsilon
@@ -460,7 +462,7 @@ class Transformer(SpecModel):
 
     spec: TransformerSpec
 
-    def __init__(self, spec: TransformerSpec, seed: int = 0, **kwargs) -> None:
+    def __init__(self, spec: TransformerSpec, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         self.embedding = keras.layers.Embedding(spec.vocab_size, spec.d_model, name="embedding")
@@ -522,7 +524,7 @@ class VAE(SpecModel):
     spec: VAESpec
     builds_from_shape = True
 
-    def __init__(self, spec: VAESpec, seed: int = 0, **kwargs) -> None:
+    def __init__(self, spec: VAESpec, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         self.encoder = MLP(spec.encoder, seed=seed)
@@ -558,7 +560,7 @@ class GAN(SpecModel):
     spec: GANSpec | ConvGANSpec
     builds_from_shape = True
 
-    def __init__(self, spec: GANSpec | ConvGANSpec, seed: int = 0, **kwargs) -> None:
+    def __init__(self, spec: GANSpec | ConvGANSpec, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(name=spec.name, **kwargs)
         self.spec = spec
         network = MODEL_CLASSES  # each network is the model of its own spec

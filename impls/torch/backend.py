@@ -48,14 +48,14 @@ def training_loss(model: SpecModel, x: torch.Tensor, targets: torch.Tensor, loss
 STATIC_SHAPES = False
 
 
-def _compiled_loss(model: SpecModel):
+def _compiled_loss(model: SpecModel) -> Callable[..., torch.Tensor]:
     """``training_loss`` through ``torch.compile`` (forward and, via AOTAutograd, backward), compiled
     once per model. Eager is torch's default: compiling takes 10–15 s on a small CPU, more than most
     of our training runs."""
     return cached(model, "compiled_loss", lambda: torch.compile(training_loss, dynamic=STATIC_SHAPES))
 
 
-def _compiled_optimizer_step(optimizer: torch.optim.Optimizer):
+def _compiled_optimizer_step(optimizer: torch.optim.Optimizer) -> Callable[[], Any]:
     """``optimizer.step`` through ``torch.compile`` when the optimizer has no step hooks. With hooks
     (ε-hat, schedules, clipping) it stays eager: they change Python floats in ``param_groups`` every
     step, and each new value would recompile a compiled step."""
