@@ -16,7 +16,7 @@ from conftest import framework_backend
 from spec import reference as ref
 from spec.backend import Backend
 from spec.cases import ZOO_CASES
-from spec.models import GAN_SPECS, ZOO, ModelSpec
+from spec.models import ZOO, ModelSpec
 from spec.params import init_params
 from spec.tolerances import forward_check, max_scaled_error, tolerance
 from tests.checks import built
@@ -94,10 +94,10 @@ def test_export_holds_every_native_tensor(backend: Backend, spec: ModelSpec) -> 
     assert max_scaled_error(outputs, before, tol) > 1.0, "the perturbation did not reach the logits"
     error = max_scaled_error(outputs, ref.logits(spec, exported, x), tol)
     assert error <= 1.0, f"{backend.name}'s outputs differ from the judge on its export: {error:.3g}× the tolerance"
-    if isinstance(spec, GAN_SPECS):  # its outputs are the generator's alone; its targets the real batch
-        value, _ = backend.loss_and_grads(model, x, targets, "gan_discriminator")
-        judged = ref.loss(spec, exported, x, targets, "gan_discriminator")
-        assert value == pytest.approx(judged, rel=tol.rtol), "the discriminator differs from its export"
+    for loss in spec.own_losses:  # computed from more than the logits: a GAN's discriminator, a VAE's ELBO
+        value, _ = backend.loss_and_grads(model, x, targets, loss)
+        judged = ref.loss(spec, exported, x, targets, loss)
+        assert value == pytest.approx(judged, rel=tol.rtol), f"its {loss} differs from the judge on its export"
     backend.load_params(model, exported)
     again = backend.export_params(model)
     assert all(np.array_equal(again[name], value) for name, value in exported.items())

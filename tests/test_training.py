@@ -153,11 +153,11 @@ def test_backends_converge_alike(backends: tuple[Backend, Backend], name: str) -
 
 
 # Recipes whose numbers should be the same everywhere: no dropout (each framework draws its own masks),
-# no native substitutes, and no deep ResNet (see test_deep_resnet_trajectories_agree_in_the_large).
+# no native substitutes, and no deep network (ModelSpec.is_deep: see test_deep_resnet_trajectories_agree_in_the_large).
 IDENTICAL = [
     name
     for name, r in ALL_RECIPES.items()
-    if not r.model.has_dropout and not r.native_substitutes and r.model.kind != "resnet"
+    if not r.model.has_dropout and not r.native_substitutes and not r.model.is_deep
 ]
 
 

@@ -87,6 +87,7 @@ class SpecModel(nnx.Module):
     layer_paths: LayerPaths = LayerPaths()
     frozen_batchnorm_paths: tuple[NativePath, ...] = ()
     frozen_paths: frozenset[NativePath]  # set by impls.jax.weights.freeze; absent until then
+    in_training_mode: bool | None = None  # what train() or eval() set last; None before either
 
     def train(self, **attributes: object) -> None:
         super().train(**attributes)
@@ -94,16 +95,16 @@ class SpecModel(nnx.Module):
             layer = resolve(self, path)
             assert isinstance(layer, nnx.BatchNorm)  # freeze records the paths of BatchNorms only
             layer.use_running_average = True
-        self.__dict__["_triptych_training"] = True
+        self.in_training_mode = True
 
     def eval(self, **attributes: object) -> None:
         super().eval(**attributes)
-        self.__dict__["_triptych_training"] = False
+        self.in_training_mode = False
 
     def set_mode(self, training: bool) -> None:
         """``train()`` or ``eval()``, skipped when the model is in that mode already: each walks the
         whole module graph, 0.3 ms on the MNIST MLP — a quarter of its compiled train step."""
-        if self.__dict__.get("_triptych_training") is not training:
+        if self.in_training_mode is not training:
             self.train() if training else self.eval()
 
     def l2_penalty(self) -> jax.Array | float:

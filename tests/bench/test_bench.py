@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from spec.backend import Backend
-from spec.cases import ZOO_CASES
+from spec.cases import FIRST_OF_KIND, ZOO_CASES
 from spec.errors import UnsupportedOption
 from spec.models import ZOO, ModelSpec
 from spec.optimizers import OptimizerSpec
@@ -26,18 +26,15 @@ from spec.training import make_optimizer_substituting
 from tests.bench.baselines import BASELINES, matmul
 
 BATCH = 128  # the classic MNIST and CIFAR batch
-RESNET_BATCH = 32  # a ResNet-18 step at 128 takes seconds on a CPU
-# Models whose smoke run (first calls compile and run for minutes on a 2-core CPU) only `make bench` does;
-# the equivalence tests (tests/test_vision.py) run their code paths on the same backends.
-SMOKE_SKIPPED = {name for name, spec in ZOO.items() if count_params(spec).total > 5_000_000 and spec.kind == "resnet"}
-# `make test` smoke-runs the smallest zoo model of each kind and mnist_mlp (the baselines' model): every
-# kind's benchmark code on every backend and mode — but a ResNet's, whose smallest takes 30 s of first
-# calls (the vision tests run its paths). The other models' smoke runs (first calls that trace and
-# compile for seconds each, 200 s in all on 2 cores) are in the exhaustive tier.
-SMOKE_MODELS = {"mnist_mlp"} | {
-    min((name for name, spec in ZOO.items() if spec.kind == kind), key=lambda name: count_params(ZOO[name]).total)
-    for kind in {spec.kind for spec in ZOO.values()} - {"resnet"}
-}
+DEEP_BATCH = 32  # a deep network's (ModelSpec.is_deep: the ResNets) step at 128 takes seconds on a CPU
+# Deep models whose smoke run (first calls compile and run for minutes on a 2-core CPU) only `make bench`
+# does; the equivalence tests (tests/contract, tests/test_vision.py) run their code paths on the same backends.
+SMOKE_SKIPPED = {name for name, spec in ZOO.items() if spec.is_deep and count_params(spec).total > 5_000_000}
+# `make test` smoke-runs the smallest zoo model of each kind (spec.cases.FIRST_OF_KIND) and mnist_mlp (the
+# baselines' model): every kind's benchmark code on every backend and mode — but a deep one's, whose
+# smallest takes 30 s of first calls (the vision tests run its paths). The other models' smoke runs
+# (first calls that trace and compile for seconds each, 200 s in all on 2 cores) are in the exhaustive tier.
+SMOKE_MODELS = {"mnist_mlp"} | {name for name in FIRST_OF_KIND.values() if not ZOO[name].is_deep}
 MODEL_CASES = [
     pytest.param(name, id=name, marks=[] if name in SMOKE_MODELS else [pytest.mark.exhaustive]) for name in ZOO
 ]
@@ -60,7 +57,7 @@ def group(model: str, kind: str, mode: str) -> str:
 
 
 def batch_size(spec: ModelSpec) -> int:
-    return RESNET_BATCH if spec.kind == "resnet" else BATCH
+    return DEEP_BATCH if spec.is_deep else BATCH
 
 
 def batch_for(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
