@@ -8,6 +8,7 @@ gradients under canonical names, and applies the spec's optimizers with its own 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from abc import ABC, abstractmethod
@@ -22,7 +23,7 @@ from spec.layer_paths import LayerPaths, check_layer_paths
 from spec.losses import check_model_loss
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
-from spec.params import GAN_LOSS_TRAINS, ParamCount, group_of, optimizer_groups
+from spec.params import GAN_LOSS_TRAINS, PRECISIONS, ParamCount, Precision, group_of, optimizer_groups
 from spec.schedules import ScheduleSpec
 
 BACKEND_NAMES = ("torch", "keras", "jax")
@@ -43,10 +44,12 @@ def intra_op_threads() -> int | None:
 
 class NativeModel(Protocol):
     """A backend's built model as the framework-neutral code sees it: the framework's own object,
-    opaque but for its spec and where it keeps each canonical layer (:mod:`spec.layer_paths`)."""
+    opaque but for its spec, where it keeps each canonical layer (:mod:`spec.layer_paths`) and the
+    precision it was built in (:meth:`Backend.build`)."""
 
     spec: ModelSpec
     layer_paths: LayerPaths
+    precision: Precision
 
 
 M = TypeVar("M", bound=NativeModel)
@@ -63,7 +66,7 @@ class Backend(Protocol[M]):
     accepts its own framework's arrays there (the benchmarks hold their batches on the device).
     Every method that takes a batch checks it first with :func:`spec.inputs.check_inputs` and raises
     :class:`spec.errors.BatchError` for one that does not fit the spec; any float dtype is taken as
-    float32."""
+    the model's precision (float32 unless built otherwise)."""
 
     @property
     def name(self) -> str: ...
@@ -88,9 +91,14 @@ class Backend(Protocol[M]):
         """The intra-op thread setting in force, e.g. ``1`` or ``default (2)``."""
         ...
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> M:
+    def build(
+        self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0, precision: Precision = "float32"
+    ) -> M:
         """A native model for ``spec`` holding ``params`` (canonical names and layout); ``seed`` seeds the
-        model's own random streams (dropout masks) with the framework's generator."""
+        model's own random streams (dropout masks) with the framework's generator. ``precision``: the
+        dtype of every tensor it holds and computes — float32, or float64 as a witness (torch's
+        ``float64`` modules, Keras's ``float64`` dtype policy, JAX with x64 for this model's calls),
+        which takes and returns float64 arrays: inputs, targets, exports, gradients."""
         ...
 
     def load_params(self, model: M, params: Mapping[str, np.ndarray]) -> None:
@@ -98,7 +106,8 @@ class Backend(Protocol[M]):
         ...
 
     def export_params(self, model: M) -> dict[str, np.ndarray]:
-        """The model's tensors under canonical names and layout, as float32 numpy arrays: everything the
+        """The model's tensors under canonical names and layout, as numpy arrays in the model's
+        precision (float32 unless built otherwise): everything the
         model computes with, so the judge on the export gives the model's outputs (a native tensor the
         spec has no name for, such as torch's held ``bias_hh``, is folded into its canonical one)."""
         ...
@@ -178,12 +187,18 @@ class NativeBackend(ABC, Generic[M]):
             kinds = sorted(cls.__name__ for cls in self.model_classes)
             raise SpecError("spec", type(spec).__name__, f"a spec the {self.name} backend builds: {kinds}") from None
 
-    def build(self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0) -> M:
-        model = self._new_model(self.model_class(spec), spec, seed)
-        check_layer_paths(spec, model.layer_paths, self.name)
-        self._load(model, params)
-        self._freeze(model)
-        return self._ready(model, seed)
+    def build(
+        self, spec: ModelSpec, params: Mapping[str, np.ndarray], *, seed: int = 0, precision: Precision = "float32"
+    ) -> M:
+        if precision not in PRECISIONS:
+            raise SpecError("precision", precision, PRECISIONS)
+        with self._precision_scope(precision):
+            model = self._new_model(self.model_class(spec), spec, seed, precision)
+            model.precision = precision
+            check_layer_paths(spec, model.layer_paths, self.name)
+            self._load(model, params)
+            self._freeze(model)
+            return self._ready(model, seed)
 
     def loss_and_grads(
         self, model: M, x: np.ndarray, targets: np.ndarray, loss: str
@@ -226,8 +241,13 @@ class NativeBackend(ABC, Generic[M]):
         return part, optimizer[part]
 
     @abstractmethod
-    def _new_model(self, model_class: Callable[..., M], spec: ModelSpec, seed: int) -> M:
-        """A native model of ``model_class`` for ``spec``, its variables created (any values)."""
+    def _new_model(self, model_class: Callable[..., M], spec: ModelSpec, seed: int, precision: Precision) -> M:
+        """A native model of ``model_class`` for ``spec``, its variables created in ``precision`` (any values)."""
+
+    def _precision_scope(self, precision: Precision) -> contextlib.AbstractContextManager[object]:
+        """What must be in force while a model of ``precision`` is built, for a framework whose
+        precision is a global setting."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def _load(self, model: M, params: Mapping[str, np.ndarray]) -> None: ...

@@ -11,6 +11,7 @@ import numpy as np
 from spec.errors import BatchError
 from spec.losses import takes_class_ids
 from spec.models import ModelSpec
+from spec.params import Precision
 
 # dtype names as numpy, JAX and TensorFlow spell them (torch prefixes its own with "torch.")
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -23,10 +24,16 @@ def dtype_name(array: Any) -> str:
     return str(getattr(dtype, "name", None) or dtype).removeprefix("torch.")
 
 
+def batch_dtype(spec: ModelSpec, precision: Precision) -> str:
+    """The dtype a backend converts a checked batch to: token ids stay int32, values take the
+    model's precision."""
+    return spec.input_dtype if spec.input_dtype == "int32" else precision
+
+
 def check_inputs(spec: ModelSpec, x: Any, *, what: str = "x", shape: tuple[int, ...] | None = None) -> None:
     """Raise :class:`BatchError`, naming the model, unless ``x`` (numpy, or a framework's tensor) is a
     batch its model takes: shape (batch ≥ 1, *``shape``) — ``spec.input_shape`` unless given — of
-    float values (any float dtype; the backends compute in float32) or, for a model of token ids
+    float values (any float dtype; a backend computes in its model's precision) or, for a model of token ids
     (:attr:`spec.models.ModelSpec.input_dtype`), integer ids in [0, vocab_size)."""
     expected = tuple(spec.input_shape if shape is None else shape)
     received = tuple(int(n) for n in getattr(x, "shape", ()))

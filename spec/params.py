@@ -49,6 +49,7 @@ import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from itertools import pairwise
+from typing import Literal
 
 import numpy as np
 
@@ -71,6 +72,10 @@ from spec.models import (
 from spec.validation import mismatched_names
 
 CANONICAL_DTYPE = np.float32
+# What a backend can build a model in (spec.backend.Backend.build): float32, as the frameworks train
+# and as canonical tensors are kept, or float64, a witness whose rounding is far below float32's.
+Precision = Literal["float32", "float64"]
+PRECISIONS: tuple[Precision, ...] = ("float32", "float64")
 
 
 LAYOUTS = (
@@ -529,9 +534,11 @@ def check_params(
     source: str = "parameters",
     trainable_only: bool = False,
     names: Collection[str] | None = None,
+    dtype: Precision = "float32",
 ) -> dict[str, np.ndarray]:
-    """Validate ``params`` against ``spec`` and return them as float32 arrays in canonical order;
-    ``trainable_only`` expects just the trainable tensors (gradients, say), ``names`` just those.
+    """Validate ``params`` against ``spec`` and return them as arrays of ``dtype`` (the canonical
+    float32, or a float64 model's precision) in canonical order; ``trainable_only`` expects just the
+    trainable tensors (gradients, say), ``names`` just those.
 
     A missing, unexpected, mis-shaped, non-numeric or non-finite tensor raises :class:`ParamError`
     naming it; ``source`` says where the parameters came from (e.g. a file name).
@@ -558,5 +565,5 @@ def check_params(
             raise ParamError(f"{source}: parameter {name!r} has dtype {value.dtype}, expected a float dtype")
         if not np.all(np.isfinite(value)):
             raise ParamError(f"{source}: parameter {name!r} contains NaN or infinity")
-        checked[name] = value.astype(CANONICAL_DTYPE)
+        checked[name] = value.astype(dtype)
     return checked

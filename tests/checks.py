@@ -17,7 +17,7 @@ from spec.errors import UnsupportedOption
 from spec.layer_paths import resolve
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
-from spec.params import trained_names
+from spec.params import Precision, trained_names
 from spec.tolerances import max_scaled_error, tolerance
 
 # Kingma & Ba's defaults at a step large enough to move every parameter visibly.
@@ -65,10 +65,12 @@ def judged(
     return _judged[key]
 
 
-def built(backend: Backend, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> object:
+def built(
+    backend: Backend, spec: ModelSpec, params: Mapping[str, np.ndarray], precision: Precision = "float32"
+) -> object:
     """The backend's model holding ``params``, or a skip naming what its framework cannot express."""
     try:
-        return backend.build(spec, params)
+        return backend.build(spec, params, precision=precision)
     except UnsupportedOption as exc:
         pytest.skip(f"not native on {backend.name}: {exc}")
 

@@ -70,3 +70,10 @@ def test_a_check_beyond_the_quick_budget_runs_in_the_exhaustive_tier() -> None:
     assert resnet.tier("forward") == "exhaustive" and resnet.tier("gradients") is None
     assert resnet.tier("counts") == "exhaustive"  # building it on three backends costs seconds
     assert mlp.tier("gradients") == mlp.tier("forward") == "quick"
+
+
+def test_deep_float32_gradients_are_judged_only_where_training_leaves_the_relus_out() -> None:
+    # ResNet-18 trains every layer below its ReLUs; resnet50_finetune only its head, on a frozen backbone
+    assert not_judged(ZOO_CASES["resnet18_cifar"], "gradients") == DEEP_GRADIENTS
+    assert not_judged(ZOO_CASES["resnet50_finetune"], "gradients") is None
+    assert not_judged(ZOO_CASES["resnet18_cifar"], "witness_agreement") is None

@@ -27,6 +27,9 @@ def test_report_for_one_backend(backend: Backend, backend_name: str, tmp_path: P
     report = json.loads((tmp_path / "compare.json").read_text())
     assert [(r["model"], r["backend"], r["ok"]) for r in report["models"]] == [("digits_mlp", backend_name, True)]
     assert report["models"][0]["params"] == 6570
+    # float32 gradients against the backend's own float64 build: float32 rounding, not zero (two
+    # float32 runs would agree exactly) and within the gradient tolerance
+    assert 0 < report["models"][0]["witness_gradient_error"] < report["models"][0]["gradient_tolerance"]
     assert {r["optimizer"] for r in report["optimizers"]} == set(OPTIMIZER_ZOO)
     assert all(r["ok"] for r in report["optimizers"])
     markdown = (tmp_path / "compare.md").read_text()

@@ -9,10 +9,13 @@ donated — no module graph walked per step (see :class:`HeldState`).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Concatenate, ParamSpec, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -25,13 +28,13 @@ from impls.jax.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.jax.optimizers import make_optimizer
 from spec.backend import Backend, NativeBackend, drop_native_cache, intra_op_threads, native_cache
 from spec.errors import SpecError
-from spec.inputs import check_inputs
+from spec.inputs import batch_dtype, check_inputs
 from spec.losses import takes_class_ids
 from spec.models import (
     ModelSpec,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import GAN_LOSS_TRAINS, ParamCount
+from spec.params import GAN_LOSS_TRAINS, ParamCount, Precision
 from spec.schedules import ScheduleSpec
 
 
@@ -42,9 +45,36 @@ def configure_float32_exact() -> None:
 
 
 def _inputs(model: SpecModel, x: np.ndarray) -> jax.Array:
-    """A batch (checked against the spec) in the dtype the model takes: float32 values or int32 token ids."""
+    """A batch (checked against the spec) in the dtype the model takes: values in its precision, or int32 token ids."""
     check_inputs(model.spec, x)
-    return jnp.asarray(x, model.spec.input_dtype)
+    return jnp.asarray(x, batch_dtype(model.spec, model.precision))
+
+
+def _targets(model: SpecModel, targets: np.ndarray, loss: str) -> jax.Array:
+    return jnp.asarray(targets, jnp.int32 if takes_class_ids(loss) else model.precision)
+
+
+def precision_scope(precision: Precision) -> contextlib.AbstractContextManager[object]:
+    """JAX's 64-bit mode for a float64 model's calls, and only for them: turned on for the whole
+    process it would change float32 runs too (``jnp.zeros`` and Python floats default to float64)."""
+    return jax.enable_x64(True) if precision == "float64" else contextlib.nullcontext()
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def in_model_precision(
+    method: Callable[Concatenate[JaxBackend, SpecModel, P], R],
+) -> Callable[Concatenate[JaxBackend, SpecModel, P], R]:
+    """A backend method on ``model`` run in the model's precision (:func:`precision_scope`)."""
+
+    @functools.wraps(method)
+    def run(self: JaxBackend, model: SpecModel, *args: P.args, **kwargs: P.kwargs) -> R:
+        with precision_scope(model.precision):
+            return method(self, model, *args, **kwargs)
+
+    return run
 
 
 def training_loss(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
@@ -239,10 +269,15 @@ class JaxBackend(NativeBackend[SpecModel]):
     def device(self) -> str:
         return self._device
 
-    def _new_model(self, model_class: Callable[..., SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
+    def _new_model(
+        self, model_class: Callable[..., SpecModel], spec: ModelSpec, seed: int, precision: Precision
+    ) -> SpecModel:
         # An abstract model (shapes only), filled from the parameters: running Flax's own initializers
         # eagerly would compile each of their ops for every new shape, seconds per model on a CPU.
         return nnx.eval_shape(lambda: model_class(spec, rngs=nnx.Rngs(params=0, dropout=seed)))
+
+    def _precision_scope(self, precision: Precision) -> contextlib.AbstractContextManager[object]:
+        return precision_scope(precision)
 
     def _load(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
@@ -256,9 +291,11 @@ class JaxBackend(NativeBackend[SpecModel]):
         nnx.reseed(model, dropout=seed, carry=0)
         return model
 
+    @in_model_precision
     def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(synced(model), params)
 
+    @in_model_precision
     def export_params(self, model: SpecModel) -> dict[str, np.ndarray]:
         return weights.export(synced(model))
 
@@ -272,6 +309,7 @@ class JaxBackend(NativeBackend[SpecModel]):
         params, rest = nnx.split_state(state, weights.trainable(model), ...)
         return ParamCount(size(params), size(rest))
 
+    @in_model_precision
     def logits(self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
         if not compiled:  # eager: every operation dispatched on its own
             synced(model).set_mode(training)
@@ -284,35 +322,39 @@ class JaxBackend(NativeBackend[SpecModel]):
         nnx.update(model, state)  # dropout's random stream advanced
         return np.asarray(result)
 
+    @in_model_precision
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         synced(model).set_mode(training)
         return np.asarray(model.infer(_inputs(model, x)))
 
+    @in_model_precision
     def encode(self, model: SpecModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(model, VAE):
             raise SpecError("model", model.spec.name, "a VAE: encode reads q(z|x) from its encoder")
         check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
         synced(model).set_mode(False)
-        mean, log_variance = _encode(*nnx.split(model), jnp.asarray(images, jnp.float32))
+        mean, log_variance = _encode(*nnx.split(model), jnp.asarray(images, model.precision))
         return np.asarray(mean), np.asarray(log_variance)
 
+    @in_model_precision
     def _loss_and_grads(
         self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
     ) -> tuple[float, dict[str, np.ndarray]]:
         synced(model).set_mode(True)
-        dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
         value, grads, state = _compiled_loss_and_grads(
-            *nnx.split(model), _inputs(model, x), jnp.asarray(targets, dtype), loss=loss
+            *nnx.split(model), _inputs(model, x), _targets(model, targets, loss), loss=loss
         )
         nnx.update(model, state)
         return float(value), weights.from_state(model, grads, GAN_LOSS_TRAINS.get(loss))
 
+    @in_model_precision
     def _native_optimizer(self, model: SpecModel, opt: OptimizerSpec, part: str | None) -> nnx.Optimizer:
         return nnx.Optimizer(synced(model), make_optimizer(opt), wrt=weights.trainable(model, part))
 
     def _optimizer_group(self, optimizers: dict[str, nnx.Optimizer]) -> nnx.Dict:
         return nnx.Dict(optimizers)  # a graph node: nnx.split carries a GAN's two optimizers with the model
 
+    @in_model_precision
     def apply_gradients(
         self, model: SpecModel, optimizer: nnx.Optimizer | nnx.Dict, grads: Mapping[str, np.ndarray]
     ) -> None:
@@ -321,6 +363,7 @@ class JaxBackend(NativeBackend[SpecModel]):
         graphdef, state = nnx.split((model, native))
         nnx.update((model, native), _apply_gradients(graphdef, state, grads_state))
 
+    @in_model_precision
     def _train_step(
         self,
         model: SpecModel,
@@ -330,8 +373,7 @@ class JaxBackend(NativeBackend[SpecModel]):
         loss: str,
         compiled: bool,
     ) -> float:
-        dtype = jnp.int32 if takes_class_ids(loss) else jnp.float32
-        inputs, target_array = _inputs(model, x), jnp.asarray(targets, dtype)
+        inputs, target_array = _inputs(model, x), _targets(model, targets, loss)
         if not compiled:  # eager: every operation dispatched on its own
             synced(model).set_mode(True)
             return float(train_step_body(model, optimizer, inputs, target_array, loss))

@@ -11,6 +11,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.nn.attention import dot_product_attention_weights
+from flax.typing import PrecisionLike
 
 from spec.errors import UnsupportedOption
 from spec.layer_paths import LayerPaths, NativePath, resolve
@@ -42,7 +44,14 @@ from spec.models import (
     TransformerSpec,
     VAESpec,
 )
-from spec.params import cnn_layer_names, dense_name, encoder_layer_name, rnn_layer_names, sinusoidal_positions
+from spec.params import (
+    Precision,
+    cnn_layer_names,
+    dense_name,
+    encoder_layer_name,
+    rnn_layer_names,
+    sinusoidal_positions,
+)
 
 
 def activation(act: Activation) -> Callable[[jax.Array], jax.Array]:
@@ -85,6 +94,7 @@ class SpecModel(nnx.Module):
 
     spec: ModelSpec
     layer_paths: LayerPaths = LayerPaths()
+    precision: Precision = "float32"  # the dtype of its tensors, set by spec.backend.NativeBackend.build
     frozen_batchnorm_paths: tuple[NativePath, ...] = ()
     frozen_paths: frozenset[NativePath]  # set by impls.jax.weights.freeze; absent until then
     in_training_mode: bool | None = None  # what train() or eval() set last; None before either
@@ -348,6 +358,15 @@ class ResNet(SpecModel):
         return self.head(global_avg_pool(x))
 
 
+def float_dtype() -> jnp.dtype:
+    """The float dtype of the model being built: float64 under JAX's x64 mode, which the backend
+    turns on while it builds a float64 model (:func:`impls.jax.backend.precision_scope`), else
+    float32. For the Flax modules that fix a dtype when they are made, float32 unless told (their
+    ``param_dtype``, or ``dtype`` for ``nnx.SimpleCell`` and ``nnx.Embed``); the others compute in
+    the dtype of their inputs and parameters, whatever the loaded parameters' dtype."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
 class GRUCell(nnx.RNNCellBase):
     """A GRU cell with either reset formula (:data:`spec.models.RNN_CELLS`). ``nnx.GRUCell`` applies
     the reset after the recurrent matmul but has no recurrent bias (``b'_n`` in ``r·(h·U_n + b'_n)``),
@@ -389,13 +408,20 @@ class GRUCell(nnx.RNNCellBase):
 def recurrent_cell(spec: RNNSpec, in_features: int, rngs: nnx.Rngs) -> nnx.RNNCellBase:
     """The Flax cell for one recurrent layer: nnx's own for SimpleRNN and LSTM (same gate order as
     the spec), :class:`GRUCell` for the GRU."""
+    # A Flax cell draws its zero initial state in its param_dtype, and SimpleCell alone also
+    # computes in float32 unless told (its dtype defaults to float32, the others' to None: the
+    # dtype of the inputs and parameters).
+    dtype = float_dtype()
     match spec.cell:
         case "simple_rnn":
-            return nnx.SimpleCell(in_features, spec.hidden_size, activation_fn=jnp.tanh, rngs=rngs)
+            return nnx.SimpleCell(
+                in_features, spec.hidden_size, activation_fn=jnp.tanh, dtype=dtype, param_dtype=dtype, rngs=rngs
+            )
         case "lstm":
             return nnx.OptimizedLSTMCell(
-                in_features, spec.hidden_size, gate_fn=jax.nn.sigmoid, activation_fn=jnp.tanh, rngs=rngs
-            )
+                in_features, spec.hidden_size, gate_fn=jax.nn.sigmoid, activation_fn=jnp.tanh,
+                param_dtype=dtype, rngs=rngs,
+            )  # fmt: skip
         case "gru":
             return GRUCell(in_features, spec.hidden_size, reset_after=spec.gru_reset == "after", rngs=rngs)
     raise ValueError(f"no Flax cell for {spec.cell!r}")
@@ -460,15 +486,41 @@ def layer_norm(spec: TransformerSpec, rngs: nnx.Rngs) -> nnx.LayerNorm:
     return nnx.LayerNorm(spec.d_model, epsilon=spec.layer_norm_epsilon, use_fast_variance=False, rngs=rngs)
 
 
+def unfused_attention(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    bias: jax.Array | None = None,
+    mask: jax.Array | None = None,
+    *,
+    dropout_rate: float = 0.0,
+    dtype: jnp.dtype | None = None,
+    precision: PrecisionLike = None,
+    **_: object,  # dropout's key and flags, the sow hook: no dropout here (checked)
+) -> jax.Array:
+    """Attention as Flax writes it unfused — ``dot_product_attention_weights``, then the weighted
+    sum of the values — whose softmax runs in the inputs' dtype. ``nnx.MultiHeadAttention``'s default
+    without dropout is the fused ``jax.nn.dot_product_attention``, which computes its softmax in
+    float32 whatever the inputs (jax/_src/nn/functions.py, ``_dot_product_attention_core``): 5e-7
+    off a float64 gradient (measured, tiny_post_mean)."""
+    if dropout_rate:
+        raise ValueError(f"unfused_attention has no dropout; asked for {dropout_rate}")
+    weights = dot_product_attention_weights(query, key, bias, mask, dtype=dtype, precision=precision)
+    return jnp.einsum("...hqk,...khd->...qhd", weights, value, precision=precision)
+
+
 class EncoderLayer(nnx.Module):
     """Self-attention (``nnx.MultiHeadAttention``) and the FFN (two ``nnx.Linear``), each with its
     residual and ``nnx.LayerNorm``, after (post-norm) or before (pre-norm) the sublayer."""
 
     def __init__(self, spec: TransformerSpec, *, rngs: nnx.Rngs) -> None:
         self.pre_norm = spec.norm == "pre"
+        # a float64 witness takes Flax's unfused attention (see unfused_attention)
+        attention_fn = unfused_attention if float_dtype() == jnp.float64 else nnx.dot_product_attention
         self.attention = nnx.MultiHeadAttention(
-            spec.num_heads, spec.d_model, spec.attention_width, dropout_rate=0.0, decode=False, rngs=rngs
-        )
+            spec.num_heads, spec.d_model, spec.attention_width, dropout_rate=0.0, decode=False,
+            attention_fn=attention_fn, rngs=rngs,
+        )  # fmt: skip
         self.attention_norm = layer_norm(spec, rngs)
         self.ffn_0 = nnx.Linear(spec.d_model, spec.ff_size, rngs=rngs)
         self.activation = activation(spec.activation)
@@ -500,10 +552,10 @@ class Transformer(SpecModel):
 
     def __init__(self, spec: TransformerSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
-        self.embedding = nnx.Embed(spec.vocab_size, spec.d_model, rngs=rngs)
+        self.embedding = nnx.Embed(spec.vocab_size, spec.d_model, param_dtype=float_dtype(), rngs=rngs)
         paths = LayerPaths({"embedding": ("embedding",)})
         if spec.positional == "learned":  # a table indexed by position
-            self.position_embeddings = nnx.Embed(spec.seq_len, spec.d_model, rngs=rngs)
+            self.position_embeddings = nnx.Embed(spec.seq_len, spec.d_model, param_dtype=float_dtype(), rngs=rngs)
             paths |= {"position": ("position_embeddings",)}
         self.encoders = nnx.List([EncoderLayer(spec, rngs=rngs) for _ in range(spec.num_layers)])
         for index, encoder in enumerate(self.encoders):
@@ -516,11 +568,12 @@ class Transformer(SpecModel):
     def __call__(self, tokens: jax.Array) -> jax.Array:
         spec = self.spec
         scale = math.sqrt(spec.d_model) if spec.scale_embedding else 1.0
+        embedded = self.embedding(tokens) * scale
         if spec.positional == "learned":
             positions = self.position_embeddings.embedding[...]
         else:  # a constant (an array attribute would be state); jit folds it
-            positions = jnp.asarray(sinusoidal_positions(spec.seq_len, spec.d_model), jnp.float32)
-        x = self.embedding(tokens) * scale + positions
+            positions = jnp.asarray(sinusoidal_positions(spec.seq_len, spec.d_model), embedded.dtype)
+        x = embedded + positions
         keep = None if spec.pad_token is None else tokens != spec.pad_token
         # (batch, 1, query, key): every query sees the non-padding keys only
         mask = None if keep is None else nnx.make_attention_mask(jnp.ones_like(keep), keep, dtype=bool)

@@ -117,7 +117,7 @@ def _variable(root: SpecModel | nnx.State, path: NativePath) -> nnx.Variable:
 
 
 def load(model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
-    checked = check_params(model.spec, params)
+    checked = check_params(model.spec, params, dtype=model.precision)
     infos = param_specs(model.spec)
     for name, path in canonical_paths(model).items():
         _write(_variable(model, path), infos[name], checked[name])
@@ -132,7 +132,9 @@ def to_state(model: SpecModel, arrays: Mapping[str, np.ndarray], part: str | Non
     """A parameter-shaped ``nnx.State`` holding canonical ``arrays`` (e.g. gradients to apply) — of
     every trained tensor, or of one network of a GAN, ``part``."""
     names = _part_names(model, part) if part else None
-    checked = check_params(model.spec, arrays, source="gradients", trainable_only=True, names=names)
+    checked = check_params(
+        model.spec, arrays, source="gradients", trainable_only=True, names=names, dtype=model.precision
+    )
     state = nnx.clone(nnx.state(model, trainable(model, part)))
     paths, infos = canonical_paths(model), param_specs(model.spec)
     for name in checked:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import keras
@@ -15,13 +16,13 @@ from impls.keras.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.keras.optimizers import before_step, make_optimizer
 from spec.backend import Backend, NativeBackend, cached, intra_op_threads
 from spec.errors import BackendUnavailable, SpecError
-from spec.inputs import check_inputs
+from spec.inputs import batch_dtype, check_inputs
 from spec.losses import takes_class_ids
 from spec.models import (
     ModelSpec,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import ParamCount, check_params, group_names, trained_names
+from spec.params import ParamCount, Precision, check_params, group_names, trained_names
 from spec.schedules import ScheduleSpec
 
 if keras.backend.backend() != "tensorflow":
@@ -44,14 +45,26 @@ def _as(array: np.ndarray | tf.Tensor, dtype: str) -> tf.Tensor:
     return tf.constant(np.asarray(array, dtype))
 
 
-def _targets(targets: np.ndarray | tf.Tensor, loss: str) -> tf.Tensor:
-    return _as(targets, "int64" if takes_class_ids(loss) else "float32")
+def _targets(model: SpecModel, targets: np.ndarray | tf.Tensor, loss: str) -> tf.Tensor:
+    return _as(targets, "int64" if takes_class_ids(loss) else model.precision)
 
 
 def _inputs(model: SpecModel, x: np.ndarray | tf.Tensor) -> tf.Tensor:
-    """A batch (checked against the spec) in the dtype the model takes: float32 values or int32 token ids."""
+    """A batch (checked against the spec) in the dtype the model takes: values in its precision, or int32 token ids."""
     check_inputs(model.spec, x)
-    return _as(x, model.spec.input_dtype)
+    return _as(x, batch_dtype(model.spec, model.precision))
+
+
+@contextlib.contextmanager
+def _dtype_policy(precision: Precision) -> Iterator[None]:
+    """Keras's global dtype policy set to ``precision`` while a model's layers are made: each layer
+    takes the policy in force when it is constructed for its variables and its computation."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _taped_loss_and_grads(
@@ -151,10 +164,15 @@ class KerasBackend(NativeBackend[SpecModel]):
     def device(self) -> str:
         return self._device
 
-    def _new_model(self, model_class: Callable[..., SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
+    def _new_model(
+        self, model_class: Callable[..., SpecModel], spec: ModelSpec, seed: int, precision: Precision
+    ) -> SpecModel:
         model = model_class(spec, seed=seed)
         model.create_variables()
         return model
+
+    def _precision_scope(self, precision: Precision) -> contextlib.AbstractContextManager[None]:
+        return _dtype_policy(precision)
 
     def _load(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
@@ -185,7 +203,7 @@ class KerasBackend(NativeBackend[SpecModel]):
         if not isinstance(model, VAE):
             raise SpecError("model", model.spec.name, "a VAE: encode reads q(z|x) from its encoder")
         check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
-        mean, log_variance = model.encode(_as(images, "float32"))
+        mean, log_variance = model.encode(_as(images, model.precision))
         return keras.ops.convert_to_numpy(mean), keras.ops.convert_to_numpy(log_variance)
 
     def _loss_and_grads(
@@ -193,7 +211,7 @@ class KerasBackend(NativeBackend[SpecModel]):
     ) -> tuple[float, dict[str, np.ndarray]]:
         variables = weights.canonical_variables(model, trainable_only=True, names=trained_names(model.spec, loss))
         value, grads = _taped_loss_and_grads(
-            model, list(variables.values()), _inputs(model, x), _targets(targets, loss), loss
+            model, list(variables.values()), _inputs(model, x), _targets(model, targets, loss), loss
         )
         return float(value), weights.to_canonical(model, {name: g.numpy() for name, g in zip(variables, grads)})
 
@@ -211,7 +229,9 @@ class KerasBackend(NativeBackend[SpecModel]):
     ) -> None:
         part, native = self.optimizer_for_grads(model, optimizer, grads)
         names = group_names(model.spec, part)
-        checked = check_params(model.spec, grads, source="gradients", trainable_only=True, names=names)
+        checked = check_params(
+            model.spec, grads, source="gradients", trainable_only=True, names=names, dtype=model.precision
+        )
         checked = weights.to_native(model, checked)
         before_step(native, native.spec)
         variables = _trained_variables(model, part)
@@ -230,7 +250,7 @@ class KerasBackend(NativeBackend[SpecModel]):
         native = self.optimizer_for_loss(optimizer, loss)
         before_step(native, native.spec)
         step = _train_step_function(model, native, loss, compiled=compiled)
-        return float(step(inputs, _targets(targets, loss)))
+        return float(step(inputs, _targets(model, targets, loss)))
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:
         return schedules.learning_rates(schedule)

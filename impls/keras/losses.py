@@ -12,22 +12,30 @@ from spec.losses import check_target_shape
 from spec.models import VAESpec
 
 
+def loss_dtype(logits: keras.KerasTensor) -> str | None:
+    """The dtype a ``keras.losses.Loss`` computes in: a Loss casts its inputs to its own dtype,
+    ``keras.config.floatx()`` (float32) unless told, whatever the model's — so a float64 model's
+    losses are told float64."""
+    return "float64" if keras.backend.standardize_dtype(logits.dtype) == "float64" else None
+
+
 @tf.autograph.experimental.do_not_convert  # plain Python dispatch on the loss name, nothing to convert
 def compute_loss(
     loss: str, logits: keras.KerasTensor, targets: keras.KerasTensor, output_kind: str
 ) -> keras.KerasTensor:
     check_target_shape(loss, logits.shape, targets.shape)
+    dtype = loss_dtype(logits)
     # Keras losses default to probabilities (from_logits=False) and then clip them to [1e-7, 1 − 1e-7];
     # logits avoid that clip and match the spec's definitions.
     match loss:
         case "sparse_categorical_crossentropy":
-            return keras.losses.SparseCategoricalCrossentropy(from_logits=True)(targets, logits)
+            return keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)(targets, logits)
         case "categorical_crossentropy":
-            return keras.losses.CategoricalCrossentropy(from_logits=True)(targets, logits)
+            return keras.losses.CategoricalCrossentropy(from_logits=True, dtype=dtype)(targets, logits)
         case "binary_crossentropy":
-            return keras.losses.BinaryCrossentropy(from_logits=True)(targets, logits)
+            return keras.losses.BinaryCrossentropy(from_logits=True, dtype=dtype)(targets, logits)
         case "mse":
-            return keras.losses.MeanSquaredError()(targets, output_activation(logits, output_kind))
+            return keras.losses.MeanSquaredError(dtype=dtype)(targets, output_activation(logits, output_kind))
     raise ValueError(f"no Keras loss for {loss!r}")
 
 
@@ -48,7 +56,7 @@ def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: keras.KerasTensor) 
 def gan_loss(model: GAN, z: keras.KerasTensor, real: keras.KerasTensor, loss: str) -> keras.KerasTensor:
     """A GAN's discriminator loss (real labelled 1, generated 0; the generator held fixed) or its
     non-saturating generator loss (generated labelled real)."""
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    bce = keras.losses.BinaryCrossentropy(from_logits=True, dtype=loss_dtype(z))
     if loss == "gan_discriminator":
         fake = keras.ops.stop_gradient(model.infer(z, training=True))  # the samples are data for this step
         real_logits = model.discriminator(real, training=True)

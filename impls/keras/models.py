@@ -40,7 +40,14 @@ from spec.models import (
     TransformerSpec,
     VAESpec,
 )
-from spec.params import cnn_layer_names, dense_name, encoder_layer_name, rnn_layer_names, sinusoidal_positions
+from spec.params import (
+    Precision,
+    cnn_layer_names,
+    dense_name,
+    encoder_layer_name,
+    rnn_layer_names,
+    sinusoidal_positions,
+)
 
 
 def activation(act: Activation) -> Callable[[keras.KerasTensor], keras.KerasTensor]:
@@ -72,6 +79,7 @@ class SpecModel(keras.Model):
 
     spec: ModelSpec
     layer_paths: LayerPaths = LayerPaths()
+    precision: Precision = "float32"  # the dtype of its tensors, set by spec.backend.NativeBackend.build
     # Whether ``build`` creates every variable (a model whose layers are built in its own ``build``);
     # otherwise one call does, with each layer's shapes inferred as Keras does.
     builds_from_shape: ClassVar[bool] = False
@@ -473,7 +481,7 @@ class Transformer(SpecModel):
             self.position_embeddings = LearnedPositions(spec.seq_len, spec.d_model, name="position")
             paths["position"] = ("position_embeddings",)
         else:
-            table = sinusoidal_positions(spec.seq_len, spec.d_model).astype("float32")
+            table = sinusoidal_positions(spec.seq_len, spec.d_model).astype(self.compute_dtype)
             self.position_embeddings = lambda x: x + table
         self.encoders = [EncoderLayer(spec, name=encoder_layer_name(i)) for i in range(spec.num_layers)]
         for index, encoder in enumerate(self.encoders):

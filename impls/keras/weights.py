@@ -73,7 +73,7 @@ def freeze(model: SpecModel) -> None:
 
 
 def load(model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
-    checked = check_params(model.spec, params)
+    checked = check_params(model.spec, params, dtype=model.precision)
     infos = param_specs(model.spec)
     for name, variable in canonical_variables(model).items():
         variable.assign(swap_layout(infos[name], checked[name]))

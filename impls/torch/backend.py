@@ -20,7 +20,7 @@ from spec.models import (
     ModelSpec,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import ParamCount, group_names, trained_names
+from spec.params import ParamCount, Precision, group_names, trained_names
 from spec.schedules import ScheduleSpec
 
 
@@ -92,6 +92,9 @@ def configure_compiler() -> None:
     torch._inductor.config.layout_optimization = False
 
 
+_DTYPES: dict[Precision, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+
+
 def _to_nchw(tensor: torch.Tensor) -> torch.Tensor:
     """Canonical NHWC images (inputs, or image targets) as the NCHW tensors torch layers use, always
     in ``contiguous_format``. ``.contiguous()`` is not enough: with one channel the permuted view
@@ -127,9 +130,11 @@ class TorchBackend(NativeBackend[SpecModel]):
     def device(self) -> str:
         return str(self._device) if self._device.type == "cpu" else f"cuda:{torch.cuda.current_device()}"
 
-    def _new_model(self, model_class: Callable[..., SpecModel], spec: ModelSpec, seed: int) -> SpecModel:
+    def _new_model(
+        self, model_class: Callable[..., SpecModel], spec: ModelSpec, seed: int, precision: Precision
+    ) -> SpecModel:
         torch.manual_seed(seed)  # nn.Dropout draws its masks from torch's global generator
-        return model_class(spec).to(self._device)
+        return model_class(spec).to(self._device, dtype=_DTYPES[precision])
 
     def _load(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
@@ -153,17 +158,17 @@ class TorchBackend(NativeBackend[SpecModel]):
         state = sum(t.numel() for t in saved if not isinstance(t, torch.nn.Parameter) and t.is_floating_point())
         return ParamCount(trainable=trainable, non_trainable=frozen + state)
 
-    def _tensor(self, x: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def _tensor(self, x: np.ndarray | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``x`` (numpy, or already a tensor: no copy then) as a tensor of ``dtype`` on the device."""
         return torch.as_tensor(x, dtype=dtype, device=self._device)
 
     def _input(self, model: SpecModel, x: np.ndarray) -> torch.Tensor:
-        """A batch for ``model``: canonical NHWC images become the NCHW tensors torch layers expect;
-        token ids become int64, the index type of ``nn.Embedding``."""
+        """A batch for ``model``: canonical NHWC images become the NCHW tensors torch layers expect, in
+        the model's precision; token ids become int64, the index type of ``nn.Embedding``."""
         check_inputs(model.spec, x)
         if model.spec.input_dtype == "int32":
             return self._tensor(x, torch.int64)
-        return _to_nchw(self._tensor(x))
+        return _to_nchw(self._tensor(x, _DTYPES[model.precision]))
 
     def logits(self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
         model.train(training)
@@ -182,7 +187,7 @@ class TorchBackend(NativeBackend[SpecModel]):
         check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
         model.train(False)
         with torch.no_grad():
-            mean, log_variance = model.encode(self._tensor(images))
+            mean, log_variance = model.encode(self._tensor(images, _DTYPES[model.precision]))
         return mean.cpu().numpy(), log_variance.cpu().numpy()
 
     def _loss_and_grads(
@@ -199,7 +204,8 @@ class TorchBackend(NativeBackend[SpecModel]):
         model.train(True)
         model.zero_grad(set_to_none=True)
         # torch's cross_entropy wants int64 class ids
-        target_tensor = _to_nchw(self._tensor(targets, torch.int64 if takes_class_ids(loss) else torch.float32))
+        dtype = torch.int64 if takes_class_ids(loss) else _DTYPES[model.precision]
+        target_tensor = _to_nchw(self._tensor(targets, dtype))
         loss_fn = _compiled_loss(model) if compiled else training_loss
         value = loss_fn(model, inputs, target_tensor, loss)
         value.backward()

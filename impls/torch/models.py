@@ -45,7 +45,14 @@ from spec.models import (
     TransformerSpec,
     VAESpec,
 )
-from spec.params import cnn_layer_names, dense_name, encoder_layer_name, rnn_layer_names, sinusoidal_positions
+from spec.params import (
+    Precision,
+    cnn_layer_names,
+    dense_name,
+    encoder_layer_name,
+    rnn_layer_names,
+    sinusoidal_positions,
+)
 
 
 def activation(act: Activation) -> nn.Module:
@@ -87,6 +94,7 @@ class SpecModel(nn.Module):
 
     spec: ModelSpec
     layer_paths: LayerPaths = LayerPaths()
+    precision: Precision = "float32"  # the dtype of its tensors, set by spec.backend.NativeBackend.build
     frozen_batchnorms: tuple[nn.Module, ...] = ()
     # parameters a torch layer insists on having that the spec's model does not (see RNN)
     held_at_zero: tuple[nn.Parameter, ...] = ()
@@ -481,7 +489,8 @@ class Transformer(SpecModel):
             self.position_embeddings = nn.Embedding(spec.seq_len, d_model)
             paths["position"] = ("position_embeddings",)
         else:  # a constant: a buffer, left out of the state dict
-            table = torch.tensor(sinusoidal_positions(spec.seq_len, d_model), dtype=torch.float32)
+            # in float64 as computed: the backend's `.to(dtype)` rounds it to the model's precision
+            table = torch.tensor(sinusoidal_positions(spec.seq_len, d_model), dtype=torch.float64)
             self.register_buffer("sinusoidal_positions", table, persistent=False)
         gelu = partial(F.gelu, approximate="none" if spec.activation.approximate == "exact" else "tanh")
         layer = nn.TransformerEncoderLayer(

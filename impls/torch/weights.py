@@ -221,7 +221,7 @@ def _to_canonical(binding: Binding, arrays: list[np.ndarray], infos: Mapping[str
 
 @torch.no_grad()
 def load(model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
-    checked = check_params(model.spec, params)
+    checked = check_params(model.spec, params, dtype=model.precision)
     infos = param_specs(model.spec)
     for binding in bindings(model):
         for tensor, part in zip(binding.tensors, _to_tensors(binding, checked, infos), strict=True):
@@ -243,7 +243,9 @@ def export(model: SpecModel) -> dict[str, np.ndarray]:
 def set_grads(model: SpecModel, grads: Mapping[str, np.ndarray], names: Collection[str] | None = None) -> None:
     """Put canonical gradients (of every trainable tensor, or of ``names``) into each parameter's
     ``.grad``, as ``backward()`` would."""
-    checked = check_params(model.spec, grads, source="gradients", trainable_only=True, names=names)
+    checked = check_params(
+        model.spec, grads, source="gradients", trainable_only=True, names=names, dtype=model.precision
+    )
     infos = param_specs(model.spec)
     for binding in trained_bindings(model, names):
         for param, part in zip(binding.tensors, _to_tensors(binding, checked, infos), strict=True):

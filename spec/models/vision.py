@@ -326,7 +326,7 @@ class ResNetSpec(ModelSpec):
     def is_deep(self) -> bool:
         """More than two blocks: a dozen or more training-mode BatchNorms and ~10⁵ ReLUs, enough that
         float32 rounding amplifies through the normalisations and decides the side of some ReLU
-        kinks, so elementwise gradient checks are ill-posed (measured in tests/test_vision.py)."""
+        kinks, so elementwise float32 gradients are ill-posed (measured: :data:`spec.cases.DEEP_GRADIENTS`)."""
         return sum(self.stage_blocks) > 2
 
     def describe(self) -> str:
