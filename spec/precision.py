@@ -11,8 +11,7 @@ errors.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,20 +21,9 @@ from spec.models import ModelSpec, TransformerSpec
 from spec.params import param_specs
 
 
-def activation_kinds(spec: object) -> set[str]:
-    """Every activation a spec (or any dataclass, tuple of layers) names, by kind: ``relu``, ``gelu``…"""
-    return {activation.kind for activation in _activations(spec)}
-
-
-def _activations(value: object) -> Iterator[Activation]:
-    if isinstance(value, Activation):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _activations(item)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for field in dataclasses.fields(value):
-            yield from _activations(getattr(value, field.name))
+def activation_kinds(spec: ModelSpec) -> set[str]:
+    """Every activation a spec names, by kind: ``relu``, ``gelu``…"""
+    return {activation.kind for activation in spec.parts(Activation)}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from spec.cases import (
     CASES,
     CHECKS,
     DECODERS,
+    DEEP_ELEMENTS,
     DEEP_GRADIENTS,
     DENSE,
     GENERATIVE,
@@ -61,7 +62,7 @@ def test_every_check_judges_each_small_spec_but_compiled_and_deep_gradients() ->
         for check in CHECKS:
             reason = not_judged(case, check)
             if case.spec.name in SMALL and check != "compiled" and not case.another_loss:
-                assert reason is None or reason == DEEP_GRADIENTS, (case.id, check, reason)
+                assert reason in (None, DEEP_GRADIENTS, DEEP_ELEMENTS), (case.id, check, reason)
 
 
 def test_a_check_beyond_the_quick_budget_runs_in_the_exhaustive_tier() -> None:
@@ -76,4 +77,5 @@ def test_deep_float32_gradients_are_judged_only_where_training_leaves_the_relus_
     # ResNet-18 trains every layer below its ReLUs; resnet50_finetune only its head, on a frozen backbone
     assert not_judged(ZOO_CASES["resnet18_cifar"], "gradients") == DEEP_GRADIENTS
     assert not_judged(ZOO_CASES["resnet50_finetune"], "gradients") is None
+    assert not_judged(ZOO_CASES["resnet50_finetune"], "agreement") == DEEP_ELEMENTS
     assert not_judged(ZOO_CASES["resnet18_cifar"], "witness_agreement") is None

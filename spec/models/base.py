@@ -9,8 +9,10 @@ outputs look like, what batch exercises it — is a method or class attribute of
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
@@ -107,6 +109,11 @@ class ModelSpec:
         """Deep enough that float32 rounding through its normalisations needs the deep tolerances
         (:func:`spec.tolerances.forward_check`)."""
         return False
+
+    def parts(self, kind: type[T]) -> list[T]:
+        """Every value of type ``kind`` among the spec's fields, their tuples and nested specs (a GAN's
+        networks, a CNN's layers, each activation), in field order: ``spec.parts(Activation)``."""
+        return list(_parts(self, kind))
 
     @property
     def reconstructs_input(self) -> bool:
@@ -222,3 +229,17 @@ def is_within(layer: str, entry: str) -> bool:
 def is_frozen(spec: ModelSpec, layer: str) -> bool:
     """Whether the spec leaves canonical ``layer`` out of training."""
     return any(is_within(layer, entry) for entry in spec.frozen)
+
+
+T = TypeVar("T")
+
+
+def _parts(value: object, kind: type[T]) -> Iterator[T]:
+    if isinstance(value, kind):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _parts(item, kind)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for each in dataclasses.fields(value):
+            yield from _parts(getattr(value, each.name), kind)

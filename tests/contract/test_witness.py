@@ -13,7 +13,7 @@ import pytest
 
 from spec import reference as ref
 from spec.backend import Backend
-from spec.cases import Case
+from spec.cases import DEEP_GRADIENTS, Case, float32_gradients_ill_posed
 from spec.params import trained_names
 from spec.precision import per_tensor_errors, witness_check
 from spec.tolerances import max_scaled_error, tolerance
@@ -66,6 +66,21 @@ def test_float64_build_matches_the_judge(backend: Backend, case: Case) -> None:
     )
     worst = max(checks, key=lambda c: c.relative_error)
     assert worst.relative_error <= tolerance("witness_gradient", "float64", backend.device()).rtol, worst
+
+
+@pytest.mark.parametrize("case", cases("witness"))
+def test_float32_gradients_match_the_float64_witness(backend: Backend, case: Case) -> None:
+    """Every trained tensor's float32 gradient, per tensor, against the same backend's float64 one:
+    where the judge's finite differences are too costly (the full-size networks) or compare
+    elements of very different sizes, the witness judges float32 backprop."""
+    spec, loss = case.spec, case.trains_with
+    if float32_gradients_ill_posed(spec, loss):
+        pytest.skip(DEEP_GRADIENTS)
+    params, x, targets = witness_batch(case)
+    _, grads = backend.loss_and_grads(built(backend, spec, params), x, targets, loss)
+    errors = per_tensor_errors(spec, grads, witness_gradients(backend, case))
+    worst = max(errors, key=errors.__getitem__)
+    assert errors[worst] <= tolerance("gradient_vs_witness", "float32", backend.device()).rtol, (worst, errors[worst])
 
 
 _gradients: dict[tuple[str, Case], dict[str, np.ndarray]] = {}

@@ -1,0 +1,62 @@
+"""Which convolution algorithm torch runs in the suite, and that each one is float32-exact
+(:mod:`impls.torch.conv_paths`; the table in docs/precision.md). Each zoo convolution is measured
+alone, at every batch size the suite runs it at, against the same convolution in float64 — forward,
+and the weight and input gradients — on the path torch takes with oneDNN and on the one it takes
+without."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import framework_backend
+from spec.cases import ZOO_CASES
+from spec.layers import ConvTranspose2D
+from spec.tolerances import tolerance
+
+QUICK = ("digits_cnn", "resnet18_narrow", "digits_conv_autoencoder")
+# what torch 2.13 selects on an x86 CPU (measured, docs/precision.md): oneDNN for every convolution;
+# without it, im2col (Slow2d, SlowTranspose2d) for small batches and NNPACK from batch 16
+WITH_ONEDNN = {"Mkldnn", "MkldnnTranspose"}
+WITHOUT_ONEDNN = {"Slow2d", "SlowTranspose2d", "NnpackSpatial"}
+# the zoo models with images in or transposed convolutions out (a DCGAN's generator)
+CONVOLUTIONAL = [
+    name for name, case in ZOO_CASES.items() if len(case.spec.input_shape) == 3 or case.spec.parts(ConvTranspose2D)
+]
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[] if n in QUICK else [pytest.mark.exhaustive]) for n in CONVOLUTIONAL]
+)
+def test_every_torch_convolution_path_is_float32_exact(request: pytest.FixtureRequest, name: str) -> None:
+    backend = framework_backend(request, "torch")
+    import torch
+
+    from impls.torch import conv_paths
+
+    if backend.device() != "cpu" or not torch.backends.mkldnn.is_available():
+        pytest.skip("the CPU paths are measured: this torch runs on a GPU, or has no oneDNN")
+    if not conv_paths.runs_convolutions(name):
+        pytest.skip(f"torch's build of {name} runs no convolution in its forward pass")
+    tol = tolerance("gradient_vs_witness", "float32", backend.device())
+    for size in conv_paths.batch_sizes(name):
+        for call in conv_paths.model_paths(name, size):
+            assert call.backend in WITH_ONEDNN, (size, call.layer, call.backend)
+            assert call.backend_without_onednn in WITHOUT_ONEDNN, (size, call.layer, call.backend_without_onednn)
+            for use_onednn in (True, False):
+                errors = conv_paths.path_errors(call, use_onednn=use_onednn)
+                assert errors.worst <= tol.rtol, (size, call.describe(), use_onednn, errors)
+
+
+def test_the_onednn_switch_changes_nothing_else(request: pytest.FixtureRequest) -> None:
+    """``conv_paths.onednn`` toggles oneDNN alone: ``torch.backends.mkldnn.flags`` would also reset its
+    TF32 setting, which the exact-float32 configuration keeps."""
+    framework_backend(request, "torch")
+    import torch
+
+    from impls.torch import conv_paths
+
+    before = (torch.backends.mkldnn.enabled, torch._C._get_onednn_allow_tf32())
+    with conv_paths.onednn(False):
+        assert not torch.backends.mkldnn.enabled
+        assert torch._C._get_onednn_allow_tf32() == before[1]
+    assert (torch.backends.mkldnn.enabled, torch._C._get_onednn_allow_tf32()) == before
