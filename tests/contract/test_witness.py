@@ -68,6 +68,7 @@ def test_float64_build_matches_the_judge(backend: Backend, case: Case) -> None:
     assert worst.relative_error <= tolerance("witness_gradient", "float64", backend.device()).rtol, worst
 
 
+@pytest.mark.exhaustive  # in `make test` finite differences judge the small cases' float32 gradients
 @pytest.mark.parametrize("case", cases("witness"))
 def test_float32_gradients_match_the_float64_witness(backend: Backend, case: Case) -> None:
     """Every trained tensor's float32 gradient, per tensor, against the same backend's float64 one:
