@@ -20,6 +20,46 @@ from tests.checks import built
 SGD = OptimizerSpec("sgd", 0.1, momentum=0.9, nesterov=False)
 
 
+def _torch_float32_settings() -> dict[str, object]:
+    import torch
+
+    return {
+        "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def _keras_float32_settings() -> dict[str, object]:
+    import tensorflow as tf
+
+    return {"tensor_float_32_execution": tf.config.experimental.tensor_float_32_execution_enabled()}
+
+
+def _jax_float32_settings() -> dict[str, object]:
+    import jax
+
+    return {"jax_default_matmul_precision": jax.config.jax_default_matmul_precision}
+
+
+# Each framework's switches away from TF32 (and TPU bfloat16 passes) in float32 matmuls and
+# convolutions, as each backend sets them when it loads (docs/precision.md: the defaults, with sources,
+# are TF32 for torch's cuDNN convolutions, for TensorFlow, and for JAX on a GPU).
+FLOAT32_EXACT = {
+    "torch": (
+        _torch_float32_settings,
+        {"cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False, "float32_matmul_precision": "highest"},
+    ),
+    "keras": (_keras_float32_settings, {"tensor_float_32_execution": False}),
+    "jax": (_jax_float32_settings, {"jax_default_matmul_precision": "highest"}),
+}
+
+
+def test_each_backend_keeps_float32_exact(backend: Backend) -> None:
+    read, expected = FLOAT32_EXACT[backend.name]
+    assert read() == expected
+
+
 def test_a_precision_other_than_float32_or_float64_is_refused(backend: Backend) -> None:
     case = ZOO_CASES["digits_mlp"]
     with pytest.raises(SpecError, match="precision"):
