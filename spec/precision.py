@@ -5,8 +5,8 @@ oracle beside the judge: its autodiff gives every gradient where the judge's fin
 too costly. On most models it agrees with the judge to float64 rounding (≤ 5e-15 of the largest
 output, measured on every case). A few framework operations do not compute in float64 when asked
 to; each is a :class:`Shortfall` here, found by the witness tests and measured, and a case that
-uses one is judged with the ``witness_shortfall`` tolerance — still far below float32's rounding
-errors.
+uses one is judged with the ``witness_shortfall`` tolerances — below the same models' float32
+errors, far above float64's.
 """
 
 from __future__ import annotations
