@@ -7,7 +7,9 @@ against the literature. Backends are compared to these values.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
 
@@ -63,11 +65,54 @@ from spec.schedules import ScheduleSpec
 _erf = np.frompyfunc(math.erf, 1, 1)
 
 
+# --- kinks: where the judged function is not differentiable ------------------------------------
+
+
+@dataclass(frozen=True)
+class Kink:
+    """The input of one piecewise op of a pass that lies closest to a kink: ``margin`` is its distance
+    from the kink — a ReLU's input from 0, the gap between a max-pool window's two largest — over
+    the rms of the op's whole input, the scale at which float32 rounds it."""
+
+    op: str  # the op and its place among the pass's piecewise ops: "relu #3"
+    margin: float
+
+
+_recorded: ContextVar[list[Kink] | None] = ContextVar("kinks", default=None)
+
+
+def _note_kink(op: str, distances: np.ndarray, x: np.ndarray) -> None:
+    """Record the smallest of ``distances`` from ``op``'s kinks, when a :func:`recording_kinks` is on."""
+    found = _recorded.get()
+    if found is None or not distances.size:
+        return
+    rms = float(np.sqrt(np.mean(np.square(x[np.isfinite(x)]))))
+    found.append(Kink(f"{op} #{len(found) + 1}", float(distances.min()) / rms if rms else math.inf))
+
+
+@contextmanager
+def recording_kinks() -> Iterator[list[Kink]]:
+    """Collects, while open, a :class:`Kink` for each piecewise op that a judge's pass runs."""
+    found: list[Kink] = []
+    token = _recorded.set(found)
+    try:
+        yield found
+    finally:
+        _recorded.reset(token)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    _note_kink("relu", np.abs(x), x)
+    return np.maximum(x, 0.0)
+
+
 def activation(x: np.ndarray, act: Activation) -> np.ndarray:
     """Apply a hidden-layer activation in float64."""
+    if act.kind in ("leaky_relu", "elu") and not (act.kind == "elu" and act.alpha == 1.0):
+        _note_kink(act.kind, np.abs(x), x)  # the slope jumps at 0 (ELU's but for α = 1)
     match act.kind:
         case "relu":
-            return np.maximum(x, 0.0)
+            return relu(x)
         case "tanh":
             return np.tanh(x)
         case "sigmoid":
@@ -272,10 +317,10 @@ def _resnet(
         b, out = block.name, h
         for i, (letter, layer) in enumerate(block.path.items()):
             out = bn(f"{b}/bn_{letter}", conv(layer, f"{b}/conv_{letter}", out))
-            out = np.maximum(out, 0.0) if i < len(block.path) - 1 else out
+            out = relu(out) if i < len(block.path) - 1 else out
         if block.has_shortcut_conv:
             h = bn(f"{b}/shortcut_bn", conv(block.shortcut_conv, f"{b}/shortcut_conv", h))
-        h = np.maximum(out + h, 0.0)
+        h = relu(out + h)
     return apply_layer(Dense(spec.num_classes), "head", p, h.mean(axis=(1, 2)), False, state)
 
 
@@ -478,7 +523,16 @@ def pool2d(x: np.ndarray, layer: Pool2D) -> np.ndarray:
         return sliding_window_view(a, layer.pool_size, axis=(1, 2))[:, ::sh, ::sw]
 
     if layer.kind == "max":
-        return windows(np.pad(x, widths, constant_values=-np.inf)).max(axis=(-2, -1))
+        padded = windows(np.pad(x, widths, constant_values=-np.inf))
+        flat = padded.reshape(*padded.shape[:-2], -1)
+        top = flat.max(axis=-1)
+        if _recorded.get() is not None:
+            # the gap to the runner-up below the maximum: values equal to it (a ReLU's zeros, outputs
+            # that see only padding) come from the same arithmetic and tie in every precision
+            runner_up = np.where(flat < top[..., None], flat, -np.inf).max(axis=-1)
+            gaps = top - runner_up
+            _note_kink("max_pool", gaps[np.isfinite(gaps)], x)
+        return top
     total = windows(np.pad(x, widths)).sum(axis=(-2, -1))
     if layer.count_padding or layer.padding == "valid":
         return total / (layer.pool_size[0] * layer.pool_size[1])
@@ -586,6 +640,16 @@ def loss(
     z = logits(spec, params, x, training=True)
     data_loss = loss_from_logits(loss_name, z, targets, spec.output_activation)
     return data_loss + l2_penalty(spec, params)
+
+
+def closest_kink(
+    spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, targets: np.ndarray, loss_name: str
+) -> Kink | None:
+    """The input closest to a kink (:class:`Kink`) in the pass whose gradients the checks judge —
+    the training loss's — or ``None`` for a pass without piecewise ops."""
+    with recording_kinks() as found:
+        loss(spec, params, x, targets, loss_name)
+    return min(found, key=lambda kink: kink.margin, default=None)
 
 
 # --- gradients by central finite differences ------------------------------------------------------

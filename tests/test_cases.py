@@ -3,6 +3,7 @@ zoo does not, and the tier of each check follows from the spec."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from spec.cases import (
@@ -79,3 +80,36 @@ def test_deep_float32_gradients_are_judged_only_where_training_leaves_the_relus_
     assert not_judged(ZOO_CASES["resnet50_finetune"], "gradients") is None
     assert not_judged(ZOO_CASES["resnet50_finetune"], "agreement") == DEEP_ELEMENTS
     assert not_judged(ZOO_CASES["resnet18_cifar"], "witness_agreement") is None
+
+
+def test_a_batch_within_float32_rounding_of_a_kink_is_redrawn() -> None:
+    from spec import reference as ref
+    from spec.cases import REDRAW_STRIDE, well_posed_draw
+    from spec.tolerances import KINK_MARGIN
+
+    # cnn_64's CI failure: on seed 4 its first draw of 4 images holds a ReLU input 1.3e-7 of its
+    # layer's rms from 0 and a max-pool tie 3.6e-7 from one, within float32 rounding (4e-6 measured)
+    case = ZOO_CASES["cnn_64"]
+    params = case.params(4)
+    first = ref.closest_kink(case.spec, params, *case.batch(4, size=4), case.trains_with)
+    assert first is not None and first.margin < 3e-7
+    # of one image, the first draw still holds one within KINK_MARGIN; the second does not
+    assert ref.closest_kink(case.spec, params, *case.batch(4, size=1), case.trains_with).margin < KINK_MARGIN
+    assert well_posed_draw(case, 4, 1) == 4 + REDRAW_STRIDE
+    x, targets = case.gradient_batch(4, size=1)
+    assert ref.closest_kink(case.spec, params, x, targets, case.trains_with).margin >= KINK_MARGIN
+    np.testing.assert_array_equal(x, case.batch(4 + REDRAW_STRIDE, size=1)[0])
+
+
+def test_a_case_without_a_well_posed_batch_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spec import cases
+
+    monkeypatch.setattr(cases, "WELL_POSED_DRAWS", 1)
+    with pytest.raises(RuntimeError, match=r"cnn_64: none of 1 batches of 3 keeps every kink .* fewer examples"):
+        cases.well_posed_draw.__wrapped__(ZOO_CASES["cnn_64"], 4, 3)
+
+
+def test_a_deep_network_keeps_its_first_draw() -> None:
+    # no batch of a ResNet-18 is well-posed (DEEP_GRADIENTS); its gradients are judged per tensor
+    case = ZOO_CASES["resnet18_cifar"]
+    np.testing.assert_array_equal(case.gradient_batch(0, size=2)[0], case.batch(0, size=2)[0])

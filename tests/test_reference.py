@@ -141,3 +141,36 @@ def test_convolution_by_hand() -> None:
     np.testing.assert_array_equal(out[0, :, :, 0], [[1.0, 2.0], [4.0, 5.0]])
     strided = ref.conv2d(x, kernel, (2, 2), ((0, 1), (0, 1)))  # TF's 'same' at stride 2 on 3 pixels
     np.testing.assert_array_equal(strided[0, :, :, 0], [[1.0, 0.0], [7.0, 0.0]])
+
+
+def test_kinks_are_measured_from_each_piecewise_op_in_units_of_its_inputs_rms() -> None:
+    from spec.layers import Pool2D
+
+    x = np.array([3.0, -4.0, 1e-3, 0.0])  # rms √(25.000001 / 4); 0 lies on the kink itself
+    with ref.recording_kinks() as found:
+        ref.relu(x[:3])
+        ref.activation(x[:3], Activation.parse("leaky_relu(0.2)"))
+        ref.activation(x, Activation.parse("elu(1.0)"))  # C¹ at 0: no kink
+        ref.activation(x, Activation.parse("tanh"))
+    rms = math.sqrt((9 + 16 + 1e-6) / 3)
+    assert [k.op for k in found] == ["relu #1", "leaky_relu #2"]
+    assert [k.margin for k in found] == pytest.approx([1e-3 / rms, 1e-3 / rms], rel=1e-12)
+    # max pooling: the gap from each window's maximum to the runner-up below it; equal values (a
+    # ReLU's zeros, or the same value twice) tie in every precision and are left out
+    windows = np.array([[5.0, 4.5, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [2.0, 2.0, 2.0, 1.0]]).reshape(3, 2, 2)
+    x = windows.transpose(1, 0, 2).reshape(1, 2, 6, 1)  # three 2×2 windows side by side
+    with ref.recording_kinks() as found:
+        pooled = ref.pool2d(x, Pool2D("max", 2, 2))
+    np.testing.assert_array_equal(pooled.ravel(), [5.0, 0.0, 2.0])
+    assert found[0].op == "max_pool #1"
+    assert found[0].margin == pytest.approx(0.5 / math.sqrt(np.mean(x**2)), rel=1e-12)  # 5 − 4.5; 2 − 1 is wider
+    assert ref._recorded.get() is None  # nothing is recorded outside recording_kinks
+
+
+def test_the_closest_kink_of_a_loss_pass_is_its_smallest_margin() -> None:
+    # TINY's hidden pre-activations: row 0 [3.5, −0.75], row 1 [0.5, 1.0] -> closest 0.5
+    x = np.array([[1.0, 1.0], [-1.0, 0.5]])
+    kink = ref.closest_kink(TINY, TINY_PARAMS, x, np.array([[1.0], [0.0]]), "binary_crossentropy")
+    assert kink == ref.Kink("relu #1", pytest.approx(0.5 / math.sqrt((3.5**2 + 0.75**2 + 0.25 + 1) / 4)))
+    smooth = MLPSpec("smooth", 2, (2,), 1, ("tanh",), "sigmoid")
+    assert ref.closest_kink(smooth, TINY_PARAMS, x, np.array([[1.0], [0.0]]), "binary_crossentropy") is None

@@ -19,7 +19,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -98,7 +98,7 @@ def cpu_model() -> str:
 def judged(case: Case) -> tuple[np.ndarray, list[ref.JudgedDirection] | None]:
     """The judge's outputs on the case's batch and its directional derivatives (none where the case's
     gradients are not judged, :func:`spec.cases.not_judged`): once for every backend."""
-    params, (x, targets) = init_params(case.spec, SEED), case.batch(SEED)
+    params, (x, targets) = case.params(SEED), case.gradient_batch(SEED)
     directions = None
     if not_judged(case, "gradients") is None:
         directions = ref.judge_directions(case.spec, params, x, targets, case.trains_with, seed=SEED)
@@ -106,12 +106,13 @@ def judged(case: Case) -> tuple[np.ndarray, list[ref.JudgedDirection] | None]:
 
 
 def compare_model(case: Case, backend: Backend) -> Row:
-    """Build the case's spec on ``backend`` from the canonical init and measure it against the judge
-    on the case's batch (:data:`spec.cases.ZOO_CASES`)."""
+    """Build the case's spec on ``backend`` from its parameters — the canonical init for a case that
+    is not ``perturbed``, as :func:`main` runs them — and measure it against the judge on the case's
+    gradient batch (:meth:`spec.cases.Case.gradient_batch`)."""
     start = time.perf_counter()
     spec = case.spec
-    params = init_params(spec, SEED)
-    x, labels = case.batch(SEED)
+    params = case.params(SEED)
+    x, labels = case.gradient_batch(SEED)
     loss = case.trains_with
     device = backend.device()
     try:
@@ -427,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         "numpy": np.__version__,
         **{b.name: f"{b.framework_version()}; intra-op threads: {b.threads()}" for b in backends},
     }
-    models = [ZOO_CASES[name] for name in args.model or list(ZOO)]
+    models = [replace(ZOO_CASES[name], perturbed=False) for name in args.model or list(ZOO)]
     rows = run_with_progress(
         "models",
         [(f"{case.id} on {b.name}", functools.partial(compare_model, case, b)) for case in models for b in backends],

@@ -15,5 +15,5 @@ SEED = 4
 
 @pytest.mark.parametrize("case", cases("agreement"))
 def test_backends_agree_on_logits_and_per_parameter(backends: tuple[Backend, Backend], case: Case) -> None:
-    params, (x, targets) = case.params(SEED), case.batch(SEED)
+    params, (x, targets) = case.params(SEED), case.gradient_batch(SEED)
     assert_backends_agree(backends, case.spec, params, x, targets, case.trains_with)

@@ -20,7 +20,7 @@ SGD = OptimizerSpec("sgd", 0.1, momentum=0.9, nesterov=False)
 
 @pytest.mark.parametrize("case", cases("compiled"))
 def test_compiled_and_eager_agree(backend: Backend, case: Case) -> None:
-    spec, params, (x, targets) = case.spec, case.params(SEED), case.batch(SEED)
+    spec, params, (x, targets) = case.spec, case.params(SEED), case.gradient_batch(SEED)
     device = backend.device()
     tol = tolerance(forward_check(deep=spec.is_deep, training=False), "float32", device)
     model = built(backend, spec, params)

@@ -15,6 +15,6 @@ SEED = 2
 
 @pytest.mark.parametrize("case", cases("gradients"))
 def test_loss_and_gradients_match_the_judge(backend: Backend, case: Case) -> None:
-    params, (x, targets) = case.params(SEED), case.batch(SEED)
+    params, (x, targets) = case.params(SEED), case.gradient_batch(SEED)
     model = built(backend, case.spec, params)
     assert_gradients_match_judge(backend, model, case.spec, params, x, targets, case.trains_with, seed=SEED + 1)

@@ -28,7 +28,7 @@ DEEP_BATCH = 4
 
 def witness_batch(case: Case) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     params = case.params(SEED)
-    x, targets = case.batch(SEED, size=DEEP_BATCH if case.spec.is_deep else None)
+    x, targets = case.gradient_batch(SEED, size=DEEP_BATCH if case.spec.is_deep else None)
     return params, x, targets
 
 
