@@ -22,14 +22,20 @@ WITHOUT_ONEDNN = {"Slow2d", "SlowTranspose2d", "NnpackSpatial"}
 
 
 def onednn_declines(call: object) -> bool:
-    """torch's one exception at the suite's batch sizes (measured: 1×1/1 convolutions of 4 and of 15
-    images on one thread ran Slow2d, of 16 images, or on two threads, oneDNN): a 1×1, stride-1
-    convolution of fewer than 16 images on one thread runs im2col, faster there — as in a pytest-xdist
-    worker, which gets one thread of two cores."""
+    """torch's exceptions at the suite's batch sizes, where it runs im2col (Slow2d), faster there:
+    a 1×1, stride-1 convolution of fewer than 16 images on one thread — as in a pytest-xdist worker,
+    which gets one thread of two cores (measured: 4 and 15 images ran Slow2d; 16 images, or two
+    threads, oneDNN); and one image of at most 20,480 input values under a kernel with a side of at most 3
+    (measured: 1×5×64×64 and 1×20×32×32 ran Slow2d; 1×5×65×65, 1×21×32×32, a 4×4 kernel or two
+    images, oneDNN; transposed convolutions not measured)."""
     import torch
 
     module, x = call.module, call.input  # type: ignore[attr-defined]
-    return module.kernel_size == (1, 1) and module.stride == (1, 1) and len(x) < 16 and torch.get_num_threads() == 1
+    pointwise = module.kernel_size == (1, 1) and module.stride == (1, 1)
+    if pointwise and len(x) < 16 and torch.get_num_threads() == 1:
+        return True
+    small = len(x) == 1 and x.numel() <= 20_480 and min(module.kernel_size) <= 3 and module.groups == 1
+    return small and isinstance(module, torch.nn.Conv2d)  # measured on plain convolutions
 
 
 # the zoo models with images in or transposed convolutions out (a DCGAN's generator)
