@@ -342,3 +342,35 @@ def test_torch_resnet_backward_passes_on_one_channel_exit_cleanly(request: pytes
     env = {**os.environ, "TRIPTYCH_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     run = subprocess.run([sys.executable, "-c", _BACKWARD_LOOP], env=env, capture_output=True, text=True, timeout=300)
     assert (run.returncode, run.stdout.strip()) == (0, "clean"), run.stderr[-2000:]
+
+
+# One small compiled forward pass, after the backend has configured torch.compile.
+_COMPILED_PASS = """
+import torch
+from spec.backend import load_backend
+load_backend("torch")
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 64))
+x = torch.randn(16, 64)
+print((torch.compile(model)(x) - model(x)).abs().max().item())
+"""
+
+
+def test_torch_compiled_kernels_are_cached_per_cpu_capability(request: pytest.FixtureRequest, tmp_path) -> None:
+    """Inductor's on-disk cache ignores ``ATEN_CPU_CAPABILITY`` (docs/findings.md, finding 13): filled
+    under one capability it corrupted the heap of a process under the other, or gave it wrong
+    values. The backend gives each capability its own directory: both runs, sharing a temporary
+    directory as their default, compile their own kernels and agree with eager."""
+    import subprocess
+    import sys
+
+    framework_backend(request, "torch")
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "ATEN_CPU_CAPABILITY")}
+    env["TMPDIR"] = str(tmp_path)  # the default cache directory lies under it
+    for capability in ({"ATEN_CPU_CAPABILITY": "avx2"}, {}):
+        run = subprocess.run(
+            [sys.executable, "-c", _COMPILED_PASS], env={**env, **capability}, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert float(run.stdout.strip().splitlines()[-1]) < 1e-6, (capability, run.stdout)

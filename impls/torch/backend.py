@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 from impls.torch import schedules, weights
 from impls.torch.losses import OWN_LOSSES, compute_loss
@@ -90,6 +92,13 @@ def configure_compiler() -> None:
     # Inductor's CPU layout optimization (every convolution graph in channels_last) gave zero weight
     # gradients to both convolutions of digits_cnn's compiled backward (docs/findings.md, finding 7).
     torch._inductor.config.layout_optimization = False
+    # Inductor's on-disk cache is not keyed on ATen's CPU capability: kernels compiled under one were
+    # reused under another and corrupted the heap, or computed wrong values (finding 13). Unless the
+    # caller chose a directory, each capability gets its own (torch writes its default into the
+    # environment when it first looks the directory up).
+    default = os.path.abspath(default_cache_dir())
+    if os.path.abspath(os.environ.get("TORCHINDUCTOR_CACHE_DIR", default)) == default:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default, torch.backends.cpu.get_cpu_capability())
 
 
 _DTYPES: dict[Precision, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
