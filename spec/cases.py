@@ -203,16 +203,17 @@ def well_posed_draw(case: Case, seed: int, size: int) -> int:
     where one lies nearer, float32 rounding may cross it and its gradients are ill-posed element by
     element. Not for a deep network (:data:`DEEP_GRADIENTS`: no batch of it is well-posed)."""
     params = case.params(seed)
-    closest = None
+    best = reference.Kink("none", 0.0)
     for attempt in range(WELL_POSED_DRAWS):
         draw = seed + REDRAW_STRIDE * attempt
         kink = reference.closest_kink(case.spec, params, *case.batch(draw, size), case.trains_with)
         if kink is None or kink.margin >= KINK_MARGIN:
             return draw
-        closest = kink if closest is None or kink.margin > closest.margin else closest
+        best = max(best, kink, key=lambda k: k.margin)
     raise RuntimeError(
-        f"{case.id}: none of {WELL_POSED_DRAWS} batches of {size} keeps every kink {KINK_MARGIN:g} of its "
-        f"input's rms from its inputs (the best came within {closest}); judge it on fewer examples"
+        f"{case.id}: in none of {WELL_POSED_DRAWS} batches of {size} does every piecewise op's input lie "
+        f"{KINK_MARGIN:g} of its rms from a kink (the best: {best.margin:.1e}, at {best.op}); judge it on "
+        "fewer examples"
     )
 
 

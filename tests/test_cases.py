@@ -105,7 +105,10 @@ def test_a_case_without_a_well_posed_batch_says_so(monkeypatch: pytest.MonkeyPat
     from spec import cases
 
     monkeypatch.setattr(cases, "WELL_POSED_DRAWS", 1)
-    with pytest.raises(RuntimeError, match=r"cnn_64: none of 1 batches of 3 keeps every kink .* fewer examples"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"cnn_64: in none of 1 batches of 3 does every .* \(the best: .*, at relu #\d+\).* fewer examples",
+    ):
         cases.well_posed_draw.__wrapped__(ZOO_CASES["cnn_64"], 4, 3)
 
 
