@@ -356,6 +356,7 @@ print((torch.compile(model)(x) - model(x)).abs().max().item())
 """
 
 
+@pytest.mark.exhaustive  # two processes that each import torch and compile: ~45 s
 def test_torch_compiled_kernels_are_cached_per_cpu_capability(request: pytest.FixtureRequest, tmp_path) -> None:
     """Inductor's on-disk cache ignores ``ATEN_CPU_CAPABILITY`` (docs/findings.md, finding 13): filled
     under one capability it corrupted the heap of a process under the other, or gave it wrong
