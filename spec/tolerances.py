@@ -124,7 +124,7 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
 # of a kernel gradient's largest element. Above the largest float32 error measured at any kink
 # input of the judged (not deep) cases: 4.0e-6 (torch on cnn_64 and cifar_simple_cnn with oneDNN's
 # AVX2 kernels; 2.4e-6 with its AVX-512 ones). A max-pool tie 3.6e-7 from the kink failed CI
-# (docs/precision.md, "Kinks").
+# (docs/precision.md, "Shallow networks").
 KINK_MARGIN = 5e-6
 
 
