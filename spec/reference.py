@@ -108,8 +108,6 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 def activation(x: np.ndarray, act: Activation) -> np.ndarray:
     """Apply a hidden-layer activation in float64."""
-    if act.kind in ("leaky_relu", "elu") and not (act.kind == "elu" and act.alpha == 1.0):
-        _note_kink(act.kind, np.abs(x), x)  # the slope jumps at 0 (ELU's but for α = 1)
     match act.kind:
         case "relu":
             return relu(x)
@@ -118,8 +116,11 @@ def activation(x: np.ndarray, act: Activation) -> np.ndarray:
         case "sigmoid":
             return sigmoid(x)
         case "leaky_relu":
+            _note_kink("leaky_relu", np.abs(x), x)  # its slope jumps at 0
             return np.where(x >= 0, x, act.negative_slope * x)
         case "elu":
+            if act.alpha != 1.0:  # the slope jumps at 0 but for α = 1
+                _note_kink("elu", np.abs(x), x)
             return np.where(x > 0, x, act.alpha * np.expm1(np.minimum(x, 0.0)))
         case "gelu" if act.approximate == "exact":
             # frompyfunc's stub also allows a scalar (for a 0-d input); on an array it returns an array
@@ -524,13 +525,12 @@ def pool2d(x: np.ndarray, layer: Pool2D) -> np.ndarray:
 
     if layer.kind == "max":
         padded = windows(np.pad(x, widths, constant_values=-np.inf))
-        flat = padded.reshape(*padded.shape[:-2], -1)
-        top = flat.max(axis=-1)
+        top = padded.max(axis=(-2, -1))
         if _recorded.get() is not None:
             # the gap to the runner-up below the maximum: values equal to it (a ReLU's zeros, outputs
             # that see only padding) come from the same arithmetic and tie in every precision
-            runner_up = np.where(flat < top[..., None], flat, -np.inf).max(axis=-1)
-            gaps = top - runner_up
+            below = np.where(padded < top[..., None, None], padded, -np.inf)
+            gaps = top - below.max(axis=(-2, -1))
             _note_kink("max_pool", gaps[np.isfinite(gaps)], x)
         return top
     total = windows(np.pad(x, widths)).sum(axis=(-2, -1))
