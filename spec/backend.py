@@ -24,6 +24,7 @@ from spec.losses import check_model_loss
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
 from spec.params import GAN_LOSS_TRAINS, PRECISIONS, ParamCount, Precision, group_of, optimizer_groups
+from spec.precision import LOSS_SCALE
 from spec.schedules import ScheduleSpec
 
 BACKEND_NAMES = ("torch", "keras", "jax")
@@ -205,7 +206,16 @@ class NativeBackend(ABC, Generic[M]):
     ) -> tuple[float, dict[str, np.ndarray]]:
         check_model_loss(model.spec, loss)
         check_targets(model.spec, targets, loss)
-        return self._loss_and_grads(model, x, targets, loss)
+        if model.precision != "mixed_float16":
+            return self._loss_and_grads(model, x, targets, loss, 1.0)
+        # float16 gradients through loss scaling, the scale backed off while they overflow, as a
+        # dynamic loss scale does over skipped steps (each try draws new dropout masks)
+        scale = LOSS_SCALE.initial
+        while True:
+            value, grads = self._loss_and_grads(model, x, targets, loss, scale)
+            if scale <= 1.0 or all(np.isfinite(g).all() for g in grads.values()):
+                return value, grads
+            scale /= LOSS_SCALE.factor
 
     def train_step(
         self,
@@ -262,9 +272,11 @@ class NativeBackend(ABC, Generic[M]):
 
     @abstractmethod
     def _loss_and_grads(
-        self, model: M, x: np.ndarray, targets: np.ndarray, loss: str
+        self, model: M, x: np.ndarray, targets: np.ndarray, loss: str, scale: float
     ) -> tuple[float, dict[str, np.ndarray]]:
-        """:meth:`Backend.loss_and_grads` once the loss and the targets are checked against the spec."""
+        """:meth:`Backend.loss_and_grads` once the loss and the targets are checked against the spec:
+        the loss and the gradients of the loss times ``scale`` (a power of two: float16 loss
+        scaling), divided by ``scale``."""
 
     @abstractmethod
     def _train_step(

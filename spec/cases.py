@@ -56,10 +56,11 @@ CHECKS = (
     "inputs",  # a batch that does not fit the spec is refused, naming the model
     "witness",  # the float64 build (spec.precision) against the judge: logits, loss, gradients
     "witness_agreement",  # float64 gradients of every parameter, backend against backend
+    "mixed",  # mixed bfloat16 and float16 builds against the judge (outputs) and the witness (gradients)
 )
 Check = Literal[
     "counts", "forward", "gradients", "agreement", "optimizer_step", "round_trip", "compiled", "inputs", "witness",
-    "witness_agreement",
+    "witness_agreement", "mixed",
 ]  # fmt: skip
 Tier = Literal["quick", "exhaustive"]
 
@@ -82,6 +83,12 @@ DEEP_GRADIENTS = "float32 gradients through a deep ReLU network's kinks are ill-
 # torch float32 against its float64 witness: 1.7e-2 relative on some element, 6.4e-7 of the tensor's
 # largest (measured, batch 16). It is judged per tensor against the witness instead.
 DEEP_ELEMENTS = "a deep network's gradient elements round at the scale of the largest: judged per tensor (witness)"
+
+
+# Which cases mixed precision is judged on: its errors are the format's, 10⁴ times float32's, and
+# the small specs hold every layer and layout variant; the other zoo models would add minutes of
+# builds and compiles for no new operation.
+MIXED_CASES = "mixed precision is judged on the small specs and the smallest zoo model of each kind"
 
 
 def float32_gradients_ill_posed(spec: ModelSpec, loss: str) -> bool:
@@ -168,6 +175,9 @@ class Case:
             return "quick" if first else "exhaustive"
         if check in ("optimizer_step", "round_trip", "witness", "witness_agreement"):
             return "quick" if self.spec.name in SMALL else "exhaustive"
+        if check == "mixed":  # three builds a backend, each compiled by JAX: a tenth of the budget
+            first = self.spec.name in FIRST_OF_KIND.values() and flops <= QUICK_FLOPS / 10
+            return "quick" if first else "exhaustive"
         if check in ("gradients", "agreement"):  # the judge's passes, or a backward pass on two backends
             return "quick" if flops <= QUICK_FLOPS else "exhaustive"
         return "quick" if flops <= MODEL_ONLY_FLOPS else "exhaustive"
@@ -185,6 +195,8 @@ def not_judged(case: Case, check: Check) -> str | None:
         return DEEP_ELEMENTS
     if check == "compiled" and ZOO.get(case.spec.name) != case.spec:
         return "the compilers are judged on the zoo's models; the small specs are there for the judge"
+    if check == "mixed" and case.spec.name not in SMALL and case.spec.name not in FIRST_OF_KIND.values():
+        return MIXED_CASES
     if check in LOSS_FREE and case.another_loss:
         return f"does not depend on the loss: judged on {case.spec.name}'s first case"
     return None

@@ -11,7 +11,7 @@ import numpy as np
 from spec.errors import BatchError
 from spec.losses import takes_class_ids
 from spec.models import ModelSpec
-from spec.params import Precision
+from spec.params import Precision, variable_dtype
 
 # dtype names as numpy, JAX and TensorFlow spell them (torch prefixes its own with "torch.")
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -25,9 +25,9 @@ def dtype_name(array: Any) -> str:
 
 
 def batch_dtype(spec: ModelSpec, precision: Precision) -> str:
-    """The dtype a backend converts a checked batch to: token ids stay int32, values take the
-    model's precision."""
-    return spec.input_dtype if spec.input_dtype == "int32" else precision
+    """The dtype a backend converts a checked batch to: token ids stay int32, values take the dtype of
+    the model's variables (a mixed-precision model casts them to its compute dtype itself)."""
+    return spec.input_dtype if spec.input_dtype == "int32" else variable_dtype(precision)
 
 
 def check_inputs(spec: ModelSpec, x: Any, *, what: str = "x", shape: tuple[int, ...] | None = None) -> None:

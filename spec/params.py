@@ -73,9 +73,27 @@ from spec.validation import mismatched_names
 
 CANONICAL_DTYPE = np.float32
 # What a backend can build a model in (spec.backend.Backend.build): float32, as the frameworks train
-# and as canonical tensors are kept, or float64, a witness whose rounding is far below float32's.
-Precision = Literal["float32", "float64"]
-PRECISIONS: tuple[Precision, ...] = ("float32", "float64")
+# and as canonical tensors are kept; float64, a witness whose rounding is far below float32's; or
+# mixed precision as each framework does it natively — float32 variables, optimizer and inputs,
+# most arithmetic in bfloat16 or float16 (torch.autocast, Keras's mixed_* dtype policies, Flax
+# modules with a low-precision compute dtype). The names are Keras's policies'.
+Precision = Literal["float32", "float64", "mixed_bfloat16", "mixed_float16"]
+PRECISIONS: tuple[Precision, ...] = ("float32", "float64", "mixed_bfloat16", "mixed_float16")
+MIXED_PRECISIONS: tuple[Precision, ...] = ("mixed_bfloat16", "mixed_float16")
+VariableDtype = Literal["float32", "float64"]
+
+
+def variable_dtype(precision: Precision) -> VariableDtype:
+    """The dtype a model of ``precision`` holds its tensors in, and takes batches and gives
+    outputs, exports and gradients in: float64 for a witness, float32 otherwise."""
+    return "float64" if precision == "float64" else "float32"
+
+
+def compute_dtype(precision: Precision) -> str:
+    """The dtype most of a ``precision`` model's arithmetic runs in: ``bfloat16`` or ``float16`` for
+    mixed precision (the frameworks keep some operations in float32: :mod:`spec.precision`), else
+    its variables' dtype."""
+    return precision.removeprefix("mixed_")
 
 
 LAYOUTS = (
@@ -534,7 +552,7 @@ def check_params(
     source: str = "parameters",
     trainable_only: bool = False,
     names: Collection[str] | None = None,
-    dtype: Precision = "float32",
+    dtype: VariableDtype = "float32",
 ) -> dict[str, np.ndarray]:
     """Validate ``params`` against ``spec`` and return them as arrays of ``dtype`` (the canonical
     float32, or a float64 model's precision) in canonical order; ``trainable_only`` expects just the

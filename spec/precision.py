@@ -108,3 +108,57 @@ def per_tensor_errors(
         difference = float(np.abs(np.asarray(actual[name], np.float64) - value).max(initial=0.0))
         errors[name] = difference / scale if scale > 0 else difference
     return errors
+
+
+@dataclass(frozen=True)
+class LossScale:
+    """Dynamic loss scaling, as every backend trains a ``mixed_float16`` model (torch's
+    ``GradScaler``, Keras's ``LossScaleOptimizer``, jmp's ``DynamicLossScale`` for Optax): the loss is
+    multiplied by ``scale`` before backpropagation, so that small float16 gradients do not flush to
+    zero, and the gradients divided by it after; a step whose gradients overflow is skipped and
+    halves the scale, and ``growth_interval`` finite steps in a row double it. The frameworks'
+    defaults differ (initial scale 2¹⁶ torch, 2¹⁵ Keras, none in jmp); each backend is given these."""
+
+    initial: float = 2.0**15
+    growth_interval: int = 2000
+    factor: float = 2.0  # growth; the backoff is its inverse, as Keras fixes both
+
+
+LOSS_SCALE = LossScale()
+
+
+# --- mixed precision ------------------------------------------------------------------------------
+
+# Unit roundoff of each low-precision format: 2⁻ᵖ for p significand bits (bfloat16 8, float16 11).
+UNIT_ROUNDOFF: dict[str, float] = {"mixed_bfloat16": 2.0**-8, "mixed_float16": 2.0**-11}
+# The layouts of the tensors that enter a matrix product or a convolution (spec.params.LAYOUTS)
+PRODUCT_LAYOUTS = frozenset(
+    {"dense", "conv", "conv_transpose", "recurrent", "embedding", "attention_in", "attention_out"}
+)
+
+
+def rounding_depth(spec: ModelSpec) -> int:
+    """How many products a mixed-precision model rounds its values through, at most: one per
+    weight tensor that enters a matrix product or convolution (a kernel, a recurrent kernel, an
+    attention projection, an embedding table). Each rounds its inputs and weights to the low
+    format, so the forward error grows with it (an upper bound on the longest chain: parallel
+    projections and a shortcut count too)."""
+    return sum(1 for info in param_specs(spec).values() if info.layout in PRODUCT_LAYOUTS)
+
+
+def per_tensor_norm_errors(
+    spec: ModelSpec, actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray]
+) -> dict[str, float]:
+    """‖actual − expected‖₂ over ‖expected‖₂ per tensor (a tensor whose exact gradient is zero:
+    over the largest norm of all). Norm-wise, as mixed-precision gradients are judged: at the low
+    formats' resolution some ReLU inputs of every batch lie within rounding of their kink, and the
+    element a flipped unit feeds jumps, while the tensor as a whole moves by that unit's share."""
+    infos = param_specs(spec)
+    norms = {name: float(np.linalg.norm(value)) for name, value in expected.items()}
+    largest = max(norms.values(), default=0.0)
+    errors = {}
+    for name, value in expected.items():
+        scale = largest if infos[name].zero_gradient else norms[name]
+        difference = float(np.linalg.norm(np.asarray(actual[name], np.float64) - value))
+        errors[name] = difference / scale if scale > 0 else difference
+    return errors

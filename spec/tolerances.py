@@ -6,7 +6,7 @@ relative error of directional derivatives (:class:`spec.reference.DirectionalChe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -110,6 +110,35 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     ("witness_agreement", "float64", "gpu"): Tolerance(rtol=1e-11, atol=0.0, why="float64 backprop rounding"),
     ("witness_agreement_shortfall", "float64", "cpu"): Tolerance(rtol=6e-8, atol=0.0, why="3 × the largest shortfall"),
     ("witness_agreement_shortfall", "float64", "gpu"): Tolerance(rtol=6e-8, atol=0.0, why="3 × the largest shortfall"),
+    # Mixed precision (bfloat16 or float16 compute, float32 variables), per product a value passes
+    # through (spec.precision.rounding_depth): each rounds its inputs and weights to the format, a
+    # relative error of up to u each (unit roundoff 2⁻⁸ bfloat16, 2⁻¹¹ float16) — see mixed_tolerance.
+    # Outputs, relative to each example's largest: measured ≤ 2.5·u per product (tiny_resnet_imagenet
+    # in training mode, float16; ring_gan 2.0 bfloat16) on the small specs and the smallest zoo
+    # model of each kind, every backend.
+    ("mixed_forward", "mixed_bfloat16", "cpu"): Tolerance(
+        rtol=5 * 2**-8, atol=0.0, why="5u per product", per_example=True
+    ),
+    ("mixed_forward", "mixed_float16", "cpu"): Tolerance(
+        rtol=5 * 2**-11, atol=0.0, why="5u per product", per_example=True
+    ),
+    ("mixed_forward", "mixed_bfloat16", "gpu"): Tolerance(
+        rtol=5 * 2**-8, atol=0.0, why="5u per product", per_example=True
+    ),
+    ("mixed_forward", "mixed_float16", "gpu"): Tolerance(
+        rtol=5 * 2**-11, atol=0.0, why="5u per product", per_example=True
+    ),
+    # Gradients, norm-wise per tensor (spec.precision.per_tensor_norm_errors) against the float64
+    # witness: a kernel's or bias's gradient sums terms over examples and positions that largely
+    # cancel, so its relative error is the terms' rounding over a small result, and a BatchNorm in
+    # training mode subtracts means again. Measured ≤ 30·u per product in bfloat16 (Keras's
+    # avg_pools conv_0 kernel), ≤ 49·u in float16 (tiny_resnet_imagenet's stem BatchNorm, torch and
+    # Keras alike), ≤ 5·u on the MLPs. Capped at 0.5 (mixed_tolerance): a zero, halved or
+    # sign-flipped gradient fails whatever the depth.
+    ("mixed_gradient", "mixed_bfloat16", "cpu"): Tolerance(rtol=64 * 2**-8, atol=0.0, why="64u per product"),
+    ("mixed_gradient", "mixed_float16", "cpu"): Tolerance(rtol=64 * 2**-11, atol=0.0, why="64u per product"),
+    ("mixed_gradient", "mixed_bfloat16", "gpu"): Tolerance(rtol=64 * 2**-8, atol=0.0, why="64u per product"),
+    ("mixed_gradient", "mixed_float16", "gpu"): Tolerance(rtol=64 * 2**-11, atol=0.0, why="64u per product"),
     # Learning rates, in units of the base rate: Keras and Optax evaluate schedules in float32
     # (~1e-7 relative, measured ≤ 1.2e-7); torch in float64. A wrong convention (floor as fraction
     # vs absolute, decay steps counted with or without warm-up) is off by 1e-2 or more.
@@ -135,6 +164,22 @@ def tolerance(check: str, dtype: str = "float32", device: str = "cpu") -> Tolera
         return TOLERANCES[(check, dtype, kind)]
     except KeyError:
         raise KeyError(f"no tolerance for check {check!r}, dtype {dtype!r}, device {kind!r}") from None
+
+
+# The largest norm-wise gradient error mixed_tolerance allows, whatever the depth (see mixed_gradient).
+MIXED_GRADIENT_CAP = 0.5
+
+
+def mixed_tolerance(check: str, precision: str, depth: int, device: str = "cpu") -> Tolerance:
+    """The ``mixed_forward`` or ``mixed_gradient`` tolerance for a model whose values pass through
+    ``depth`` products (:func:`spec.precision.rounding_depth`): the table's entry per product, times
+    the depth (rounding errors of successive products add up, in the worst case), the gradient's
+    capped at :data:`MIXED_GRADIENT_CAP`."""
+    base = tolerance(check, precision, device)
+    rtol = base.rtol * depth
+    if check == "mixed_gradient":
+        rtol = min(rtol, MIXED_GRADIENT_CAP)
+    return replace(base, rtol=rtol, why=f"{base.why} × {depth} products")
 
 
 def max_scaled_error(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> float:

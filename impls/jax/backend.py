@@ -24,8 +24,8 @@ from flax import nnx
 
 from impls.jax import schedules, weights
 from impls.jax.losses import OWN_LOSSES, compute_loss
-from impls.jax.models import MODEL_CLASSES, VAE, SpecModel, logits_of
-from impls.jax.optimizers import make_optimizer
+from impls.jax.models import MODEL_CLASSES, VAE, SpecModel, computing_in, logits_of
+from impls.jax.optimizers import LossScaleState, loss_scaled, make_optimizer
 from spec.backend import Backend, NativeBackend, drop_native_cache, intra_op_threads, native_cache
 from spec.errors import SpecError
 from spec.inputs import batch_dtype, check_inputs
@@ -34,7 +34,8 @@ from spec.models import (
     ModelSpec,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import GAN_LOSS_TRAINS, ParamCount, Precision
+from spec.params import GAN_LOSS_TRAINS, MIXED_PRECISIONS, ParamCount, Precision, compute_dtype, variable_dtype
+from spec.precision import LOSS_SCALE
 from spec.schedules import ScheduleSpec
 
 
@@ -51,13 +52,19 @@ def _inputs(model: SpecModel, x: np.ndarray) -> jax.Array:
 
 
 def _targets(model: SpecModel, targets: np.ndarray, loss: str) -> jax.Array:
-    return jnp.asarray(targets, jnp.int32 if takes_class_ids(loss) else model.precision)
+    return jnp.asarray(targets, jnp.int32 if takes_class_ids(loss) else variable_dtype(model.precision))
 
 
 def precision_scope(precision: Precision) -> contextlib.AbstractContextManager[object]:
     """JAX's 64-bit mode for a float64 model's calls, and only for them: turned on for the whole
     process it would change float32 runs too (``jnp.zeros`` and Python floats default to float64)."""
     return jax.enable_x64(True) if precision == "float64" else contextlib.nullcontext()
+
+
+def _to_numpy(model: SpecModel, array: jax.Array) -> np.ndarray:
+    """A model's output as a numpy array in the dtype of its variables (a mixed-precision model's
+    bfloat16 or float16 outputs as float32)."""
+    return np.asarray(array, variable_dtype(model.precision))
 
 
 P = ParamSpec("P")
@@ -85,11 +92,28 @@ def training_loss(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str)
     return value + model.l2_penalty() if model.spec.kernel_l2 else value
 
 
-def value_and_grads(model: SpecModel, x: jax.Array, targets: jax.Array, loss: str) -> tuple[jax.Array, nnx.State]:
-    """The training loss and its gradient for the parameters a step with ``loss`` trains (a GAN
-    loss: its own network's)."""
+def value_and_grads(
+    model: SpecModel, x: jax.Array, targets: jax.Array, loss: str, scale: jax.Array | float = 1.0
+) -> tuple[jax.Array, nnx.State]:
+    """The training loss and the gradient of the loss times ``scale`` (float16 loss scaling) for the
+    parameters a step with ``loss`` trains (a GAN loss: its own network's)."""
     trained = weights.trainable(model, GAN_LOSS_TRAINS.get(loss))
-    return nnx.value_and_grad(training_loss, argnums=nnx.DiffState(0, trained))(model, x, targets, loss)
+
+    def scaled_loss(model: SpecModel) -> tuple[jax.Array, jax.Array]:
+        value = training_loss(model, x, targets, loss)
+        return value * scale, value
+
+    (_, value), grads = nnx.value_and_grad(scaled_loss, argnums=nnx.DiffState(0, trained), has_aux=True)(model)
+    return value, grads
+
+
+def current_loss_scale(optimizer: nnx.Optimizer) -> jax.Array | float:
+    """The loss scale an optimizer made with :func:`impls.jax.optimizers.loss_scaled` is at (1.0 for
+    any other): the factor its next step's gradients must carry."""
+    state = optimizer.opt_state
+    if not isinstance(state, LossScaleState):
+        return 1.0
+    return state.loss_scale.loss_scale[...]
 
 
 # Each function returns the model's state after the call along with its result: in training mode
@@ -105,13 +129,13 @@ def _encode(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array) -> tupl
     return nnx.merge(graphdef, state).encode(images)
 
 
-@partial(jax.jit, static_argnames="loss")
+@partial(jax.jit, static_argnames=("loss", "scale"))
 def _compiled_loss_and_grads(
-    graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str
+    graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str, scale: float
 ) -> tuple[jax.Array, nnx.State, nnx.State]:
     model = nnx.merge(graphdef, state)
-    value, grads = value_and_grads(model, x, targets, loss)
-    return value, grads, nnx.state(model)
+    value, grads = value_and_grads(model, x, targets, loss, scale)
+    return value, jax.tree.map(lambda g: g / scale, grads) if scale != 1.0 else grads, nnx.state(model)
 
 
 @jax.jit
@@ -130,8 +154,9 @@ def train_step_body(
 ) -> jax.Array:
     """One training step on live NNX objects: eager as it stands, compiled inside :func:`_state_train_step`.
     A GAN's ``optimizer`` is one per network, by name: the loss picks the one it trains."""
-    value, grads = value_and_grads(model, x, targets, loss)
-    NativeBackend.optimizer_for_loss(optimizer, loss).update(model, grads)
+    native = NativeBackend.optimizer_for_loss(optimizer, loss)
+    value, grads = value_and_grads(model, x, targets, loss, current_loss_scale(native))
+    native.update(model, grads)
     return value
 
 
@@ -277,6 +302,8 @@ class JaxBackend(NativeBackend[SpecModel]):
         return nnx.eval_shape(lambda: model_class(spec, rngs=nnx.Rngs(params=0, dropout=seed)))
 
     def _precision_scope(self, precision: Precision) -> contextlib.AbstractContextManager[object]:
+        if precision in MIXED_PRECISIONS:  # Flax modules take a compute dtype when made
+            return computing_in(jnp.dtype(compute_dtype(precision)))
         return precision_scope(precision)
 
     def _load(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
@@ -313,19 +340,19 @@ class JaxBackend(NativeBackend[SpecModel]):
     def logits(self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
         if not compiled:  # eager: every operation dispatched on its own
             synced(model).set_mode(training)
-            return np.asarray(logits_of(model(_inputs(model, x))))
+            return _to_numpy(model, logits_of(model(_inputs(model, x))))
         if not training:
             held = inference_state(model)
-            return np.asarray(_evaluate(held.graphdef, held.treedef, held.leaves, _inputs(model, x)))
+            return _to_numpy(model, _evaluate(held.graphdef, held.treedef, held.leaves, _inputs(model, x)))
         synced(model).set_mode(True)
         result, state = _logits(*nnx.split(model), _inputs(model, x))
         nnx.update(model, state)  # dropout's random stream advanced
-        return np.asarray(result)
+        return _to_numpy(model, result)
 
     @in_model_precision
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         synced(model).set_mode(training)
-        return np.asarray(model.infer(_inputs(model, x)))
+        return _to_numpy(model, model.infer(_inputs(model, x)))
 
     @in_model_precision
     def encode(self, model: SpecModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -333,23 +360,26 @@ class JaxBackend(NativeBackend[SpecModel]):
             raise SpecError("model", model.spec.name, "a VAE: encode reads q(z|x) from its encoder")
         check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
         synced(model).set_mode(False)
-        mean, log_variance = _encode(*nnx.split(model), jnp.asarray(images, model.precision))
-        return np.asarray(mean), np.asarray(log_variance)
+        mean, log_variance = _encode(*nnx.split(model), jnp.asarray(images, variable_dtype(model.precision)))
+        return _to_numpy(model, mean), _to_numpy(model, log_variance)
 
     @in_model_precision
     def _loss_and_grads(
-        self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
+        self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str, scale: float
     ) -> tuple[float, dict[str, np.ndarray]]:
         synced(model).set_mode(True)
         value, grads, state = _compiled_loss_and_grads(
-            *nnx.split(model), _inputs(model, x), _targets(model, targets, loss), loss=loss
+            *nnx.split(model), _inputs(model, x), _targets(model, targets, loss), loss=loss, scale=scale
         )
         nnx.update(model, state)
         return float(value), weights.from_state(model, grads, GAN_LOSS_TRAINS.get(loss))
 
     @in_model_precision
     def _native_optimizer(self, model: SpecModel, opt: OptimizerSpec, part: str | None) -> nnx.Optimizer:
-        return nnx.Optimizer(synced(model), make_optimizer(opt), wrt=weights.trainable(model, part))
+        tx = make_optimizer(opt)
+        if model.precision == "mixed_float16":
+            tx = loss_scaled(tx, LOSS_SCALE)
+        return nnx.Optimizer(synced(model), tx, wrt=weights.trainable(model, part))
 
     def _optimizer_group(self, optimizers: dict[str, nnx.Optimizer]) -> nnx.Dict:
         return nnx.Dict(optimizers)  # a graph node: nnx.split carries a GAN's two optimizers with the model

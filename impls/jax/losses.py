@@ -16,8 +16,16 @@ from spec.losses import check_target_shape
 from spec.models import VAESpec
 
 
+def at_least_float32(x: jax.Array) -> jax.Array:
+    """A mixed-precision model's bfloat16 or float16 outputs as float32 for its loss, as jmp's
+    policies have it (``output_dtype``): Optax's losses compute in the dtype they are given, where
+    torch's autocast and Keras's losses move to float32 themselves (docs/precision.md)."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def compute_loss(loss: str, logits: jax.Array, targets: jax.Array, output_kind: str) -> jax.Array:
     check_target_shape(loss, logits.shape, targets.shape)
+    logits = at_least_float32(logits)
     match loss:
         case "sparse_categorical_crossentropy":
             return optax.losses.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
@@ -34,19 +42,22 @@ def compute_loss(loss: str, logits: jax.Array, targets: jax.Array, output_kind: 
 def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: jax.Array) -> jax.Array:
     """The VAE's loss: reconstruction summed over the pixels plus the weighted KL term, averaged
     over the batch."""
+    logits, mean, log_variance = (at_least_float32(x) for x in outputs)
     if spec.reconstruction == "binary_crossentropy":
-        per_pixel = optax.losses.sigmoid_binary_cross_entropy(outputs.logits, images)
+        per_pixel = optax.losses.sigmoid_binary_cross_entropy(logits, images)
     else:
-        per_pixel = optax.losses.squared_error(jax.nn.sigmoid(outputs.logits), images)
-    log_variance = outputs.log_variance
-    kl = -0.5 * jnp.sum(1 + log_variance - jnp.square(outputs.mean) - jnp.exp(log_variance), axis=-1)
+        per_pixel = optax.losses.squared_error(jax.nn.sigmoid(logits), images)
+    kl = -0.5 * jnp.sum(1 + log_variance - jnp.square(mean) - jnp.exp(log_variance), axis=-1)
     return jnp.mean(per_pixel.sum(axis=-1) + spec.kl_weight * kl)
 
 
 def gan_loss(model: GAN, z: jax.Array, real: jax.Array, loss: str) -> jax.Array:
     """A GAN's discriminator loss (real labelled 1, generated 0; the generator held fixed) or its
     non-saturating generator loss (generated labelled real)."""
-    bce = optax.losses.sigmoid_binary_cross_entropy
+
+    def bce(logits: jax.Array, labels: jax.Array) -> jax.Array:
+        return optax.losses.sigmoid_binary_cross_entropy(at_least_float32(logits), labels)
+
     if loss == "gan_discriminator":
         fake = jax.lax.stop_gradient(model.infer(z))  # the samples are data for this step
         real_logits, fake_logits = model.discriminator(real), model.discriminator(fake)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from functools import partial
 from itertools import pairwise
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -146,7 +148,10 @@ class MLP(SpecModel):
         self.spec = spec
         sizes = spec.layer_sizes
         self.dense = nnx.List(
-            [nnx.Linear(fan_in, fan_out, use_bias=spec.use_bias, rngs=rngs) for fan_in, fan_out in pairwise(sizes)]
+            [
+                nnx.Linear(fan_in, fan_out, use_bias=spec.use_bias, dtype=compute_dtype(), rngs=rngs)
+                for fan_in, fan_out in pairwise(sizes)
+            ]
         )
         self.activations = tuple(activation(a) for a in spec.activations)
         self.dropout = nnx.Dropout(spec.dropout, rngs=rngs)
@@ -180,7 +185,14 @@ def batchnorm(layer: BatchNorm, channels: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
             "nnx.BatchNorm updates its running variance with the batch's biased variance",
             native="biased",
         )
-    return nnx.BatchNorm(channels, momentum=layer.momentum, epsilon=layer.epsilon, use_fast_variance=False, rngs=rngs)
+    return nnx.BatchNorm(
+        channels,
+        momentum=layer.momentum,
+        epsilon=layer.epsilon,
+        use_fast_variance=False,
+        dtype=compute_dtype(),
+        rngs=rngs,
+    )
 
 
 def flatten(x: jax.Array) -> jax.Array:
@@ -203,6 +215,7 @@ def layer_callable(layer: Layer, shape: tuple[int, ...], rngs: nnx.Rngs) -> Call
                 strides=layer.strides,
                 padding=_flax_padding(layer, shape),
                 use_bias=layer.use_bias,
+                dtype=compute_dtype(),
                 rngs=rngs,
             )
         case ConvTranspose2D():
@@ -218,6 +231,7 @@ def layer_callable(layer: Layer, shape: tuple[int, ...], rngs: nnx.Rngs) -> Call
                 padding=pads,
                 use_bias=layer.use_bias,
                 transpose_kernel=True,
+                dtype=compute_dtype(),
                 rngs=rngs,
             )
         case Pool2D() if layer.kind == "max":
@@ -243,7 +257,7 @@ def layer_callable(layer: Layer, shape: tuple[int, ...], rngs: nnx.Rngs) -> Call
         case GlobalAvgPool():
             return global_avg_pool
         case Dense():
-            return nnx.Linear(shape[0], layer.units, use_bias=layer.use_bias, rngs=rngs)
+            return nnx.Linear(shape[0], layer.units, use_bias=layer.use_bias, dtype=compute_dtype(), rngs=rngs)
         case Dropout():
             return nnx.Dropout(layer.rate, rngs=rngs)
     raise ValueError(f"no Flax layer for {layer}")
@@ -347,7 +361,7 @@ class ResNet(SpecModel):
             stages[block.stage].append(residual_block)
             paths |= residual_block.layer_paths.under(block.name, "stages", block.stage, block.index)
         self.stages = nnx.List([nnx.List(blocks) for blocks in stages])
-        self.head = nnx.Linear(spec.head_features, spec.num_classes, rngs=rngs)
+        self.head = nnx.Linear(spec.head_features, spec.num_classes, dtype=compute_dtype(), rngs=rngs)
         self.layer_paths = paths | {"head": ("head",)}
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -356,6 +370,27 @@ class ResNet(SpecModel):
             for block in stage:
                 x = block(x)
         return self.head(global_avg_pool(x))
+
+
+_COMPUTE_DTYPE: ContextVar[jnp.dtype | None] = ContextVar("compute_dtype", default=None)
+
+
+def compute_dtype() -> jnp.dtype | None:
+    """The dtype the model being built computes in, passed to each Flax module as its ``dtype``:
+    bfloat16 or float16 for a mixed-precision model (its ``param_dtype`` stays float32), set by the
+    backend while it builds one (:func:`computing_in`); ``None`` otherwise, where a Flax module
+    computes in the dtype of its inputs and parameters."""
+    return _COMPUTE_DTYPE.get()
+
+
+@contextlib.contextmanager
+def computing_in(dtype: jnp.dtype | None) -> Iterator[None]:
+    """:func:`compute_dtype` while a model is built."""
+    token = _COMPUTE_DTYPE.set(dtype)
+    try:
+        yield
+    finally:
+        _COMPUTE_DTYPE.reset(token)
 
 
 def float_dtype() -> jnp.dtype:
@@ -376,14 +411,17 @@ class GRUCell(nnx.RNNCellBase):
     def __init__(self, in_features: int, hidden_features: int, *, reset_after: bool, rngs: nnx.Rngs) -> None:
         self.hidden_features = hidden_features
         self.reset_after = reset_after
-        self.dense_i = nnx.Linear(in_features, 3 * hidden_features, use_bias=False, rngs=rngs)
-        self.dense_h = nnx.Linear(hidden_features, 3 * hidden_features, use_bias=False, rngs=rngs)
+        self.dense_i = nnx.Linear(in_features, 3 * hidden_features, use_bias=False, dtype=compute_dtype(), rngs=rngs)
+        self.dense_h = nnx.Linear(
+            hidden_features, 3 * hidden_features, use_bias=False, dtype=compute_dtype(), rngs=rngs
+        )
         shape = (2, 3 * hidden_features) if reset_after else (3 * hidden_features,)
         self.bias = nnx.Param(jnp.zeros(shape))
+        self.dtype = compute_dtype()  # like a Flax Linear's, the bias takes part in the compute dtype
 
     def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = carry
-        bias = self.bias[...]
+        bias = self.bias[...] if self.dtype is None else self.bias[...].astype(self.dtype)
         input_bias, recurrent_bias = (bias[0], bias[1]) if self.reset_after else (bias, 0.0)
         x_r, x_z, x_n = jnp.split(self.dense_i(inputs) + input_bias, 3, axis=-1)
         h_r, h_z, h_n = jnp.split(self.dense_h(h) + recurrent_bias, 3, axis=-1)
@@ -405,6 +443,16 @@ class GRUCell(nnx.RNNCellBase):
         return 1
 
 
+class SimpleCell(nnx.SimpleCell):
+    """``nnx.SimpleCell`` whose zero initial state takes its compute dtype: Flax's draws it in the
+    ``param_dtype``, so a bfloat16 cell with float32 parameters returns a state of another dtype than
+    it took, and ``nnx.RNN``'s scan refuses it (docs/findings.md, finding 15)."""
+
+    def initialize_carry(self, *args: Any, **kwargs: Any) -> jax.Array:
+        carry = super().initialize_carry(*args, **kwargs)
+        return carry if self.dtype is None else carry.astype(self.dtype)
+
+
 def recurrent_cell(spec: RNNSpec, in_features: int, rngs: nnx.Rngs) -> nnx.RNNCellBase:
     """The Flax cell for one recurrent layer: nnx's own for SimpleRNN and LSTM (same gate order as
     the spec), :class:`GRUCell` for the GRU."""
@@ -414,13 +462,14 @@ def recurrent_cell(spec: RNNSpec, in_features: int, rngs: nnx.Rngs) -> nnx.RNNCe
     dtype = float_dtype()
     match spec.cell:
         case "simple_rnn":
-            return nnx.SimpleCell(
-                in_features, spec.hidden_size, activation_fn=jnp.tanh, dtype=dtype, param_dtype=dtype, rngs=rngs
-            )
+            return SimpleCell(
+                in_features, spec.hidden_size, activation_fn=jnp.tanh,
+                dtype=compute_dtype() or dtype, param_dtype=dtype, rngs=rngs,
+            )  # fmt: skip
         case "lstm":
             return nnx.OptimizedLSTMCell(
                 in_features, spec.hidden_size, gate_fn=jax.nn.sigmoid, activation_fn=jnp.tanh,
-                param_dtype=dtype, rngs=rngs,
+                param_dtype=dtype, dtype=compute_dtype(), rngs=rngs,
             )  # fmt: skip
         case "gru":
             return GRUCell(in_features, spec.hidden_size, reset_after=spec.gru_reset == "after", rngs=rngs)
@@ -452,12 +501,14 @@ class RNN(SpecModel):
         self.recurrent = nnx.List(layers)
         if spec.head == "attention":
             additive = spec.attention == "additive"
-            self.attention = nnx.Linear(spec.features, spec.attention_units, rngs=rngs) if additive else None
+            self.attention = (
+                nnx.Linear(spec.features, spec.attention_units, dtype=compute_dtype(), rngs=rngs) if additive else None
+            )
             width = spec.attention_units if additive else spec.features
-            self.attention_score = nnx.Linear(width, 1, use_bias=False, rngs=rngs)
+            self.attention_score = nnx.Linear(width, 1, use_bias=False, dtype=compute_dtype(), rngs=rngs)
             paths |= {"attention": ("attention",)} if additive else {}
             paths["attention_score"] = ("attention_score",)
-        self.head = nnx.Linear(spec.features, spec.output_size, rngs=rngs)
+        self.head = nnx.Linear(spec.features, spec.output_size, dtype=compute_dtype(), rngs=rngs)
         self.layer_paths = LayerPaths({**paths, "dense_0": ("head",)})
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -483,7 +534,9 @@ class RNN(SpecModel):
 
 def layer_norm(spec: TransformerSpec, rngs: nnx.Rngs) -> nnx.LayerNorm:
     # Flax's default fast variance, E[x²] − E[x]², cancels in float32 where the mean is large
-    return nnx.LayerNorm(spec.d_model, epsilon=spec.layer_norm_epsilon, use_fast_variance=False, rngs=rngs)
+    return nnx.LayerNorm(
+        spec.d_model, epsilon=spec.layer_norm_epsilon, use_fast_variance=False, dtype=compute_dtype(), rngs=rngs
+    )
 
 
 def unfused_attention(
@@ -509,22 +562,49 @@ def unfused_attention(
     return jnp.einsum("...hqk,...khd->...qhd", weights, value, precision=precision)
 
 
+def float32_softmax_attention(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    bias: jax.Array | None = None,
+    mask: jax.Array | None = None,
+    **options: Any,
+) -> jax.Array:
+    """What ``jax.nn.dot_product_attention`` computes for low-precision inputs — scores and softmax
+    in float32, the weights cast back to the inputs' dtype — written unfused: for float16 the fused
+    function asks XLA:CPU for the F16_F16_F32 dot algorithm, which it refuses under ``jax.jit``
+    (docs/findings.md, finding 16)."""
+    unfused_attention(query, key, value, bias, mask, **options)  # its checks: no dropout
+    weights = dot_product_attention_weights(
+        query.astype(jnp.float32), key.astype(jnp.float32), bias, mask, precision=options.get("precision")
+    )
+    return jnp.einsum("...hqk,...khd->...qhd", weights.astype(value.dtype), value)
+
+
+def attention_function(dtype: jnp.dtype | None) -> Callable[..., jax.Array]:
+    """The attention an encoder layer computing in ``dtype`` (its parameters' when None) runs:
+    Flax's fused default, but for a float64 witness (:func:`unfused_attention`) and float16
+    (:func:`float32_softmax_attention`)."""
+    if float_dtype() == jnp.float64:
+        return unfused_attention
+    return float32_softmax_attention if dtype == jnp.float16 else nnx.dot_product_attention
+
+
 class EncoderLayer(nnx.Module):
     """Self-attention (``nnx.MultiHeadAttention``) and the FFN (two ``nnx.Linear``), each with its
     residual and ``nnx.LayerNorm``, after (post-norm) or before (pre-norm) the sublayer."""
 
     def __init__(self, spec: TransformerSpec, *, rngs: nnx.Rngs) -> None:
         self.pre_norm = spec.norm == "pre"
-        # a float64 witness takes Flax's unfused attention (see unfused_attention)
-        attention_fn = unfused_attention if float_dtype() == jnp.float64 else nnx.dot_product_attention
+        attention_fn = attention_function(compute_dtype())
         self.attention = nnx.MultiHeadAttention(
             spec.num_heads, spec.d_model, spec.attention_width, dropout_rate=0.0, decode=False,
-            attention_fn=attention_fn, rngs=rngs,
+            attention_fn=attention_fn, dtype=compute_dtype(), rngs=rngs,
         )  # fmt: skip
         self.attention_norm = layer_norm(spec, rngs)
-        self.ffn_0 = nnx.Linear(spec.d_model, spec.ff_size, rngs=rngs)
+        self.ffn_0 = nnx.Linear(spec.d_model, spec.ff_size, dtype=compute_dtype(), rngs=rngs)
         self.activation = activation(spec.activation)
-        self.ffn_1 = nnx.Linear(spec.ff_size, spec.d_model, rngs=rngs)
+        self.ffn_1 = nnx.Linear(spec.ff_size, spec.d_model, dtype=compute_dtype(), rngs=rngs)
         self.ffn_norm = layer_norm(spec, rngs)
         # nnx.MultiHeadAttention's query, key, value and out LinearGenerals hold the canonical projections
         projections = {"query": "query", "key": "key", "value": "value", "output": "out"}
@@ -552,17 +632,21 @@ class Transformer(SpecModel):
 
     def __init__(self, spec: TransformerSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
-        self.embedding = nnx.Embed(spec.vocab_size, spec.d_model, param_dtype=float_dtype(), rngs=rngs)
+        self.embedding = nnx.Embed(
+            spec.vocab_size, spec.d_model, param_dtype=float_dtype(), dtype=compute_dtype(), rngs=rngs
+        )
         paths = LayerPaths({"embedding": ("embedding",)})
         if spec.positional == "learned":  # a table indexed by position
-            self.position_embeddings = nnx.Embed(spec.seq_len, spec.d_model, param_dtype=float_dtype(), rngs=rngs)
+            self.position_embeddings = nnx.Embed(
+                spec.seq_len, spec.d_model, param_dtype=float_dtype(), dtype=compute_dtype(), rngs=rngs
+            )
             paths |= {"position": ("position_embeddings",)}
         self.encoders = nnx.List([EncoderLayer(spec, rngs=rngs) for _ in range(spec.num_layers)])
         for index, encoder in enumerate(self.encoders):
             paths |= encoder.layer_paths.under(encoder_layer_name(index), "encoders", index)
         self.final_norm = layer_norm(spec, rngs) if spec.norm == "pre" else None
         paths |= {"final_norm": ("final_norm",)} if self.final_norm is not None else {}
-        self.head = nnx.Linear(spec.d_model, spec.output_size, rngs=rngs)
+        self.head = nnx.Linear(spec.d_model, spec.output_size, dtype=compute_dtype(), rngs=rngs)
         self.layer_paths = paths | {"dense_0": ("head",)}
 
     def __call__(self, tokens: jax.Array) -> jax.Array:

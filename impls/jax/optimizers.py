@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
+import jmp
 import optax
 
 from impls.jax.schedules import make_schedule
 from spec.errors import UnsupportedOption
 from spec.optimizers import OptimizerSpec
+from spec.precision import LossScale
 
 
 def make_optimizer(opt: OptimizerSpec) -> optax.GradientTransformation:
@@ -63,3 +68,34 @@ def _make(opt: OptimizerSpec) -> optax.GradientTransformation:
                 )
             return optax.adagrad(lr, initial_accumulator_value=opt.initial_accumulator, eps=opt.epsilon)
     raise ValueError(f"no Optax optimizer for {opt.kind!r}")
+
+
+class LossScaleState(NamedTuple):
+    loss_scale: jmp.DynamicLossScale
+    inner: optax.OptState
+
+
+def loss_scaled(inner: optax.GradientTransformation, settings: LossScale) -> optax.GradientTransformation:
+    """jmp's dynamic loss scaling as an Optax transformation, as Keras's ``LossScaleOptimizer``
+    wraps an optimizer (Optax has none of its own): it takes the gradients of the loss times
+    ``loss_scale`` (:func:`current_loss_scale`), unscales them, and steps ``inner`` if they are
+    finite — else leaves the parameters and ``inner``'s state as they were — then adjusts the scale."""
+
+    def init(params: optax.Params) -> LossScaleState:
+        scale = jmp.DynamicLossScale(
+            jnp.float32(settings.initial), period=settings.growth_interval, factor=int(settings.factor)
+        )
+        return LossScaleState(scale, inner.init(params))
+
+    def update(
+        grads: optax.Updates, state: LossScaleState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, LossScaleState]:
+        grads = state.loss_scale.unscale(grads)
+        finite = jmp.all_finite(grads)
+        updates, inner_state = inner.update(grads, state.inner, params)
+        skipped = jax.tree.map(jnp.zeros_like, updates)
+        updates = jmp.select_tree(finite, updates, skipped)
+        inner_state = jmp.select_tree(finite, inner_state, state.inner)
+        return updates, LossScaleState(state.loss_scale.adjust(finite), inner_state)
+
+    return optax.GradientTransformation(init, update)  # type: ignore[arg-type]  # typed init/update

@@ -23,7 +23,7 @@ from flax import nnx
 from impls.jax.models import SpecModel
 from spec.layer_paths import NativePath, resolve
 from spec.models import is_frozen
-from spec.params import ParamInfo, check_params, layer_names, optimizer_groups, param_specs
+from spec.params import ParamInfo, check_params, layer_names, optimizer_groups, param_specs, variable_dtype
 
 _VARIABLE = {
     "kernel": "kernel",
@@ -117,7 +117,7 @@ def _variable(root: SpecModel | nnx.State, path: NativePath) -> nnx.Variable:
 
 
 def load(model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
-    checked = check_params(model.spec, params, dtype=model.precision)
+    checked = check_params(model.spec, params, dtype=variable_dtype(model.precision))
     infos = param_specs(model.spec)
     for name, path in canonical_paths(model).items():
         _write(_variable(model, path), infos[name], checked[name])
@@ -133,7 +133,7 @@ def to_state(model: SpecModel, arrays: Mapping[str, np.ndarray], part: str | Non
     every trained tensor, or of one network of a GAN, ``part``."""
     names = _part_names(model, part) if part else None
     checked = check_params(
-        model.spec, arrays, source="gradients", trainable_only=True, names=names, dtype=model.precision
+        model.spec, arrays, source="gradients", trainable_only=True, names=names, dtype=variable_dtype(model.precision)
     )
     state = nnx.clone(nnx.state(model, trainable(model, part)))
     paths, infos = canonical_paths(model), param_specs(model.spec)

@@ -15,14 +15,15 @@ from impls.keras.losses import OWN_LOSSES, compute_loss
 from impls.keras.models import MODEL_CLASSES, VAE, SpecModel, logits_of
 from impls.keras.optimizers import before_step, make_optimizer
 from spec.backend import Backend, NativeBackend, cached, intra_op_threads
-from spec.errors import BackendUnavailable, SpecError
+from spec.errors import BackendUnavailable, SpecError, UnsupportedOption
 from spec.inputs import batch_dtype, check_inputs
 from spec.losses import takes_class_ids
 from spec.models import (
     ModelSpec,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import ParamCount, Precision, check_params, group_names, trained_names
+from spec.params import ParamCount, Precision, check_params, group_names, trained_names, variable_dtype
+from spec.precision import LOSS_SCALE
 from spec.schedules import ScheduleSpec
 
 if keras.backend.backend() != "tensorflow":
@@ -46,7 +47,7 @@ def _as(array: np.ndarray | tf.Tensor, dtype: str) -> tf.Tensor:
 
 
 def _targets(model: SpecModel, targets: np.ndarray | tf.Tensor, loss: str) -> tf.Tensor:
-    return _as(targets, "int64" if takes_class_ids(loss) else model.precision)
+    return _as(targets, "int64" if takes_class_ids(loss) else variable_dtype(model.precision))
 
 
 def _inputs(model: SpecModel, x: np.ndarray | tf.Tensor) -> tf.Tensor:
@@ -68,10 +69,16 @@ def _dtype_policy(precision: Precision) -> Iterator[None]:
 
 
 def _taped_loss_and_grads(
-    model: SpecModel, variables: list[keras.Variable], x: tf.Tensor, targets: tf.Tensor, loss: str
+    model: SpecModel,
+    variables: list[keras.Variable],
+    x: tf.Tensor,
+    targets: tf.Tensor,
+    loss: str,
+    scale: Callable[[tf.Tensor], tf.Tensor] = lambda value: value,
 ) -> tuple[tf.Tensor, list[tf.Tensor]]:
-    """The training loss and its gradient for each of ``variables`` (looked up by the caller, outside
-    any tf.function: AutoGraph cannot convert the spec's ``match`` statements)."""
+    """The training loss and the gradient of the ``scale``d loss (float16 loss scaling) for each of
+    ``variables`` (looked up by the caller, outside any tf.function: AutoGraph cannot convert the
+    spec's ``match`` statements)."""
     with tf.GradientTape() as tape:
         if loss in OWN_LOSSES:  # a kind's own (a VAE's, a GAN's): from more than the logits
             value = OWN_LOSSES[loss](model, x, targets, loss)
@@ -79,11 +86,24 @@ def _taped_loss_and_grads(
             value = compute_loss(loss, model(x, training=True), targets, model.spec.output_activation)
         if model.losses:  # the kernel regularizers' L2 terms, as Keras's own train step adds them
             value = value + keras.ops.sum(model.losses)
+        scaled = scale(value)
     # An Embedding's gradient comes as IndexedSlices, one slice per looked-up token, repeats kept.
     # Keras's Adam squares those slices one by one for its second moment (Σg² where the dense rule
     # has (Σg)²) — a different update whenever a token repeats in the batch. Made dense here, the
     # update is the one torch and Optax compute.
-    return value, [tf.convert_to_tensor(g) for g in tape.gradient(value, variables)]
+    return value, [tf.convert_to_tensor(g) for g in tape.gradient(scaled, variables)]
+
+
+def _to_numpy(model: SpecModel, tensor: tf.Tensor) -> np.ndarray:
+    """A model's output as a numpy array in the dtype of its variables (a mixed-precision model's
+    bfloat16 or float16 outputs as float32)."""
+    return keras.ops.convert_to_numpy(keras.ops.cast(tensor, variable_dtype(model.precision)))
+
+
+def _unscaled(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """The optimizer that takes true gradients: a ``LossScaleOptimizer``'s inner one (it would
+    divide them by its scale)."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 def _use_xla(model: SpecModel) -> bool:
@@ -107,8 +127,11 @@ def _train_step_function(
         trained = trained_names(model.spec, loss)
         variables = list(weights.canonical_variables(model, trainable_only=True, names=trained).values())
 
+        # a LossScaleOptimizer (mixed_float16) scales the loss, and unscales and checks the gradients
+        scale = getattr(optimizer, "scale_loss", lambda value: value)
+
         def step(x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-            value, grads = _taped_loss_and_grads(model, variables, x, targets, loss)
+            value, grads = _taped_loss_and_grads(model, variables, x, targets, loss, scale)
             optimizer.apply_gradients(zip(grads, variables, strict=True))
             return value
 
@@ -194,29 +217,43 @@ class KerasBackend(NativeBackend[SpecModel]):
 
     def logits(self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
         run = _compiled_call(model) if compiled else model
-        return keras.ops.convert_to_numpy(logits_of(run(_inputs(model, x), training=training)))
+        return _to_numpy(model, logits_of(run(_inputs(model, x), training=training)))
 
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        return keras.ops.convert_to_numpy(model.infer(_inputs(model, x), training=training))
+        return _to_numpy(model, model.infer(_inputs(model, x), training=training))
 
     def encode(self, model: SpecModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(model, VAE):
             raise SpecError("model", model.spec.name, "a VAE: encode reads q(z|x) from its encoder")
         check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
-        mean, log_variance = model.encode(_as(images, model.precision))
-        return keras.ops.convert_to_numpy(mean), keras.ops.convert_to_numpy(log_variance)
+        mean, log_variance = model.encode(_as(images, variable_dtype(model.precision)))
+        return _to_numpy(model, mean), _to_numpy(model, log_variance)
 
     def _loss_and_grads(
-        self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
+        self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str, scale: float
     ) -> tuple[float, dict[str, np.ndarray]]:
         variables = weights.canonical_variables(model, trainable_only=True, names=trained_names(model.spec, loss))
         value, grads = _taped_loss_and_grads(
-            model, list(variables.values()), _inputs(model, x), _targets(model, targets, loss), loss
+            model,
+            list(variables.values()),
+            _inputs(model, x),
+            _targets(model, targets, loss),
+            loss,
+            lambda value: value * scale,
         )
-        return float(value), weights.to_canonical(model, {name: g.numpy() for name, g in zip(variables, grads)})
+        unscaled = {name: g.numpy() / scale if scale != 1.0 else g.numpy() for name, g in zip(variables, grads)}
+        return float(value), weights.to_canonical(model, unscaled)
 
     def _native_optimizer(self, model: SpecModel, opt: OptimizerSpec, part: str | None) -> keras.optimizers.Optimizer:
         optimizer = make_optimizer(opt)
+        if model.precision == "mixed_float16":  # Keras's float16 recipe; it fixes the factor at 2
+            if LOSS_SCALE.factor != 2.0:
+                raise UnsupportedOption(
+                    "keras", "LOSS_SCALE.factor", LOSS_SCALE.factor, "LossScaleOptimizer grows and backs off by 2"
+                )
+            optimizer = keras.optimizers.LossScaleOptimizer(
+                optimizer, initial_scale=LOSS_SCALE.initial, dynamic_growth_steps=LOSS_SCALE.growth_interval
+            )
         optimizer.spec = opt
         optimizer.build(list(_trained_variables(model, part).values()))
         return optimizer
@@ -230,12 +267,17 @@ class KerasBackend(NativeBackend[SpecModel]):
         part, native = self.optimizer_for_grads(model, optimizer, grads)
         names = group_names(model.spec, part)
         checked = check_params(
-            model.spec, grads, source="gradients", trainable_only=True, names=names, dtype=model.precision
+            model.spec,
+            grads,
+            source="gradients",
+            trainable_only=True,
+            names=names,
+            dtype=variable_dtype(model.precision),
         )
         checked = weights.to_native(model, checked)
         before_step(native, native.spec)
         variables = _trained_variables(model, part)
-        native.apply_gradients([(checked[name], variable) for name, variable in variables.items()])
+        _unscaled(native).apply_gradients([(checked[name], variable) for name, variable in variables.items()])
 
     def _train_step(
         self,

@@ -43,13 +43,15 @@ def negative_elbo(spec: VAESpec, outputs: VAEOutput, images: keras.KerasTensor) 
     """The VAE's loss: reconstruction summed over the pixels plus the weighted KL term, averaged
     over the batch. ``keras.losses.binary_crossentropy`` would average over the pixels: the
     element-wise forms are summed here instead."""
-    logits = outputs.logits
+    # in the losses' dtype, as a keras.losses.Loss computes: a mixed-precision model's outputs are
+    # bfloat16 or float16, and TensorFlow's kernels do not mix them with the float32 images
+    dtype = loss_dtype(outputs.logits) or keras.config.floatx()
+    logits, mean, log_variance = (keras.ops.cast(x, dtype) for x in outputs)
     if spec.reconstruction == "binary_crossentropy":
         per_pixel = keras.ops.binary_crossentropy(images, logits, from_logits=True)
     else:
         per_pixel = keras.ops.square(keras.ops.sigmoid(logits) - images)
-    log_variance = outputs.log_variance
-    kl = -0.5 * keras.ops.sum(1 + log_variance - keras.ops.square(outputs.mean) - keras.ops.exp(log_variance), axis=-1)
+    kl = -0.5 * keras.ops.sum(1 + log_variance - keras.ops.square(mean) - keras.ops.exp(log_variance), axis=-1)
     return keras.ops.mean(keras.ops.sum(per_pixel, axis=-1) + spec.kl_weight * kl)
 
 

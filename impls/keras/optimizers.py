@@ -85,7 +85,9 @@ def make_optimizer(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
 
 
 def before_step(optimizer: keras.optimizers.Optimizer, opt: OptimizerSpec) -> None:
-    """Per-step hyper-parameters: the ε-hat that makes Keras's Adam follow the corrected form."""
+    """Per-step hyper-parameters: the ε-hat that makes Keras's Adam follow the corrected form (on a
+    ``LossScaleOptimizer``'s inner optimizer, which holds ε)."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     if opt.kind in ("adam", "adamw") and opt.epsilon_placement == "corrected":
         assert opt.epsilon is not None and opt.beta2 is not None  # required for Adam (OptimizerSpec)
         step = int(optimizer.iterations.numpy()) + 1

@@ -20,7 +20,7 @@ import numpy as np
 from impls.keras.models import SpecModel
 from spec.layer_paths import resolve
 from spec.models import is_frozen
-from spec.params import ParamInfo, check_params, layer_names, param_specs
+from spec.params import ParamInfo, check_params, layer_names, param_specs, variable_dtype
 
 _GRU_GATES = ("r", "z", "n")  # canonical; Keras holds z, r, h: r and z swap (and back: its own inverse)
 
@@ -73,7 +73,7 @@ def freeze(model: SpecModel) -> None:
 
 
 def load(model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
-    checked = check_params(model.spec, params, dtype=model.precision)
+    checked = check_params(model.spec, params, dtype=variable_dtype(model.precision))
     infos = param_specs(model.spec)
     for name, variable in canonical_variables(model).items():
         variable.assign(swap_layout(infos[name], checked[name]))

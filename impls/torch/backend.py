@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,16 @@ from spec.models import (
     ModelSpec,
 )
 from spec.optimizers import OptimizerSpec
-from spec.params import ParamCount, Precision, group_names, trained_names
+from spec.params import (
+    MIXED_PRECISIONS,
+    ParamCount,
+    Precision,
+    compute_dtype,
+    group_names,
+    trained_names,
+    variable_dtype,
+)
+from spec.precision import LOSS_SCALE
 from spec.schedules import ScheduleSpec
 
 
@@ -101,7 +111,12 @@ def configure_compiler() -> None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default, torch.backends.cpu.get_cpu_capability())
 
 
-_DTYPES: dict[Precision, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 def _to_nchw(tensor: torch.Tensor) -> torch.Tensor:
@@ -114,9 +129,44 @@ def _to_nchw(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
 
 
-def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """A model's outputs as canonical numpy arrays: NCHW images back to NHWC."""
+def _to_numpy(tensor: torch.Tensor, model: SpecModel) -> np.ndarray:
+    """A model's outputs as canonical numpy arrays in the dtype of its variables: NCHW images back
+    to NHWC, and a mixed-precision model's bfloat16 or float16 outputs as float32 (numpy has no
+    bfloat16)."""
+    tensor = tensor.to(_DTYPES[variable_dtype(model.precision)])
     return (tensor.permute(0, 2, 3, 1) if tensor.ndim == 4 else tensor).cpu().numpy()
+
+
+@contextlib.contextmanager
+def _without_onednn() -> Iterator[None]:
+    """oneDNN off for a while (``torch.backends.mkldnn.flags`` would also reset oneDNN's TF32 switch,
+    with a warning on every call)."""
+    enabled = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        yield
+    finally:
+        torch._C._set_mkldnn_enabled(enabled)
+
+
+def _scaler(optimizer: torch.optim.Optimizer) -> torch.amp.GradScaler:
+    """The ``GradScaler`` a ``mixed_float16`` model's train steps with ``optimizer`` use, made once
+    per optimizer with the spec's loss scaling (its own defaults differ: :class:`spec.precision.LossScale`)."""
+    return cached(
+        optimizer,
+        "grad_scaler",
+        lambda: torch.amp.GradScaler(
+            _device_of(optimizer).type,
+            init_scale=LOSS_SCALE.initial,
+            growth_factor=LOSS_SCALE.factor,
+            backoff_factor=1 / LOSS_SCALE.factor,
+            growth_interval=LOSS_SCALE.growth_interval,
+        ),
+    )
+
+
+def _device_of(optimizer: torch.optim.Optimizer) -> torch.device:
+    return optimizer.param_groups[0]["params"][0].device
 
 
 class TorchBackend(NativeBackend[SpecModel]):
@@ -143,7 +193,7 @@ class TorchBackend(NativeBackend[SpecModel]):
         self, model_class: Callable[..., SpecModel], spec: ModelSpec, seed: int, precision: Precision
     ) -> SpecModel:
         torch.manual_seed(seed)  # nn.Dropout draws its masks from torch's global generator
-        return model_class(spec).to(self._device, dtype=_DTYPES[precision])
+        return model_class(spec).to(self._device, dtype=_DTYPES[variable_dtype(precision)])
 
     def _load(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
@@ -167,6 +217,23 @@ class TorchBackend(NativeBackend[SpecModel]):
         state = sum(t.numel() for t in saved if not isinstance(t, torch.nn.Parameter) and t.is_floating_point())
         return ParamCount(trainable=trainable, non_trainable=frozen + state)
 
+    def _autocast(self, model: SpecModel) -> contextlib.AbstractContextManager[object]:
+        """torch's mixed precision for a ``mixed_*`` model's forward pass and loss (torch's own rule:
+        backward runs outside, in the dtypes the forward chose): ``torch.autocast`` runs each op in
+        bfloat16 or float16, or in float32, by its own op lists (docs/precision.md)."""
+        if model.precision not in MIXED_PRECISIONS:
+            return contextlib.nullcontext()
+        autocast = torch.autocast(self._device.type, dtype=_DTYPES[compute_dtype(model.precision)])
+        if self._device.type == "cpu" and any(isinstance(m, torch.nn.LSTM) for m in model.modules()):
+            # autocast sends nn.LSTM to oneDNN's bfloat16/float16 LSTM, which CPUs without native
+            # support for the format refuse (docs/findings.md, finding 14); without oneDNN it runs
+            # torch's own LSTM, in float32, on every CPU alike
+            stack = contextlib.ExitStack()
+            stack.enter_context(_without_onednn())
+            stack.enter_context(autocast)
+            return stack
+        return autocast
+
     def _tensor(self, x: np.ndarray | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``x`` (numpy, or already a tensor: no copy then) as a tensor of ``dtype`` on the device."""
         return torch.as_tensor(x, dtype=dtype, device=self._device)
@@ -177,47 +244,60 @@ class TorchBackend(NativeBackend[SpecModel]):
         check_inputs(model.spec, x)
         if model.spec.input_dtype == "int32":
             return self._tensor(x, torch.int64)
-        return _to_nchw(self._tensor(x, _DTYPES[model.precision]))
+        return _to_nchw(self._tensor(x, _DTYPES[variable_dtype(model.precision)]))
 
     def logits(self, model: SpecModel, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
         model.train(training)
         run = _compiled_module(model) if compiled else model
-        with torch.no_grad():
-            return _to_numpy(logits_of(run(self._input(model, x))))
+        with torch.no_grad(), self._autocast(model):
+            return _to_numpy(logits_of(run(self._input(model, x))), model)
 
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         model.train(training)
-        with torch.no_grad():
-            return _to_numpy(model.infer(self._input(model, x)))
+        with torch.no_grad(), self._autocast(model):
+            return _to_numpy(model.infer(self._input(model, x)), model)
 
     def encode(self, model: SpecModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(model, VAE):
             raise SpecError("model", model.spec.name, "a VAE: encode reads q(z|x) from its encoder")
         check_inputs(model.spec, images, what="images", shape=(model.spec.input_size,))
         model.train(False)
-        with torch.no_grad():
-            mean, log_variance = model.encode(self._tensor(images, _DTYPES[model.precision]))
-        return mean.cpu().numpy(), log_variance.cpu().numpy()
+        with torch.no_grad(), self._autocast(model):
+            mean, log_variance = model.encode(self._tensor(images, _DTYPES[variable_dtype(model.precision)]))
+        return _to_numpy(mean, model), _to_numpy(log_variance, model)
 
     def _loss_and_grads(
-        self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str
+        self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str, scale: float
     ) -> tuple[float, dict[str, np.ndarray]]:
-        value = self._backward(model, x, targets, loss)
-        return float(value.item()), weights.export_grads(model, trained_names(model.spec, loss))
+        value = self._backward(model, x, targets, loss, scale=lambda value: value * scale)
+        names = trained_names(model.spec, loss)
+        if scale != 1.0:
+            for parameter in weights.trained_parameters(model, names):
+                if parameter.grad is not None:
+                    parameter.grad.div_(scale)
+        return float(value.item()), weights.export_grads(model, names)
 
     def _backward(
-        self, model: SpecModel, x: np.ndarray, targets: np.ndarray, loss: str, compiled: bool = False
+        self,
+        model: SpecModel,
+        x: np.ndarray,
+        targets: np.ndarray,
+        loss: str,
+        compiled: bool = False,
+        scale: Callable[[torch.Tensor], torch.Tensor] = lambda value: value,
     ) -> torch.Tensor:
-        """Forward in training mode, loss and ``backward()``: gradients land in each ``.grad``."""
+        """Forward in training mode, loss and ``backward()`` of the ``scale``d loss (float16 loss
+        scaling): gradients land in each ``.grad``. Returns the loss, unscaled."""
         inputs = self._input(model, x)
         model.train(True)
         model.zero_grad(set_to_none=True)
         # torch's cross_entropy wants int64 class ids
-        dtype = torch.int64 if takes_class_ids(loss) else _DTYPES[model.precision]
+        dtype = torch.int64 if takes_class_ids(loss) else _DTYPES[variable_dtype(model.precision)]
         target_tensor = _to_nchw(self._tensor(targets, dtype))
         loss_fn = _compiled_loss(model) if compiled else training_loss
-        value = loss_fn(model, inputs, target_tensor, loss)
-        value.backward()
+        with self._autocast(model):
+            value = loss_fn(model, inputs, target_tensor, loss)
+        scale(value).backward()
         return value
 
     def _native_optimizer(self, model: SpecModel, opt: OptimizerSpec, part: str | None) -> torch.optim.Optimizer:
@@ -242,9 +322,16 @@ class TorchBackend(NativeBackend[SpecModel]):
         loss: str,
         compiled: bool,
     ) -> float:
-        value = self._backward(model, x, targets, loss, compiled=compiled)
         native = self.optimizer_for_loss(optimizer, loss)
-        (_compiled_optimizer_step(native) if compiled else native.step)()
+        step = _compiled_optimizer_step(native) if compiled else native.step
+        if model.precision != "mixed_float16":
+            value = self._backward(model, x, targets, loss, compiled=compiled)
+            step()
+            return float(value.item())
+        scaler = _scaler(native)  # torch's float16 recipe: scale, backward, unscale and step unless inf, update
+        value = self._backward(model, x, targets, loss, compiled=compiled, scale=scaler.scale)
+        scaler.step(native)
+        scaler.update()
         return float(value.item())
 
     def learning_rates(self, schedule: ScheduleSpec) -> list[float]:

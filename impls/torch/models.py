@@ -151,7 +151,10 @@ class _BiasedRunningVariance(_BatchNorm):
         assert self.running_mean is not None and self.running_var is not None and self.momentum is not None
         assert self.num_batches_tracked is not None
         dims = [0, *range(2, x.ndim)]
-        mean, var = x.mean(dims), x.var(dims, unbiased=False)
+        # in the statistics' own dtype: under autocast x may be bfloat16 or float16, and torch's own
+        # batch_norm also computes a low-precision batch's statistics in float32
+        statistics = x.to(self.running_mean.dtype)
+        mean, var = statistics.mean(dims), statistics.var(dims, unbiased=False)
         with torch.no_grad():
             self.running_mean.lerp_(mean, self.momentum)
             self.running_var.lerp_(var, self.momentum)

@@ -24,7 +24,7 @@ from impls.torch.models import SpecModel
 from spec.errors import UnsupportedOption
 from spec.layer_paths import resolve
 from spec.models import is_frozen
-from spec.params import ParamInfo, check_params, layer_names, param_specs, rnn_layer_position
+from spec.params import ParamInfo, check_params, layer_names, param_specs, rnn_layer_position, variable_dtype
 
 # canonical variable -> the torch attribute holding it (Linear/Conv2d weight and bias, the norms',
 # an Embedding's table)
@@ -221,7 +221,7 @@ def _to_canonical(binding: Binding, arrays: list[np.ndarray], infos: Mapping[str
 
 @torch.no_grad()
 def load(model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
-    checked = check_params(model.spec, params, dtype=model.precision)
+    checked = check_params(model.spec, params, dtype=variable_dtype(model.precision))
     infos = param_specs(model.spec)
     for binding in bindings(model):
         for tensor, part in zip(binding.tensors, _to_tensors(binding, checked, infos), strict=True):
@@ -244,7 +244,7 @@ def set_grads(model: SpecModel, grads: Mapping[str, np.ndarray], names: Collecti
     """Put canonical gradients (of every trainable tensor, or of ``names``) into each parameter's
     ``.grad``, as ``backward()`` would."""
     checked = check_params(
-        model.spec, grads, source="gradients", trainable_only=True, names=names, dtype=model.precision
+        model.spec, grads, source="gradients", trainable_only=True, names=names, dtype=variable_dtype(model.precision)
     )
     infos = param_specs(model.spec)
     for binding in trained_bindings(model, names):
