@@ -32,7 +32,13 @@ def test_report_for_one_backend(backend: Backend, backend_name: str, tmp_path: P
     assert 0 < report["models"][0]["witness_gradient_error"] < report["models"][0]["gradient_tolerance"]
     assert {r["optimizer"] for r in report["optimizers"]} == set(OPTIMIZER_ZOO)
     assert all(r["ok"] for r in report["optimizers"])
+    # the precision section: each format's error is the format's rounding — float32 ≪ float16 < bfloat16
+    (precision,) = report["precisions"]
+    assert precision["ok"] and (precision["model"], precision["backend"]) == ("digits_mlp", backend_name)
+    errors = precision["errors"]
+    assert 0 < errors["float32"] < 1e-5 < errors["mixed_float16"] < errors["mixed_bfloat16"] < 0.1, errors
     markdown = (tmp_path / "compare.md").read_text()
+    assert "## Precision: float32, mixed bfloat16 and mixed float16" in markdown
     assert "| digits_mlp | 64-64(relu)-32(relu)-10(softmax) | " + backend_name in markdown
     assert report["header"][backend_name].startswith(backend_name)
     assert report["convergence"] == []

@@ -4,7 +4,8 @@
 copy, under ``reports/``. Columns: parameter count (from the framework, checked against the spec),
 the largest forward error against the judge, the largest relative error of the gradient along random
 directions (:func:`spec.reference.check_gradients`), and whether both are within the tolerance table;
-then the optimizers against the judge, and the recipes' convergence with ``loss_curves.png`` (the
+then every model's logits in float32 and in mixed bfloat16 and float16 against the judge, the
+optimizers against the judge, and the recipes' convergence with ``loss_curves.png`` (the
 training loss of every backend overlaid, per recipe).
 """
 
@@ -33,8 +34,8 @@ from spec.data.mixture import RING
 from spec.errors import BackendUnavailable, UnsupportedOption
 from spec.models import ZOO
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
-from spec.params import count_params, init_params
-from spec.precision import per_tensor_errors
+from spec.params import MIXED_PRECISIONS, Precision, count_params, init_params
+from spec.precision import per_tensor_errors, rounding_depth
 from spec.recipes import (
     GAUSSIAN_RING,
     RECIPES,
@@ -45,7 +46,7 @@ from spec.recipes import (
 )
 from spec.report.plots import plot_gan_samples, plot_loss_curves
 from spec.report.speed import load_speed, speed_markdown
-from spec.tolerances import forward_check, max_scaled_error, tolerance
+from spec.tolerances import forward_check, max_scaled_error, mixed_tolerance, tolerance
 from spec.training import History, fit
 
 T = TypeVar("T")
@@ -146,6 +147,70 @@ def compare_model(case: Case, backend: Backend) -> Row:
         seconds=time.perf_counter() - start,
         witness_gradient_error=max(per_tensor_errors(spec, grads, witness_grads).values()),
     )
+
+
+PRECISION_BATCH = 4  # the precision section's batch: a full ResNet in bfloat16 runs on emulated kernels here
+REPORTED_PRECISIONS: tuple[Precision, ...] = ("float32", *MIXED_PRECISIONS)
+
+
+@dataclass(frozen=True)
+class PrecisionRow:
+    model: str
+    backend: str
+    depth: int  # the products a value passes through (spec.precision.rounding_depth)
+    # per precision: max |logits − judge| over each example's largest |judge logit|, and that over
+    # the precision's tolerance (≤ 1 is within it); None where the framework cannot build the model
+    errors: dict[str, float | None]
+    scaled: dict[str, float | None]
+
+    @property
+    def ok(self) -> bool:
+        return all(value is None or value <= 1.0 for value in self.scaled.values())
+
+
+def compare_precision(case: Case, backend: Backend) -> PrecisionRow:
+    """The case's evaluation-mode logits on PRECISION_BATCH examples in float32, mixed bfloat16 and
+    mixed float16, against the judge, each relative to the example's largest logit."""
+    spec, device = case.spec, backend.device()
+    params = case.params(SEED)
+    x, _ = case.batch(SEED, size=PRECISION_BATCH)
+    expected = ref.logits(spec, params, x)
+    depth = rounding_depth(spec)
+    errors: dict[str, float | None] = {}
+    scaled: dict[str, float | None] = {}
+    for precision in REPORTED_PRECISIONS:
+        try:
+            logits = backend.logits(backend.build(spec, params, precision=precision), x)
+        except UnsupportedOption:
+            errors[precision] = scaled[precision] = None
+            continue
+        if precision == "float32":
+            tol = tolerance(forward_check(deep=spec.is_deep, training=False), "float32", device)
+        else:
+            tol = mixed_tolerance("mixed_forward", precision, depth, device)
+        errors[precision] = max_scaled_error(logits, expected, replace(tol, rtol=1.0, atol=0.0, per_example=True))
+        scaled[precision] = max_scaled_error(logits, expected, tol)
+    return PrecisionRow(spec.name, backend.name, depth, errors, scaled)
+
+
+def precision_markdown(rows: list[PrecisionRow]) -> str:
+    lines = [
+        "",
+        f"## Precision: float32, mixed bfloat16 and mixed float16 vs the float64 judge ({PRECISION_BATCH} examples)",
+        "",
+        "Each model built in float32 and in each framework's native mixed precision (float32 variables; torch's",
+        "autocast, Keras's mixed_* policies, Flax modules with a bfloat16 or float16 compute dtype): the largest",
+        "error of its evaluation-mode logits relative to each example's largest judge logit. Mixed precision is",
+        "held to 5 unit roundoffs (2⁻⁸, 2⁻¹¹) per product a value passes through (depth; spec/tolerances.py);",
+        "gradients and training in mixed precision are judged by the test suite (docs/precision.md).",
+        "",
+        "| model | backend | depth | float32 | mixed bfloat16 | mixed float16 | within tolerance |",
+        "|---|---|---:|---:|---:|---:|:---:|",
+    ]
+    for r in rows:
+        cells = ["not native" if r.errors[p] is None else f"{r.errors[p]:.2e}" for p in REPORTED_PRECISIONS]
+        lines.append(f"| {r.model} | {r.backend} | {r.depth} | {' | '.join(cells)} | {'yes' if r.ok else '**NO**'} |")
+    return "\n".join(lines) + "\n"
 
 
 OPTIMIZER_MODEL = "digits_mlp"
@@ -433,6 +498,14 @@ def main(argv: list[str] | None = None) -> int:
         "models",
         [(f"{case.id} on {b.name}", functools.partial(compare_model, case, b)) for case in models for b in backends],
     )
+    precision_rows = run_with_progress(
+        "precisions",
+        [
+            (f"{case.id} on {b.name}", functools.partial(compare_precision, case, b))
+            for case in models
+            for b in backends
+        ],
+    )
     optimizer_rows = run_with_progress(
         "optimizers",
         [
@@ -448,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     runs = {r.name: trained[i * len(backends) : (i + 1) * len(backends)] for i, r in enumerate(recipes)}
     convergence_rows = [row for recipe_runs in runs.values() for row, _ in recipe_runs]
-    text = markdown(rows, header, unavailable) + optimizer_markdown(optimizer_rows)
+    text = markdown(rows, header, unavailable) + precision_markdown(precision_rows) + optimizer_markdown(optimizer_rows)
     args.out.mkdir(parents=True, exist_ok=True)
     written = [args.out / "compare.md", args.out / "compare.json"]
     if convergence_rows:
@@ -470,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         "header": header,
         "unavailable": unavailable,
         "models": [asdict(r) | {"ok": r.ok} for r in rows],
+        "precisions": [asdict(r) | {"ok": r.ok} for r in precision_rows],
         "optimizers": [asdict(r) | {"ok": r.ok} for r in optimizer_rows],
         "convergence": [asdict(r) | {"ok": r.ok} for r in convergence_rows],
         "speed": None if speed is None else asdict(speed),
@@ -477,7 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "compare.json").write_text(json.dumps(payload, indent=2))
     print(text)
     print("written: " + ", ".join(str(p) for p in written))
-    every_row: list[Row | OptimizerRow | ConvergenceRow] = [*rows, *optimizer_rows, *convergence_rows]
+    every_row: list[Row | PrecisionRow | OptimizerRow | ConvergenceRow] = [
+        *rows, *precision_rows, *optimizer_rows, *convergence_rows,
+    ]  # fmt: skip
     return 0 if all(r.ok for r in every_row) else 1
 
 
