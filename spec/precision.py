@@ -162,3 +162,62 @@ def per_tensor_norm_errors(
         difference = float(np.linalg.norm(np.asarray(actual[name], np.float64) - value))
         errors[name] = difference / scale if scale > 0 else difference
     return errors
+
+
+@dataclass(frozen=True)
+class MixedOp:
+    """An operation of a mixed-precision model, and the dtype each framework computes it in when
+    its inputs are in the low format: ``float32`` (rounded to the format once, at the end, if its
+    output is low) or ``low`` (rounded along the way). Read from the sources, and measured by
+    ``tests/test_mixed_ops.py`` on tiny tensors with each framework's own mixed precision."""
+
+    torch: str  # under torch.autocast on a CPU
+    keras: str  # under a mixed_* dtype policy
+    jax: str  # Flax NNX modules with a low compute dtype, Optax
+    source: str
+
+
+MIXED_OPS: dict[str, MixedOp] = {
+    "matmul": MixedOp("low", "low", "low", "autocast's lower-precision list; Dense's and nnx.Linear's compute dtype"),
+    "cross_entropy": MixedOp(
+        "float32",
+        "float32",
+        "low",
+        "autocast's float32 list (aten/src/ATen/autocast_mode.cpp); keras/src/losses/loss.py (a Loss computes in "
+        "floatx); optax/losses/_classification.py computes in the logits' dtype (triptych casts them to float32)",
+    ),
+    "softmax": MixedOp(
+        "float32",
+        "low",
+        "low",
+        "in no CPU autocast list (its output keeps the input's dtype), but ATen's CPU kernel accumulates a "
+        "bfloat16 or float16 input in float32 (measured); TensorFlow's and XLA's compute in the input's dtype",
+    ),
+    "layer_norm": MixedOp(
+        "float32",
+        "float32",
+        "float32",
+        "in no CPU autocast list, but ATen's CPU kernel accumulates in float32 (measured); keras/src/ops/nn.py "
+        "layer_normalization; flax/nnx/nn/normalization.py _compute_stats",
+    ),
+    "batch_norm_statistics": MixedOp(
+        "float32",
+        "float32",
+        "float32",
+        "ATen's batch_norm accumulates a low batch in float32; keras/src/layers/normalization/"
+        "batch_normalization.py upcasts; flax/nnx/nn/normalization.py _compute_stats",
+    ),
+    "batch_norm_evaluation": MixedOp(
+        "float32",
+        "float32",
+        "low",
+        "float32 running statistics in ATen's kernel and in Keras; Flax casts them to the compute dtype "
+        "(promote_dtype in nnx.BatchNorm.__call__)",
+    ),
+    "embedding": MixedOp(
+        "float32", "low", "low", "F.embedding in no autocast list; Keras's Embedding and nnx.Embed cast the rows"
+    ),
+    "optimizer_state": MixedOp(
+        "float32", "float32", "float32", "each optimizer's moments follow its float32 variables"
+    ),
+}
