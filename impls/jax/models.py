@@ -559,26 +559,16 @@ def unfused_attention(
     if dropout_rate:
         raise ValueError(f"unfused_attention has no dropout; asked for {dropout_rate}")
     weights = dot_product_attention_weights(query, key, bias, mask, dtype=dtype, precision=precision)
-    return jnp.einsum("...hqk,...khd->...qhd", weights, value, precision=precision)
+    return jnp.einsum("...hqk,...khd->...qhd", weights.astype(value.dtype), value, precision=precision)
 
 
-def float32_softmax_attention(
-    query: jax.Array,
-    key: jax.Array,
-    value: jax.Array,
-    bias: jax.Array | None = None,
-    mask: jax.Array | None = None,
-    **options: Any,
-) -> jax.Array:
+def float32_softmax_attention(query: jax.Array, key: jax.Array, value: jax.Array, **options: Any) -> jax.Array:
     """What ``jax.nn.dot_product_attention`` computes for low-precision inputs — scores and softmax
-    in float32, the weights cast back to the inputs' dtype — written unfused: for float16 the fused
+    in float32, the weights cast back to the values' dtype — written unfused: for float16 the fused
     function asks XLA:CPU for the F16_F16_F32 dot algorithm, which it refuses under ``jax.jit``
     (docs/findings.md, finding 16)."""
-    unfused_attention(query, key, value, bias, mask, **options)  # its checks: no dropout
-    weights = dot_product_attention_weights(
-        query.astype(jnp.float32), key.astype(jnp.float32), bias, mask, precision=options.get("precision")
-    )
-    return jnp.einsum("...hqk,...khd->...qhd", weights.astype(value.dtype), value)
+    f32 = jnp.float32
+    return unfused_attention(query.astype(f32), key.astype(f32), value, **{**options, "dtype": f32})
 
 
 def attention_function(dtype: jnp.dtype | None) -> Callable[..., jax.Array]:

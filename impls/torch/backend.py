@@ -138,15 +138,15 @@ def _to_numpy(tensor: torch.Tensor, model: SpecModel) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _without_onednn() -> Iterator[None]:
-    """oneDNN off for a while (``torch.backends.mkldnn.flags`` would also reset oneDNN's TF32 switch,
-    with a warning on every call)."""
-    enabled = torch._C._get_mkldnn_enabled()
-    torch._C._set_mkldnn_enabled(False)
+def onednn(enabled: bool) -> Iterator[None]:
+    """oneDNN on or off, and nothing else changed (``torch.backends.mkldnn.flags`` would also reset
+    its TF32 and fp32-precision settings to their defaults, with a warning on every call)."""
+    previous = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(enabled)
     try:
         yield
     finally:
-        torch._C._set_mkldnn_enabled(enabled)
+        torch._C._set_mkldnn_enabled(previous)
 
 
 def _scaler(optimizer: torch.optim.Optimizer) -> torch.amp.GradScaler:
@@ -229,7 +229,7 @@ class TorchBackend(NativeBackend[SpecModel]):
             # support for the format refuse (docs/findings.md, finding 14); without oneDNN it runs
             # torch's own LSTM, in float32, on every CPU alike
             stack = contextlib.ExitStack()
-            stack.enter_context(_without_onednn())
+            stack.enter_context(onednn(False))
             stack.enter_context(autocast)
             return stack
         return autocast

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from impls.torch.backend import BACKEND, TorchBackend
+from impls.torch.backend import BACKEND, TorchBackend, onednn
 from impls.torch.models import SpecModel
 from spec.cases import ZOO_CASES
 from spec.errors import UnsupportedOption
@@ -46,18 +44,6 @@ class ConvCall:
             f"{kind}{m.kernel_size[0]}×{m.kernel_size[1]}/{m.stride[0]} {m.in_channels}→{m.out_channels} "
             f"on {tuple(self.input.shape)}"
         )
-
-
-@contextmanager
-def onednn(enabled: bool) -> Iterator[None]:
-    """oneDNN on or off, and nothing else changed (``torch.backends.mkldnn.flags`` would also reset
-    its TF32 and fp32-precision settings to their defaults)."""
-    previous = torch._C._get_mkldnn_enabled()
-    torch._C._set_mkldnn_enabled(enabled)
-    try:
-        yield
-    finally:
-        torch._C._set_mkldnn_enabled(previous)
 
 
 # torch 2.13's Python binding of at::native::ConvBackend leaves MkldnnTranspose (9, in the order of
