@@ -129,13 +129,16 @@ def _encode(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array) -> tupl
     return nnx.merge(graphdef, state).encode(images)
 
 
-@partial(jax.jit, static_argnames=("loss", "scale"))
+@partial(jax.jit, static_argnames="loss")
 def _compiled_loss_and_grads(
-    graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str, scale: float
+    graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, targets: jax.Array, loss: str, scale: jax.Array
 ) -> tuple[jax.Array, nnx.State, nnx.State]:
+    """The loss and its gradients through a loss ``scale`` (a power of two, so dividing is exact; 1
+    but for float16), traced: a float16 model whose gradients overflow is tried at smaller scales
+    without compiling again."""
     model = nnx.merge(graphdef, state)
     value, grads = value_and_grads(model, x, targets, loss, scale)
-    return value, jax.tree.map(lambda g: g / scale, grads) if scale != 1.0 else grads, nnx.state(model)
+    return value, jax.tree.map(lambda g: g / scale.astype(g.dtype), grads), nnx.state(model)
 
 
 @jax.jit
@@ -369,7 +372,7 @@ class JaxBackend(NativeBackend[SpecModel]):
     ) -> tuple[float, dict[str, np.ndarray]]:
         synced(model).set_mode(True)
         value, grads, state = _compiled_loss_and_grads(
-            *nnx.split(model), _inputs(model, x), _targets(model, targets, loss), loss=loss, scale=scale
+            *nnx.split(model), _inputs(model, x), _targets(model, targets, loss), loss, jnp.float32(scale)
         )
         nnx.update(model, state)
         return float(value), weights.from_state(model, grads, GAN_LOSS_TRAINS.get(loss))
