@@ -175,8 +175,8 @@ class Case:
             return "quick" if first else "exhaustive"
         if check in ("optimizer_step", "round_trip", "witness", "witness_agreement"):
             return "quick" if self.spec.name in SMALL else "exhaustive"
-        if check == "mixed":  # three builds a backend, each compiled by JAX: a twentieth of the budget
-            first = self.spec.name in FIRST_OF_KIND.values() and flops <= QUICK_FLOPS / 20
+        if check == "mixed":  # three builds a backend, each compiled by JAX: a hundredth of the budget
+            first = self.spec.name in FIRST_OF_KIND.values() and flops <= QUICK_FLOPS / 100
             return "quick" if first else "exhaustive"
         if check in ("gradients", "agreement"):  # the judge's passes, or a backward pass on two backends
             return "quick" if flops <= QUICK_FLOPS else "exhaustive"

@@ -85,6 +85,7 @@ def test_a_mixed_precision_model_holds_takes_and_returns_float32(backend: Backen
     assert {g.dtype for g in grads.values()} == {np.dtype(np.float32)}
 
 
+@pytest.mark.exhaustive  # three builds compiled per backend; make test checks float16's loss scaling below
 @pytest.mark.parametrize("precision", MIXED_PRECISIONS)
 def test_mixed_precision_training_follows_float64(backend: Backend, precision: Precision) -> None:
     """20 compiled Adam steps of digits_mlp in mixed precision (float16 with the framework's loss
@@ -119,10 +120,11 @@ def test_float16_loss_scaling_skips_a_step_whose_gradients_overflow(backend: Bac
     params, (x, targets) = case.params(0), case.batch(0)
     model = built(backend, case.spec, params, precision="mixed_float16")
     optimizer = backend.make_optimizer(model, OPTIMIZER_ZOO["adam_torch_default"])
-    backend.train_step(model, optimizer, x * 1e6, targets, case.trains_with)
+    compiled = backend.trains_compiled  # as the framework's own loop steps
+    backend.train_step(model, optimizer, x * 1e6, targets, case.trains_with, compiled=compiled)
     after_overflow = backend.export_params(model)
     assert all(np.array_equal(after_overflow[name], params[name]) for name in params)
-    assert np.isfinite(backend.train_step(model, optimizer, x, targets, case.trains_with))
+    assert np.isfinite(backend.train_step(model, optimizer, x, targets, case.trains_with, compiled=compiled))
     trained = backend.export_params(model)
     assert all(not np.array_equal(trained[name], params[name]) for name in params)
 

@@ -130,7 +130,8 @@ def test_one_train_step_updates_running_statistics_as_the_judge(backend: Backend
     x, labels = batch_for(spec)
     model = backend.build(spec, params)
     optimizer = backend.make_optimizer(model, OptimizerSpec("sgd", 0.1))
-    backend.train_step(model, optimizer, x, labels, LOSS)
+    # as the framework's own loop steps (JAX's eager step compiles op by op: 16 s on a slow CI machine)
+    backend.train_step(model, optimizer, x, labels, LOSS, compiled=backend.trains_compiled)
     _, state = ref.logits_and_state(spec, params, x, training=True)
     after = backend.export_params(model)
     for name, value in state.items():
