@@ -21,11 +21,14 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 # --dist loadfile: each test file runs on one worker, so the fits, judge results and gradients a file
 # shares between its tests are computed once (no worker waits for another's fit); --dist loadgroup would
 # group finer, but it does not group at all with pytest 9.2 (docs/findings.md).
+# --max-worker-restart=0: a worker that crashes ends the run naming its test; with a restart,
+# pytest-xdist 3.8's loadfile scheduling deadlocks at the end of the run (pytest-xdist #1378).
+XDIST := -n 2 --dist loadfile --max-worker-restart=0
 test: venv
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not exhaustive" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not exhaustive" $(PYTEST_ARGS)
 
 test-all: venv
-	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 compare: venv
 	$(BIN)/python -m spec.report

@@ -9,11 +9,15 @@
   'highest'), so the tolerance table measures the implementations, not the hardware.
 * Each backend test carries a marker named after its backend: ``-m jax``, ``-m "not keras"``.
 * Under pytest-xdist each worker pins every framework to its share of the cores (``TRIPTYCH_THREADS``).
+* After each test module every loaded backend frees the compiled programs it can, and a process near
+  the kernel's limit on memory maps stops with the numbers (XLA segfaults past it: docs/findings.md).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +25,9 @@ from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, load_backend
 from spec.errors import BackendUnavailable
 
 REQUIRED_ENV = "TRIPTYCH_REQUIRE_BACKENDS"
+# The share of the kernel's memory-map limit (vm.max_map_count) a test process may hold after a
+# module: each compiled program maps its code, and XLA segfaults when a map is refused.
+MAPS_BUDGET = 0.9
 
 # pytest-xdist runs one process per worker: give each an equal share of the cores instead of letting
 # three frameworks per process each start a pool over every core (oversubscribed pools spin and wait).
@@ -115,3 +122,32 @@ def backend(request: pytest.FixtureRequest, backend_name: str) -> Backend:
 def backends(request: pytest.FixtureRequest, backend_pair: tuple[str, str]) -> tuple[Backend, Backend]:
     """Two different backends to compare with each other."""
     return tuple(get_backend(request.config, name) for name in backend_pair)  # type: ignore[return-value]
+
+
+def memory_maps() -> tuple[int, int] | None:
+    """The memory maps this process holds and the kernel's limit on them, where Linux tells."""
+    try:
+        limit = int(Path("/proc/sys/vm/max_map_count").read_text())
+        with open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps), limit
+    except OSError:
+        return None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def release_compiled_programs() -> Iterator[None]:
+    """After each module, every loaded backend frees the compiled programs it can
+    (:meth:`spec.backend.Backend.release_compiled`); a process still holding most of the kernel's
+    memory-map budget then fails here, naming the numbers, instead of segfaulting modules later."""
+    yield
+    for found in _loaded.values():
+        if not isinstance(found, BackendUnavailable):
+            found.release_compiled()
+    maps = memory_maps()
+    if maps is not None and maps[0] > MAPS_BUDGET * maps[1]:
+        held, limit = maps
+        pytest.fail(
+            f"this process holds {held} memory maps, {held / limit:.0%} of vm.max_map_count={limit}: compiled "
+            "programs its frameworks keep (TensorFlow keeps every XLA executable); XLA segfaults at the limit. "
+            "Run fewer modules per process, or raise vm.max_map_count."
+        )

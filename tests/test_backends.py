@@ -1,12 +1,16 @@
 """What the contract asks of every backend beyond the matrix of tests/contract/: wrong weights and
-losses refused by name, the device reported, and evaluation that follows every change to a model.
+losses refused by name, the device reported, evaluation that follows every change to a model, and
+the compiled programs each framework frees.
 (The dense cases' counts, forward passes, gradients and agreement are in the matrix.)"""
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
+from conftest import memory_maps
 from spec import reference as ref
 from spec.backend import Backend
 from spec.data import digits
@@ -78,3 +82,40 @@ def test_evaluation_sees_every_change_to_the_model(backend: Backend) -> None:
     grads = {name: np.full(param_specs(spec)[name].shape, 0.1, np.float32) for name in trainable_names(spec)}
     backend.apply_gradients(model, optimizer, grads)
     assert_evaluation_follows("apply_gradients")
+
+
+# What release_compiled gives back: JAX frees its executables when asked, torch's compiled programs
+# die with their model, and TensorFlow keeps every XLA executable for the life of the process
+# (docs/findings.md, finding 17: +63 memory maps per digits_mlp compiled for logits and a step).
+KEEPS_COMPILED_PROGRAMS = {"torch": False, "keras": True, "jax": False}
+
+
+@pytest.mark.skipif(memory_maps() is None, reason="counts memory maps in /proc: Linux only")
+def test_release_compiled_frees_what_the_framework_lets_go(backend: Backend) -> None:
+    spec = ZOO["digits_mlp"]
+    x, labels = spec.example_batch(16, 0)
+
+    def compile_a_model() -> int:
+        model = backend.build(spec, init_params(spec, 0))
+        backend.logits(model, x, compiled=True)
+        optimizer = backend.make_optimizer(model, OptimizerSpec("sgd", 0.1))
+        backend.train_step(model, optimizer, x, labels, spec.default_loss, compiled=True)
+        del model, optimizer
+        gc.collect()
+        return held_maps()
+
+    first = compile_a_model()  # the framework's one-time setup is not what is measured
+    grown = [compile_a_model() for _ in range(3)][-1] - first
+    backend.release_compiled()
+    gc.collect()
+    kept = held_maps() - first
+    if KEEPS_COMPILED_PROGRAMS[backend.name]:
+        assert grown >= 3 * 20 and kept >= 0.9 * grown, (grown, kept)
+    else:
+        assert kept <= 20, (grown, kept)
+
+
+def held_maps() -> int:
+    maps = memory_maps()
+    assert maps is not None
+    return maps[0]

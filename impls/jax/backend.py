@@ -297,6 +297,12 @@ class JaxBackend(NativeBackend[SpecModel]):
     def device(self) -> str:
         return self._device
 
+    def release_compiled(self) -> None:
+        """jax.jit keeps every executable it compiled, for a model's closures too, until its caches
+        are cleared (measured: +119 memory maps per digits_cnn compiled for logits and a train
+        step, back to +29 after clearing)."""
+        jax.clear_caches()
+
     def _new_model(
         self, model_class: Callable[..., SpecModel], spec: ModelSpec, seed: int, precision: Precision
     ) -> SpecModel:

@@ -442,14 +442,19 @@ def markdown(rows: list[Row], header: dict[str, str], unavailable: dict[str, str
     return "\n".join(lines) + "\n"
 
 
-def run_with_progress(stage: str, work: Sequence[tuple[str, Callable[[], T]]]) -> list[T]:
+def run_with_progress(
+    stage: str, work: Sequence[tuple[str, Callable[[], T]]], backends: Sequence[Backend] = ()
+) -> list[T]:
     """Each job of ``work`` in order, a line on stderr as each starts: ``make compare`` runs for
-    about a quarter of an hour."""
+    about a quarter of an hour. After each job, ``backends`` free the programs they compiled for it
+    (:meth:`spec.backend.Backend.release_compiled`: one process compiles every zoo model)."""
     start, results = time.perf_counter(), []
     for index, (label, job) in enumerate(work, 1):
         elapsed = time.perf_counter() - start
         print(f"[{stage} {index}/{len(work)}, {elapsed:.0f} s] {label}", file=sys.stderr, flush=True)
         results.append(job())
+        for backend in backends:
+            backend.release_compiled()
     return results
 
 
@@ -503,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_with_progress(
         "models",
         [(f"{case.id} on {b.name}", functools.partial(compare_model, case, b)) for case in models for b in backends],
+        backends,
     )
     precision_rows = run_with_progress(
         "precisions",
@@ -511,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             for case in models
             for b in backends
         ],
+        backends,
     )
     optimizer_rows = run_with_progress(
         "optimizers",
@@ -519,11 +526,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, opt in OPTIMIZER_ZOO.items()
             for b in backends
         ],
+        backends,
     )
     recipes = [] if args.no_training else [*RECIPES.values(), *SEQUENCE_RECIPES.values(), *TRANSFORMER_RECIPES.values()]
     trained = run_with_progress(
         "recipes",
         [(f"{r.name} on {b.name}", functools.partial(compare_recipe, r, b)) for r in recipes for b in backends],
+        backends,
     )
     runs = {r.name: trained[i * len(backends) : (i + 1) * len(backends)] for i, r in enumerate(recipes)}
     convergence_rows = [row for recipe_runs in runs.values() for row, _ in recipe_runs]
