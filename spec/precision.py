@@ -11,14 +11,17 @@ errors, far above float64's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 
 from spec.layers import Activation
 from spec.models import ModelSpec, TransformerSpec
-from spec.params import param_specs
+from spec.params import Precision, param_specs
 
 
 def activation_kinds(spec: ModelSpec) -> set[str]:
@@ -164,6 +167,26 @@ def per_tensor_norm_errors(
     return errors
 
 
+@cache
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags Linux lists for this CPU (none where it does not tell)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def tensorflow_runs_bfloat16_in_onednn() -> bool:
+    """Whether TensorFlow hands bfloat16 ops to oneDNN here: on a CPU with bfloat16 instructions
+    (AVX512_BF16, which AMX CPUs have too), unless ``TF_ENABLE_ONEDNN_OPTS=0``. Measured on softmax:
+    float32 inside on an AVX512_BF16 EPYC, bfloat16 along the way with the variable at 0 or on an
+    AVX2 EPYC."""
+    return "avx512_bf16" in cpu_flags() and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+
+
 @dataclass(frozen=True)
 class MixedOp:
     """An operation of a mixed-precision model, and the dtype each framework computes it in when
@@ -175,6 +198,16 @@ class MixedOp:
     keras: str  # under a mixed_* dtype policy
     jax: str  # Flax NNX modules with a low compute dtype, Optax
     source: str
+    # Keras's answer in bfloat16 where TensorFlow runs bfloat16 in oneDNN, if it differs
+    keras_onednn_bfloat16: str | None = field(default=None, kw_only=True)
+
+    def computed_in(self, framework: str, precision: Precision) -> str:
+        """The answer for ``framework`` in ``precision`` on this machine."""
+        onednn = precision == "mixed_bfloat16" and framework == "keras" and tensorflow_runs_bfloat16_in_onednn()
+        if onednn and self.keras_onednn_bfloat16 is not None:
+            return self.keras_onednn_bfloat16
+        answer: str = getattr(self, framework)
+        return answer
 
 
 MIXED_OPS: dict[str, MixedOp] = {
@@ -191,7 +224,9 @@ MIXED_OPS: dict[str, MixedOp] = {
         "low",
         "low",
         "in no CPU autocast list (its output keeps the input's dtype), but ATen's CPU kernel accumulates a "
-        "bfloat16 or float16 input in float32 (measured); TensorFlow's and XLA's compute in the input's dtype",
+        "bfloat16 or float16 input in float32 (measured); TensorFlow's and XLA's compute in the input's dtype, "
+        "but for TensorFlow's oneDNN kernel of a bfloat16 softmax on a CPU with AVX512_BF16 (measured)",
+        keras_onednn_bfloat16="float32",
     ),
     "layer_norm": MixedOp(
         "float32",
