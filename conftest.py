@@ -112,6 +112,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend_pair", _backend_pair_params(metafunc.config))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked ``quick_on(*backends)`` joins the exhaustive tier on every other backend."""
+    for item in items:
+        quick_on = item.get_closest_marker("quick_on")
+        callspec = getattr(item, "callspec", None)
+        if quick_on is not None and callspec is not None and callspec.params.get("backend_name") not in quick_on.args:
+            item.add_marker(pytest.mark.exhaustive)
+
+
 @pytest.fixture
 def backend(request: pytest.FixtureRequest, backend_name: str) -> Backend:
     """The backend under test (parametrized over ``--backend``)."""
