@@ -44,7 +44,7 @@ FIRST_OF_KIND: dict[str, str] = {
     for kind in dict.fromkeys(spec.kind for spec in ZOO.values())
 }
 
-# What the contract checks, each in its own test module of tests/contract/.
+# What the contract checks, in tests/contract/ (test_<check>.py; the witness and mixed ones share theirs).
 CHECKS = (
     "counts",  # the framework's own parameter count equals the spec's
     "forward",  # logits and outputs against the judge, in evaluation and training mode
@@ -56,11 +56,12 @@ CHECKS = (
     "inputs",  # a batch that does not fit the spec is refused, naming the model
     "witness",  # the float64 build (spec.precision) against the judge: logits, loss, gradients
     "witness_agreement",  # float64 gradients of every parameter, backend against backend
-    "mixed",  # mixed bfloat16 and float16 builds against the judge (outputs) and the witness (gradients)
+    "mixed",  # mixed bfloat16 and float16 builds' outputs against the judge, relative to their magnitude
+    "mixed_gradients",  # and their gradients against the float64 witness
 )
 Check = Literal[
     "counts", "forward", "gradients", "agreement", "optimizer_step", "round_trip", "compiled", "inputs", "witness",
-    "witness_agreement", "mixed",
+    "witness_agreement", "mixed", "mixed_gradients",
 ]  # fmt: skip
 Tier = Literal["quick", "exhaustive"]
 
@@ -85,10 +86,10 @@ DEEP_GRADIENTS = "float32 gradients through a deep ReLU network's kinks are ill-
 DEEP_ELEMENTS = "a deep network's gradient elements round at the scale of the largest: judged per tensor (witness)"
 
 
-# Which cases mixed precision is judged on: its errors are the format's, 10⁴ times float32's, and
-# the small specs hold every layer and layout variant; the other zoo models would add minutes of
-# builds and compiles for no new operation.
-MIXED_CASES = "mixed precision is judged on the small specs and the smallest zoo model of each kind"
+# Which cases mixed-precision gradients are judged on: each needs the backend's float64 witness,
+# and the small specs hold every layer and layout variant; the other zoo models would add minutes
+# of float64 backward passes for no new operation (their mixed outputs are judged, "mixed").
+MIXED_CASES = "mixed-precision gradients are judged on the small specs and the smallest zoo model of each kind"
 
 
 def float32_gradients_ill_posed(spec: ModelSpec, loss: str) -> bool:
@@ -175,7 +176,7 @@ class Case:
             return "quick" if first else "exhaustive"
         if check in ("optimizer_step", "round_trip", "witness", "witness_agreement"):
             return "quick" if self.spec.name in SMALL else "exhaustive"
-        if check == "mixed":  # three builds a backend, each compiled by JAX: a hundredth of the budget
+        if check in ("mixed", "mixed_gradients"):  # a build a backend and format, compiled by JAX: a hundredth
             first = self.spec.name in FIRST_OF_KIND.values() and flops <= QUICK_FLOPS / 100
             return "quick" if first else "exhaustive"
         if check in ("gradients", "agreement"):  # the judge's passes, or a backward pass on two backends
@@ -184,18 +185,20 @@ class Case:
 
 
 # The checks that do not depend on the loss: judged once per spec, on its first case.
-LOSS_FREE: frozenset[Check] = frozenset({"counts", "forward", "round_trip", "compiled", "inputs"})
+LOSS_FREE: frozenset[Check] = frozenset({"counts", "forward", "round_trip", "compiled", "inputs", "mixed"})
 
 
 def not_judged(case: Case, check: Check) -> str | None:
     """Why ``check`` does not judge ``case``, or ``None`` where it does."""
-    if check in ("gradients", "agreement") and float32_gradients_ill_posed(case.spec, case.trains_with):
+    if check in ("gradients", "agreement", "mixed_gradients") and float32_gradients_ill_posed(
+        case.spec, case.trains_with
+    ):
         return DEEP_GRADIENTS
     if check == "agreement" and case.spec.is_deep:
         return DEEP_ELEMENTS
     if check == "compiled" and ZOO.get(case.spec.name) != case.spec:
         return "the compilers are judged on the zoo's models; the small specs are there for the judge"
-    if check == "mixed" and case.spec.name not in SMALL and case.spec.name not in FIRST_OF_KIND.values():
+    if check == "mixed_gradients" and case.spec.name not in SMALL and case.spec.name not in FIRST_OF_KIND.values():
         return MIXED_CASES
     if check in LOSS_FREE and case.another_loss:
         return f"does not depend on the loss: judged on {case.spec.name}'s first case"

@@ -101,6 +101,52 @@ def recording_kinks() -> Iterator[list[Kink]]:
         _recorded.reset(token)
 
 
+# --- magnitude: the absolute terms summed into the output ------------------------------------
+
+
+@dataclass
+class _Product:
+    """The last product a judge's pass computed, and the sum of its terms' absolute values."""
+
+    out: np.ndarray | None = None
+    magnitude: np.ndarray | None = None
+
+
+_last_product: ContextVar[_Product | None] = ContextVar("last_product", default=None)
+
+
+def affine(
+    linear: Callable[[np.ndarray, np.ndarray], np.ndarray], h: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None
+) -> np.ndarray:
+    """``linear(h, kernel)`` plus ``bias``: a dense layer's, a convolution's or a head's product.
+    While :func:`output_magnitude` runs, it also records ``linear(|h|, |kernel|) + |bias|``."""
+    out = linear(h, kernel)
+    if bias is not None:
+        out = out + bias
+    record = _last_product.get()
+    if record is not None:
+        magnitude = linear(np.abs(h), np.abs(kernel))
+        record.out, record.magnitude = out, magnitude if bias is None else magnitude + np.abs(bias)
+    return out
+
+
+def output_magnitude(
+    spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, *, training: bool = False
+) -> np.ndarray:
+    """Σ|w·h| + |b| for each output of :func:`logits`: the absolute values of the terms the last
+    product sums. Rounding errors scale with it, not with the output, which cancellation can bring
+    near 0 (a one-unit regression head). Every spec ends in a product (a dense layer or a convolution)."""
+    record = _Product()
+    token = _last_product.set(record)
+    try:
+        out = logits(spec, params, x, training=training)
+    finally:
+        _last_product.reset(token)
+    if record.out is not out or record.magnitude is None:
+        raise RuntimeError(f"{spec.name}: the judge's output is not the last product it computed")
+    return record.magnitude
+
+
 def relu(x: np.ndarray) -> np.ndarray:
     _note_kink("relu", np.abs(x), x)
     return np.maximum(x, 0.0)
@@ -207,9 +253,8 @@ def _mlp(spec: MLPSpec, p: Mapping[str, np.ndarray], h: np.ndarray, prefix: str 
     """An MLP's logits; its tensors are named ``{prefix}dense_<i>/…``."""
     last = len(spec.hidden_sizes)
     for i in range(last + 1):
-        h = h @ p[f"{prefix}{dense_name(i)}/kernel"]
-        if spec.use_bias:
-            h = h + p[f"{prefix}{dense_name(i)}/bias"]
+        name = f"{prefix}{dense_name(i)}"
+        h = affine(np.matmul, h, p[f"{name}/kernel"], p[f"{name}/bias"] if spec.use_bias else None)
         if i < last:
             h = activation(h, spec.activations[i])
     return h
@@ -342,7 +387,7 @@ def _rnn(spec: RNNSpec, p: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         x = np.concatenate(last, axis=-1)
     if spec.head == "attention":
         x = attention_pooling(spec, p, x)
-    return x @ p["dense_0/kernel"] + p["dense_0/bias"]
+    return affine(np.matmul, x, p["dense_0/kernel"], p["dense_0/bias"])
 
 
 def attention_pooling(spec: RNNSpec, p: dict[str, np.ndarray], h: np.ndarray) -> np.ndarray:
@@ -376,7 +421,7 @@ def _transformer(spec: TransformerSpec, p: dict[str, np.ndarray], tokens: np.nda
         h = (h * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
     elif spec.pooling == "first":
         h = h[:, 0]
-    return h @ p["dense_0/kernel"] + p["dense_0/bias"]
+    return affine(np.matmul, h, p["dense_0/kernel"], p["dense_0/bias"])
 
 
 def encoder_layer(
@@ -462,14 +507,14 @@ def apply_layer(
     state: dict[str, np.ndarray],
 ) -> np.ndarray:
     """One layer in float64; ``name`` is its canonical name, ``state`` receives BatchNorm updates."""
+    bias = p[f"{name}/bias"] if isinstance(layer, Conv2D | ConvTranspose2D | Dense) and layer.use_bias else None
     match layer:
         case Conv2D():
             pads = resolve_padding(layer.padding, h.shape[1:3], layer.kernel_size, layer.strides)
-            out = conv2d(h, p[f"{name}/kernel"], layer.strides, pads)
-            return out + p[f"{name}/bias"] if layer.use_bias else out
+            return affine(partial(conv2d, strides=layer.strides, pads=pads), h, p[f"{name}/kernel"], bias)
         case ConvTranspose2D():
-            out = conv_transpose2d(h, p[f"{name}/kernel"], layer.strides, layer.crops())
-            return out + p[f"{name}/bias"] if layer.use_bias else out
+            linear = partial(conv_transpose2d, strides=layer.strides, crops=layer.crops())
+            return affine(linear, h, p[f"{name}/kernel"], bias)
         case Pool2D():
             return pool2d(h, layer)
         case BatchNorm():
@@ -484,8 +529,7 @@ def apply_layer(
         case GlobalAvgPool():
             return h.mean(axis=(1, 2))
         case Dense():
-            out = h @ p[f"{name}/kernel"]
-            return out + p[f"{name}/bias"] if layer.use_bias else out
+            return affine(np.matmul, h, p[f"{name}/kernel"], bias)
         case Dropout():
             return h
     raise SpecError("layer", type(layer).__name__, "a layer with a reference")

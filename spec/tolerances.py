@@ -1,6 +1,6 @@
 """The one table of tolerances, keyed by (check, dtype, device).
 
-Every entry says why it has its size. Errors are measured as in :func:`within` (forward) or as the
+Every entry says why it has its size. Errors are measured as in :func:`max_scaled_error` (forward) or as the
 relative error of directional derivatives (:class:`spec.reference.DirectionalCheck`).
 """
 
@@ -15,12 +15,16 @@ import numpy as np
 class Tolerance:
     """``|actual − expected| ≤ atol + rtol·scale``, where ``scale`` is ``|expected|`` element by element,
     or with ``per_example`` the largest ``|expected|`` of the element's example (its row): for outputs
-    that are sums with cancellation, whose rounding has the size of the terms, not of the result."""
+    that are sums with cancellation, whose rounding has the size of the terms, not of the result.
+    With ``of_magnitude`` the scale is the output's magnitude instead of ``|expected|``: the sum of
+    the absolute terms the judge's last product adds up (:func:`spec.reference.output_magnitude`),
+    the size rounding errors have even where the terms cancel to an output near 0."""
 
     rtol: float
     atol: float
     why: str
     per_example: bool = False
+    of_magnitude: bool = False
 
 
 TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
@@ -113,20 +117,22 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     # Mixed precision (bfloat16 or float16 compute, float32 variables), per product a value passes
     # through (spec.precision.rounding_depth): each rounds its inputs and weights to the format, a
     # relative error of up to u each (unit roundoff 2⁻⁸ bfloat16, 2⁻¹¹ float16) — see mixed_tolerance.
-    # Outputs, relative to each example's largest: measured ≤ 2.5·u per product (tiny_resnet_imagenet
-    # in training mode, float16; ring_gan 2.0 bfloat16) on the small specs and the smallest zoo
-    # model of each kind, every backend.
+    # Outputs, relative to each example's largest magnitude (Σ|w·h| + |b| of the output layer, not
+    # the output, which cancels to near 0 in a one-unit regression head: gru_reset_before measured
+    # 370·u per product of its output, 0.14·u of its magnitude): measured ≤ 1.3·u per product
+    # (batchnorm_cnn in training mode, JAX, float16), ≤ 0.75·u in evaluation mode, over every zoo
+    # model and small spec on every backend (witness batches, 2026-12-07).
     ("mixed_forward", "mixed_bfloat16", "cpu"): Tolerance(
-        rtol=5 * 2**-8, atol=0.0, why="5u per product", per_example=True
+        rtol=5 * 2**-8, atol=0.0, why="5u of the magnitude per product", per_example=True, of_magnitude=True
     ),
     ("mixed_forward", "mixed_float16", "cpu"): Tolerance(
-        rtol=5 * 2**-11, atol=0.0, why="5u per product", per_example=True
+        rtol=5 * 2**-11, atol=0.0, why="5u of the magnitude per product", per_example=True, of_magnitude=True
     ),
     ("mixed_forward", "mixed_bfloat16", "gpu"): Tolerance(
-        rtol=5 * 2**-8, atol=0.0, why="5u per product", per_example=True
+        rtol=5 * 2**-8, atol=0.0, why="5u of the magnitude per product", per_example=True, of_magnitude=True
     ),
     ("mixed_forward", "mixed_float16", "gpu"): Tolerance(
-        rtol=5 * 2**-11, atol=0.0, why="5u per product", per_example=True
+        rtol=5 * 2**-11, atol=0.0, why="5u of the magnitude per product", per_example=True, of_magnitude=True
     ),
     # Gradients, norm-wise per tensor (spec.precision.per_tensor_norm_errors) against the float64
     # witness: a kernel's or bias's gradient sums terms over examples and positions that largely
@@ -182,13 +188,21 @@ def mixed_tolerance(check: str, precision: str, depth: int, device: str = "cpu")
     return replace(base, rtol=rtol, why=f"{base.why} × {depth} products")
 
 
-def max_scaled_error(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> float:
-    """max |actual − expected| / (atol + rtol·scale) (see :class:`Tolerance`): at most 1 means within tolerance."""
+def max_scaled_error(
+    actual: np.ndarray, expected: np.ndarray, tol: Tolerance, magnitude: np.ndarray | None = None
+) -> float:
+    """max |actual − expected| / (atol + rtol·scale) (see :class:`Tolerance`): at most 1 means within
+    tolerance. ``magnitude``: the outputs' magnitudes, for (and only for) a tolerance ``of_magnitude``."""
     actual = np.asarray(actual, np.float64)
     expected = np.asarray(expected, np.float64)
     if actual.shape != expected.shape:
         raise ValueError(f"shapes differ: {actual.shape} vs {expected.shape}")
-    scale = np.abs(expected)
+    if tol.of_magnitude != (magnitude is not None):
+        needs = "needs the outputs' magnitude" if tol.of_magnitude else "is relative to the values, not a magnitude"
+        raise ValueError(f"the tolerance ({tol.why}) {needs}")
+    scale = np.abs(expected) if magnitude is None else np.asarray(magnitude, np.float64)
+    if scale.shape != expected.shape:
+        raise ValueError(f"magnitude of shape {scale.shape} for outputs of shape {expected.shape}")
     if tol.per_example and scale.ndim > 1:
         scale = scale.reshape(len(scale), -1).max(axis=1).reshape((-1,) + (1,) * (scale.ndim - 1))
     return float((np.abs(actual - expected) / (tol.atol + tol.rtol * scale)).max(initial=0.0))
@@ -201,7 +215,3 @@ def forward_check(*, deep: bool, training: bool) -> str:
     if not deep:
         return "forward"
     return "forward_deep_batchnorm" if training else "forward_deep"
-
-
-def within(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool:
-    return max_scaled_error(actual, expected, tol) <= 1.0

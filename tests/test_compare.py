@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import get_backend, selected_backends
@@ -125,3 +126,17 @@ def test_a_model_the_framework_cannot_express_is_reported_not_native(
     (row,) = json.loads((tmp_path / "compare.json").read_text())["models"]
     assert row["ok"] and row["params"] is None and "reset gate after" in row["unsupported"]
     assert "| gru_reset_before |" in (tmp_path / "compare.md").read_text()
+
+
+def test_an_output_that_cancels_to_near_zero_is_judged_against_its_magnitude(backend: Backend) -> None:
+    """bigru_classifier's one logit sums terms that cancel: on one example of the report's batch the
+    judge's output is over 100 times smaller than its terms. Mixed precision rounds at the terms'
+    size, so the precision section judges each error against the output's magnitude."""
+    from spec import reference as ref
+
+    case = dataclasses.replace(compare.ZOO_CASES["bigru_classifier"], perturbed=False)
+    params, (x, _) = case.params(compare.SEED), case.batch(compare.SEED, size=compare.PRECISION_BATCH)
+    magnitude, logits = ref.output_magnitude(case.spec, params, x), ref.logits(case.spec, params, x)
+    assert (magnitude / np.abs(logits)).max() > 100
+    row = compare.compare_precision(case, backend)
+    assert row.ok and all(error is not None for error in row.errors.values()), row

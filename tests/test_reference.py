@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from spec import reference as ref
+from spec.cases import SMALL
 from spec.errors import BatchError, SpecError
 from spec.layers import Activation
 from spec.losses import check_loss
@@ -37,6 +38,28 @@ def test_tiny_network_by_hand() -> None:
     # BCE from logits with targets [1, 0]: mean(log(1 + e^-5.5), log(1 + e^-1))
     bce = ref.loss(TINY, TINY_PARAMS, x, np.array([[1.0], [0.0]]), "binary_crossentropy")
     assert bce == pytest.approx((math.log1p(math.exp(-5.5)) + math.log1p(math.exp(-1.0))) / 2, rel=1e-14)
+
+
+def test_output_magnitude_by_hand() -> None:
+    # the terms of z: row 0 3.5·1.5 + 0·(−2) + 0.25 = 5.5; row 1 0.5·1.5 + 1.0·(−2) + 0.25 = −1.0,
+    # whose absolute values sum to 0.75 + 2 + 0.25 = 3.0
+    x = np.array([[1.0, 1.0], [-1.0, 0.5]])
+    np.testing.assert_allclose(ref.output_magnitude(TINY, TINY_PARAMS, x), [[5.5], [3.0]], rtol=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_output_magnitude_bounds_every_output(name: str) -> None:
+    from spec.params import init_params
+
+    spec = SMALL[name]
+    params = init_params(spec, 0)
+    x, _ = spec.example_batch(3, 0)
+    for training in (False, True):
+        logits = ref.logits(spec, params, x, training=training)
+        magnitude = ref.output_magnitude(spec, params, x, training=training)
+        assert magnitude.shape == logits.shape
+        assert np.all(magnitude >= np.abs(logits) * (1 - 1e-12))  # |Σ terms| ≤ Σ |terms|
+        assert np.any(magnitude > np.abs(logits) * 1.01)  # initial weights of both signs: some terms cancel
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ from spec.recipes import (
 )
 from spec.report.plots import plot_gan_samples, plot_loss_curves
 from spec.report.speed import load_speed, speed_markdown
-from spec.tolerances import forward_check, max_scaled_error, mixed_tolerance, tolerance
+from spec.tolerances import Tolerance, forward_check, max_scaled_error, mixed_tolerance, tolerance
 from spec.training import History, fit
 
 T = TypeVar("T")
@@ -149,6 +149,10 @@ def compare_model(case: Case, backend: Backend) -> Row:
     )
 
 
+# The precision section's errors: relative to each example's largest output magnitude.
+RELATIVE_TO_MAGNITUDE = Tolerance(
+    rtol=1.0, atol=0.0, why="relative to the magnitude", per_example=True, of_magnitude=True
+)
 PRECISION_BATCH = 4  # the precision section's batch: a full ResNet in bfloat16 runs on emulated kernels here
 REPORTED_PRECISIONS: tuple[Precision, ...] = ("float32", *MIXED_PRECISIONS)
 
@@ -158,12 +162,10 @@ class PrecisionRow:
     model: str
     backend: str
     depth: int  # the products a value passes through (spec.precision.rounding_depth)
-    # per precision: max |logits − judge| over each example's largest |judge logit|, and that over
-    # the precision's tolerance (≤ 1 is within it); None where the framework cannot build the model,
-    # or (scaled) where mixed precision is not judged (spec.cases.not_judged)
+    # per precision: max |logits − judge| over each example's largest output magnitude, and the error
+    # over the precision's tolerance (≤ 1 is within it); None where the framework cannot build the model
     errors: dict[str, float | None]
     scaled: dict[str, float | None]
-    not_judged: str | None = None  # why its mixed-precision errors are measured but not judged
 
     @property
     def ok(self) -> bool:
@@ -172,13 +174,14 @@ class PrecisionRow:
 
 def compare_precision(case: Case, backend: Backend) -> PrecisionRow:
     """The case's evaluation-mode logits on PRECISION_BATCH examples in float32, mixed bfloat16 and
-    mixed float16, against the judge, each relative to the example's largest logit."""
+    mixed float16, against the judge, each relative to the example's largest output magnitude
+    (:func:`spec.reference.output_magnitude`)."""
     spec, device = case.spec, backend.device()
     params = case.params(SEED)
     x, _ = case.batch(SEED, size=PRECISION_BATCH)
     expected = ref.logits(spec, params, x)
+    magnitude = ref.output_magnitude(spec, params, x)
     depth = rounding_depth(spec)
-    unjudged = not_judged(case, "mixed")
     errors: dict[str, float | None] = {}
     scaled: dict[str, float | None] = {}
     for precision in REPORTED_PRECISIONS:
@@ -187,13 +190,15 @@ def compare_precision(case: Case, backend: Backend) -> PrecisionRow:
         except UnsupportedOption:
             errors[precision] = scaled[precision] = None
             continue
+        errors[precision] = max_scaled_error(logits, expected, RELATIVE_TO_MAGNITUDE, magnitude)
         if precision == "float32":
-            tol = tolerance(forward_check(deep=spec.is_deep, training=False), "float32", device)
+            scaled[precision] = max_scaled_error(
+                logits, expected, tolerance(forward_check(deep=spec.is_deep, training=False), "float32", device)
+            )
         else:
             tol = mixed_tolerance("mixed_forward", precision, depth, device)
-        errors[precision] = max_scaled_error(logits, expected, replace(tol, rtol=1.0, atol=0.0, per_example=True))
-        scaled[precision] = None if unjudged and precision != "float32" else max_scaled_error(logits, expected, tol)
-    return PrecisionRow(spec.name, backend.name, depth, errors, scaled, unjudged)
+            scaled[precision] = max_scaled_error(logits, expected, tol, magnitude)
+    return PrecisionRow(spec.name, backend.name, depth, errors, scaled)
 
 
 def precision_markdown(rows: list[PrecisionRow]) -> str:
@@ -203,19 +208,18 @@ def precision_markdown(rows: list[PrecisionRow]) -> str:
         "",
         "Each model built in float32 and in each framework's native mixed precision (float32 variables; torch's",
         "autocast, Keras's mixed_* policies, Flax modules with a bfloat16 or float16 compute dtype): the largest",
-        "error of its evaluation-mode logits relative to each example's largest judge logit. Mixed precision is",
-        "held to 5 unit roundoffs (2⁻⁸, 2⁻¹¹) per product a value passes through (depth; spec/tolerances.py);",
-        "gradients and training in mixed precision are judged by the test suite (docs/precision.md). Mixed precision",
-        "is judged where the suite judges it (the smallest zoo model of each kind); the other rows are measured",
-        "only: the bound per product does not yet model errors that build up over a long recurrence.",
+        "error of its evaluation-mode logits relative to each example's largest output magnitude (Σ|w·h| + |b|,",
+        "the absolute terms its output layer sums: rounding scales with them, not with an output that cancels to",
+        "near 0). Mixed precision is held to 5 unit roundoffs (2⁻⁸, 2⁻¹¹) of the magnitude per product a value",
+        "passes through (depth; spec/tolerances.py); float32 to its forward tolerance. Gradients and training in",
+        "mixed precision are judged by the test suite (docs/precision.md).",
         "",
         "| model | backend | depth | float32 | mixed bfloat16 | mixed float16 | within tolerance |",
         "|---|---|---:|---:|---:|---:|:---:|",
     ]
     for r in rows:
         cells = ["not native" if r.errors[p] is None else f"{r.errors[p]:.2e}" for p in REPORTED_PRECISIONS]
-        verdict = ("yes" if r.ok else "**NO**") + (" (float32; mixed measured only)" if r.not_judged else "")
-        lines.append(f"| {r.model} | {r.backend} | {r.depth} | {' | '.join(cells)} | {verdict} |")
+        lines.append(f"| {r.model} | {r.backend} | {r.depth} | {' | '.join(cells)} | {'yes' if r.ok else '**NO**'} |")
     return "\n".join(lines) + "\n"
 
 
