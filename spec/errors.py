@@ -50,3 +50,12 @@ class BatchError(SpecError):
     def __init__(self, model: str, field: str, value: str, allowed: str) -> None:
         ValueError.__init__(self, f"{model}: {field} {value}; expected {allowed}")
         self.model, self.field, self.value, self.allowed = model, field, value, allowed
+
+
+class PortError(ValueError):
+    """A user's model that cannot be ported: names the model, the layer or module in it (``where``,
+    its path in the source framework) and why, with what would make it portable where known."""
+
+    def __init__(self, model: str, where: str, why: str) -> None:
+        super().__init__(f"{model}: {where}: {why}")
+        self.model, self.where, self.why = model, where, why

@@ -176,6 +176,12 @@ def tolerance(check: str, dtype: str = "float32", device: str = "cpu") -> Tolera
 MIXED_GRADIENT_CAP = 0.5
 
 
+# Not a tolerance: the error each report shows, relative to each example's largest output magnitude.
+RELATIVE_TO_MAGNITUDE = Tolerance(
+    rtol=1.0, atol=0.0, why="relative to the magnitude", per_example=True, of_magnitude=True
+)
+
+
 def mixed_tolerance(check: str, precision: str, depth: int, device: str = "cpu") -> Tolerance:
     """The ``mixed_forward`` or ``mixed_gradient`` tolerance for a model whose values pass through
     ``depth`` products (:func:`spec.precision.rounding_depth`): the table's entry per product, times

@@ -46,7 +46,7 @@ from spec.recipes import (
 )
 from spec.report.plots import plot_gan_samples, plot_loss_curves
 from spec.report.speed import load_speed, speed_markdown
-from spec.tolerances import Tolerance, forward_check, max_scaled_error, mixed_tolerance, tolerance
+from spec.tolerances import RELATIVE_TO_MAGNITUDE, forward_check, max_scaled_error, mixed_tolerance, tolerance
 from spec.training import History, fit
 
 T = TypeVar("T")
@@ -149,10 +149,6 @@ def compare_model(case: Case, backend: Backend) -> Row:
     )
 
 
-# The precision section's errors: relative to each example's largest output magnitude.
-RELATIVE_TO_MAGNITUDE = Tolerance(
-    rtol=1.0, atol=0.0, why="relative to the magnitude", per_example=True, of_magnitude=True
-)
 PRECISION_BATCH = 4  # the precision section's batch: a full ResNet in bfloat16 runs on emulated kernels here
 REPORTED_PRECISIONS: tuple[Precision, ...] = ("float32", *MIXED_PRECISIONS)
 

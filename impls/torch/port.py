@@ -1,0 +1,592 @@
+"""A user's ``nn.Module`` read into triptych: the spec it computes and its tensors in canonical form.
+
+Sequential models — ``nn.Sequential`` or attribute-style modules whose ``forward`` calls layers and
+functional activations in a chain, like the texts' ``DNN`` and ``SimpleCNN`` — are read from their
+``torch.fx`` graph, so a ``F.relu`` or an ``x.view(x.size(0), -1)`` in ``forward`` counts as much as
+an ``nn.ReLU`` child. A recurrent forecaster (an ``nn.RNN``/``LSTM``/``GRU`` and a Linear head on the
+last step, like the texts' ``TimeSeriesLSTM``) becomes an :class:`~spec.models.RNNSpec`. ResNets
+are matched by torchvision's naming (``conv1``, ``bn1``, ``layer1.0.conv1``, ``downsample.0``,
+``fc``) at any image size and class count. Anything else — a residual connection outside that
+scheme, a layer the specs do not know, an option they cannot express — raises
+:class:`~spec.errors.PortError` naming the module and the node.
+
+The tensors are copied into triptych's own torch model for the inferred spec, whose export converts
+them to the canonical layout (:mod:`impls.torch.weights`: kernels transposed, a recurrent layer's
+two biases folded into one where only their sum counts).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from impls.torch import weights
+from impls.torch.models import MODEL_CLASSES, SpecModel
+from spec.errors import PortError, SpecError, WeightFileError
+from spec.layers import (
+    Act,
+    Activation,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    Padding,
+    Pool2D,
+    layer_output_shape,
+)
+from spec.models import CNNSpec, ModelSpec, ResNetSpec, RNNSpec
+from spec.params import cnn_layer_names, layer_names
+from spec.port import Imported
+
+# torch's modules and functions for each activation the specs know (the output's, softmax, apart)
+_ACTIVATION_MODULES: dict[type[nn.Module], Callable[[Any], Activation]] = {
+    nn.ReLU: lambda m: Activation("relu"),
+    nn.Tanh: lambda m: Activation("tanh"),
+    nn.Sigmoid: lambda m: Activation("sigmoid"),
+    nn.LeakyReLU: lambda m: Activation("leaky_relu", negative_slope=float(m.negative_slope)),
+    nn.ELU: lambda m: Activation("elu", alpha=float(m.alpha)),
+    nn.GELU: lambda m: Activation("gelu", approximate="exact" if m.approximate == "none" else str(m.approximate)),
+}
+_ACTIVATION_FUNCTIONS: dict[object, str] = {
+    F.relu: "relu",
+    torch.relu: "relu",
+    torch.tanh: "tanh",
+    F.tanh: "tanh",
+    torch.sigmoid: "sigmoid",
+    F.sigmoid: "sigmoid",
+    "relu": "relu",  # tensor methods: x.relu()
+    "tanh": "tanh",
+    "sigmoid": "sigmoid",
+}
+_SOFTMAX = (F.softmax, torch.softmax, "softmax")
+_FLATTEN_METHODS = ("view", "reshape", "flatten")
+M = TypeVar("M", bound=nn.Module)
+# where a training checkpoint keeps the model's state dict (the texts' torch.save({..., "model_state_dict": ...}))
+CHECKPOINT_KEYS = ("model_state_dict", "state_dict")
+_RECURRENT_CELLS = {nn.RNN: "simple_rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
+
+
+def import_model(module: nn.Module, input_shape: tuple[int, ...], name: str | None = None) -> Imported:
+    """The spec ``module`` computes on inputs of ``input_shape`` (one example, torch's layout: (C, H, W)
+    for images, (T, F) for batch-first sequences, (F,) for vectors) and its tensors in canonical form.
+    ``name`` names the spec (default: the module's class)."""
+    name = name or type(module).__name__
+    spec, sources = _infer(module, tuple(input_shape), name)
+    target = MODEL_CLASSES[type(spec)](spec)
+    missing = [layer for layer in layer_names(spec) if layer not in sources]
+    assert not missing, f"{name}: no source layer found for canonical {missing}"  # each reader maps them all
+    _copy_tensors(module, target, sources, name)
+    return Imported("torch", spec, weights.export(target), sources)
+
+
+def load_checkpoint(module: nn.Module, path: str | Path) -> None:
+    """Load a state dict saved with ``torch.save`` into ``module`` — the dict itself, or a training
+    checkpoint holding it under ``model_state_dict`` or ``state_dict`` — every tensor required
+    (``strict``): a missing, unexpected or mis-shaped tensor raises naming the file and the tensor."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated zip, a pickle with code in it, not a torch file at all
+        raise WeightFileError(
+            f"checkpoint {str(path)!r} is not a readable torch file ({type(exc).__name__}: {exc})"
+        ) from exc
+    state = loaded
+    if isinstance(loaded, dict):
+        state = next((loaded[key] for key in CHECKPOINT_KEYS if isinstance(loaded.get(key), dict)), loaded)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightFileError(
+            f"checkpoint {str(path)!r} holds no state dict (a mapping of names to tensors, itself or under "
+            f"{' or '.join(CHECKPOINT_KEYS)})"
+        )
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # torch's message lists the missing and unexpected keys and the shapes
+        raise WeightFileError(f"checkpoint {str(path)!r} does not fit {type(module).__name__}: {exc}") from exc
+
+
+def canonical_inputs(x: np.ndarray) -> np.ndarray:
+    """A batch in torch's layout (NCHW images) in the canonical one (NHWC)."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+
+
+def source_outputs(module: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """A runner of the user's module in evaluation mode on canonical batches (NHWC images are
+    given to it as NCHW), giving what its ``forward`` returns: the spec's outputs."""
+
+    @torch.no_grad()
+    def run(x: np.ndarray) -> np.ndarray:
+        was_training = module.training
+        module.eval()
+        try:
+            tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            if tensor.ndim == 4:  # canonical NHWC -> torch's NCHW
+                tensor = tensor.permute(0, 3, 1, 2).contiguous()
+            return module(tensor).numpy()
+        finally:
+            module.train(was_training)
+
+    return run
+
+
+# --- inference ----------------------------------------------------------------------------------
+
+
+def _infer(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple[ModelSpec, dict[str, str]]:
+    if _is_torchvision_resnet(module):
+        return _resnet(module, input_shape, name)
+    graph = _trace(module, name)
+    recurrent = [n for n in graph.nodes if n.op == "call_module" and type(_target(module, n)) in _RECURRENT_CELLS]
+    if recurrent:
+        return _recurrent(module, graph, input_shape, name)
+    return _sequential(module, graph, input_shape, name)
+
+
+def _trace(module: nn.Module, name: str) -> fx.Graph:
+    try:
+        graph = fx.symbolic_trace(module).graph
+    except Exception as exc:  # fx raises many kinds: data-dependent control flow, unsupported ops
+        raise PortError(name, "forward", f"torch.fx cannot trace it ({type(exc).__name__}: {exc})") from exc
+    graph.eliminate_dead_code()  # e.g. an LSTM's final states, unpacked and never used
+    return graph
+
+
+def _target(module: nn.Module, node: fx.Node) -> nn.Module:
+    return module.get_submodule(str(node.target))
+
+
+def _describe(node: fx.Node) -> str:
+    return f"node {node.name} ({node.op} {getattr(node.target, '__name__', node.target)})"
+
+
+@dataclass
+class _Chain:
+    """The layers read so far, where each came from (a module's path, or a node of ``forward``), the
+    path of each that holds tensors, and the output activation."""
+
+    layers: list[Layer]
+    wheres: list[str]
+    paths: list[str | None]
+    output_activation: str = "linear"
+
+    def add(self, layer: Layer, where: str, path: str | None = None) -> None:
+        self.layers.append(layer)
+        self.wheres.append(where)
+        self.paths.append(path)
+
+
+def _chain_nodes(graph: fx.Graph, name: str) -> Iterator[fx.Node]:
+    """The graph's compute nodes in order, checking that each takes the one before it: a node that
+    reads two earlier results (a residual sum, a concatenation) is not a sequential model."""
+    previous: fx.Node | None = None
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if previous is not None:
+                raise PortError(name, _describe(node), "a second input: a sequential model takes one tensor")
+            previous = node
+            continue
+        tensors = [arg for arg in node.all_input_nodes if not _is_shape_query(arg)]
+        if node.op == "output":
+            return
+        if tensors != [previous]:
+            why = "it reads earlier results besides the last one (a residual connection or a branch)"
+            raise PortError(
+                name, _describe(node), f"{why}: not a sequential model; a ResNet ports by torchvision's naming"
+            )
+        if not _is_shape_query(node):  # x.size(0) reads x, and the next layer reads x too
+            previous = node
+            yield node
+
+
+def _is_shape_query(node: fx.Node) -> bool:
+    """``x.size(0)``, ``x.shape``, ``x.shape[0]``: numbers, not a tensor flowing through the model."""
+    if node.op == "call_method" and node.target == "size":
+        return True
+    if node.op == "call_function" and node.target is getattr:
+        return node.args[1] == "shape"
+    source = node.args[0] if node.args else None
+    return (
+        node.op == "call_function"
+        and node.target is operator.getitem
+        and isinstance(source, fx.Node)
+        and _is_shape_query(source)
+    )
+
+
+def _sequential(
+    module: nn.Module, graph: fx.Graph, input_shape: tuple[int, ...], name: str
+) -> tuple[CNNSpec, dict[str, str]]:
+    if len(input_shape) not in (1, 3):
+        raise PortError(name, "input_shape", f"{input_shape}: (C, H, W) images or (F,) vectors for a sequential model")
+    canonical_shape = (*input_shape[1:], input_shape[0]) if len(input_shape) == 3 else input_shape
+    chain = _Chain([], [], [])
+    nodes = list(_chain_nodes(graph, name))
+    for index, node in enumerate(nodes):
+        if chain.output_activation != "linear":
+            raise PortError(name, _describe(node), f"follows the output {chain.output_activation}: it must come last")
+        last = index == len(nodes) - 1
+        _read_node(module, node, chain, name, last)
+    _check_shapes(module, canonical_shape, chain, name)
+    try:
+        spec = CNNSpec(name, canonical_shape, tuple(chain.layers), chain.output_activation)
+    except SpecError as exc:
+        raise PortError(name, "its layers", f"not a valid sequential spec: {exc}") from exc
+    sources = {
+        canonical: path
+        for canonical, path in zip(cnn_layer_names(spec), chain.paths)
+        if canonical is not None and path is not None
+    }
+    return spec, sources
+
+
+def _read_node(module: nn.Module, node: fx.Node, chain: _Chain, name: str, last: bool) -> None:
+    """Append the spec layer ``node`` computes to ``chain``, or raise naming it."""
+    if node.op == "call_module":
+        child = _target(module, node)
+        path = str(node.target)
+        if isinstance(child, nn.Softmax | nn.Sigmoid) and last:
+            _output_activation(chain, "softmax" if isinstance(child, nn.Softmax) else "sigmoid", node, name)
+            return
+        layer = _module_layer(child, path, name)
+        chain.add(layer, f"{path} ({type(child).__name__})", path if _holds_tensors(child) else None)
+        if path in chain.paths[:-1] and _holds_tensors(child):
+            raise PortError(name, path, "called twice: its tensors would be shared by two layers, which no spec has")
+        return
+    target = node.target
+    if target in _SOFTMAX:
+        if not last:
+            raise PortError(name, _describe(node), "a softmax inside the model: only as its output activation")
+        _output_activation(chain, "softmax", node, name)
+        return
+    if target in _ACTIVATION_FUNCTIONS:
+        kind = _ACTIVATION_FUNCTIONS[target]  # type: ignore[index]
+        if last and kind == "sigmoid":
+            _output_activation(chain, "sigmoid", node, name)
+        else:
+            chain.add(Act(Activation(kind)), _describe(node))
+        return
+    if target in (F.log_softmax, torch.log_softmax, "log_softmax"):
+        why = (
+            "log_softmax: the specs' outputs are logits, softmax or sigmoid; "
+            "return the logits (NLLLoss ∘ log_softmax is cross-entropy)"
+        )
+        raise PortError(name, _describe(node), why)
+    if target is F.dropout:
+        rate = node.kwargs.get("p", node.args[1] if len(node.args) > 1 else 0.5)
+        chain.add(Dropout(float(cast(float, rate))), _describe(node))
+        return
+    if target is torch.flatten or target in _FLATTEN_METHODS:
+        _check_flatten(node, name)
+        chain.add(Flatten(), _describe(node))  # the feature count is checked against the next Linear
+        return
+    raise PortError(name, _describe(node), "an operation the specs do not know")
+
+
+def _check_flatten(node: fx.Node, name: str) -> None:
+    """``torch.flatten(x, 1)``, ``x.flatten(1)``, or a view/reshape to (batch, features): ``view(-1, n)``,
+    ``view(x.size(0), -1)``."""
+    args = node.args[1:]
+    if node.target in (torch.flatten, "flatten"):
+        start = node.kwargs.get("start_dim", args[0] if args else 0)
+        end = node.kwargs.get("end_dim", args[1] if len(args) > 1 else -1)
+        if start == 1 and end == -1:
+            return
+    elif len(args) == 1 and isinstance(args[0], tuple | list):
+        args = tuple(args[0])
+    if node.target in ("view", "reshape") and len(args) == 2:
+        return
+    raise PortError(name, _describe(node), f"{args!r}: the specs flatten to (batch, features) only")
+
+
+def _output_activation(chain: _Chain, kind: str, node: fx.Node, name: str) -> None:
+    if kind == "softmax":
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        if isinstance(node.target, str) or node.op == "call_module":
+            dim = dim if dim is not None else getattr(node.target, "dim", None)
+        if dim not in (1, -1, None):
+            raise PortError(name, _describe(node), f"softmax over dim {dim}: the specs' softmax is over the classes")
+    chain.output_activation = kind
+
+
+def _holds_tensors(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+
+
+def _module_layer(child: nn.Module, path: str, name: str) -> Layer:
+    """The spec layer of one torch module, every option checked against what the spec can say."""
+    where = f"{path} ({type(child).__name__})"
+    for kind, make in _ACTIVATION_MODULES.items():
+        if type(child) is kind:
+            return Act(make(child))
+    match child:
+        case nn.Linear():
+            return Dense(child.out_features, use_bias=child.bias is not None)
+        case nn.Conv2d():
+            _require(name, where, child.groups == 1, f"groups=1 (it has {child.groups})")
+            _require(name, where, child.dilation == (1, 1), f"dilation 1 (it has {child.dilation})")
+            _require(name, where, child.padding_mode == "zeros", "zero padding")
+            padding = child.padding if isinstance(child.padding, str) else _pads(_pair(child.padding))
+            kernel, stride = _pair(child.kernel_size), _pair(child.stride)
+            return Conv2D(child.out_channels, kernel, stride, padding, child.bias is not None)
+        case nn.MaxPool2d() | nn.AvgPool2d():
+            _require(name, where, not child.ceil_mode, "ceil_mode=False")
+            if isinstance(child, nn.MaxPool2d):
+                _require(name, where, child.dilation in (1, (1, 1)), "dilation 1")
+            else:
+                _require(name, where, child.divisor_override is None, "no divisor_override")
+            pads = _pads(_pair(child.padding))
+            if isinstance(child, nn.MaxPool2d):
+                return Pool2D("max", _pair(child.kernel_size), _pair(child.stride or child.kernel_size), pads)
+            count = child.count_include_pad if pads != "valid" else None
+            return Pool2D("avg", _pair(child.kernel_size), _pair(child.stride or child.kernel_size), pads, count)
+        case nn.BatchNorm1d() | nn.BatchNorm2d():
+            _require(name, where, child.affine and child.track_running_stats, "affine=True, track_running_stats=True")
+            _require(name, where, child.momentum is not None, "a momentum (not a cumulative average)")
+            return BatchNorm(1.0 - float(child.momentum or 0.0), float(child.eps), "unbiased")
+        case nn.Dropout():
+            return Dropout(float(child.p))
+        case nn.Flatten():
+            _require(name, where, child.start_dim == 1 and child.end_dim == -1, "start_dim=1, end_dim=-1")
+            return Flatten()
+    raise PortError(name, where, "not a layer the specs know")
+
+
+def _pads(padding: tuple[int, int]) -> Padding:
+    """torch's symmetric (rows, columns) padding as the spec's: "valid" where there is none."""
+    return "valid" if padding == (0, 0) else ((padding[0], padding[0]), (padding[1], padding[1]))
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _require(name: str, path: str, condition: bool, what: str) -> None:
+    if not condition:
+        raise PortError(name, path, f"the specs express this layer only with {what}")
+
+
+def _check_shapes(module: nn.Module, input_shape: tuple[int, ...], chain: _Chain, name: str) -> None:
+    """Walk the layers' shapes from ``input_shape`` (NHWC): each layer fits its input, and each
+    Linear's and conv's input width is the module's own (a wrong ``input_shape``, a ``view`` that is
+    not a flatten, a Linear on an image's last axis show here, named)."""
+    shape = input_shape
+    for layer, where, path in zip(chain.layers, chain.wheres, chain.paths):
+        try:
+            output = layer_output_shape(layer, shape)
+        except SpecError as exc:
+            raise PortError(name, where, f"on an input of shape {shape} (NHWC): {exc.allowed}") from None
+        child = module.get_submodule(path) if path is not None else None
+        width = {nn.Linear: "in_features", nn.Conv2d: "in_channels"}.get(type(child))  # type: ignore[call-overload]
+        size = shape[-1] if isinstance(child, nn.Conv2d) else int(np.prod(shape))
+        if width is not None and getattr(child, width) != size:
+            raise PortError(
+                name, where, f"{width}={getattr(child, width)}, but its input has {size} (input shape {shape} NHWC)"
+            )
+        shape = output
+
+
+def _recurrent(
+    module: nn.Module, graph: fx.Graph, input_shape: tuple[int, ...], name: str
+) -> tuple[RNNSpec, dict[str, str]]:
+    """An ``nn.RNN``/``LSTM``/``GRU`` from a zero state, its outputs at the last step, a Linear head."""
+    if len(input_shape) != 2:
+        raise PortError(name, "input_shape", f"{input_shape}: (T, F), a batch-first sequence, for a recurrent model")
+    nodes = [n for n in graph.nodes if n.op not in ("placeholder", "output") and not _is_zero_state(n)]
+    nodes = [n for n in nodes if not _is_shape_query(n) and not (n.op == "call_function" and n.target is getattr)]
+    rnn_node, *rest = nodes
+    rnn = _target(module, rnn_node) if rnn_node.op == "call_module" else None
+    if not isinstance(rnn, nn.RNNBase) or type(rnn) not in _RECURRENT_CELLS:
+        raise PortError(name, _describe(rnn_node), "a recurrent model starts with its nn.RNN, LSTM or GRU")
+    path = str(rnn_node.target)
+    _require(name, path, rnn.batch_first, "batch_first=True")
+    _require(
+        name,
+        path,
+        rnn.bias and rnn.dropout == 0 and getattr(rnn, "proj_size", 0) == 0,
+        "bias, no dropout or projection",
+    )
+    if isinstance(rnn, nn.RNN):
+        _require(name, path, rnn.nonlinearity == "tanh", "nonlinearity='tanh'")
+    for state in rnn_node.args[1:]:
+        states = state if isinstance(state, tuple) else (state,)
+        if not all(isinstance(s, fx.Node) and _is_zero_state(s) for s in states):
+            raise PortError(name, path, "an initial state other than zeros")
+    head = _read_recurrent_head(module, rest, rnn, name)
+    spec = RNNSpec(
+        name, _RECURRENT_CELLS[type(rnn)], rnn.input_size, rnn.hidden_size, input_shape[0],
+        head.out_features, _output_of(module, rest[-1], name),
+        num_layers=rnn.num_layers, bidirectional=rnn.bidirectional,
+    )  # fmt: skip
+    if input_shape[1] != rnn.input_size:
+        raise PortError(
+            name, path, f"input_size={rnn.input_size}, but input_shape {input_shape} has {input_shape[1]} features"
+        )
+    head_path = next(str(n.target) for n in rest if n.op == "call_module" and _target(module, n) is head)
+    sources = {layer: path for layer in layer_names(spec) if layer.startswith("rnn_")} | {"dense_0": head_path}
+    return spec, sources
+
+
+def _is_zero_state(node: fx.Node) -> bool:
+    return (node.op == "call_function" and node.target in (torch.zeros, torch.zeros_like)) or (
+        node.op == "call_method" and node.target == "to" and _is_zero_state(node.args[0])  # type: ignore[arg-type]
+    )
+
+
+def _read_recurrent_head(module: nn.Module, nodes: list[fx.Node], rnn: nn.RNNBase, name: str) -> nn.Linear:
+    """Check that ``nodes`` are: the outputs of the RNN (``[0]``), their last step (``[:, -1, :]``), a
+    Linear, and an optional sigmoid or softmax; the Linear."""
+    expected = "outputs, _ = rnn(x); head(outputs[:, -1, :]) (optionally through a sigmoid or softmax)"
+    if len(nodes) < 3 or any(n.op == "call_function" and n.target is not operator.getitem for n in nodes[:2]):
+        raise PortError(name, "forward", f"a recurrent model the importer reads is {expected}")
+    outputs, last_step, linear, *activation = nodes
+    if outputs.args[1] != 0:
+        raise PortError(name, _describe(outputs), f"uses the RNN's final state; the importer reads {expected}")
+    index = last_step.args[1]
+    if not (isinstance(index, tuple) and len(index) >= 2 and index[0] == slice(None) and index[1] == -1):
+        raise PortError(name, _describe(last_step), f"{index!r}: the importer reads the last step, outputs[:, -1, :]")
+    if rnn.bidirectional:
+        why = (
+            "outputs[:, -1] of a bidirectional RNN holds the backward direction after one step; "
+            "the spec's last state concatenates the forward one at T−1 and the backward one at 0"
+        )
+        raise PortError(name, _describe(last_step), why)
+    head = _target(module, linear) if linear.op == "call_module" else None
+    if not isinstance(head, nn.Linear):
+        raise PortError(name, _describe(linear), f"the head must be one nn.Linear: {expected}")
+    if len(activation) > 1:
+        raise PortError(name, _describe(activation[1]), f"after the head's activation: {expected}")
+    return head
+
+
+def _output_of(module: nn.Module, node: fx.Node, name: str) -> str:
+    """The output activation the last node applies: softmax, sigmoid, or none (the head's Linear)."""
+    if node.op == "call_module":
+        child = _target(module, node)
+        if isinstance(child, nn.Linear):
+            return "linear"
+        if isinstance(child, nn.Softmax | nn.Sigmoid):
+            return "softmax" if isinstance(child, nn.Softmax) else "sigmoid"
+    elif node.target in _SOFTMAX:
+        return "softmax"
+    elif _ACTIVATION_FUNCTIONS.get(node.target) == "sigmoid":  # type: ignore[call-overload]
+        return "sigmoid"
+    raise PortError(name, _describe(node), "an output activation other than sigmoid or softmax")
+
+
+# --- torchvision's ResNets ----------------------------------------------------------------------
+
+_TORCHVISION_RESNET = ("conv1", "bn1", "relu", "maxpool", "layer1", "avgpool", "fc")
+
+
+def _is_torchvision_resnet(module: nn.Module) -> bool:
+    children = dict(module.named_children())
+    return all(name in children for name in _TORCHVISION_RESNET)
+
+
+def _resnet(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple[ResNetSpec, dict[str, str]]:
+    """torchvision's ResNet layout: conv1/bn1/relu/maxpool, layer1…layerN of BasicBlocks (conv1–2,
+    bn1–2) or Bottlenecks (conv1–3, bn1–3; stride on conv2), ``downsample`` (1×1 conv, BatchNorm) where
+    the shape changes, avgpool and fc. The stem is ImageNet's (7×7/2 conv, 3×3/2 max-pool) or, with
+    a 3×3/1 conv1 and ``maxpool`` an ``nn.Identity``, the CIFAR one."""
+    if len(input_shape) != 3:
+        raise PortError(name, "input_shape", f"{input_shape}: (C, H, W) images for a ResNet")
+    stages: list[nn.Sequential] = []
+    while hasattr(module, f"layer{len(stages) + 1}"):
+        stages.append(cast(nn.Sequential, module.get_submodule(f"layer{len(stages) + 1}")))
+    bottleneck = hasattr(stages[0][0], "conv3")
+    widths = tuple(_child(stage[0], "conv1" if bottleneck else "conv2", nn.Conv2d).out_channels for stage in stages)
+    stem = "imagenet" if _child(module, "conv1", nn.Conv2d).kernel_size == (7, 7) else "cifar"
+    pool = module.get_submodule("maxpool")
+    if not isinstance(pool, nn.Identity if stem == "cifar" else nn.MaxPool2d):
+        why = (
+            "a 3×3/1 conv1 (the CIFAR stem) has no pool: maxpool is an nn.Identity"
+            if stem == "cifar"
+            else "an nn.MaxPool2d"
+        )
+        raise PortError(name, f"maxpool ({type(pool).__name__})", f"torchvision's naming expects {why}")
+    bn = _child(module, "bn1", nn.BatchNorm2d)
+    spec = ResNetSpec(
+        name,
+        (*input_shape[1:], input_shape[0]),
+        _child(module, "fc", nn.Linear).out_features,
+        stem,
+        stage_blocks=tuple(len(stage) for stage in stages),
+        widths=widths,
+        batchnorm=BatchNorm(1.0 - float(bn.momentum or 0.0), float(bn.eps), "unbiased"),
+        output_activation="linear",
+        block="bottleneck" if bottleneck else "basic",
+    )
+    sources = {"stem/conv": "conv1", "stem/bn": "bn1", "head": "fc"}
+    letters = "abc"
+    for block in spec.blocks():
+        source = f"layer{block.stage + 1}.{block.index}"
+        for i, letter in enumerate(letters[: 3 if bottleneck else 2]):
+            sources[f"{block.name}/conv_{letter}"] = f"{source}.conv{i + 1}"
+            sources[f"{block.name}/bn_{letter}"] = f"{source}.bn{i + 1}"
+        if block.has_shortcut_conv:
+            sources[f"{block.name}/shortcut_conv"] = f"{source}.downsample.0"
+            sources[f"{block.name}/shortcut_bn"] = f"{source}.downsample.1"
+    _check_resnet_layers(module, spec, sources, name)
+    return spec, sources
+
+
+def _child(module: nn.Module, path: str, kind: type[M]) -> M:
+    """The submodule at ``path``, which torchvision's naming says is a ``kind``."""
+    child = module.get_submodule(path)
+    if not isinstance(child, kind):
+        raise PortError(
+            type(module).__name__, path, f"a {type(child).__name__} where torchvision's naming has a {kind.__name__}"
+        )
+    return child
+
+
+def _check_resnet_layers(module: nn.Module, spec: ResNetSpec, sources: dict[str, str], name: str) -> None:
+    """Every layer torchvision's naming promises is there, with the shape the spec gives it."""
+    target = MODEL_CLASSES[type(spec)](spec)
+    for layer, path in sources.items():
+        try:
+            source = module.get_submodule(path)
+        except AttributeError:
+            raise PortError(name, path, f"missing: torchvision's naming puts canonical {layer} there") from None
+        native = weights.native_layer(target, layer)
+        if type(source) is not type(native):
+            raise PortError(
+                name, path, f"a {type(source).__name__} where torchvision's naming has a {type(native).__name__}"
+            )
+        if isinstance(source, nn.Conv2d | nn.MaxPool2d):
+            for option in ("kernel_size", "stride", "padding"):
+                found, expected = getattr(source, option), getattr(native, option)
+                if found != expected:
+                    raise PortError(
+                        name, path, f"{option}={found}; a torchvision-style ResNet's {layer} has {expected}"
+                    )
+
+
+# --- tensors ------------------------------------------------------------------------------------
+
+
+def _copy_tensors(module: nn.Module, target: SpecModel, sources: dict[str, str], name: str) -> None:
+    """Each source layer's state dict into the target's layer for the same canonical layer (the same
+    torch class, so the same names and layouts); torch's own errors name the tensor and shapes."""
+    copied: set[int] = set()
+    for layer, path in sources.items():
+        native = weights.native_layer(target, layer)
+        if id(native) in copied:  # one nn.LSTM holds every layer and direction
+            continue
+        copied.add(id(native))
+        try:
+            native.load_state_dict(module.get_submodule(path).state_dict())
+        except RuntimeError as exc:
+            raise PortError(name, path, f"its tensors do not fit canonical {layer}: {exc}") from exc

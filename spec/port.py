@@ -1,0 +1,314 @@
+"""Porting a user's model between frameworks: what an importer hands over, and the verification of a port.
+
+An importer (``impls/<framework>/port.py``) reads a model written in its framework the way its users
+write it — an ``nn.Module``, a ``keras.Model``, a Flax NNX module — and infers the spec it computes,
+its tensors in canonical names and layouts, and which of the source's layers holds each canonical
+layer. Any backend then builds the spec with those tensors; :func:`verify` runs the source, the
+judge and every target on one batch and says how far each is from the judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import numpy as np
+
+from spec import reference as ref
+from spec.backend import BACKEND_NAMES, Backend, load_backend
+from spec.errors import BackendUnavailable, PortError, SpecError, UnsupportedOption, WeightFileError
+from spec.layers import BatchNorm
+from spec.models import ModelSpec
+from spec.params import check_params
+from spec.tolerances import RELATIVE_TO_MAGNITUDE, forward_check, max_scaled_error, tolerance
+from spec.weights import save_weights
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A user's model read by an importer: the spec it computes, its tensors (canonical names and
+    layouts, float32), and for each canonical layer the path of the source layer that holds it."""
+
+    framework: str
+    spec: ModelSpec
+    params: Mapping[str, np.ndarray]
+    sources: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", check_params(self.spec, self.params))
+
+
+@dataclass(frozen=True)
+class PortCheck:
+    """One executor's outputs on the verification batch against the judge's: the largest error over
+    each example's largest output magnitude (:func:`spec.reference.output_magnitude`), and that error
+    over the float32 forward tolerance (≤ 1 is within it). ``unsupported`` says why a backend could
+    not build the spec (its numbers are then ``None``)."""
+
+    executor: str
+    error: float | None
+    scaled: float | None
+    unsupported: str | None = None
+    note: str | None = None  # how the executor differs from the source where it still computes its outputs
+
+    @property
+    def ok(self) -> bool:
+        return self.scaled is None or self.scaled <= 1.0
+
+
+@dataclass(frozen=True)
+class PortReport:
+    """The source and every target against the judge, in evaluation mode, on one batch."""
+
+    model: str
+    source: str
+    checks: list[PortCheck] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+
+def verify(
+    imported: Imported,
+    source_outputs: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    targets: Sequence[Backend],
+) -> PortReport:
+    """Run ``x`` (canonical layout) through the source model (``source_outputs``: the importer's
+    runner of the user's model, returning what it returns), the judge, and each target built from
+    the imported tensors. The targets' logits are held against the judge's, relative to their
+    magnitude; the source's outputs against the judge's outputs (after the output activation,
+    which the source applies itself where it has one)."""
+    spec, params = imported.spec, imported.params
+    report = PortReport(spec.name, imported.framework)
+    logits = ref.logits(spec, params, x)
+    magnitude = ref.output_magnitude(spec, params, x)
+    relative = replace(RELATIVE_TO_MAGNITUDE, of_magnitude=spec.output_activation == "linear")
+
+    def check(executor: str, actual: np.ndarray, device: str) -> PortCheck:
+        tol = tolerance(forward_check(deep=spec.is_deep, training=False), "float32", device)
+        expected = ref.output_activation(logits, spec.output_activation)
+        scale = magnitude if relative.of_magnitude else None
+        return PortCheck(
+            executor, max_scaled_error(actual, expected, relative, scale), max_scaled_error(actual, expected, tol)
+        )
+
+    report.checks.append(check(f"source ({imported.framework})", source_outputs(x), "cpu"))
+    for backend in targets:
+        try:
+            model, note = build_for_inference(backend, spec, params)
+        except UnsupportedOption as exc:
+            report.checks.append(PortCheck(backend.name, None, None, unsupported=str(exc)))
+            continue
+        report.checks.append(replace(check(backend.name, backend.forward(model, x), backend.device()), note=note))
+    return report
+
+
+# Options that change only what training does, not the outputs in evaluation mode: a target that
+# cannot express one still computes the source's outputs, with its own rule for training.
+TRAINING_ONLY = frozenset({"batchnorm.running_variance"})
+
+
+def build_for_inference(backend: Backend, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> tuple[Any, str | None]:
+    """``backend``'s model of ``spec``, or where it cannot express an option of :data:`TRAINING_ONLY`,
+    its model with the value it computes instead, and a note saying so."""
+    try:
+        return backend.build(spec, params), None
+    except UnsupportedOption as exc:
+        if exc.field not in TRAINING_ONLY or exc.native is None:
+            raise
+        computed, note = str(exc.native), f"in evaluation mode only: {exc}; in training its running statistics drift"
+    native = with_batchnorms(spec, lambda bn: replace(bn, running_variance=computed))
+    return backend.build(native, params), note
+
+
+def with_batchnorms(spec: ModelSpec, change: Callable[[BatchNorm], BatchNorm]) -> ModelSpec:
+    """``spec`` with ``change`` applied to each of its BatchNorm layers, wherever it holds them (a
+    field, or the layers of a sequential spec)."""
+
+    def visit(value: Any) -> Any:
+        if isinstance(value, BatchNorm):
+            return change(value)
+        if isinstance(value, tuple):
+            return tuple(visit(item) for item in value)
+        return value
+
+    return replace(spec, **{f.name: visit(getattr(spec, f.name)) for f in fields(spec) if f.init})
+
+
+# --- the command: triptych-port -----------------------------------------------------------------
+
+
+class Importer(Protocol):
+    """What ``impls/<framework>/port.py`` offers (the torch one: :mod:`impls.torch.port`)."""
+
+    def import_model(self, model: Any, input_shape: tuple[int, ...], name: str | None = None) -> Imported: ...
+
+    def load_checkpoint(self, model: Any, path: str | Path) -> None: ...
+
+    def canonical_inputs(self, x: np.ndarray) -> np.ndarray: ...
+
+    def source_outputs(self, model: Any) -> Callable[[np.ndarray], np.ndarray]: ...
+
+
+# The framework whose importer reads a model, by the package its class comes from.
+FRAMEWORK_PACKAGES = {"torch": "torch", "keras": "keras", "flax": "jax"}
+
+
+def framework_of(model: object) -> str:
+    """The backend name of the framework ``model`` is written in."""
+    for cls in type(model).__mro__:
+        package = cls.__module__.split(".")[0]
+        if package in FRAMEWORK_PACKAGES:
+            return FRAMEWORK_PACKAGES[package]
+    raise PortError(type(model).__name__, "the model", "not a torch nn.Module, a keras.Model or a Flax NNX module")
+
+
+def load_importer(framework: str) -> Importer:
+    """``impls.<framework>.port``; a clear error where that framework has no importer yet."""
+    try:
+        return cast(Importer, importlib.import_module(f"impls.{framework}.port"))
+    except ModuleNotFoundError as exc:
+        if exc.name != f"impls.{framework}.port":
+            raise BackendUnavailable(f"the {framework} importer needs its framework: {exc}") from exc
+        raise PortError(framework, "importer", f"reading {framework} models is not written yet (torch is)") from None
+
+
+def load_builder(reference: str, kwargs: Mapping[str, Any]) -> object:
+    """The user's model from ``path/to/file.py:Name`` or ``package.module:Name``: a class or function
+    called with ``kwargs``, or a model object itself."""
+    location, _, attribute = reference.rpartition(":")
+    if not location or not attribute:
+        raise PortError(reference, "the model", "give it as path/to/file.py:Name or package.module:Name")
+    if location.endswith(".py"):
+        path = Path(location)
+        if not path.is_file():
+            raise PortError(reference, location, "no such file")
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert module_spec is not None and module_spec.loader is not None  # a .py file always has one
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(location)
+    if not hasattr(module, attribute):
+        raise PortError(reference, attribute, f"{location} defines no {attribute}")
+    found = getattr(module, attribute)
+    return found(**kwargs) if isinstance(found, type) or inspect.isfunction(found) else found
+
+
+def report_markdown(report: PortReport, imported: Imported) -> str:
+    lines = [
+        f"# Port of {report.model} from {report.source}",
+        "",
+        f"Spec: `{imported.spec!r}`",
+        "",
+        "Each executor's outputs on the verification batch against the float64 judge, relative to each",
+        "example's largest output magnitude; within tolerance means within the float32 forward tolerance.",
+        "",
+        "| executor | error | within tolerance | note |",
+        "|---|---:|:---:|---|",
+    ]
+    for check in report.checks:
+        error = "not native" if check.error is None else f"{check.error:.2e}"
+        verdict = "yes" if check.ok else "**NO**"
+        lines.append(f"| {check.executor} | {error} | {verdict} | {check.unsupported or check.note or ''} |")
+    lines += ["", "| canonical layer | source layer |", "|---|---|"]
+    lines += [f"| {layer} | `{source}` |" for layer, source in imported.sources.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="triptych-port",
+        description="Port a model written in torch to every backend, verified against the float64 judge.",
+    )
+    parser.add_argument("model", help="path/to/file.py:Name or package.module:Name (a class, function or model)")
+    parser.add_argument(
+        "--input-shape", required=True, help="one example's shape in the source's layout: C,H,W | T,F | F"
+    )
+    parser.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the class or function")
+    parser.add_argument("--checkpoint", type=Path, help="the source framework's weight file (torch: a state dict)")
+    parser.add_argument("--batch", type=Path, help=".npz whose 'x' is the verification batch (source layout)")
+    parser.add_argument("--to", action="append", choices=BACKEND_NAMES, default=[], help="targets (default: all)")
+    parser.add_argument("--name", help="the spec's name (default: the model's class)")
+    parser.add_argument("--out", type=Path, default=Path("reports/port"), help="directory for the files written")
+    args = parser.parse_args(argv)
+    try:
+        shape = tuple(int(n) for n in args.input_shape.split(","))
+        model = load_builder(args.model, json.loads(args.kwargs))
+        importer = load_importer(framework_of(model))
+        if args.checkpoint is not None:
+            importer.load_checkpoint(model, args.checkpoint)
+        step("reading the model")
+        imported = importer.import_model(model, shape, args.name)
+        x = (
+            imported.spec.example_batch(VERIFY_BATCH)[0]
+            if args.batch is None
+            else importer.canonical_inputs(load_batch(args.batch))
+        )
+        targets = []
+        for name in args.to or BACKEND_NAMES:
+            step(f"loading {name}")
+            targets.append(load_backend(name))
+        step(f"verifying on {', '.join(b.name for b in targets)}")
+        report = verify(imported, importer.source_outputs(model), x, targets)
+    except (PortError, WeightFileError, SpecError, BackendUnavailable, ValueError) as exc:
+        print(f"triptych-port: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / imported.spec.name
+    written = [
+        save_weights(stem.with_suffix(".npz"), imported.spec, imported.params),
+        write_spec_module(stem.parent / f"{imported.spec.name}_spec.py", imported.spec),
+        stem.parent / "port.md",
+        stem.parent / "port.json",
+    ]
+    written[2].write_text(report_markdown(report, imported))
+    payload = {"ok": report.ok, "spec": repr(imported.spec), "sources": dict(imported.sources), **asdict(report)}
+    written[3].write_text(json.dumps(payload, indent=2))
+    print(report_markdown(report, imported))
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+VERIFY_BATCH = 8  # examples of the embedded data (or of the user's --batch) each executor runs
+
+
+def step(text: str) -> None:
+    print(f"[port] {text}", file=sys.stderr, flush=True)
+
+
+def load_batch(path: Path) -> np.ndarray:
+    """The ``x`` array of an ``.npz`` file, named in the error where it is missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "x" not in archive.files:
+                raise WeightFileError(f"batch file {str(path)!r} has no 'x' array (it has {archive.files})")
+            return np.asarray(archive["x"])
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise WeightFileError(f"batch file {str(path)!r} is not a readable .npz archive ({exc})") from exc
+
+
+def write_spec_module(path: Path, spec: ModelSpec) -> Path:
+    """A Python file defining ``SPEC``, the inferred spec: to read, to edit, and for ``make compare``."""
+    path.write_text(
+        '"""The spec triptych-port inferred; its weights are in the .npz beside this file."""\n\n'
+        "from spec.layers import *  # noqa: F403\n"
+        "from spec.models import *  # noqa: F403\n\n"
+        f"SPEC = {spec!r}\n"
+    )
+    return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,295 @@
+"""Users' torch models ported to every backend: the spec read from the module as written, its
+tensors in canonical form, and the source, the judge and each target agreeing on one batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import get_backend
+from spec import port
+from spec.backend import Backend
+from spec.errors import PortError
+from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Pool2D
+from spec.models import CNNSpec, ResNetSpec, RNNSpec
+from spec.params import param_specs
+from spec.port import verify
+from spec.weights import load_weights
+
+torch = pytest.importorskip("torch", reason="the torch importer reads torch modules")
+from torch import nn  # noqa: E402
+
+from impls.torch.port import import_model, source_outputs  # noqa: E402
+from tests.port import torch_models as user  # noqa: E402
+
+RELU = Act(Activation("relu"))
+SAME_1 = ((1, 1), (1, 1))
+
+# What each of the texts' modules computes, written from its definition (tests/port/torch_models.py)
+EXPECTED_SPECS = {
+    "DNN": CNNSpec(
+        "DNN", (28, 28, 1), (Flatten(), Dense(128), RELU, Dense(64), RELU, Dense(10)), "linear"
+    ),
+    "SimpleCNN": CNNSpec(
+        "SimpleCNN",
+        (32, 32, 3),
+        (
+            Conv2D(32, 3, 1, SAME_1), RELU, Pool2D("max", 2, 2),
+            Conv2D(64, 3, 1, SAME_1), RELU, Pool2D("max", 2, 2),
+            Flatten(), Dense(512), RELU, Dropout(0.5), Dense(10),
+        ),
+        "linear",
+    ),
+    "TimeSeriesLSTM": RNNSpec("TimeSeriesLSTM", "lstm", 1, 50, 20, 1, "linear", num_layers=2),
+    "SequentialClassifier": CNNSpec(
+        "SequentialClassifier",
+        (8, 8, 1),
+        (
+            Conv2D(4, 3), BatchNorm(0.9, 1e-5, "unbiased"), Act(Activation("leaky_relu", negative_slope=0.1)),
+            Pool2D("avg", 2), Flatten(), Dense(5),
+        ),
+        "softmax",
+    ),
+}  # fmt: skip
+INPUT_SHAPES = {
+    "DNN": (1, 28, 28),
+    "SimpleCNN": (3, 32, 32),
+    "TimeSeriesLSTM": (20, 1),
+    "SequentialClassifier": (1, 8, 8),
+}
+
+
+def user_module(name: str, seed: int = 0) -> nn.Module:
+    """The user's module with torch's default init for ``seed``, its BatchNorm statistics moved off
+    their initial 0 and 1 (as a trained model's are)."""
+    torch.manual_seed(seed)
+    module = getattr(user, name)()
+    for child in module.modules():
+        if isinstance(child, nn.BatchNorm2d):
+            child.running_mean.uniform_(-0.5, 0.5)
+            child.running_var.uniform_(0.5, 1.5)
+    return module
+
+
+def canonical_batch(shape: tuple[int, ...], size: int = 4, seed: int = 0) -> np.ndarray:
+    """Seeded noise for inputs of torch ``shape`` (C, H, W) or (T, F), in the canonical layout."""
+    canonical = (*shape[1:], shape[0]) if len(shape) == 3 else shape
+    return np.random.default_rng(seed).standard_normal((size, *canonical)).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def torch_source(request: pytest.FixtureRequest) -> None:
+    get_backend(request.config, "torch")  # the source framework: skipped with the reason where missing
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_SPECS))
+def test_the_texts_modules_are_read_as_written(name: str) -> None:
+    imported = import_model(user_module(name), INPUT_SHAPES[name])
+    assert imported.spec == EXPECTED_SPECS[name]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_SPECS))
+def test_a_ported_module_computes_the_same_on_every_backend(backend: Backend, name: str) -> None:
+    module = user_module(name)
+    imported = import_model(module, INPUT_SHAPES[name])
+    report = verify(imported, source_outputs(module), canonical_batch(INPUT_SHAPES[name]), [backend])
+    source, target = report.checks
+    assert source.ok and target.ok, report
+    assert source.error is not None and source.error < 1e-5  # float32 rounding: the source is the judge's model
+    if name == "SequentialClassifier" and backend.name != "torch":  # torch's unbiased running variance
+        assert target.note is not None and "running_variance" in target.note
+    else:
+        assert target.note is None
+
+
+def test_an_lstm_s_two_biases_are_folded_into_one() -> None:
+    module = user_module("TimeSeriesLSTM")
+    imported = import_model(module, INPUT_SHAPES["TimeSeriesLSTM"])
+    for index in range(2):
+        summed = getattr(module.lstm, f"bias_ih_l{index}") + getattr(module.lstm, f"bias_hh_l{index}")
+        np.testing.assert_array_equal(imported.params[f"rnn_{index}/bias"], summed.detach().numpy())
+        assert np.abs(getattr(module.lstm, f"bias_hh_l{index}").detach().numpy()).max() > 0.01  # not a zero dropped
+
+
+def test_a_torchvision_resnet_is_matched_by_its_names() -> None:
+    torch.manual_seed(0)
+    imported = import_model(user.resnet18(num_classes=1000), (3, 224, 224), name="resnet18")
+    spec = imported.spec
+    assert isinstance(spec, ResNetSpec) and (spec.stem, spec.block, spec.stage_blocks) == (
+        "imagenet",
+        "basic",
+        (2, 2, 2, 2),
+    )
+    trainable = sum(int(np.prod(info.shape)) for info in param_specs(spec).values() if info.trainable)
+    assert trainable == 11_689_512  # torchvision's resnet18
+    assert imported.sources["stage_1/block_0/shortcut_conv"] == "layer2.0.downsample.0"
+
+
+def test_a_torchvision_resnet_ports_at_any_size_and_class_count(backend: Backend) -> None:
+    torch.manual_seed(1)
+    module = user.resnet18(num_classes=7)
+    module.eval()
+    imported = import_model(module, (3, 32, 32))
+    report = verify(imported, source_outputs(module), canonical_batch((3, 32, 32)), [backend])
+    assert report.ok, report
+
+
+# --- what cannot be ported, named -----------------------------------------------------------------
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(x + torch.relu(self.fc1(x)))
+
+
+class LogSoftmaxNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.fc(x), dim=1)
+
+
+class BidirectionalLast(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(2, 3, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru(x)
+        return self.fc(out[:, -1, :])
+
+
+@pytest.mark.parametrize(
+    ("module", "shape", "where", "why"),
+    [
+        (Residual(), (4,), "node add", "residual connection"),
+        (nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)), (4,), "1 (LayerNorm)", "not a layer"),
+        (nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(16, 2)), (2, 4, 4), "0", "groups"),
+        (LogSoftmaxNet(), (4,), "log_softmax", "return the logits"),
+        (BidirectionalLast(), (5, 2), "getitem", "backward direction"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(10, 2)), (3, 2, 2), "1", "in_features=10, but its input has 12"),
+        (nn.Sequential(nn.Linear(4, 2)), (2, 4, 4), "0 (Linear)", "Dense layers only on vectors"),
+    ],
+    ids=[
+        "residual",
+        "unknown_layer",
+        "grouped_conv",
+        "log_softmax",
+        "bidirectional_last_step",
+        "wrong_width",
+        "no_flatten",
+    ],
+)
+def test_what_cannot_be_ported_is_named(module: nn.Module, shape: tuple[int, ...], where: str, why: str) -> None:
+    with pytest.raises((PortError,)) as caught:
+        import_model(module, shape, name="user_model")
+    message = str(caught.value)
+    assert message.startswith("user_model: ") and where in message and why in message, message
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+USER_FILE = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class DNN(nn.Module):
+    def __init__(self, hidden=32):
+        super().__init__()
+        self.fc1 = nn.Linear(64, hidden)
+        self.fc2 = nn.Linear(hidden, 10)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x.view(-1, 64))))
+"""
+
+
+def write_user_model(tmp_path: Path, hidden: int = 32) -> tuple[Path, Path]:
+    """The user's file defining DNN, and a training checkpoint of it as the texts save one."""
+    source = tmp_path / "user_dnn.py"
+    source.write_text(USER_FILE)
+    module = port.load_builder(f"{source}:DNN", {"hidden": hidden})
+    checkpoint = tmp_path / "dnn.pt"
+    torch.save({"epoch": 3, "model_state_dict": module.state_dict()}, checkpoint)
+    return source, checkpoint
+
+
+def test_the_command_ports_a_file_and_its_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source, checkpoint = write_user_model(tmp_path)
+    out = tmp_path / "out"
+    args = [
+        f"{source}:DNN",
+        "--input-shape",
+        "1,8,8",
+        "--checkpoint",
+        str(checkpoint),
+        "--to",
+        "torch",
+        "--out",
+        str(out),
+    ]
+    assert port.main(args) == 0
+    assert "[port] verifying on torch" in capsys.readouterr().err  # progress
+    report = json.loads((out / "port.json").read_text())
+    assert report["ok"] and [c["executor"] for c in report["checks"]] == ["source (torch)", "torch"]
+    namespace: dict[str, object] = {}
+    exec((out / "DNN_spec.py").read_text(), namespace)  # the spec file defines the spec it ported
+    spec = namespace["SPEC"]
+    assert spec == CNNSpec("DNN", (8, 8, 1), (Flatten(), Dense(32), RELU, Dense(10)), "linear")
+    weights = load_weights(out / "DNN.npz", spec)
+    state = torch.load(checkpoint, weights_only=True)["model_state_dict"]
+    np.testing.assert_array_equal(weights["dense_0/kernel"], state["fc1.weight"].numpy().T)  # the checkpoint's
+    assert "| torch |" in (out / "port.md").read_text()
+
+
+def test_a_port_out_of_tolerance_exits_non_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from impls.torch import port as torch_port
+
+    source, _ = write_user_model(tmp_path)
+    runner = torch_port.source_outputs
+    monkeypatch.setattr(torch_port, "source_outputs", lambda module: lambda x: runner(module)(x) + 1e-3)
+    args = [f"{source}:DNN", "--input-shape", "1,8,8", "--to", "torch", "--out", str(tmp_path / "out")]
+    assert port.main(args) == 1
+    assert "**NO**" in (tmp_path / "out" / "port.md").read_text()
+
+
+@pytest.mark.parametrize("fault", ["other_model", "truncated", "missing", "not_a_state_dict"])
+def test_a_bad_checkpoint_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str], fault: str) -> None:
+    source, checkpoint = write_user_model(tmp_path)
+    if fault == "other_model":  # a checkpoint of the same class with another width: shapes differ
+        (tmp_path / "other").mkdir()
+        _, checkpoint = write_user_model(tmp_path / "other", hidden=16)
+    elif fault == "truncated":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:200])
+    elif fault == "missing":
+        checkpoint = tmp_path / "nowhere.pt"
+    else:
+        torch.save({"epoch": 3}, checkpoint)
+    args = [f"{source}:DNN", "--input-shape", "1,8,8", "--checkpoint", str(checkpoint), "--to", "torch"]
+    assert port.main([*args, "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert f"checkpoint {str(checkpoint)!r}" in error, error
+    expected = {
+        "other_model": "size mismatch for fc1.weight",
+        "truncated": "not a readable torch file",
+        "missing": "does not exist",
+        "not_a_state_dict": "holds no state dict",
+    }[fault]
+    assert expected in error, error
+
+
+def test_a_model_the_command_cannot_find_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source, _ = write_user_model(tmp_path)
+    assert port.main([f"{source}:CNN", "--input-shape", "1,8,8"]) == 2
+    assert "defines no CNN" in capsys.readouterr().err
