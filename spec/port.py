@@ -26,9 +26,9 @@ import numpy as np
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, Backend, load_backend
 from spec.errors import BackendUnavailable, PortError, SpecError, UnsupportedOption, WeightFileError
-from spec.layers import BatchNorm
-from spec.models import ModelSpec
-from spec.params import check_params
+from spec.layers import Act, BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Pool2D, Reshape
+from spec.models import CNNSpec, ModelSpec
+from spec.params import check_params, cnn_layer_names, param_specs
 from spec.tolerances import RELATIVE_TO_MAGNITUDE, forward_check, max_scaled_error, tolerance
 from spec.weights import save_weights
 
@@ -66,16 +66,43 @@ class PortCheck:
 
 
 @dataclass(frozen=True)
+class LayerCheck:
+    """One product layer of a sequential model (a dense layer or a convolution: where its first
+    ``k`` layers end) on the verification batch: each executor's output of it against the judge's,
+    as in :class:`PortCheck`, and what the differences catalogue says can move it there."""
+
+    layer: str  # canonical
+    source: str | None  # the source layer it was read from
+    errors: dict[str, float | None]
+    scaled: dict[str, float | None]
+    likely_causes: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(value is None or value <= 1.0 for value in self.scaled.values())
+
+
+@dataclass(frozen=True)
 class PortReport:
-    """The source and every target against the judge, in evaluation mode, on one batch."""
+    """The source and every target against the judge, in evaluation mode, on one batch; for a
+    sequential model, the same layer by layer (``layers``; ``None`` for other kinds, so far)."""
 
     model: str
     source: str
     checks: list[PortCheck] = field(default_factory=list)
+    layers: list[LayerCheck] | None = None
 
     @property
     def ok(self) -> bool:
         return all(check.ok for check in self.checks)
+
+    @property
+    def first_divergence(self) -> LayerCheck | None:
+        """The first layer some executor computes out of tolerance."""
+        return next((layer for layer in self.layers or [] if not layer.ok), None)
+
+
+SOURCE = "source"  # the executor name of the user's own model in the reports
 
 
 def verify(
@@ -83,35 +110,104 @@ def verify(
     source_outputs: Callable[[np.ndarray], np.ndarray],
     x: np.ndarray,
     targets: Sequence[Backend],
+    source_layers: Callable[[np.ndarray], Mapping[str, np.ndarray]] | None = None,
 ) -> PortReport:
     """Run ``x`` (canonical layout) through the source model (``source_outputs``: the importer's
     runner of the user's model, returning what it returns), the judge, and each target built from
     the imported tensors. The targets' logits are held against the judge's, relative to their
     magnitude; the source's outputs against the judge's outputs (after the output activation,
-    which the source applies itself where it has one)."""
+    which the source applies itself where it has one). For a sequential model, :func:`localise`
+    does the same at each product layer (``source_layers``: the source's outputs of its layers)."""
     spec, params = imported.spec, imported.params
-    report = PortReport(spec.name, imported.framework)
     logits = ref.logits(spec, params, x)
-    magnitude = ref.output_magnitude(spec, params, x)
-    relative = replace(RELATIVE_TO_MAGNITUDE, of_magnitude=spec.output_activation == "linear")
-
-    def check(executor: str, actual: np.ndarray, device: str) -> PortCheck:
-        tol = tolerance(forward_check(deep=spec.is_deep, training=False), "float32", device)
-        expected = ref.output_activation(logits, spec.output_activation)
-        scale = magnitude if relative.of_magnitude else None
-        return PortCheck(
-            executor, max_scaled_error(actual, expected, relative, scale), max_scaled_error(actual, expected, tol)
-        )
-
-    report.checks.append(check(f"source ({imported.framework})", source_outputs(x), "cpu"))
+    outputs = ref.output_activation(logits, spec.output_activation)
+    magnitude = ref.output_magnitude(spec, params, x) if spec.output_activation == "linear" else None
+    report = PortReport(spec.name, imported.framework)
+    report.checks.append(PortCheck(SOURCE, *judged(source_outputs(x), outputs, magnitude, spec, "cpu")))
     for backend in targets:
         try:
             model, note = build_for_inference(backend, spec, params)
         except UnsupportedOption as exc:
             report.checks.append(PortCheck(backend.name, None, None, unsupported=str(exc)))
             continue
-        report.checks.append(replace(check(backend.name, backend.forward(model, x), backend.device()), note=note))
+        error, scaled = judged(backend.forward(model, x), outputs, magnitude, spec, backend.device())
+        report.checks.append(PortCheck(backend.name, error, scaled, note=note))
+    if isinstance(spec, CNNSpec):
+        return replace(report, layers=localise(imported, x, targets, source_layers))
     return report
+
+
+def judged(
+    actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray | None, spec: ModelSpec, device: str
+) -> tuple[float, float]:
+    """The error relative to each example's largest magnitude (or, without one, its largest
+    output), and the error over the float32 forward tolerance."""
+    relative = replace(RELATIVE_TO_MAGNITUDE, of_magnitude=magnitude is not None)
+    tol = tolerance(forward_check(deep=spec.is_deep, training=False), "float32", device)
+    return max_scaled_error(actual, expected, relative, magnitude), max_scaled_error(actual, expected, tol)
+
+
+def localise(
+    imported: Imported,
+    x: np.ndarray,
+    targets: Sequence[Backend],
+    source_layers: Callable[[np.ndarray], Mapping[str, np.ndarray]] | None = None,
+) -> list[LayerCheck]:
+    """Each product layer of a sequential spec in turn: the model cut after it (its first layers,
+    the product's output as the logits) built on every target, and the source's own output of
+    that layer, against the judge's. The first layer out of tolerance is where the port parts."""
+    spec = imported.spec
+    assert isinstance(spec, CNNSpec)  # the cut models are sequential specs
+    from_source = dict(source_layers(x)) if source_layers is not None else {}
+    checks, since = [], 0
+    for index, (layer, name) in enumerate(zip(spec.layers, cnn_layer_names(spec))):
+        if not isinstance(layer, PRODUCTS) or name is None:
+            continue
+        cut = CNNSpec(f"{spec.name}_to_{name}", spec.input_shape, spec.layers[: index + 1], "linear")
+        params = {tensor: imported.params[tensor] for tensor in param_specs(cut)}
+        expected, magnitude = ref.logits(cut, params, x), ref.output_magnitude(cut, params, x)
+        errors: dict[str, float | None] = {}
+        scaled: dict[str, float | None] = {}
+        if name in from_source:
+            errors[SOURCE], scaled[SOURCE] = judged(from_source[name], expected, magnitude, cut, "cpu")
+        for backend in targets:
+            try:
+                model, _ = build_for_inference(backend, cut, params)
+            except UnsupportedOption:
+                errors[backend.name] = scaled[backend.name] = None
+                continue
+            actual = backend.logits(model, x)
+            errors[backend.name], scaled[backend.name] = judged(actual, expected, magnitude, cut, backend.device())
+        causes = tuple(dict.fromkeys(cause for part in spec.layers[since : index + 1] for cause in likely_causes(part)))
+        checks.append(LayerCheck(name, imported.sources.get(name), errors, scaled, causes))
+        since = index + 1
+    return checks
+
+
+PRODUCTS = (Dense, Conv2D, ConvTranspose2D)
+
+
+def likely_causes(layer: object) -> tuple[str, ...]:
+    """The topics of the differences catalogue (docs/framework-differences.md, its first column)
+    that can make ``layer`` compute differently in another framework."""
+    match layer:
+        case Dense():
+            return ("dense kernel layout",)
+        case Conv2D():
+            return ("image layout", "'same' padding") if layer.padding == "same" else ("image layout",)
+        case ConvTranspose2D():
+            return ("transposed conv kernel", "transposed conv padding")
+        case Flatten():
+            return ("flatten order",)
+        case Reshape():
+            return ("reshape to an image",)
+        case Pool2D() if layer.padding != "valid":
+            return ("max-pool padding",) if layer.kind == "max" else ("average-pool padding",)
+        case BatchNorm():
+            return ("BatchNorm epsilon", "BatchNorm momentum", "BatchNorm running variance", "BatchNorm batch variance")
+        case Act(activation=activation) if activation.kind in ("gelu", "leaky_relu"):
+            return ("GELU",) if activation.kind == "gelu" else ("leaky ReLU slope",)
+    return ()
 
 
 # Options that change only what training does, not the outputs in evaluation mode: a target that
@@ -159,6 +255,8 @@ class Importer(Protocol):
     def canonical_inputs(self, x: np.ndarray) -> np.ndarray: ...
 
     def source_outputs(self, model: Any) -> Callable[[np.ndarray], np.ndarray]: ...
+
+    def source_layer_outputs(self, model: Any, imported: Imported) -> Callable[[np.ndarray], dict[str, np.ndarray]]: ...
 
 
 # The framework whose importer reads a model, by the package its class comes from.
@@ -222,8 +320,31 @@ def report_markdown(report: PortReport, imported: Imported) -> str:
         error = "not native" if check.error is None else f"{check.error:.2e}"
         verdict = "yes" if check.ok else "**NO**"
         lines.append(f"| {check.executor} | {error} | {verdict} | {check.unsupported or check.note or ''} |")
-    lines += ["", "| canonical layer | source layer |", "|---|---|"]
-    lines += [f"| {layer} | `{source}` |" for layer, source in imported.sources.items()]
+    if report.layers:
+        executors = list(report.layers[0].errors)
+        lines += [
+            "",
+            "Layer by layer: the model cut after each dense layer or convolution, on every executor, against",
+            "the judge's output of that layer (the source: its own layer's output).",
+            "",
+            f"| canonical layer | source layer | {' | '.join(executors)} | within tolerance |",
+            f"|---|---|{'---:|' * len(executors)}:---:|",
+        ]
+        for layer in report.layers:
+            cells = ["not native" if layer.errors[e] is None else f"{layer.errors[e]:.2e}" for e in executors]
+            verdict = "yes" if layer.ok else "**NO**"
+            lines.append(f"| {layer.layer} | `{layer.source}` | {' | '.join(cells)} | {verdict} |")
+        first = report.first_divergence
+        if first is not None:
+            parted = ", ".join(e for e, value in first.scaled.items() if value is not None and value > 1.0)
+            lines += [
+                "",
+                f"**The port parts at {first.layer}** (`{first.source}`) on {parted}. Likely causes, in",
+                f"docs/framework-differences.md: {', '.join(first.likely_causes) or 'none catalogued'}.",
+            ]
+    else:
+        lines += ["", "| canonical layer | source layer |", "|---|---|"]
+        lines += [f"| {layer} | `{source}` |" for layer, source in imported.sources.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -261,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             step(f"loading {name}")
             targets.append(load_backend(name))
         step(f"verifying on {', '.join(b.name for b in targets)}")
-        report = verify(imported, importer.source_outputs(model), x, targets)
+        layers = importer.source_layer_outputs(model, imported)
+        report = verify(imported, importer.source_outputs(model), x, targets, layers)
     except (PortError, WeightFileError, SpecError, BackendUnavailable, ValueError) as exc:
         print(f"triptych-port: {exc}", file=sys.stderr)
         return 2

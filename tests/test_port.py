@@ -13,7 +13,7 @@ from conftest import get_backend
 from spec import port
 from spec.backend import Backend
 from spec.errors import PortError
-from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Pool2D
+from spec.layers import Act, Activation, BatchNorm, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten, Pool2D, Reshape
 from spec.models import CNNSpec, ResNetSpec, RNNSpec
 from spec.params import param_specs
 from spec.port import verify
@@ -22,7 +22,7 @@ from spec.weights import load_weights
 torch = pytest.importorskip("torch", reason="the torch importer reads torch modules")
 from torch import nn  # noqa: E402
 
-from impls.torch.port import import_model, source_outputs  # noqa: E402
+from impls.torch.port import import_model, source_layer_outputs, source_outputs  # noqa: E402
 from tests.port import torch_models as user  # noqa: E402
 
 RELU = Act(Activation("relu"))
@@ -242,7 +242,7 @@ def test_the_command_ports_a_file_and_its_checkpoint(tmp_path: Path, capsys: pyt
     assert port.main(args) == 0
     assert "[port] verifying on torch" in capsys.readouterr().err  # progress
     report = json.loads((out / "port.json").read_text())
-    assert report["ok"] and [c["executor"] for c in report["checks"]] == ["source (torch)", "torch"]
+    assert report["ok"] and [c["executor"] for c in report["checks"]] == ["source", "torch"]
     namespace: dict[str, object] = {}
     exec((out / "DNN_spec.py").read_text(), namespace)  # the spec file defines the spec it ported
     spec = namespace["SPEC"]
@@ -293,3 +293,69 @@ def test_a_model_the_command_cannot_find_is_named(tmp_path: Path, capsys: pytest
     source, _ = write_user_model(tmp_path)
     assert port.main([f"{source}:CNN", "--input-shape", "1,8,8"]) == 2
     assert "defines no CNN" in capsys.readouterr().err
+
+
+# --- where a port parts -----------------------------------------------------------------------------
+
+
+def test_the_first_layer_a_source_computes_differently_is_named() -> None:
+    """A source whose second convolution differs from what was imported (as a forward the importer
+    misread would): the layers before it agree, and the report names it, its source and its causes."""
+    module = user_module("SimpleCNN")
+    imported = import_model(module, INPUT_SHAPES["SimpleCNN"])
+    with torch.no_grad():
+        module.conv2.weight.mul_(1.001)
+    layers = source_layer_outputs(module, imported)
+    report = verify(imported, source_outputs(module), canonical_batch(INPUT_SHAPES["SimpleCNN"]), [], layers)
+    assert [layer.layer for layer in report.layers or []] == ["conv_0", "conv_1", "dense_0", "dense_1"]
+    first = report.first_divergence
+    assert first is not None and (first.layer, first.source) == ("conv_1", "conv2")
+    assert report.layers[0].ok and not report.checks[0].ok
+    # the unpadded pool and the ReLU before it have no catalogued causes; the convolution has
+    assert first.likely_causes == ("image layout",)
+
+
+class Mistaken:
+    """A backend that loads one tensor a thousandth off: a target whose port is wrong at one layer."""
+
+    def __init__(self, backend: Backend, tensor: str) -> None:
+        self.backend, self.tensor = backend, tensor
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.backend, name)
+
+    def build(self, spec: object, params: dict[str, np.ndarray], **options: object) -> object:
+        if self.tensor in params:
+            params = {**params, self.tensor: params[self.tensor] * 1.001}
+        return self.backend.build(spec, params, **options)
+
+
+def test_the_first_layer_a_target_computes_differently_is_named(backend: Backend) -> None:
+    module = user_module("DNN")
+    imported = import_model(module, INPUT_SHAPES["DNN"])
+    x, mistaken = canonical_batch(INPUT_SHAPES["DNN"]), Mistaken(backend, "dense_1/kernel")
+    report = verify(imported, source_outputs(module), x, [mistaken], source_layer_outputs(module, imported))
+    first = report.first_divergence
+    assert first is not None and first.layer == "dense_1" and first.source == "fc2"
+    assert first.scaled[backend.name] > 1.0 and first.scaled["source"] <= 1.0
+    assert report.layers[0].ok and not report.ok
+
+
+def test_every_likely_cause_is_a_row_of_the_differences_catalogue() -> None:
+    catalogue = (Path(__file__).parents[1] / "docs" / "framework-differences.md").read_text()
+    topics = {line.split("|")[1].strip() for line in catalogue.splitlines() if line.startswith("| ")}
+    layers = [
+        Dense(2), Conv2D(2, 3, padding="same"), ConvTranspose2D(2, 3), Flatten(), Reshape((2, 2, 1)),
+        Pool2D("max", 3, 1, "same"), Pool2D("avg", 3, 1, "same", count_padding=True), BatchNorm(),
+        Act(Activation("gelu", approximate="tanh")), Act(Activation("leaky_relu", negative_slope=0.2)),
+    ]  # fmt: skip
+    for layer in layers:
+        causes = port.likely_causes(layer)
+        assert causes and set(causes) <= topics, (layer, set(causes) - topics)
+
+
+def test_a_model_that_is_not_sequential_is_verified_whole() -> None:
+    module = user_module("TimeSeriesLSTM")
+    imported = import_model(module, INPUT_SHAPES["TimeSeriesLSTM"])
+    report = verify(imported, source_outputs(module), canonical_batch(INPUT_SHAPES["TimeSeriesLSTM"]), [])
+    assert report.ok and report.layers is None

@@ -141,6 +141,35 @@ def source_outputs(module: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
+def source_layer_outputs(module: nn.Module, imported: Imported) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """A runner of the user's module in evaluation mode giving, by canonical name, what each of its
+    layers that holds a canonical one returns (forward hooks; feature maps as NHWC)."""
+    run = source_outputs(module)
+
+    def layers(x: np.ndarray) -> dict[str, np.ndarray]:
+        captured: dict[str, np.ndarray] = {}
+
+        def keep(layer: str) -> Callable[..., None]:
+            def hook(_: nn.Module, __: object, output: object) -> None:
+                if isinstance(output, torch.Tensor):  # an RNN's (outputs, state) is read at the head
+                    value = output.detach().numpy()
+                    captured[layer] = value.transpose(0, 2, 3, 1) if value.ndim == 4 else value
+
+            return hook
+
+        hooks = [
+            module.get_submodule(path).register_forward_hook(keep(layer)) for layer, path in imported.sources.items()
+        ]
+        try:
+            run(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return captured
+
+    return layers
+
+
 # --- inference ----------------------------------------------------------------------------------
 
 
