@@ -26,7 +26,18 @@ import numpy as np
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, Backend, load_backend
 from spec.errors import BackendUnavailable, PortError, SpecError, UnsupportedOption, WeightFileError
-from spec.layers import Act, BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Pool2D, Reshape
+from spec.layers import (
+    Act,
+    BatchNorm,
+    Conv2D,
+    ConvTranspose2D,
+    Dense,
+    Flatten,
+    Layer,
+    Pool2D,
+    Reshape,
+    layer_output_shape,
+)
 from spec.models import CNNSpec, ModelSpec
 from spec.params import check_params, cnn_layer_names, param_specs
 from spec.tolerances import RELATIVE_TO_MAGNITUDE, forward_check, max_scaled_error, tolerance
@@ -45,6 +56,58 @@ class Imported:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", check_params(self.spec, self.params))
+
+
+@dataclass
+class SequentialReader:
+    """What an importer has read of a sequential model so far: the spec's layers, where each came
+    from in the source (for errors), the source path of each that holds tensors, and the output
+    activation; :meth:`spec` checks them and makes the spec."""
+
+    model: str
+    layers: list[Layer] = field(default_factory=list)
+    wheres: list[str] = field(default_factory=list)
+    paths: list[str | None] = field(default_factory=list)
+    output_activation: str = "linear"
+
+    def add(self, layer: Layer, where: str, path: str | None = None) -> None:
+        if self.output_activation != "linear":
+            raise PortError(self.model, where, f"follows the output {self.output_activation}: it must come last")
+        if path is not None and path in self.paths:
+            raise PortError(
+                self.model, where, "called twice: its tensors would be shared by two layers, which no spec has"
+            )
+        self.layers.append(layer)
+        self.wheres.append(where)
+        self.paths.append(path)
+
+    def end_with(self, activation: str, where: str) -> None:
+        """The model's output activation, read at ``where`` (softmax or sigmoid)."""
+        if self.output_activation != "linear":
+            raise PortError(self.model, where, f"follows the output {self.output_activation}: it must come last")
+        self.output_activation = activation
+
+    def spec(
+        self, input_shape: tuple[int, ...], check_width: Callable[[str, tuple[int, ...]], None] | None = None
+    ) -> tuple[CNNSpec, dict[str, str]]:
+        """The sequential spec on (canonical) ``input_shape`` and the source path of each canonical
+        layer. The shapes are walked first, so that a layer that does not fit its input is named as
+        the source has it; ``check_width(path, shape)`` checks a source layer's own input width."""
+        shape = input_shape
+        for layer, where, path in zip(self.layers, self.wheres, self.paths):
+            try:
+                output = layer_output_shape(layer, shape)
+            except SpecError as exc:
+                raise PortError(self.model, where, f"on an input of shape {shape} (NHWC): {exc.allowed}") from None
+            if path is not None and check_width is not None:
+                check_width(path, shape)
+            shape = output
+        try:
+            spec = CNNSpec(self.model, input_shape, tuple(self.layers), self.output_activation)
+        except SpecError as exc:
+            raise PortError(self.model, "its layers", f"not a valid sequential spec: {exc}") from exc
+        names = cnn_layer_names(spec)
+        return spec, {name: path for name, path in zip(names, self.paths) if name is not None and path is not None}
 
 
 @dataclass(frozen=True)
@@ -279,7 +342,9 @@ def load_importer(framework: str) -> Importer:
     except ModuleNotFoundError as exc:
         if exc.name != f"impls.{framework}.port":
             raise BackendUnavailable(f"the {framework} importer needs its framework: {exc}") from exc
-        raise PortError(framework, "importer", f"reading {framework} models is not written yet (torch is)") from None
+        raise PortError(
+            framework, "importer", f"reading {framework} models is not written yet (torch and Keras are)"
+        ) from None
 
 
 def load_builder(reference: str, kwargs: Mapping[str, Any]) -> object:
@@ -351,14 +416,16 @@ def report_markdown(report: PortReport, imported: Imported) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="triptych-port",
-        description="Port a model written in torch to every backend, verified against the float64 judge.",
+        description="Port a torch or Keras model to every backend, verified against the float64 judge.",
     )
     parser.add_argument("model", help="path/to/file.py:Name or package.module:Name (a class, function or model)")
     parser.add_argument(
         "--input-shape", required=True, help="one example's shape in the source's layout: C,H,W | T,F | F"
     )
     parser.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the class or function")
-    parser.add_argument("--checkpoint", type=Path, help="the source framework's weight file (torch: a state dict)")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="the source's weight file (torch: a state dict; Keras: .weights.h5)"
+    )
     parser.add_argument("--batch", type=Path, help=".npz whose 'x' is the verification batch (source layout)")
     parser.add_argument("--to", action="append", choices=BACKEND_NAMES, default=[], help="targets (default: all)")
     parser.add_argument("--name", help="the spec's name (default: the model's class)")

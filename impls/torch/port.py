@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -30,7 +29,7 @@ from torch import fx, nn
 
 from impls.torch import weights
 from impls.torch.models import MODEL_CLASSES, SpecModel
-from spec.errors import PortError, SpecError, WeightFileError
+from spec.errors import PortError, WeightFileError
 from spec.layers import (
     Act,
     Activation,
@@ -42,11 +41,10 @@ from spec.layers import (
     Layer,
     Padding,
     Pool2D,
-    layer_output_shape,
 )
 from spec.models import CNNSpec, ModelSpec, ResNetSpec, RNNSpec
-from spec.params import cnn_layer_names, layer_names
-from spec.port import Imported
+from spec.params import layer_names
+from spec.port import Imported, SequentialReader
 
 # torch's modules and functions for each activation the specs know (the output's, softmax, apart)
 _ACTIVATION_MODULES: dict[type[nn.Module], Callable[[Any], Activation]] = {
@@ -200,22 +198,6 @@ def _describe(node: fx.Node) -> str:
     return f"node {node.name} ({node.op} {getattr(node.target, '__name__', node.target)})"
 
 
-@dataclass
-class _Chain:
-    """The layers read so far, where each came from (a module's path, or a node of ``forward``), the
-    path of each that holds tensors, and the output activation."""
-
-    layers: list[Layer]
-    wheres: list[str]
-    paths: list[str | None]
-    output_activation: str = "linear"
-
-    def add(self, layer: Layer, where: str, path: str | None = None) -> None:
-        self.layers.append(layer)
-        self.wheres.append(where)
-        self.paths.append(path)
-
-
 def _chain_nodes(graph: fx.Graph, name: str) -> Iterator[fx.Node]:
     """The graph's compute nodes in order, checking that each takes the one before it: a node that
     reads two earlier results (a residual sum, a concatenation) is not a sequential model."""
@@ -260,27 +242,24 @@ def _sequential(
     if len(input_shape) not in (1, 3):
         raise PortError(name, "input_shape", f"{input_shape}: (C, H, W) images or (F,) vectors for a sequential model")
     canonical_shape = (*input_shape[1:], input_shape[0]) if len(input_shape) == 3 else input_shape
-    chain = _Chain([], [], [])
+    chain = SequentialReader(name)
     nodes = list(_chain_nodes(graph, name))
     for index, node in enumerate(nodes):
-        if chain.output_activation != "linear":
-            raise PortError(name, _describe(node), f"follows the output {chain.output_activation}: it must come last")
-        last = index == len(nodes) - 1
-        _read_node(module, node, chain, name, last)
-    _check_shapes(module, canonical_shape, chain, name)
-    try:
-        spec = CNNSpec(name, canonical_shape, tuple(chain.layers), chain.output_activation)
-    except SpecError as exc:
-        raise PortError(name, "its layers", f"not a valid sequential spec: {exc}") from exc
-    sources = {
-        canonical: path
-        for canonical, path in zip(cnn_layer_names(spec), chain.paths)
-        if canonical is not None and path is not None
-    }
-    return spec, sources
+        _read_node(module, node, chain, name, last=index == len(nodes) - 1)
+
+    def check_width(path: str, shape: tuple[int, ...]) -> None:
+        """A Linear's or conv's declared input width against the width its input has."""
+        child = module.get_submodule(path)
+        width = {nn.Linear: "in_features", nn.Conv2d: "in_channels"}.get(type(child))  # type: ignore[call-overload]
+        size = shape[-1] if isinstance(child, nn.Conv2d) else int(np.prod(shape))
+        if width is not None and getattr(child, width) != size:
+            why = f"{width}={getattr(child, width)}, but its input has {size} (input shape {shape} NHWC)"
+            raise PortError(name, f"{path} ({type(child).__name__})", why)
+
+    return chain.spec(canonical_shape, check_width)
 
 
-def _read_node(module: nn.Module, node: fx.Node, chain: _Chain, name: str, last: bool) -> None:
+def _read_node(module: nn.Module, node: fx.Node, chain: SequentialReader, name: str, last: bool) -> None:
     """Append the spec layer ``node`` computes to ``chain``, or raise naming it."""
     if node.op == "call_module":
         child = _target(module, node)
@@ -290,8 +269,6 @@ def _read_node(module: nn.Module, node: fx.Node, chain: _Chain, name: str, last:
             return
         layer = _module_layer(child, path, name)
         chain.add(layer, f"{path} ({type(child).__name__})", path if _holds_tensors(child) else None)
-        if path in chain.paths[:-1] and _holds_tensors(child):
-            raise PortError(name, path, "called twice: its tensors would be shared by two layers, which no spec has")
         return
     target = node.target
     if target in _SOFTMAX:
@@ -339,14 +316,14 @@ def _check_flatten(node: fx.Node, name: str) -> None:
     raise PortError(name, _describe(node), f"{args!r}: the specs flatten to (batch, features) only")
 
 
-def _output_activation(chain: _Chain, kind: str, node: fx.Node, name: str) -> None:
+def _output_activation(chain: SequentialReader, kind: str, node: fx.Node, name: str) -> None:
     if kind == "softmax":
         dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
         if isinstance(node.target, str) or node.op == "call_module":
             dim = dim if dim is not None else getattr(node.target, "dim", None)
         if dim not in (1, -1, None):
             raise PortError(name, _describe(node), f"softmax over dim {dim}: the specs' softmax is over the classes")
-    chain.output_activation = kind
+    chain.end_with(kind, _describe(node))
 
 
 def _holds_tensors(module: nn.Module) -> bool:
@@ -404,26 +381,6 @@ def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
 def _require(name: str, path: str, condition: bool, what: str) -> None:
     if not condition:
         raise PortError(name, path, f"the specs express this layer only with {what}")
-
-
-def _check_shapes(module: nn.Module, input_shape: tuple[int, ...], chain: _Chain, name: str) -> None:
-    """Walk the layers' shapes from ``input_shape`` (NHWC): each layer fits its input, and each
-    Linear's and conv's input width is the module's own (a wrong ``input_shape``, a ``view`` that is
-    not a flatten, a Linear on an image's last axis show here, named)."""
-    shape = input_shape
-    for layer, where, path in zip(chain.layers, chain.wheres, chain.paths):
-        try:
-            output = layer_output_shape(layer, shape)
-        except SpecError as exc:
-            raise PortError(name, where, f"on an input of shape {shape} (NHWC): {exc.allowed}") from None
-        child = module.get_submodule(path) if path is not None else None
-        width = {nn.Linear: "in_features", nn.Conv2d: "in_channels"}.get(type(child))  # type: ignore[call-overload]
-        size = shape[-1] if isinstance(child, nn.Conv2d) else int(np.prod(shape))
-        if width is not None and getattr(child, width) != size:
-            raise PortError(
-                name, where, f"{width}={getattr(child, width)}, but its input has {size} (input shape {shape} NHWC)"
-            )
-        shape = output
 
 
 def _recurrent(
