@@ -145,9 +145,12 @@ class Backend(Protocol[M]):
         per canonical parameter, with the model in training mode (dropout active)."""
         ...
 
-    def make_optimizer(self, model: M, opt: OptimizerSpec) -> Any:
+    def make_optimizer(self, model: M, opt: OptimizerSpec, *, ported: bool = False) -> Any:
         """The framework's native optimizer for ``model``, configured to follow ``opt`` exactly; raises
-        :class:`spec.errors.UnsupportedOption` for an option the framework cannot express."""
+        :class:`spec.errors.UnsupportedOption` for an option the framework cannot express. With
+        ``ported``, such a rule runs instead as the small port of it the backend carries (a
+        ``torch.optim.Optimizer`` subclass, …), where it has one: for a ported model whose training
+        must continue by its source's rule. Reports label it "ported"; native is the default."""
         ...
 
     def apply_gradients(self, model: M, optimizer: Any, grads: Mapping[str, np.ndarray]) -> None:
@@ -242,11 +245,11 @@ class NativeBackend(ABC, Generic[M]):
         check_targets(model.spec, targets, loss)
         return self._train_step(model, optimizer, x, targets, loss, compiled)
 
-    def make_optimizer(self, model: M, opt: OptimizerSpec) -> Any:
+    def make_optimizer(self, model: M, opt: OptimizerSpec, *, ported: bool = False) -> Any:
         groups = optimizer_groups(model.spec)
         if groups is None:
-            return self._native_optimizer(model, opt, None)
-        return self._optimizer_group({part: self._native_optimizer(model, opt, part) for part in groups})
+            return self._native_optimizer(model, opt, None, ported)
+        return self._optimizer_group({part: self._native_optimizer(model, opt, part, ported) for part in groups})
 
     @staticmethod
     def optimizer_for_loss(optimizer: Any, loss: str) -> Any:
@@ -296,9 +299,10 @@ class NativeBackend(ABC, Generic[M]):
         """:meth:`Backend.train_step` once the loss and the targets are checked against the spec."""
 
     @abstractmethod
-    def _native_optimizer(self, model: M, opt: OptimizerSpec, part: str | None) -> Any:
+    def _native_optimizer(self, model: M, opt: OptimizerSpec, part: str | None, ported: bool) -> Any:
         """The native optimizer following ``opt`` for the trainable tensors of ``part`` (a GAN's
-        network, by name: :func:`spec.params.optimizer_groups`), or of the whole model (``None``)."""
+        network, by name: :func:`spec.params.optimizer_groups`), or of the whole model (``None``);
+        with ``ported``, a ported rule where the native optimizers cannot express ``opt``."""
 
     def _optimizer_group(self, optimizers: dict[str, Any]) -> Any:
         """A GAN's optimizers, one per network by name, in the container the framework needs."""

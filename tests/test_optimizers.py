@@ -120,6 +120,11 @@ def judge_trajectory(opt: OptimizerSpec, params: dict, grads: list[dict]) -> lis
     return out
 
 
+# What a backend runs as its own port of the rule where its optimizers cannot express it
+# (make_optimizer(..., ported=True)): torch divides by √(v + ε) for a model ported from Keras or JAX.
+PORTED: dict[str, set[str]] = {"torch": set(NOT_NATIVE["torch"]), "keras": set(), "jax": set()}
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_optimizer_steps_match_the_judge(backend: Backend, backend_name: str, case: str) -> None:
     opt = CASES[case]
@@ -128,8 +133,11 @@ def test_optimizer_steps_match_the_judge(backend: Backend, backend_name: str, ca
     if case in NOT_NATIVE[backend_name]:
         with pytest.raises(UnsupportedOption, match=rf"optimizer\.\w+.*{backend_name} backend"):
             backend.make_optimizer(model, opt)
-        return
-    optimizer = backend.make_optimizer(model, opt)
+        if case not in PORTED[backend_name]:
+            with pytest.raises(UnsupportedOption, match=rf"optimizer\.\w+.*{backend_name} backend"):
+                backend.make_optimizer(model, opt, ported=True)
+            return
+    optimizer = backend.make_optimizer(model, opt, ported=case in PORTED[backend_name])
     grads = gradient_sequence(params)
     tol = tolerance("optimizer_step", "float32", backend.device())
     for step, (g, expected) in enumerate(zip(grads, judge_trajectory(opt, params, grads), strict=True), start=1):
@@ -138,6 +146,21 @@ def test_optimizer_steps_match_the_judge(backend: Backend, backend_name: str, ca
         for name in expected:
             error = max_scaled_error(got[name], expected[name], tol)
             assert error <= 1.0, f"{case} step {step} {name}: {error:.3g}× tolerance"
+
+
+def test_a_ported_rule_is_never_the_default(request: pytest.FixtureRequest) -> None:
+    """torch's port of Keras's RMSprop runs only when asked for: a spec its optimizers cannot express
+    is refused by default, and native stays native when a port is allowed."""
+    from conftest import get_backend
+
+    torch_backend = get_backend(request.config, "torch")
+    model = torch_backend.build(SPEC, init_params(SPEC, 0))
+    with pytest.raises(UnsupportedOption, match="ported=True"):
+        torch_backend.make_optimizer(model, CASES["rmsprop_inside"])
+    assert (
+        type(torch_backend.make_optimizer(model, CASES["rmsprop_inside"], ported=True)).__name__ == "EpsilonInsideRoot"
+    )
+    assert type(torch_backend.make_optimizer(model, CASES["rmsprop_outside"], ported=True)).__name__ == "RMSprop"
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ layer, their weights in canonical form, and the source, the judge and each targe
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,10 +13,13 @@ import pytest
 from conftest import get_backend
 from spec import port
 from spec.backend import Backend
+from spec.data import digits
 from spec.errors import PortError, WeightFileError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Pool2D
 from spec.models import CNNSpec, RNNSpec
+from spec.optimizers import OptimizerSpec
 from spec.port import verify
+from spec.tolerances import max_scaled_error, tolerance
 
 RELU = Act(Activation("relu"))
 SHAPES = {
@@ -191,3 +195,44 @@ def test_the_command_ports_a_keras_file_and_its_weights(tmp_path: Path) -> None:
     assert port.main(args) == 0
     report = (out / "port.md").read_text()
     assert "# Port of tiny from keras" in report and "| conv_0 | `conv2d" in report
+
+
+# Keras's RMSprop as its defaults are (keras/src/optimizers/rmsprop.py): ε inside the square root
+KERAS_RMSPROP = OptimizerSpec("rmsprop", 1e-3, rho=0.9, epsilon=1e-7, epsilon_placement="inside_sqrt")
+FIT_BATCH, FIT_STEPS = 32, 4
+
+
+def test_a_keras_fit_continues_identically_in_every_port(backend: Backend) -> None:
+    """The texts' recipe — a Sequential softmax classifier compiled with RMSprop and trained by
+    ``model.fit`` — and the same steps on each ported model: torch's optimizers cannot express
+    Keras's RMSprop, so its port runs the ported rule; the weights after ``fit`` agree."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+    )
+    keras_port = importer()
+    before = keras_port.import_model(model, (64,))
+    split = digits((64,))
+    x, y = split.x_train[: FIT_BATCH * FIT_STEPS], split.y_train[: FIT_BATCH * FIT_STEPS]
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=FIT_BATCH, epochs=1, shuffle=False, verbose=0)
+    after = keras_port.import_model(model, (64,)).params
+
+    def steps(opt: OptimizerSpec) -> dict[str, np.ndarray]:
+        ported = backend.build(before.spec, before.params)
+        optimizer = backend.make_optimizer(ported, opt, ported=True)
+        for step in range(FIT_STEPS):
+            batch = slice(step * FIT_BATCH, (step + 1) * FIT_BATCH)
+            backend.train_step(ported, optimizer, x[batch], y[batch], "sparse_categorical_crossentropy")
+        return backend.export_params(ported)
+
+    tol = tolerance("trajectory", "float32", backend.device())
+    got = steps(KERAS_RMSPROP)
+    for name in after:
+        assert max_scaled_error(got[name], after[name], tol) <= 1.0, name
+    # the rule matters: torch's and Optax's other RMSprop (ε outside the root) ends out of tolerance
+    if backend.name != "keras":
+        other = steps(dataclasses.replace(KERAS_RMSPROP, epsilon_placement="outside_sqrt"))
+        assert max(max_scaled_error(other[name], after[name], tol) for name in after) > 10.0

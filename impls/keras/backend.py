@@ -250,8 +250,10 @@ class KerasBackend(NativeBackend[SpecModel]):
         unscaled = {name: g.numpy() / scale if scale != 1.0 else g.numpy() for name, g in zip(variables, grads)}
         return float(value), weights.to_canonical(model, unscaled)
 
-    def _native_optimizer(self, model: SpecModel, opt: OptimizerSpec, part: str | None) -> keras.optimizers.Optimizer:
-        optimizer = make_optimizer(opt)
+    def _native_optimizer(
+        self, model: SpecModel, opt: OptimizerSpec, part: str | None, ported: bool
+    ) -> keras.optimizers.Optimizer:
+        optimizer = make_optimizer(opt)  # no ported rule yet (ε outside the root, a rate inside momentum)
         if model.precision == "mixed_float16":  # Keras's float16 recipe; it fixes the factor at 2
             if LOSS_SCALE.factor != 2.0:
                 raise UnsupportedOption(

@@ -300,8 +300,10 @@ class TorchBackend(NativeBackend[SpecModel]):
         scale(value).backward()
         return value
 
-    def _native_optimizer(self, model: SpecModel, opt: OptimizerSpec, part: str | None) -> torch.optim.Optimizer:
-        return make_optimizer(model, opt, group_names(model.spec, part))
+    def _native_optimizer(
+        self, model: SpecModel, opt: OptimizerSpec, part: str | None, ported: bool
+    ) -> torch.optim.Optimizer:
+        return make_optimizer(model, opt, group_names(model.spec, part), ported=ported)
 
     def apply_gradients(
         self,

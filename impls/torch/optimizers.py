@@ -15,13 +15,18 @@ from spec.errors import UnsupportedOption
 from spec.optimizers import OptimizerSpec
 
 
-def make_optimizer(model: SpecModel, opt: OptimizerSpec, names: Collection[str] | None = None) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: SpecModel, opt: OptimizerSpec, names: Collection[str] | None = None, *, ported: bool = False
+) -> torch.optim.Optimizer:
     """A native optimizer over the model's parameters (those of canonical ``names``, if given),
     configured to follow the spec exactly. A learning-rate schedule is a native ``lr_scheduler``
     stepped by a post-step hook, so every ``optimizer.step()`` advances it; gradient clipping is
-    ``clip_grad_norm_`` in a pre-step hook."""
+    ``clip_grad_norm_`` in a pre-step hook. With ``ported``, RMSprop and Adagrad with ε inside the
+    square root (Keras's and Optax's rule, which torch's optimizers lack) run as
+    :class:`EpsilonInsideRoot`."""
     params = weights.trained_parameters(model, names)
-    optimizer = _make(params, opt)
+    inside = opt.kind in ("rmsprop", "adagrad") and opt.epsilon_placement == "inside_sqrt"
+    optimizer = EpsilonInsideRoot(params, opt) if ported and inside else _make(params, opt)
     max_norm = opt.clip_global_norm
     if max_norm is not None:
 
@@ -91,9 +96,48 @@ def _make(params: list[torch.Tensor], opt: OptimizerSpec) -> torch.optim.Optimiz
 
 def _require_outside_sqrt(opt: OptimizerSpec, why: str) -> None:
     if opt.epsilon_placement != "outside_sqrt":
+        why += "; make_optimizer(..., ported=True) runs triptych's port of the rule"
         raise UnsupportedOption(
             "torch", "optimizer.epsilon_placement", opt.epsilon_placement, why, native="outside_sqrt"
         )
+
+
+class EpsilonInsideRoot(torch.optim.Optimizer):
+    """RMSprop (with its momentum and centred variants) and Adagrad dividing by √(v + ε), the rule of
+    Keras and Optax, where ``torch.optim`` divides by √v + ε: triptych's port, for a model ported
+    from Keras or JAX whose training continues in torch (``make_optimizer(..., ported=True)``). The
+    learning rate stays outside the momentum buffer, as in the spec (:mod:`spec.optimizers`)."""
+
+    def __init__(self, params: list[torch.Tensor], opt: OptimizerSpec) -> None:
+        assert opt.epsilon is not None  # both kinds require it (OptimizerSpec)
+        defaults = {"lr": opt.base_learning_rate, "eps": opt.epsilon}
+        super().__init__(params, defaults)
+        self.opt = opt
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
+        opt = self.opt
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                grad, state = param.grad, self.state[param]
+                if not state:
+                    state["second"] = torch.full_like(param, opt.initial_accumulator or 0.0)
+                    state["mean"], state["buffer"] = torch.zeros_like(param), torch.zeros_like(param)
+                second = state["second"]
+                if opt.kind == "adagrad":
+                    second.addcmul_(grad, grad)
+                else:
+                    assert opt.rho is not None  # required for RMSprop (OptimizerSpec)
+                    second.mul_(opt.rho).addcmul_(grad, grad, value=1.0 - opt.rho)
+                    if opt.centered:
+                        state["mean"].mul_(opt.rho).add_(grad, alpha=1.0 - opt.rho)
+                        second = second - state["mean"].square()
+                scaled = grad / (second + group["eps"]).sqrt()
+                if opt.momentum:
+                    scaled = state["buffer"].mul_(opt.momentum).add_(scaled)
+                param.add_(scaled, alpha=-group["lr"])
 
 
 def _epsilon_hat_hook(epsilon: float, beta2: float) -> Callable[[torch.optim.Optimizer, object, object], None]:
