@@ -13,6 +13,7 @@ import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -112,6 +113,20 @@ class Backend(Protocol[M]):
 
     def load_params(self, model: M, params: Mapping[str, np.ndarray]) -> None:
         """Overwrite the model's tensors with canonical ``params`` (checked against its spec)."""
+        ...
+
+    native_suffix: str  # the suffix of save_native's files: ".pt", ".weights.h5", ".msgpack"
+
+    def save_native(self, model: M, path: str | Path) -> Path:
+        """Write the model's tensors in the framework's own format to ``path`` + :attr:`native_suffix`
+        (torch: its state dict by ``torch.save``; Keras: ``save_weights``; Flax: the NNX state's
+        parameters and batch statistics as msgpack, ``flax.serialization``); returns the path."""
+        ...
+
+    def load_native(self, model: M, path: str | Path) -> None:
+        """Load a file in :meth:`save_native`'s format into ``model``. Every tensor is required; a
+        missing, corrupt or mismatched file raises :class:`spec.errors.WeightFileError` naming the
+        file and, where one is at fault, the tensor and its shapes."""
         ...
 
     def export_params(self, model: M) -> dict[str, np.ndarray]:

@@ -456,16 +456,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / imported.spec.name
+    spec, params = imported.spec, imported.params
+    markdown = report_markdown(report, imported)
+    (args.out / "port.md").write_text(markdown)
+    payload = {"ok": report.ok, "spec": repr(spec), "sources": dict(imported.sources), **asdict(report)}
+    (args.out / "port.json").write_text(json.dumps(payload, indent=2))
     written = [
-        save_weights(stem.with_suffix(".npz"), imported.spec, imported.params),
-        write_spec_module(stem.parent / f"{imported.spec.name}_spec.py", imported.spec),
-        stem.parent / "port.md",
-        stem.parent / "port.json",
+        args.out / "port.md",
+        args.out / "port.json",
+        save_weights(stem.with_suffix(".npz"), spec, params),
+        save_weights(stem.with_suffix(".safetensors"), spec, params),
+        write_spec_module(args.out / f"{spec.name}_spec.py", spec),
     ]
-    written[2].write_text(report_markdown(report, imported))
-    payload = {"ok": report.ok, "spec": repr(imported.spec), "sources": dict(imported.sources), **asdict(report)}
-    written[3].write_text(json.dumps(payload, indent=2))
-    print(report_markdown(report, imported))
+    for backend in targets:  # each target's model in its framework's own file
+        try:
+            model, _ = build_for_inference(backend, spec, params)
+        except UnsupportedOption:
+            continue
+        written.append(backend.save_native(model, args.out / f"{spec.name}.{backend.name}"))
+    print(markdown)
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0 if report.ok else 1
 

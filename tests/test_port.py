@@ -11,7 +11,7 @@ import pytest
 
 from conftest import get_backend
 from spec import port
-from spec.backend import Backend
+from spec.backend import Backend, load_backend
 from spec.errors import PortError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten, Pool2D, Reshape
 from spec.models import CNNSpec, ResNetSpec, RNNSpec
@@ -251,6 +251,13 @@ def test_the_command_ports_a_file_and_its_checkpoint(tmp_path: Path, capsys: pyt
     state = torch.load(checkpoint, weights_only=True)["model_state_dict"]
     np.testing.assert_array_equal(weights["dense_0/kernel"], state["fc1.weight"].numpy().T)  # the checkpoint's
     assert "| torch |" in (out / "port.md").read_text()
+    # the same weights as safetensors, and in the target's own file, which its model loads
+    for name, value in load_weights(out / "DNN.safetensors", spec).items():
+        np.testing.assert_array_equal(value, weights[name])
+    target = load_backend("torch")
+    model = target.build(spec, {name: np.zeros_like(value) for name, value in weights.items()})
+    target.load_native(model, out / "DNN.torch.pt")
+    np.testing.assert_array_equal(target.export_params(model)["dense_1/kernel"], weights["dense_1/kernel"])
 
 
 def test_a_port_out_of_tolerance_exits_non_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -195,6 +195,7 @@ def test_the_command_ports_a_keras_file_and_its_weights(tmp_path: Path) -> None:
     assert port.main(args) == 0
     report = (out / "port.md").read_text()
     assert "# Port of tiny from keras" in report and "| conv_0 | `conv2d" in report
+    assert (out / "tiny.keras.weights.h5").is_file() and (out / "tiny.safetensors").is_file()
 
 
 # Keras's RMSprop as its defaults are (keras/src/optimizers/rmsprop.py): ε inside the square root

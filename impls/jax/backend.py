@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 import jax
@@ -330,6 +331,14 @@ class JaxBackend(NativeBackend[SpecModel]):
     @in_model_precision
     def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(synced(model), params)
+
+    native_suffix = ".msgpack"
+
+    def save_native(self, model: SpecModel, path: str | Path) -> Path:
+        return weights.save_state_file(synced(model), f"{path}{self.native_suffix}")
+
+    def load_native(self, model: SpecModel, path: str | Path) -> None:
+        weights.load_state_file(synced(model), path)
 
     @in_model_precision
     def export_params(self, model: SpecModel) -> dict[str, np.ndarray]:

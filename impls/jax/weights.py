@@ -14,13 +14,15 @@ cell's own (:class:`impls.jax.models.GRUCell`). ``nnx.MultiHeadAttention``'s ``q
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
+from flax import nnx, serialization, traverse_util
 
 from impls.jax.models import SpecModel
+from spec.errors import WeightFileError
 from spec.layer_paths import NativePath, resolve
 from spec.models import is_frozen
 from spec.params import ParamInfo, check_params, layer_names, optimizer_groups, param_specs, variable_dtype
@@ -149,3 +151,46 @@ def from_state(model: SpecModel, state: nnx.State, part: str | None = None) -> d
     names = _part_names(model, part) if part else list(paths)
     infos = param_specs(model.spec)
     return {name: _read(_variable(state, paths[name]), infos[name]) for name in names}
+
+
+# What a native file holds: the parameters and BatchNorm statistics, not the random streams' keys
+# (dropout's), which are the framework's, drawn from a seed at build.
+NATIVE_STATE = nnx.Any(nnx.Param, nnx.BatchStat)
+
+
+def save_state_file(model: nnx.Module, path: str | Path) -> Path:
+    """The module's parameters and batch statistics (:data:`NATIVE_STATE`) as a pure dict of
+    arrays serialised by ``flax.serialization.msgpack_serialize``."""
+    path = Path(path)
+    pure = nnx.to_pure_dict(nnx.state(model, NATIVE_STATE))
+    path.write_bytes(serialization.msgpack_serialize(jax.tree.map(np.asarray, pure)))
+    return path
+
+
+def load_state_file(model: nnx.Module, path: str | Path) -> None:
+    """Load a file of :func:`save_state_file`'s format into ``model``: every variable required, with
+    its shape; a missing, unexpected or mis-shaped one raises naming the file and its path."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        restored = serialization.msgpack_restore(path.read_bytes())
+    except Exception as exc:  # msgpack's ExtraData, ValueError, … for a truncated or foreign file
+        why = type(exc).__name__
+        raise WeightFileError(f"checkpoint {str(path)!r} is not a readable msgpack state ({why})") from exc
+    state = nnx.state(model, NATIVE_STATE)
+    expected = traverse_util.flatten_dict(nnx.to_pure_dict(state))
+    found = traverse_util.flatten_dict(restored) if isinstance(restored, dict) else {}
+    missing = sorted("/".join(map(str, key)) for key in set(expected) - set(found))
+    unexpected = sorted("/".join(map(str, key)) for key in set(found) - set(expected))
+    if missing or unexpected:
+        why = f"missing {missing}, unexpected {unexpected}"
+        raise WeightFileError(f"checkpoint {str(path)!r} does not fit {type(model).__name__}: {why}")
+    for key, value in expected.items():
+        if np.shape(found[key]) != np.shape(value):
+            name = "/".join(map(str, key))
+            why = f"{name!r} has shape {np.shape(found[key])}, the model's {np.shape(value)}"
+            raise WeightFileError(f"checkpoint {str(path)!r}: {why}")
+    cast = {key: np.asarray(found[key], dtype=np.asarray(value).dtype) for key, value in expected.items()}
+    nnx.replace_by_pure_dict(state, traverse_util.unflatten_dict(cast))
+    nnx.update(model, state)

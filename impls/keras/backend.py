@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -211,6 +212,14 @@ class KerasBackend(NativeBackend[SpecModel]):
 
     def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
+
+    native_suffix = ".weights.h5"
+
+    def save_native(self, model: SpecModel, path: str | Path) -> Path:
+        return weights.save_weights_file(model, f"{path}{self.native_suffix}")
+
+    def load_native(self, model: SpecModel, path: str | Path) -> None:
+        weights.load_weights_file(model, path)
 
     def export_params(self, model: SpecModel) -> dict[str, np.ndarray]:
         return weights.export(model)

@@ -15,7 +15,6 @@ Keras layer for the same canonical layer, whose export converts what differs (th
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 
 from impls.keras import weights
 from impls.keras.models import MODEL_CLASSES
-from spec.errors import PortError, WeightFileError
+from spec.errors import PortError
 from spec.layers import (
     Act,
     Activation,
@@ -75,21 +74,9 @@ def import_model(model: keras.Model, input_shape: tuple[int, ...], name: str | N
 
 
 def load_checkpoint(model: keras.Model, path: str | Path) -> None:
-    """Load a ``.weights.h5`` file saved by ``model.save_weights``; a missing, corrupt or mismatched
-    file raises naming it (and Keras's account of the layer that does not fit)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightFileError(f"checkpoint {str(path)!r} does not exist")
-    if not path.name.endswith(".weights.h5"):
-        raise WeightFileError(f"checkpoint {str(path)!r}: a Keras model's weights are a .weights.h5 file")
-    try:
-        with warnings.catch_warnings():
-            # Keras warns, and leaves the layers as they were, where a saved group is missing
-            warnings.simplefilter("error", UserWarning)
-            model.load_weights(path)
-    except Exception as exc:  # h5py's OSError for a corrupt file, Keras's ValueError for a mismatch
-        why = f"{type(exc).__name__}: {exc}"
-        raise WeightFileError(f"checkpoint {str(path)!r} does not fit {model.name}: {why}") from exc
+    """Load a ``.weights.h5`` file saved by ``model.save_weights`` into the user's model
+    (:func:`impls.keras.weights.load_weights_file`)."""
+    weights.load_weights_file(model, path)
 
 
 def canonical_inputs(x: np.ndarray) -> np.ndarray:

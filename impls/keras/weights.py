@@ -12,12 +12,15 @@ reset-after GRU's bias included, except that Keras orders the GRU's gates z, r, 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Mapping
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from impls.keras.models import SpecModel
+from spec.errors import WeightFileError
 from spec.layer_paths import resolve
 from spec.models import is_frozen
 from spec.params import ParamInfo, check_params, layer_names, param_specs, variable_dtype
@@ -93,3 +96,28 @@ def to_native(model: SpecModel, arrays: Mapping[str, np.ndarray]) -> dict[str, n
     """Canonical arrays (gradients, say), by canonical name, in the layout of the model's variables."""
     infos = param_specs(model.spec)
     return {name: swap_layout(infos[name], value) for name, value in arrays.items()}
+
+
+def save_weights_file(model: keras.Model, path: str | Path) -> Path:
+    """The model's weights by ``save_weights`` (a ``.weights.h5`` file)."""
+    path = Path(path)
+    model.save_weights(path)
+    return path
+
+
+def load_weights_file(model: keras.Model, path: str | Path) -> None:
+    """Load a ``.weights.h5`` file saved by ``save_weights``; a missing, corrupt or mismatched file
+    raises naming it (and Keras's account of the layer that does not fit)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"checkpoint {str(path)!r} does not exist")
+    if not path.name.endswith(".weights.h5"):
+        raise WeightFileError(f"checkpoint {str(path)!r}: a Keras model's weights are a .weights.h5 file")
+    try:
+        with warnings.catch_warnings():
+            # Keras warns, and leaves the layers as they were, where a saved group is missing
+            warnings.simplefilter("error", UserWarning)
+            model.load_weights(path)
+    except Exception as exc:  # h5py's OSError for a corrupt file, Keras's ValueError for a mismatch
+        why = f"{type(exc).__name__}: {exc}"
+        raise WeightFileError(f"checkpoint {str(path)!r} does not fit {model.name}: {why}") from exc

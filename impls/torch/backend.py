@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -203,6 +204,14 @@ class TorchBackend(NativeBackend[SpecModel]):
 
     def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
+
+    native_suffix = ".pt"
+
+    def save_native(self, model: SpecModel, path: str | Path) -> Path:
+        return weights.save_state_file(model, f"{path}{self.native_suffix}")
+
+    def load_native(self, model: SpecModel, path: str | Path) -> None:
+        weights.load_state_file(model, path)
 
     def export_params(self, model: SpecModel) -> dict[str, np.ndarray]:
         return weights.export(model)

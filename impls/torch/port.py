@@ -29,7 +29,7 @@ from torch import fx, nn
 
 from impls.torch import weights
 from impls.torch.models import MODEL_CLASSES, SpecModel
-from spec.errors import PortError, WeightFileError
+from spec.errors import PortError
 from spec.layers import (
     Act,
     Activation,
@@ -69,8 +69,6 @@ _ACTIVATION_FUNCTIONS: dict[object, str] = {
 _SOFTMAX = (F.softmax, torch.softmax, "softmax")
 _FLATTEN_METHODS = ("view", "reshape", "flatten")
 M = TypeVar("M", bound=nn.Module)
-# where a training checkpoint keeps the model's state dict (the texts' torch.save({..., "model_state_dict": ...}))
-CHECKPOINT_KEYS = ("model_state_dict", "state_dict")
 _RECURRENT_CELLS = {nn.RNN: "simple_rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
 
 
@@ -88,30 +86,9 @@ def import_model(module: nn.Module, input_shape: tuple[int, ...], name: str | No
 
 
 def load_checkpoint(module: nn.Module, path: str | Path) -> None:
-    """Load a state dict saved with ``torch.save`` into ``module`` — the dict itself, or a training
-    checkpoint holding it under ``model_state_dict`` or ``state_dict`` — every tensor required
-    (``strict``): a missing, unexpected or mis-shaped tensor raises naming the file and the tensor."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightFileError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated zip, a pickle with code in it, not a torch file at all
-        raise WeightFileError(
-            f"checkpoint {str(path)!r} is not a readable torch file ({type(exc).__name__}: {exc})"
-        ) from exc
-    state = loaded
-    if isinstance(loaded, dict):
-        state = next((loaded[key] for key in CHECKPOINT_KEYS if isinstance(loaded.get(key), dict)), loaded)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightFileError(
-            f"checkpoint {str(path)!r} holds no state dict (a mapping of names to tensors, itself or under "
-            f"{' or '.join(CHECKPOINT_KEYS)})"
-        )
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:  # torch's message lists the missing and unexpected keys and the shapes
-        raise WeightFileError(f"checkpoint {str(path)!r} does not fit {type(module).__name__}: {exc}") from exc
+    """Load a state dict saved with ``torch.save`` (itself, or in a training checkpoint) into the
+    user's module, every tensor required (:func:`impls.torch.weights.load_state_file`)."""
+    weights.load_state_file(module, path)
 
 
 def canonical_inputs(x: np.ndarray) -> np.ndarray:

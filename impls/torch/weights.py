@@ -15,13 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from impls.torch.models import SpecModel
-from spec.errors import UnsupportedOption
+from spec.errors import UnsupportedOption, WeightFileError
 from spec.layer_paths import resolve
 from spec.models import is_frozen
 from spec.params import ParamInfo, check_params, layer_names, param_specs, rnn_layer_position, variable_dtype
@@ -262,3 +263,40 @@ def export_grads(model: SpecModel, names: Collection[str] | None = None) -> dict
         arrays = [p.grad.detach().cpu().numpy() for p in binding.tensors]  # type: ignore[union-attr]
         grads |= _to_canonical(binding, arrays, infos)
     return {name: grads[name] for name in infos if name in grads}
+
+
+# where a training checkpoint keeps the model's state dict (the texts' torch.save({..., "model_state_dict": ...}))
+CHECKPOINT_KEYS = ("model_state_dict", "state_dict")
+
+
+def save_state_file(module: nn.Module, path: str | Path) -> Path:
+    """The module's state dict, saved by ``torch.save``."""
+    path = Path(path)
+    torch.save(module.state_dict(), path)
+    return path
+
+
+def load_state_file(module: nn.Module, path: str | Path) -> None:
+    """Load a state dict saved with ``torch.save`` into ``module`` — the dict itself, or a training
+    checkpoint holding it under one of :data:`CHECKPOINT_KEYS` — every tensor required (``strict``):
+    a missing, unexpected or mis-shaped tensor raises naming the file and the tensor."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated zip, a pickle with code in it, not a torch file at all
+        why = f"{type(exc).__name__}: {exc}"
+        raise WeightFileError(f"checkpoint {str(path)!r} is not a readable torch file ({why})") from exc
+    state = loaded
+    if isinstance(loaded, dict):
+        state = next((loaded[key] for key in CHECKPOINT_KEYS if isinstance(loaded.get(key), dict)), loaded)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightFileError(
+            f"checkpoint {str(path)!r} holds no state dict (a mapping of names to tensors, itself or under "
+            f"{' or '.join(CHECKPOINT_KEYS)})"
+        )
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # torch's message lists the missing and unexpected keys and the shapes
+        raise WeightFileError(f"checkpoint {str(path)!r} does not fit {type(module).__name__}: {exc}") from exc
