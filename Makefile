@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := .ci/constraints.txt
 PYTEST_ARGS ?=
+# e.g. COMPARE_ARGS="--spec-file reports/port/SimpleCNN_spec.py --no-training"
+COMPARE_ARGS ?=
 
 .PHONY: test test-all compare bench lint venv clean
 
@@ -31,7 +33,7 @@ test-all: venv
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 compare: venv
-	$(BIN)/python -m spec.report
+	$(BIN)/python -m spec.report $(COMPARE_ARGS)
 
 # Time every benchmark (tests/bench) with every framework pinned to the same number of intra-op threads
 # (all cores); saves pytest-benchmark's JSON for `make compare` and for `pytest-benchmark compare`.

@@ -445,3 +445,8 @@ CASES: list[Case] = [
     *(case for spec in [*SEQUENCE, *TRANSFORMER] for case in _cases_of(spec, batch_size=8)),
 ]
 ZOO_CASES: dict[str, Case] = {name: _cases_of(spec)[0] for name, spec in ZOO.items()}
+
+
+def case_of(spec: ModelSpec) -> Case:
+    """The case a spec outside the zoo (a user's) is judged as: its default loss, the zoo's batch size."""
+    return _cases_of(spec)[0]

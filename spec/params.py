@@ -121,8 +121,10 @@ class ParamInfo:
     ``attention_out`` kernel (heads, head_dim, d_model).
     ``flattened_from`` is the (h, w, c) feature map a Dense kernel's rows were flattened from;
     ``reshaped_to`` the (h, w, c) feature map a Dense kernel's columns (or its bias) are reshaped to.
-    ``zero_gradient`` marks a tensor the loss cannot depend on: an attention key bias adds q·b to
-    every score of query q alike, which the softmax cancels (its gradient is float rounding only).
+    ``zero_gradient`` marks a tensor the loss cannot depend on (its gradient is float rounding only):
+    an attention key bias adds q·b to every score of query q alike, which the softmax cancels; a
+    bias right before a BatchNorm that normalises with the batch's statistics shifts the batch's
+    mean by itself, which the BatchNorm subtracts.
     ``gates`` names a recurrent tensor's gate blocks, in their canonical order (a GRU's r, z, n)."""
 
     shape: tuple[int, ...]
@@ -174,6 +176,7 @@ def param_specs(spec: ModelSpec, *, unfrozen: bool = False) -> dict[str, ParamIn
                 if name is not None:
                     _add_layer(infos, spec, name, layer, shape)
             _mark_reshapes(infos, spec, shapes)
+            _mark_biases_before_batchnorm(infos, spec)
         case ResNetSpec():
             block_inputs = spec.shapes()
             _add_layer(infos, spec, "stem/conv", spec.stem_layers[0], block_inputs["stem"])
@@ -438,6 +441,20 @@ BATCHNORM_TENSORS = (
     ("moving_mean", False, "zeros"),
     ("moving_variance", False, "ones"),
 )
+
+
+def _mark_biases_before_batchnorm(infos: dict[str, ParamInfo], spec: CNNSpec) -> None:
+    """Mark ``zero_gradient`` the bias of a layer whose output goes straight into a BatchNorm that
+    normalises with the batch's statistics in training (not a frozen one in inference mode):
+    ``(x + b) − mean(x + b) = x − mean(x)``. Users' models have them (torch's ``Conv2d`` has a bias
+    by default, and ported models keep it)."""
+    names = cnn_layer_names(spec)
+    for name, following, norm in zip(names, spec.layers[1:], names[1:]):
+        if not isinstance(following, BatchNorm) or name is None or f"{name}/bias" not in infos:
+            continue
+        if norm is not None and spec.frozen_batchnorm == "inference" and is_frozen(spec, norm):
+            continue  # normalises with its running statistics: the bias moves the output
+        infos[f"{name}/bias"] = replace(infos[f"{name}/bias"], zero_gradient=True)
 
 
 def _mark_reshapes(infos: dict[str, ParamInfo], spec: CNNSpec, shapes: list[tuple[int, ...]]) -> None:

@@ -350,9 +350,26 @@ def load_importer(framework: str) -> Importer:
 def load_builder(reference: str, kwargs: Mapping[str, Any]) -> object:
     """The user's model from ``path/to/file.py:Name`` or ``package.module:Name``: a class or function
     called with ``kwargs``, or a model object itself."""
+    found = load_object(reference)
+    return found(**kwargs) if isinstance(found, type) or inspect.isfunction(found) else found
+
+
+def load_spec(reference: str) -> ModelSpec:
+    """A user's spec from ``path/to/file.py`` (its ``SPEC``, as ``triptych-port`` writes it) or
+    ``path/to/file.py:NAME`` / ``package.module:NAME``."""
+    if reference.endswith(".py"):
+        reference += ":SPEC"
+    found = load_object(reference)
+    if not isinstance(found, ModelSpec):
+        raise PortError(reference, "the spec", f"a {type(found).__name__}, not a spec (spec.models)")
+    return found
+
+
+def load_object(reference: str) -> object:
+    """What ``path/to/file.py:Name`` or ``package.module:Name`` names."""
     location, _, attribute = reference.rpartition(":")
     if not location or not attribute:
-        raise PortError(reference, "the model", "give it as path/to/file.py:Name or package.module:Name")
+        raise PortError(reference, "the reference", "give it as path/to/file.py:Name or package.module:Name")
     if location.endswith(".py"):
         path = Path(location)
         if not path.is_file():
@@ -365,8 +382,7 @@ def load_builder(reference: str, kwargs: Mapping[str, Any]) -> object:
         module = importlib.import_module(location)
     if not hasattr(module, attribute):
         raise PortError(reference, attribute, f"{location} defines no {attribute}")
-    found = getattr(module, attribute)
-    return found(**kwargs) if isinstance(found, type) or inspect.isfunction(found) else found
+    return getattr(module, attribute)
 
 
 def report_markdown(report: PortReport, imported: Imported) -> str:

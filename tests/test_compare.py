@@ -140,3 +140,26 @@ def test_an_output_that_cancels_to_near_zero_is_judged_against_its_magnitude(bac
     assert (magnitude / np.abs(logits)).max() > 100
     row = compare.compare_precision(case, backend)
     assert row.ok and all(error is not None for error in row.errors.values()), row
+
+
+def test_a_user_s_spec_file_runs_through_the_report(backend: Backend, backend_name: str, tmp_path: Path) -> None:
+    """A spec file as triptych-port writes one — a torch-style CNN, its convolution's bias before a
+    BatchNorm (a gradient that is exactly zero, judged as such) — in the report like a zoo model."""
+    spec_file = tmp_path / "user_spec.py"
+    spec_file.write_text(
+        "from spec.layers import *\nfrom spec.models import *\n\n"
+        "SPEC = CNNSpec('user_cnn', (8, 8, 1), (Conv2D(4, 3, 1, ((1, 1), (1, 1))), BatchNorm(0.9, 1e-5),\n"
+        "    Act(Activation('relu')), Pool2D('max', 2), Flatten(), Dense(10)), 'linear')\n"
+    )
+    args = ["--backend", backend_name, "--spec-file", str(spec_file), "--no-training", "--out", str(tmp_path)]
+    assert compare.main(args) == 0
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert [(r["model"], r["ok"]) for r in report["models"]] == [("user_cnn", True)]
+    assert [r["model"] for r in report["precisions"]] == ["user_cnn"]
+
+
+def test_a_spec_file_without_a_spec_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec_file = tmp_path / "empty.py"
+    spec_file.write_text("MODEL = 3\n")
+    assert compare.main(["--spec-file", str(spec_file), "--no-training", "--out", str(tmp_path)]) == 2
+    assert "defines no SPEC" in capsys.readouterr().err

@@ -98,3 +98,35 @@ def test_check_params_names_the_culprit() -> None:
     with pytest.raises(ParamError, match=r"'dense_2/bias' has dtype <U1"):
         check_params(spec, {**good, "dense_2/bias": np.array(["a"] * 10)})
     assert check_params(spec, {k: v.astype(np.float64) for k, v in good.items()})["dense_0/kernel"].dtype == np.float32
+
+
+def test_a_bias_right_before_a_batchnorm_has_a_zero_gradient() -> None:
+    """torch's Conv2d has a bias by default, and users put a BatchNorm after it: the bias shifts the
+    batch's mean by itself, which the BatchNorm subtracts, so its exact gradient is zero — unless the
+    BatchNorm is frozen in inference mode, normalising with its running statistics."""
+    from dataclasses import replace
+
+    from spec import reference as ref
+    from spec.cases import perturbed_params
+    from spec.layers import Act, BatchNorm, Conv2D, Dense, Flatten
+    from spec.models import CNNSpec
+
+    spec = CNNSpec("conv_bias_bn", (8, 8, 1), (Conv2D(3, 3), BatchNorm(), Act("relu"), Flatten(), Dense(4)), "softmax")
+    frozen = replace(spec, name="frozen_bn", frozen=("conv_0", "batchnorm_0"))
+    assert param_specs(spec)["conv_0/bias"].zero_gradient and not param_specs(frozen)["conv_0/bias"].zero_gradient
+    params = perturbed_params(spec, 0)
+    x, targets = spec.example_batch(8, 0)
+    targets = np.eye(4)[targets]
+    grads = ref.numerical_gradient(
+        spec, params, x, targets, "categorical_crossentropy", ["conv_0/bias", "conv_0/kernel"]
+    )
+    assert np.abs(grads["conv_0/bias"]).max() < 1e-8 * np.abs(grads["conv_0/kernel"]).max()
+    # with the BatchNorm on its running statistics, the same bias moves the loss
+    assert (
+        np.abs(
+            ref.numerical_gradient(frozen, params, x, targets, "categorical_crossentropy", ["conv_0/bias"])[
+                "conv_0/bias"
+            ]
+        ).max()
+        > 1e-4
+    )

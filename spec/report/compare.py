@@ -28,13 +28,14 @@ import numpy as np
 
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
-from spec.cases import ZOO_CASES, Case, not_judged
+from spec.cases import ZOO_CASES, Case, case_of, not_judged
 from spec.data import digits
 from spec.data.mixture import RING
-from spec.errors import BackendUnavailable, UnsupportedOption
+from spec.errors import BackendUnavailable, PortError, SpecError, UnsupportedOption
 from spec.models import ZOO
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import MIXED_PRECISIONS, Precision, count_params, init_params
+from spec.port import load_spec
 from spec.precision import per_tensor_errors, rounding_depth
 from spec.recipes import (
     GAUSSIAN_RING,
@@ -488,6 +489,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="zoo model(s) to run (repeatable; default: all)",
     )
+    parser.add_argument(
+        "--spec-file",
+        action="append",
+        default=[],
+        help="a user's spec: path/to/file.py (its SPEC, as triptych-port writes it) or file.py:NAME (repeatable; "
+        "alone, it replaces the zoo in the model tables)",
+    )
     parser.add_argument("--no-training", action="store_true", help="skip the convergence table (the slow part)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="directory for compare.md/.json")
     parser.add_argument(
@@ -518,7 +526,13 @@ def main(argv: list[str] | None = None) -> int:
         "numpy": np.__version__,
         **{b.name: f"{b.framework_version()}; intra-op threads: {b.threads()}" for b in backends},
     }
-    models = [replace(ZOO_CASES[name], perturbed=False) for name in args.model or list(ZOO)]
+    try:
+        user_specs = [load_spec(reference) for reference in args.spec_file]
+    except (PortError, SpecError) as exc:
+        print(f"triptych-compare: {exc}", file=sys.stderr)
+        return 2
+    zoo = [] if user_specs and not args.model else args.model or list(ZOO)
+    models = [replace(case, perturbed=False) for case in [*(ZOO_CASES[n] for n in zoo), *map(case_of, user_specs)]]
     rows = run_with_progress(
         "models",
         [(f"{case.id} on {b.name}", functools.partial(compare_model, case, b)) for case in models for b in backends],
