@@ -342,9 +342,7 @@ def load_importer(framework: str) -> Importer:
     except ModuleNotFoundError as exc:
         if exc.name != f"impls.{framework}.port":
             raise BackendUnavailable(f"the {framework} importer needs its framework: {exc}") from exc
-        raise PortError(
-            framework, "importer", f"reading {framework} models is not written yet (torch and Keras are)"
-        ) from None
+        raise PortError(framework, "importer", f"reading {framework} models is not written yet") from None
 
 
 def load_builder(reference: str, kwargs: Mapping[str, Any]) -> object:
@@ -432,7 +430,7 @@ def report_markdown(report: PortReport, imported: Imported) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="triptych-port",
-        description="Port a torch or Keras model to every backend, verified against the float64 judge.",
+        description="Port a torch, Keras or Flax model to every backend, verified against the float64 judge.",
     )
     parser.add_argument("model", help="path/to/file.py:Name or package.module:Name (a class, function or model)")
     parser.add_argument(
@@ -440,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the class or function")
     parser.add_argument(
-        "--checkpoint", type=Path, help="the source's weight file (torch: a state dict; Keras: .weights.h5)"
+        "--checkpoint",
+        type=Path,
+        help="the source's weight file (torch: a state dict; Keras: .weights.h5; Flax: msgpack)",
     )
     parser.add_argument("--batch", type=Path, help=".npz whose 'x' is the verification batch (source layout)")
     parser.add_argument("--to", action="append", choices=BACKEND_NAMES, default=[], help="targets (default: all)")

@@ -67,11 +67,14 @@ def test_every_check_judges_each_small_spec_but_compiled_and_deep_gradients() ->
 
 
 def test_a_check_beyond_the_quick_budget_runs_in_the_exhaustive_tier() -> None:
-    resnet, mlp = ZOO_CASES["resnet18_cifar"], ZOO_CASES["digits_mlp"]
+    resnet, first, mlp = ZOO_CASES["resnet18_cifar"], ZOO_CASES["digits_autoencoder"], ZOO_CASES["digits_mlp"]
     assert resnet.spec.forward_flops(resnet.batch_size) > 10 * QUICK_FLOPS
     assert resnet.tier("forward") == "exhaustive" and resnet.tier("gradients") is None
     assert resnet.tier("counts") == "exhaustive"  # building it on three backends costs seconds
-    assert mlp.tier("gradients") == mlp.tier("forward") == "quick"
+    assert first.tier("gradients") == first.tier("forward") == "quick"  # the zoo's first MLP
+    # a zoo model beyond the first of its kind: its layers are the small specs', judged in make test
+    assert mlp.tier("gradients") == mlp.tier("forward") == mlp.tier("agreement") == "exhaustive"
+    assert mlp.tier("counts") == "quick"
 
 
 def test_deep_float32_gradients_are_judged_only_where_training_leaves_the_relus_out() -> None:

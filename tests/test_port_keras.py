@@ -21,6 +21,10 @@ from spec.optimizers import OptimizerSpec
 from spec.port import verify
 from spec.tolerances import max_scaled_error, tolerance
 
+# The importers' code is one per source framework; each target's builds are judged by the contract
+# tests: `make test` ports to torch, `make test-all` to every backend.
+pytestmark = pytest.mark.quick_on("torch")
+
 RELU = Act(Activation("relu"))
 SHAPES = {
     "mnist_dense": (784,),

@@ -27,7 +27,7 @@ from spec.layer_paths import NativePath, resolve
 from spec.models import is_frozen
 from spec.params import ParamInfo, check_params, layer_names, optimizer_groups, param_specs, variable_dtype
 
-_VARIABLE = {
+VARIABLES = {  # canonical variable -> the Flax attribute holding it
     "kernel": "kernel",
     "bias": "bias",
     "gamma": "scale",  # BatchNorm's and LayerNorm's
@@ -48,7 +48,7 @@ def canonical_paths(model: SpecModel, *, trainable_only: bool = False) -> dict[s
             if info.is_recurrent:
                 paths[name] = (*model.layer_paths[layer], *_recurrent_variable(info.gates, variable))
             else:
-                paths[name] = (*model.layer_paths[layer], _VARIABLE[variable])
+                paths[name] = (*model.layer_paths[layer], VARIABLES[variable])
     return paths
 
 
@@ -94,7 +94,7 @@ def swap_layout(info: ParamInfo, value: np.ndarray | jax.Array) -> np.ndarray | 
     return value.swapaxes(2, 3) if info.layout == "conv_transpose" else value
 
 
-def _read(variable: nnx.Variable, info: ParamInfo) -> np.ndarray:
+def read_variable(variable: nnx.Variable, info: ParamInfo) -> np.ndarray:
     """A variable's value (a parameter, or a gradient in a state) as a canonical numpy array."""
     return np.ascontiguousarray(swap_layout(info, np.asarray(variable.get_value())))
 
@@ -127,7 +127,7 @@ def load(model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
 
 def export(model: SpecModel) -> dict[str, np.ndarray]:
     infos = param_specs(model.spec)
-    return {name: _read(_variable(model, path), infos[name]) for name, path in canonical_paths(model).items()}
+    return {name: read_variable(_variable(model, path), infos[name]) for name, path in canonical_paths(model).items()}
 
 
 def to_state(model: SpecModel, arrays: Mapping[str, np.ndarray], part: str | None = None) -> nnx.State:
@@ -150,7 +150,7 @@ def from_state(model: SpecModel, state: nnx.State, part: str | None = None) -> d
     paths = canonical_paths(model, trainable_only=True)
     names = _part_names(model, part) if part else list(paths)
     infos = param_specs(model.spec)
-    return {name: _read(_variable(state, paths[name]), infos[name]) for name in names}
+    return {name: read_variable(_variable(state, paths[name]), infos[name]) for name in names}
 
 
 # What a native file holds: the parameters and BatchNorm statistics, not the random streams' keys

@@ -1,0 +1,52 @@
+"""Flax NNX modules written the way Flax's documentation writes them: attribute-style modules whose
+``__call__`` chains layers and functions, and ``nnx.Sequential``. Built on call, after the JAX
+backend has been loaded."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+from flax import nnx
+
+
+class CNN(nnx.Module):
+    """Flax's MNIST tutorial CNN, narrower: convolutions with ReLU, ``partial(nnx.avg_pool, ...)``,
+    ``x.reshape(x.shape[0], -1)``, two Linear layers."""
+
+    def __init__(self, *, rngs: nnx.Rngs) -> None:
+        self.conv1 = nnx.Conv(1, 8, kernel_size=(3, 3), rngs=rngs)
+        self.conv2 = nnx.Conv(8, 16, kernel_size=(3, 3), rngs=rngs)
+        self.avg_pool = partial(nnx.avg_pool, window_shape=(2, 2), strides=(2, 2))
+        self.linear1 = nnx.Linear(16 * 7 * 7, 32, rngs=rngs)
+        self.linear2 = nnx.Linear(32, 10, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = self.avg_pool(nnx.relu(self.conv1(x)))
+        x = self.avg_pool(nnx.relu(self.conv2(x)))
+        x = x.reshape(x.shape[0], -1)
+        x = nnx.relu(self.linear1(x))
+        return self.linear2(x)
+
+
+class MLP(nnx.Module):
+    """Flax's NNX basics MLP: Linear, BatchNorm, Dropout, GELU (``nnx.gelu``: the tanh form), Linear."""
+
+    def __init__(self, din: int = 64, dmid: int = 32, dout: int = 10, *, rngs: nnx.Rngs) -> None:
+        self.linear1 = nnx.Linear(din, dmid, rngs=rngs)
+        self.dropout = nnx.Dropout(0.1, rngs=rngs)
+        self.bn = nnx.BatchNorm(dmid, rngs=rngs)
+        self.linear2 = nnx.Linear(dmid, dout, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nnx.gelu(self.dropout(self.bn(self.linear1(x))))
+        return self.linear2(x)
+
+
+def sequential(rngs: nnx.Rngs) -> nnx.Sequential:
+    """``nnx.Sequential`` of layers and functions, a softmax output."""
+    return nnx.Sequential(
+        nnx.Linear(64, 16, rngs=rngs), nnx.tanh,
+        nnx.Linear(16, 16, rngs=rngs), partial(nnx.leaky_relu, negative_slope=0.2),
+        nnx.Linear(16, 3, rngs=rngs), nnx.softmax,
+    )  # fmt: skip
