@@ -24,7 +24,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 
 from spec import reference as ref
-from spec.backend import BACKEND_NAMES, Backend, load_backend
+from spec.backend import BACKEND_NAMES, Backend, available_backends
 from spec.errors import BackendUnavailable, PortError, SpecError, UnsupportedOption, WeightFileError
 from spec.layers import (
     Act,
@@ -456,14 +456,19 @@ def main(argv: list[str] | None = None) -> int:
         step("reading the model")
         imported = importer.import_model(model, shape, args.name)
         x = (
-            imported.spec.example_batch(VERIFY_BATCH)[0]
+            verification_batch(imported.spec)
             if args.batch is None
             else importer.canonical_inputs(load_batch(args.batch))
         )
+        step(f"loading {', '.join(args.to) if args.to else 'every installed backend'}")
         targets = []
-        for name in args.to or BACKEND_NAMES:
-            step(f"loading {name}")
-            targets.append(load_backend(name))
+        for name, found in available_backends(tuple(args.to) if args.to else BACKEND_NAMES).items():
+            if isinstance(found, BackendUnavailable):
+                if args.to:  # asked for by name
+                    raise found
+                print(f"[port] skipping {name}: {found}", file=sys.stderr)
+                continue
+            targets.append(found)
         step(f"verifying on {', '.join(b.name for b in targets)}")
         layers = importer.source_layer_outputs(model, imported)
         report = verify(imported, importer.source_outputs(model), x, targets, layers)
@@ -495,7 +500,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report.ok else 1
 
 
-VERIFY_BATCH = 8  # examples of the embedded data (or of the user's --batch) each executor runs
+VERIFY_BATCH = 8  # examples of the embedded data each executor runs, without a --batch
+
+
+def verification_batch(spec: ModelSpec) -> np.ndarray:
+    """:data:`VERIFY_BATCH` examples of the embedded data shaped for the model (``example_batch``), or
+    seeded N(0, 1) inputs where the data takes no such shape (an image of 30×30, a vector of 20)."""
+    try:
+        x = spec.example_batch(VERIFY_BATCH)[0]
+    except SpecError:
+        x = None
+    if x is None or x.shape[1:] != tuple(spec.input_shape):
+        x = np.random.default_rng(0).standard_normal((VERIFY_BATCH, *spec.input_shape)).astype(np.float32)
+    return x
 
 
 def step(text: str) -> None:

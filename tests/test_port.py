@@ -4,6 +4,7 @@ tensors in canonical form, and the source, the judge and each target agreeing on
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from spec.port import verify
 from spec.weights import load_weights
 
 torch = pytest.importorskip("torch", reason="the torch importer reads torch modules")
+import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from impls.torch.port import import_model, source_layer_outputs, source_outputs  # noqa: E402
@@ -173,27 +175,125 @@ class BidirectionalLast(nn.Module):
         return self.fc(out[:, -1, :])
 
 
-@pytest.mark.parametrize(
-    ("module", "shape", "where", "why"),
-    [
-        (Residual(), (4,), "node add", "residual connection"),
-        (nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)), (4,), "1 (LayerNorm)", "not a layer"),
-        (nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(16, 2)), (2, 4, 4), "0", "groups"),
-        (LogSoftmaxNet(), (4,), "log_softmax", "return the logits"),
-        (BidirectionalLast(), (5, 2), "getitem", "backward direction"),
-        (nn.Sequential(nn.Flatten(), nn.Linear(10, 2)), (3, 2, 2), "1", "in_features=10, but its input has 12"),
-        (nn.Sequential(nn.Linear(4, 2)), (2, 4, 4), "0 (Linear)", "Dense layers only on vectors"),
-    ],
-    ids=[
-        "residual",
-        "unknown_layer",
-        "grouped_conv",
-        "log_softmax",
-        "bidirectional_last_step",
-        "wrong_width",
-        "no_flatten",
-    ],
-)
+class Forward(nn.Module):
+    """A module whose ``forward`` is the given function of its layers: the misreadings to refuse."""
+
+    def __init__(self, forward: Callable[..., torch.Tensor], **layers: nn.Module) -> None:
+        super().__init__()
+        self.call = forward
+        for name, layer in layers.items():
+            self.add_module(name, layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.call(self, x)
+
+
+def torchvision_resnet(change: Callable[[nn.Module], None]) -> nn.Module:
+    model = user.resnet18(num_classes=3)
+    change(model)
+    return model
+
+
+class SoftmaxAfterFc(user.ResNet):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(super().forward(x), dim=1)
+
+
+def lstms(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out, _ = module.lstm(x)
+    out, _ = module.second(out)
+    return module.fc(out[:, -1, :])
+
+
+CANNOT_BE_PORTED = {
+    "residual": (Residual(), (4,), "node add", "residual connection"),
+    "unknown_layer": (
+        nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)),
+        (4,),
+        "1 (LayerNorm)",
+        "not a layer",
+    ),
+    "grouped_conv": (
+        nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(16, 2)),
+        (2, 4, 4),
+        "0 (Conv2d)",
+        "groups=1 (it has 2)",
+    ),
+    "log_softmax": (LogSoftmaxNet(), (4,), "log_softmax", "return the logits"),
+    "bidirectional_last_step": (BidirectionalLast(), (5, 2), "getitem", "backward direction"),
+    "wrong_width": (
+        nn.Sequential(nn.Flatten(), nn.Linear(10, 2)),
+        (3, 2, 2),
+        "1 (Linear)",
+        "in_features=10, but its input has 12",
+    ),
+    "no_flatten": (nn.Sequential(nn.Linear(4, 2)), (2, 4, 4), "0 (Linear)", "Dense layers only on vectors"),
+    "softmax_over_the_batch": (
+        nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=0)),
+        (4,),
+        "1 (Softmax)",
+        "softmax over dim 0",
+    ),
+    "softmax_function_over_the_batch": (
+        Forward(lambda m, x: torch.softmax(m.fc(x), dim=0), fc=nn.Linear(4, 3)),
+        (4,),
+        "softmax",
+        "softmax over dim 0",
+    ),
+    "dropout_in_evaluation": (
+        Forward(lambda m, x: m.fc(F.dropout(x, 0.5)), fc=nn.Linear(4, 3)),
+        (4,),
+        "dropout",
+        "training=True",
+    ),
+    "view_not_by_batch": (
+        Forward(lambda m, x: m.fc(x.view(4, -1)), fc=nn.Linear(8, 3)),
+        (2, 2, 2),
+        "view",
+        "(batch, features) only",
+    ),
+    "tensor_in_forward": (
+        Forward(lambda m, x: m.fc(x) * m.fc.weight.sum(), fc=nn.Linear(4, 3)),
+        (4,),
+        "get_attr",
+        "used directly in forward",
+    ),
+    "two_recurrent_layers": (
+        Forward(
+            lstms, lstm=nn.LSTM(2, 3, batch_first=True), second=nn.LSTM(3, 3, batch_first=True), fc=nn.Linear(3, 1)
+        ),
+        (5, 2),
+        "node second",
+        "a recurrent model the importer reads",
+    ),
+    "last_step_after_the_head": (
+        Forward(lambda m, x: m.fc(m.lstm(x)[0])[:, -1], lstm=nn.LSTM(2, 3, batch_first=True), fc=nn.Linear(3, 1)),
+        (5, 2),
+        "node fc",
+        "a recurrent model the importer reads",
+    ),
+    "resnet_leaky_relu": (
+        torchvision_resnet(lambda m: setattr(m, "relu", nn.LeakyReLU(0.3))),
+        (3, 32, 32),
+        "relu (LeakyReLU)",
+        "nn.ReLU",
+    ),
+    "resnet_one_batchnorm_apart": (
+        torchvision_resnet(lambda m: setattr(m.layer2[1].bn1, "eps", 0.1)),
+        (3, 32, 32),
+        "layer2.1.bn1",
+        "eps, momentum",
+    ),
+    "resnet_softmax_after_fc": (
+        SoftmaxAfterFc(user.BasicBlock, [2, 2, 2, 2], 3),
+        (3, 32, 32),
+        "forward",
+        "does not end at fc",
+    ),
+}
+
+
+@pytest.mark.parametrize(("module", "shape", "where", "why"), CANNOT_BE_PORTED.values(), ids=CANNOT_BE_PORTED.keys())
 def test_what_cannot_be_ported_is_named(module: nn.Module, shape: tuple[int, ...], where: str, why: str) -> None:
     with pytest.raises((PortError,)) as caught:
         import_model(module, shape, name="user_model")
@@ -370,3 +470,25 @@ def test_a_model_that_is_not_sequential_is_verified_whole() -> None:
     imported = import_model(module, INPUT_SHAPES["TimeSeriesLSTM"])
     report = verify(imported, source_outputs(module), canonical_batch(INPUT_SHAPES["TimeSeriesLSTM"]), [])
     assert report.ok and report.layers is None
+
+
+def test_what_the_importer_reads_beside_the_chain_is_no_branch() -> None:
+    """``x.size(0)`` taken from the input after other layers, and an in-place activation after a
+    layer whose output the report keeps: a correct port, layer by layer too."""
+
+    def forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return m.fc(m.relu(m.conv(x)).view(x.size(0), -1))
+
+    torch.manual_seed(0)
+    module = Forward(forward, conv=nn.Conv2d(1, 2, 3), relu=nn.ReLU(inplace=True), fc=nn.Linear(2 * 6 * 6, 3))
+    imported = import_model(module, (1, 8, 8), name="size_of_the_input")
+    x = canonical_batch((1, 8, 8))
+    report = verify(imported, source_outputs(module), x, [], source_layer_outputs(module, imported))
+    assert report.ok and report.layers is not None and all(layer.ok for layer in report.layers), report
+
+
+def test_the_command_verifies_a_model_the_embedded_data_does_not_fit(tmp_path: Path) -> None:
+    """A vector of 20 features: the command runs it on seeded noise of its shape."""
+    source = tmp_path / "user_mlp.py"
+    source.write_text("from torch import nn\n\nMODEL = nn.Sequential(nn.Linear(20, 8), nn.Tanh(), nn.Linear(8, 2))\n")
+    assert port.main([f"{source}:MODEL", "--input-shape", "20", "--to", "torch", "--out", str(tmp_path / "out")]) == 0

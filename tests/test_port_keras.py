@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,19 +151,75 @@ def selu() -> object:
     return keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="selu"), keras.layers.Dense(2)])
 
 
-@pytest.mark.parametrize(
-    ("build", "where", "why"),
-    [
-        (subclassed, "Net", "subclassed keras.Model"),
-        (residual, "add", "not a chain"),
-        (layer_norm, "LayerNormalization", "not a layer the specs know"),
-        (selu, "dense", "activation 'selu'"),
-    ],
-    ids=["subclassed", "residual", "unknown_layer", "unknown_activation"],
-)
-def test_what_cannot_be_ported_from_keras_is_named(build: Callable[[], object], where: str, why: str) -> None:
+def sequential(*layers: Callable[[Any], object], shape: tuple[int, ...] = (4,)) -> Callable[[], object]:
+    """A builder of ``keras.Sequential([Input(shape), *layers])``, each layer made from ``keras``."""
+
+    def build() -> object:
+        import keras
+
+        return keras.Sequential([keras.Input(shape), *(make(keras) for make in layers)])
+
+    return build
+
+
+CANNOT_BE_PORTED = {
+    "subclassed": (subclassed, (4,), "Net", "subclassed keras.Model"),
+    "residual": (residual, (4,), "add", "not a chain"),
+    "unknown_layer": (layer_norm, (4,), "LayerNormalization", "not a layer the specs know"),
+    "unknown_activation": (selu, (4,), "dense", "activation 'selu'"),
+    "users_own_activation": (
+        sequential(lambda k: k.layers.Dense(3, activation=lambda x: x * 2)),
+        (4,),
+        "dense",
+        "not one of keras.activations",
+    ),
+    "flatten_channels_first": (
+        sequential(
+            lambda k: k.layers.Flatten(data_format="channels_first"), lambda k: k.layers.Dense(2), shape=(2, 2, 3)
+        ),
+        (2, 2, 3),
+        "flatten",
+        "channels_last",
+    ),
+    "capped_relu": (
+        sequential(lambda k: k.layers.Dense(3), lambda k: k.layers.ReLU(max_value=6.0), lambda k: k.layers.Dense(2)),
+        (4,),
+        "ReLU",
+        "max_value=6.0",
+    ),
+    "softmax_over_the_batch": (
+        sequential(lambda k: k.layers.Dense(3), lambda k: k.layers.Softmax(axis=0)),
+        (4,),
+        "softmax",
+        "axis=-1",
+    ),
+    "dense_before_a_recurrent_layer": (
+        sequential(lambda k: k.layers.Dense(3), lambda k: k.layers.LSTM(2), lambda k: k.layers.Dense(1), shape=(5, 4)),
+        (5, 4),
+        "dense",
+        "recurrent layers, then one Dense head",
+    ),
+    "bidirectional_backward_relu": (
+        sequential(
+            lambda k: k.layers.Bidirectional(
+                k.layers.GRU(3), backward_layer=k.layers.GRU(3, activation="relu", go_backwards=True)
+            ),
+            lambda k: k.layers.Dense(1),
+            shape=(5, 2),
+        ),
+        (5, 2),
+        "GRU",
+        "activation='tanh'",
+    ),
+}
+
+
+@pytest.mark.parametrize(("build", "shape", "where", "why"), CANNOT_BE_PORTED.values(), ids=CANNOT_BE_PORTED.keys())
+def test_what_cannot_be_ported_from_keras_is_named(
+    build: Callable[[], object], shape: tuple[int, ...], where: str, why: str
+) -> None:
     with pytest.raises(PortError) as caught:
-        importer().import_model(build(), (4,), name="user_model")
+        importer().import_model(build(), shape, name="user_model")
     message = str(caught.value)
     assert message.startswith("user_model: ") and where in message and why in message, message
 

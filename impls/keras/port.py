@@ -46,7 +46,6 @@ from spec.port import Imported, SequentialReader
 _RECURRENT_CELLS = {keras.layers.SimpleRNN: "simple_rnn", keras.layers.LSTM: "lstm", keras.layers.GRU: "gru"}
 _OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 _ACTIVATION_LAYERS: dict[type, Callable[[Any], Activation]] = {
-    keras.layers.ReLU: lambda layer: Activation("relu"),
     keras.layers.LeakyReLU: lambda layer: Activation("leaky_relu", negative_slope=float(layer.negative_slope)),
     keras.layers.ELU: lambda layer: Activation("elu", alpha=float(layer.alpha)),
 }
@@ -171,15 +170,27 @@ def _spec_layers(
         case keras.layers.Dropout():
             yield Dropout(float(layer.rate))
         case keras.layers.Flatten():
+            _require(name, where, layer.data_format == "channels_last", "data_format='channels_last'")
             yield Flatten()
         case keras.layers.Reshape():
             yield Reshape(tuple(layer.target_shape))
         case keras.layers.GlobalAveragePooling2D():
-            _require(name, where, not layer.keepdims, "keepdims=False")
+            _require(
+                name,
+                where,
+                not layer.keepdims and layer.data_format == "channels_last",
+                "keepdims=False, channels last",
+            )
             yield GlobalAvgPool()
         case keras.layers.Activation():
             yield from _activation(layer.activation, where, name, last, reader)
+        case keras.layers.ReLU():  # a max_value, threshold or slope would change it
+            plain = layer.max_value is None and layer.threshold == 0 and layer.negative_slope == 0
+            options = f"max_value={layer.max_value}, threshold={layer.threshold}, negative_slope={layer.negative_slope}"
+            _require(name, where, plain, f"none of its options ({options})")
+            yield Act(Activation("relu"))
         case keras.layers.Softmax() if last:
+            _require(name, where, layer.axis in (-1, len(layer.input.shape) - 1), "axis=-1 (the classes)")
             reader.end_with("softmax", where)
         case _ if type(layer) in _ACTIVATION_LAYERS:
             yield Act(_ACTIVATION_LAYERS[type(layer)](layer))
@@ -191,7 +202,13 @@ def _activation(
     function: Callable[..., Any], where: str, name: str, last: bool, reader: SequentialReader
 ) -> Iterator[Layer]:
     """The spec's activation for a Keras activation function (its own defaults made explicit)."""
-    kind = function.__name__
+    kind = getattr(function, "__name__", "")
+    try:
+        known = keras.activations.get(kind) is function
+    except ValueError:  # Keras has none of that name
+        known = False
+    if not known:  # a function of the user's own
+        raise PortError(name, where, f"activation {function!r} is not one of keras.activations")
     if kind == "linear":
         return
     if kind in _OUTPUT_ACTIVATIONS and last:
@@ -230,31 +247,21 @@ def _recurrent(
         raise PortError(
             name, head.name, "a recurrent model the importer reads ends in one Dense head on the last state"
         )
+    for layer in stack:
+        if not isinstance(_unwrapped(layer), tuple(_RECURRENT_CELLS)):
+            why = "a recurrent model the importer reads is recurrent layers, then one Dense head"
+            raise PortError(name, f"{layer.name} ({type(layer).__name__})", why)
     first = _unwrapped(stack[0])
     bidirectional = isinstance(stack[0], keras.layers.Bidirectional)
     for index, layer in enumerate(stack):
-        where, cell = f"{layer.name} ({type(layer).__name__})", _unwrapped(layer)
-        if (
-            type(cell) is not type(first)
-            or cell.units != first.units
-            or isinstance(layer, keras.layers.Bidirectional) != bidirectional
-        ):
-            raise PortError(name, where, "the spec's recurrent layers are all of one kind, width and direction")
+        if isinstance(layer, keras.layers.Bidirectional) != bidirectional:
+            raise PortError(name, layer.name, "the spec's recurrent layers are all bidirectional or none")
         if bidirectional:
-            _require(name, where, layer.merge_mode == "concat", "merge_mode='concat'")
-        _require(
-            name,
-            where,
-            cell.return_sequences == (index < len(stack) - 1),
-            "sequences between layers, the last state at the top",
-        )
-        _require(
-            name, where, cell.use_bias and not cell.go_backwards and not cell.stateful, "bias, forward, not stateful"
-        )
-        _require(name, where, cell.dropout == 0 and cell.recurrent_dropout == 0, "no dropout")
-        _require(name, where, cell.activation.__name__ == "tanh", "activation='tanh'")
-        if not isinstance(cell, keras.layers.SimpleRNN):
-            _require(name, where, cell.recurrent_activation.__name__ == "sigmoid", "recurrent_activation='sigmoid'")
+            _require(name, f"{layer.name} (Bidirectional)", layer.merge_mode == "concat", "merge_mode='concat'")
+        directions = [layer.forward_layer, layer.backward_layer] if bidirectional else [layer]
+        for backward, cell in enumerate(directions):
+            where = f"{layer.name} ({type(cell).__name__})"
+            _check_recurrent(cell, where, first, index == len(stack) - 1, bool(backward), name)
     activation = head.activation.__name__
     if activation not in ("linear", *_OUTPUT_ACTIVATIONS):
         raise PortError(
@@ -270,6 +277,21 @@ def _recurrent(
         parts = [f"{layer.name}.{d}_layer" for d in spec.directions] if bidirectional else [layer.name]
         sources |= dict(zip(rnn_layer_names(spec, index), parts))
     return spec, sources
+
+
+def _check_recurrent(cell: Any, where: str, first: Any, top: bool, backward: bool, name: str) -> None:
+    """One recurrent layer (a direction of a Bidirectional: ``backward``) against the spec's layers."""
+    if type(cell) is not type(first) or cell.units != first.units:
+        raise PortError(name, where, "the spec's recurrent layers are all of one kind and width")
+    if isinstance(cell, keras.layers.GRU):
+        _require(name, where, cell.reset_after == first.reset_after, "one reset_after for every layer")
+    _require(name, where, cell.return_sequences != top, "sequences between layers, the last state at the top")
+    _require(name, where, cell.use_bias and not cell.stateful, "use_bias=True, stateful=False")
+    _require(name, where, cell.go_backwards == backward, "go_backwards only in a Bidirectional's backward layer")
+    _require(name, where, cell.dropout == 0 and cell.recurrent_dropout == 0, "no dropout")
+    _require(name, where, cell.activation is keras.activations.tanh, "activation='tanh'")
+    if not isinstance(cell, keras.layers.SimpleRNN):
+        _require(name, where, cell.recurrent_activation is keras.activations.sigmoid, "recurrent_activation='sigmoid'")
 
 
 def _resolve(model: keras.Model, path: str) -> keras.layers.Layer:

@@ -106,9 +106,11 @@ def source_outputs(module: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
         was_training = module.training
         module.eval()
         try:
-            tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            if tensor.ndim == 4:  # canonical NHWC -> torch's NCHW
-                tensor = tensor.permute(0, 3, 1, 2).contiguous()
+            tensor = torch.from_numpy(np.asarray(x, dtype=np.float32))
+            if tensor.ndim == 4:  # canonical NHWC -> NCHW with the strides of a fresh torch batch: with
+                # one channel a permuted copy can keep a channels-last stride, and so the conv's output
+                n, h, w, c = tensor.shape
+                tensor = torch.empty(n, c, h, w).copy_(tensor.permute(0, 3, 1, 2))
             return module(tensor).numpy()
         finally:
             module.train(was_training)
@@ -127,7 +129,7 @@ def source_layer_outputs(module: nn.Module, imported: Imported) -> Callable[[np.
         def keep(layer: str) -> Callable[..., None]:
             def hook(_: nn.Module, __: object, output: object) -> None:
                 if isinstance(output, torch.Tensor):  # an RNN's (outputs, state) is read at the head
-                    value = output.detach().numpy()
+                    value = output.detach().clone().numpy()  # an in-place activation after it would change it
                     captured[layer] = value.transpose(0, 2, 3, 1) if value.ndim == 4 else value
 
             return hook
@@ -159,10 +161,15 @@ def _infer(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple[
 
 
 def _trace(module: nn.Module, name: str) -> fx.Graph:
+    """``module``'s graph in evaluation mode (``self.training`` is read as False while tracing)."""
+    was_training = module.training
+    module.eval()
     try:
         graph = fx.symbolic_trace(module).graph
     except Exception as exc:  # fx raises many kinds: data-dependent control flow, unsupported ops
         raise PortError(name, "forward", f"torch.fx cannot trace it ({type(exc).__name__}: {exc})") from exc
+    finally:
+        module.train(was_training)
     graph.eliminate_dead_code()  # e.g. an LSTM's final states, unpacked and never used
     return graph
 
@@ -185,17 +192,21 @@ def _chain_nodes(graph: fx.Graph, name: str) -> Iterator[fx.Node]:
                 raise PortError(name, _describe(node), "a second input: a sequential model takes one tensor")
             previous = node
             continue
-        tensors = [arg for arg in node.all_input_nodes if not _is_shape_query(arg)]
         if node.op == "output":
             return
+        if node.op == "get_attr":
+            why = "a tensor used directly in forward: the importer reads tensors through the layers that hold them"
+            raise PortError(name, f"{_describe(node)} ({node.target})", why)
+        if _is_shape_query(node):  # x.size(0) may read any earlier value: it is a number
+            continue
+        tensors = [arg for arg in node.all_input_nodes if not _is_shape_query(arg)]
         if tensors != [previous]:
             why = "it reads earlier results besides the last one (a residual connection or a branch)"
             raise PortError(
                 name, _describe(node), f"{why}: not a sequential model; a ResNet ports by torchvision's naming"
             )
-        if not _is_shape_query(node):  # x.size(0) reads x, and the next layer reads x too
-            previous = node
-            yield node
+        previous = node
+        yield node
 
 
 def _is_shape_query(node: fx.Node) -> bool:
@@ -242,7 +253,12 @@ def _read_node(module: nn.Module, node: fx.Node, chain: SequentialReader, name: 
         child = _target(module, node)
         path = str(node.target)
         if isinstance(child, nn.Softmax | nn.Sigmoid) and last:
-            _output_activation(chain, "softmax" if isinstance(child, nn.Softmax) else "sigmoid", node, name)
+            if isinstance(child, nn.Softmax) and child.dim not in (1, -1):
+                why = f"softmax over dim {child.dim}: the specs' softmax is over the classes (dim=1 or -1)"
+                raise PortError(name, f"{path} (Softmax)", why)
+            chain.end_with(
+                "softmax" if isinstance(child, nn.Softmax) else "sigmoid", f"{path} ({type(child).__name__})"
+            )
             return
         layer = _module_layer(child, path, name)
         chain.add(layer, f"{path} ({type(child).__name__})", path if _holds_tensors(child) else None)
@@ -268,6 +284,10 @@ def _read_node(module: nn.Module, node: fx.Node, chain: SequentialReader, name: 
         raise PortError(name, _describe(node), why)
     if target is F.dropout:
         rate = node.kwargs.get("p", node.args[1] if len(node.args) > 1 else 0.5)
+        training = node.kwargs.get("training", node.args[2] if len(node.args) > 2 else True)
+        if training is not False:  # F.dropout's default: on even in model.eval()
+            why = "F.dropout with training=True drops units in evaluation too; pass training=self.training"
+            raise PortError(name, _describe(node), why)
         chain.add(Dropout(float(cast(float, rate))), _describe(node))
         return
     if target is torch.flatten or target in _FLATTEN_METHODS:
@@ -288,19 +308,28 @@ def _check_flatten(node: fx.Node, name: str) -> None:
             return
     elif len(args) == 1 and isinstance(args[0], tuple | list):
         args = tuple(args[0])
-    if node.target in ("view", "reshape") and len(args) == 2:
+    batch = args[0] if len(args) == 2 else None
+    by_batch = batch == -1 or (isinstance(batch, fx.Node) and _is_shape_query(batch))
+    if node.target in ("view", "reshape") and by_batch and (args[1] == -1 or isinstance(args[1], int)):
         return
     raise PortError(name, _describe(node), f"{args!r}: the specs flatten to (batch, features) only")
 
 
 def _output_activation(chain: SequentialReader, kind: str, node: fx.Node, name: str) -> None:
     if kind == "softmax":
-        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-        if isinstance(node.target, str) or node.op == "call_module":
-            dim = dim if dim is not None else getattr(node.target, "dim", None)
-        if dim not in (1, -1, None):
-            raise PortError(name, _describe(node), f"softmax over dim {dim}: the specs' softmax is over the classes")
+        _check_softmax_dim(chain.model, node)
     chain.end_with(kind, _describe(node))
+
+
+def _check_softmax_dim(module_name: str, node: fx.Node, module: nn.Module | None = None) -> None:
+    """A softmax over the last axis, the classes' (``nn.Softmax(dim=1)``, ``x.softmax(-1)``)."""
+    if node.op == "call_module":
+        dim = getattr(module.get_submodule(str(node.target)), "dim", None) if module is not None else None
+    else:
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    if dim not in (1, -1):
+        why = f"softmax over dim {dim}: the specs' softmax is over the classes (dim=1 or -1)"
+        raise PortError(module_name, _describe(node), why)
 
 
 def _holds_tensors(module: nn.Module) -> bool:
@@ -386,7 +415,7 @@ def _recurrent(
         states = state if isinstance(state, tuple) else (state,)
         if not all(isinstance(s, fx.Node) and _is_zero_state(s) for s in states):
             raise PortError(name, path, "an initial state other than zeros")
-    head = _read_recurrent_head(module, rest, rnn, name)
+    head = _read_recurrent_head(module, rnn_node, rest, rnn, name)
     spec = RNNSpec(
         name, _RECURRENT_CELLS[type(rnn)], rnn.input_size, rnn.hidden_size, input_shape[0],
         head.out_features, _output_of(module, rest[-1], name),
@@ -407,12 +436,25 @@ def _is_zero_state(node: fx.Node) -> bool:
     )
 
 
-def _read_recurrent_head(module: nn.Module, nodes: list[fx.Node], rnn: nn.RNNBase, name: str) -> nn.Linear:
-    """Check that ``nodes`` are: the outputs of the RNN (``[0]``), their last step (``[:, -1, :]``), a
-    Linear, and an optional sigmoid or softmax; the Linear."""
+def _read_recurrent_head(
+    module: nn.Module, rnn_node: fx.Node, nodes: list[fx.Node], rnn: nn.RNNBase, name: str
+) -> nn.Linear:
+    """Check that ``nodes`` are, each reading the one before: the outputs of the RNN (``[0]``), their
+    last step (``[:, -1, :]``), a Linear, and an optional sigmoid or softmax; the Linear."""
     expected = "outputs, _ = rnn(x); head(outputs[:, -1, :]) (optionally through a sigmoid or softmax)"
-    if len(nodes) < 3 or any(n.op == "call_function" and n.target is not operator.getitem for n in nodes[:2]):
+    if len(nodes) < 3:
         raise PortError(name, "forward", f"a recurrent model the importer reads is {expected}")
+    previous = rnn_node
+    for position, node in enumerate(nodes):
+        getitem = node.op == "call_function" and node.target is operator.getitem and len(node.args) == 2
+        if (
+            (position < 2 and not getitem)
+            or not node.args
+            or node.args[0] is not previous
+            or len(node.all_input_nodes) != 1
+        ):
+            raise PortError(name, _describe(node), f"a recurrent model the importer reads is {expected}")
+        previous = node
     outputs, last_step, linear, *activation = nodes
     if outputs.args[1] != 0:
         raise PortError(name, _describe(outputs), f"uses the RNN's final state; the importer reads {expected}")
@@ -440,8 +482,11 @@ def _output_of(module: nn.Module, node: fx.Node, name: str) -> str:
         if isinstance(child, nn.Linear):
             return "linear"
         if isinstance(child, nn.Softmax | nn.Sigmoid):
+            if isinstance(child, nn.Softmax):
+                _check_softmax_dim(name, node, module)
             return "softmax" if isinstance(child, nn.Softmax) else "sigmoid"
     elif node.target in _SOFTMAX:
+        _check_softmax_dim(name, node)
         return "softmax"
     elif _ACTIVATION_FUNCTIONS.get(node.target) == "sigmoid":  # type: ignore[call-overload]
         return "sigmoid"
@@ -535,6 +580,26 @@ def _check_resnet_layers(module: nn.Module, spec: ResNetSpec, sources: dict[str,
                     raise PortError(
                         name, path, f"{option}={found}; a torchvision-style ResNet's {layer} has {expected}"
                     )
+        if isinstance(source, nn.BatchNorm2d):
+            first = module.get_submodule("bn1")
+            found_options, expected_options = (source.eps, source.momentum), (first.eps, first.momentum)
+            if found_options != expected_options:
+                why = (
+                    f"eps, momentum = {found_options}; the spec's one BatchNorm (read from bn1) has {expected_options}"
+                )
+                raise PortError(name, path, why)
+    for path, child in module.named_modules():  # what the naming does not hold tensors for
+        if path.split(".")[-1] == "relu" and type(child) is not nn.ReLU:
+            raise PortError(name, f"{path} ({type(child).__name__})", "torchvision's ResNet applies nn.ReLU there")
+    pool = module.get_submodule("avgpool")
+    if not isinstance(pool, nn.AdaptiveAvgPool2d) or pool.output_size not in (1, (1, 1)):
+        raise PortError(name, f"avgpool ({type(pool).__name__})", "torchvision's ResNet has AdaptiveAvgPool2d((1, 1))")
+    output = next(node for node in _trace(module, name).nodes if node.op == "output")
+    last = output.args[0]
+    if not (isinstance(last, fx.Node) and last.op == "call_module" and last.target == "fc"):
+        raise PortError(
+            name, "forward", "it does not end at fc, as torchvision's ResNet does (an activation after it?)"
+        )
 
 
 # --- tensors ------------------------------------------------------------------------------------
