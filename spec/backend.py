@@ -115,12 +115,13 @@ class Backend(Protocol[M]):
         """Overwrite the model's tensors with canonical ``params`` (checked against its spec)."""
         ...
 
-    native_suffix: str  # the suffix of save_native's files: ".pt", ".weights.h5", ".msgpack"
+    native_suffix: str  # the suffix of save_native's files: ".pt", ".keras", ".msgpack"
 
     def save_native(self, model: M, path: str | Path) -> Path:
         """Write the model's tensors in the framework's own format to ``path`` + :attr:`native_suffix`
-        (torch: its state dict by ``torch.save``; Keras: ``save_weights``; Flax: the NNX state's
-        parameters and batch statistics as msgpack, ``flax.serialization``); returns the path."""
+        (torch: its state dict by ``torch.save``; Keras: the whole model by ``model.save``, which
+        ``keras.saving.load_model`` rebuilds; Flax: the NNX state's parameters and batch statistics
+        as msgpack, ``flax.serialization``); returns the path."""
         ...
 
     def load_native(self, model: M, path: str | Path) -> None:

@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        help="the source's weight file (torch: a state dict; Keras: .weights.h5; Flax: msgpack)",
+        help="the source's weight file (torch: a state dict; Keras: .weights.h5 or .keras; Flax: msgpack)",
     )
     parser.add_argument("--batch", type=Path, help=".npz whose 'x' is the verification batch (source layout)")
     parser.add_argument("--to", action="append", choices=BACKEND_NAMES, default=[], help="targets (default: all)")
@@ -494,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             model, _ = build_for_inference(backend, spec, params)
         except UnsupportedOption:
             continue
-        written.append(backend.save_native(model, args.out / f"{spec.name}.{backend.name}"))
+        written.append(backend.save_native(model, args.out / f"{spec.name}_{backend.name}"))
     print(markdown)
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0 if report.ok else 1

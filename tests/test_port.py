@@ -360,7 +360,7 @@ def test_the_command_ports_a_file_and_its_checkpoint(tmp_path: Path, capsys: pyt
         np.testing.assert_array_equal(value, weights[name])
     target = load_backend("torch")
     model = target.build(spec, {name: np.zeros_like(value) for name, value in weights.items()})
-    target.load_native(model, out / "DNN.torch.pt")
+    target.load_native(model, out / "DNN_torch.pt")
     np.testing.assert_array_equal(target.export_params(model)["dense_1/kernel"], weights["dense_1/kernel"])
 
 

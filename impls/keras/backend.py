@@ -213,7 +213,7 @@ class KerasBackend(NativeBackend[SpecModel]):
     def load_params(self, model: SpecModel, params: Mapping[str, np.ndarray]) -> None:
         weights.load(model, params)
 
-    native_suffix = ".weights.h5"
+    native_suffix = ".keras"  # the whole model: keras.saving.load_model rebuilds it from the spec in its config
 
     def save_native(self, model: SpecModel, path: str | Path) -> Path:
         return weights.save_weights_file(model, f"{path}{self.native_suffix}")

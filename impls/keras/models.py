@@ -9,6 +9,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import keras
 
+from spec.config import spec_from_config, to_config
 from spec.errors import UnsupportedOption
 from spec.layer_paths import LayerPaths, NativePath
 from spec.layers import (
@@ -93,6 +94,15 @@ class SpecModel(keras.Model):
     def infer(self, x: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
         """The model's outputs: logits passed through the spec's output activation."""
         return output_activation(self(x, training=training), self.spec.output_activation)
+
+    def get_config(self) -> dict[str, Any]:
+        """Its spec as JSON data (:mod:`spec.config`): what Keras writes in a ``.keras`` file, from
+        which :meth:`from_config` builds the model again (its weights come from the file)."""
+        return {"spec": to_config(self.spec)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SpecModel:
+        return cls(spec_from_config(config["spec"]))  # dropout seeds start again from 0
 
 
 class MLP(SpecModel):
@@ -598,3 +608,6 @@ MODEL_CLASSES: dict[type[ModelSpec], Callable[..., SpecModel]] = {
     GANSpec: GAN,
     ConvGANSpec: GAN,
 }
+
+for _model_class in set(MODEL_CLASSES.values()):  # so that keras.saving.load_model rebuilds them
+    keras.saving.register_keras_serializable(package="triptych")(_model_class)

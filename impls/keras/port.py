@@ -73,7 +73,7 @@ def import_model(model: keras.Model, input_shape: tuple[int, ...], name: str | N
 
 
 def load_checkpoint(model: keras.Model, path: str | Path) -> None:
-    """Load a ``.weights.h5`` file saved by ``model.save_weights`` into the user's model
+    """Load a ``.weights.h5`` (``model.save_weights``) or ``.keras`` file's weights into the user's model
     (:func:`impls.keras.weights.load_weights_file`)."""
     weights.load_weights_file(model, path)
 

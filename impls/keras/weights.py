@@ -99,20 +99,26 @@ def to_native(model: SpecModel, arrays: Mapping[str, np.ndarray]) -> dict[str, n
 
 
 def save_weights_file(model: keras.Model, path: str | Path) -> Path:
-    """The model's weights by ``save_weights`` (a ``.weights.h5`` file)."""
+    """The model as a ``.keras`` file (``model.save``: its config — for triptych's models the spec,
+    :mod:`spec.config` — and weights; ``keras.saving.load_model`` rebuilds it), or its weights alone
+    as a ``.weights.h5`` file (``save_weights``)."""
     path = Path(path)
-    model.save_weights(path)
+    if path.name.endswith(".keras"):
+        model.save(path)
+    else:
+        model.save_weights(path)
     return path
 
 
 def load_weights_file(model: keras.Model, path: str | Path) -> None:
-    """Load a ``.weights.h5`` file saved by ``save_weights``; a missing, corrupt or mismatched file
-    raises naming it (and Keras's account of the layer that does not fit)."""
+    """Load the weights of a ``.weights.h5`` file (``save_weights``) or a ``.keras`` file
+    (``model.save``); a missing, corrupt or mismatched file raises naming it (and Keras's account of
+    the layer that does not fit)."""
     path = Path(path)
     if not path.is_file():
         raise WeightFileError(f"checkpoint {str(path)!r} does not exist")
-    if not path.name.endswith(".weights.h5"):
-        raise WeightFileError(f"checkpoint {str(path)!r}: a Keras model's weights are a .weights.h5 file")
+    if not path.name.endswith((".weights.h5", ".keras")):
+        raise WeightFileError(f"checkpoint {str(path)!r}: a Keras model's weights are a .weights.h5 or .keras file")
     try:
         with warnings.catch_warnings():
             # Keras warns, and leaves the layers as they were, where a saved group is missing
