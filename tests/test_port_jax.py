@@ -132,6 +132,15 @@ def grouped() -> object:
     return nnx.Sequential(conv, lambda x: x.reshape(x.shape[0], -1), nnx.Linear(4 * 4 * 4, 2, rngs=nnx.Rngs(0)))
 
 
+def map_dropout() -> object:
+    from flax import nnx
+
+    rngs = nnx.Rngs(0)
+    return nnx.Sequential(
+        nnx.Linear(4, 4, rngs=rngs), nnx.Dropout(0.3, broadcast_dims=(1,), rngs=rngs), nnx.Linear(4, 2, rngs=rngs)
+    )
+
+
 @pytest.mark.parametrize(
     ("build", "shape", "where", "why"),
     [
@@ -139,8 +148,9 @@ def grouped() -> object:
         (layer_norm, (4,), "operation", "an operation the specs do not know"),
         (sine, (4,), "(sin)", "an operation the specs do not know"),
         (grouped, (4, 4, 2), "layers.0 (Conv)", "feature_group_count=1"),
+        (map_dropout, (4,), "layers.1 (Dropout)", "no broadcast_dims"),
     ],
-    ids=["residual", "unknown_layer", "unknown_function", "grouped_conv"],
+    ids=["residual", "unknown_layer", "unknown_function", "grouped_conv", "broadcast_dropout"],
 )
 def test_what_cannot_be_ported_from_flax_is_named(
     build: Callable[[], object], shape: tuple[int, ...], where: str, why: str

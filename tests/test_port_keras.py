@@ -199,6 +199,18 @@ CANNOT_BE_PORTED = {
         "dense",
         "recurrent layers, then one Dense head",
     ),
+    "spatial_dropout": (
+        sequential(
+            lambda k: k.layers.Conv2D(2, 3),
+            lambda k: k.layers.SpatialDropout2D(0.3),
+            lambda k: k.layers.Flatten(),
+            lambda k: k.layers.Dense(2),
+            shape=(5, 5, 1),
+        ),
+        (5, 5, 1),
+        "SpatialDropout2D",
+        "a plain Dropout",
+    ),
     "bidirectional_backward_relu": (
         sequential(
             lambda k: k.layers.Bidirectional(

@@ -313,7 +313,8 @@ def _leaf_layer(leaf: nnx.Module, path: str, name: str) -> Layer:
         case nnx.BatchNorm():
             require(leaf.axis == -1 and leaf.use_bias and leaf.use_scale, "axis=-1, use_bias and use_scale")
             return BatchNorm(float(leaf.momentum), float(leaf.epsilon), "biased")
-        case nnx.Dropout():
+        case nnx.Dropout():  # broadcast_dims drop whole maps: not the spec's Dropout
+            require(not leaf.broadcast_dims, "no broadcast_dims")
             return Dropout(float(leaf.rate))
     raise PortError(name, where, "not a layer the specs know")
 

@@ -167,7 +167,9 @@ def _spec_layers(
             _require(name, where, layer.axis in (-1, len(layer.input.shape) - 1), "axis=-1 (the channels)")
             _require(name, where, layer.center and layer.scale, "center=True, scale=True")
             yield BatchNorm(float(layer.momentum), float(layer.epsilon), "biased")
-        case keras.layers.Dropout():
+        case keras.layers.Dropout():  # SpatialDropout2D and a noise_shape drop whole maps: not the spec's
+            plain = type(layer) is keras.layers.Dropout and layer.noise_shape is None
+            _require(name, where, plain, "a plain Dropout (no noise_shape, not spatial)")
             yield Dropout(float(layer.rate))
         case keras.layers.Flatten():
             _require(name, where, layer.data_format == "channels_last", "data_format='channels_last'")

@@ -368,6 +368,7 @@ def _module_layer(child: nn.Module, path: str, name: str) -> Layer:
             _require(name, where, child.momentum is not None, "a momentum (not a cumulative average)")
             return BatchNorm(1.0 - float(child.momentum or 0.0), float(child.eps), "unbiased")
         case nn.Dropout():
+            _require(name, where, type(child) is nn.Dropout, "nn.Dropout itself (a subclass may drop otherwise)")
             return Dropout(float(child.p))
         case nn.Flatten():
             _require(name, where, child.start_dim == 1 and child.end_dim == -1, "start_dim=1, end_dim=-1")
