@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,7 @@ def _labels(function: Callable[[jax.Array], jax.Array], shape: tuple[int, ...]) 
     return tuple(_label(eqn) for eqn in jax.make_jaxpr(function)(jnp.zeros(shape, jnp.float32)).jaxpr.eqns)
 
 
+@cache  # traced once per shape: each operation between layers asks for them
 def _functions(shape: tuple[int, ...]) -> list[_Function]:
     """The functions the specs know, traced on inputs of ``shape``: longest first, so that a GELU's
     multiplications are not read as something shorter."""
