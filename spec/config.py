@@ -21,12 +21,15 @@ from spec.layers import (
     Reshape,
 )
 from spec.models import CNNSpec, ConvGANSpec, GANSpec, MLPSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec
+from spec.optimizers import OptimizerSpec
+from spec.schedules import ScheduleSpec
 
 # Every class a spec is made of, by name: what a config may name, and nothing else.
 CLASSES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
         MLPSpec, CNNSpec, ResNetSpec, RNNSpec, TransformerSpec, VAESpec, GANSpec, ConvGANSpec,
+        OptimizerSpec, ScheduleSpec,
         Activation, Act, BatchNorm, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten, GlobalAvgPool, Pool2D, Reshape,
     )
 }  # fmt: skip

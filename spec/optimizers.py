@@ -61,6 +61,8 @@ _UNSET = {
     "centered": False,
     "initial_accumulator": None,
 }
+# What an UnsupportedOption for an optimizer rule says a user can do instead (spec.backend.Backend.make_optimizer).
+PORTED_HINT = "make_optimizer(..., ported=True) runs triptych's port of the rule"
 _REQUIRED = {"beta1", "beta2", "epsilon", "epsilon_placement", "rho", "initial_accumulator"}
 
 

@@ -47,12 +47,14 @@ from spec.weights import save_weights
 @dataclass(frozen=True)
 class Imported:
     """A user's model read by an importer: the spec it computes, its tensors (canonical names and
-    layouts, float32), and for each canonical layer the path of the source layer that holds it."""
+    layouts, float32), for each canonical layer the path of the source layer that holds it, and
+    ``notes``: what the port changes that a user must know (none changes the outputs)."""
 
     framework: str
     spec: ModelSpec
     params: Mapping[str, np.ndarray]
     sources: Mapping[str, str]
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", check_params(self.spec, self.params))
@@ -424,6 +426,8 @@ def report_markdown(report: PortReport, imported: Imported) -> str:
     else:
         lines += ["", "| canonical layer | source layer |", "|---|---|"]
         lines += [f"| {layer} | `{source}` |" for layer, source in imported.sources.items()]
+    if imported.notes:
+        lines += ["", "Notes on the port:", "", *(f"- {note}" for note in imported.notes)]
     return "\n".join(lines) + "\n"
 
 
@@ -480,7 +484,13 @@ def main(argv: list[str] | None = None) -> int:
     spec, params = imported.spec, imported.params
     markdown = report_markdown(report, imported)
     (args.out / "port.md").write_text(markdown)
-    payload = {"ok": report.ok, "spec": repr(spec), "sources": dict(imported.sources), **asdict(report)}
+    payload = {
+        "ok": report.ok,
+        "spec": repr(spec),
+        "sources": dict(imported.sources),
+        "notes": list(imported.notes),
+        **asdict(report),
+    }
     (args.out / "port.json").write_text(json.dumps(payload, indent=2))
     written = [
         args.out / "port.md",

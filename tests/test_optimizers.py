@@ -122,11 +122,12 @@ def judge_trajectory(opt: OptimizerSpec, params: dict, grads: list[dict]) -> lis
 
 # What a backend runs as its own port of the rule where its optimizers cannot express it
 # (make_optimizer(..., ported=True)): torch divides by √(v + ε) for a model ported from Keras or JAX.
+# Each backend's port covers every rule its own optimizers cannot express: torch's EpsilonInsideRoot,
+# Keras's PortedRule (ε outside the root, the rate outside the buffer), Optax's ported_rule chain.
 PORTED: dict[str, set[str]] = {
-    # the rule torch's port covers: ε inside the root (a case torch cannot express for another reason is not ported)
     "torch": {case for case in NOT_NATIVE["torch"] if CASES[case].epsilon_placement == "inside_sqrt"},
-    "keras": set(),
-    "jax": set(),
+    "keras": {case for case in NOT_NATIVE["keras"] if CASES[case].kind in ("sgd", "rmsprop", "adagrad")},
+    "jax": {case for case in NOT_NATIVE["jax"] if CASES[case].kind in ("rmsprop", "adagrad")},
 }
 
 
@@ -153,19 +154,24 @@ def test_optimizer_steps_match_the_judge(backend: Backend, backend_name: str, ca
             assert error <= 1.0, f"{case} step {step} {name}: {error:.3g}× tolerance"
 
 
-def test_a_ported_rule_is_never_the_default(request: pytest.FixtureRequest) -> None:
-    """torch's port of Keras's RMSprop runs only when asked for: a spec its optimizers cannot express
-    is refused by default, and native stays native when a port is allowed."""
-    from conftest import get_backend
+# The class each backend's port runs as and a native RMSprop's (JAX's are both nnx.Optimizer over a chain)
+OPTIMIZER_CLASSES = {"torch": ("EpsilonInsideRoot", "RMSprop"), "keras": ("PortedRule", "RMSprop")}
 
-    torch_backend = get_backend(request.config, "torch")
-    model = torch_backend.build(SPEC, init_params(SPEC, 0))
-    with pytest.raises(UnsupportedOption, match="ported=True"):
-        torch_backend.make_optimizer(model, CASES["rmsprop_inside"])
-    assert (
-        type(torch_backend.make_optimizer(model, CASES["rmsprop_inside"], ported=True)).__name__ == "EpsilonInsideRoot"
-    )
-    assert type(torch_backend.make_optimizer(model, CASES["rmsprop_outside"], ported=True)).__name__ == "RMSprop"
+
+def test_a_ported_rule_is_never_the_default(backend: Backend, backend_name: str) -> None:
+    """A backend's port of another framework's rule runs only when asked for: a rule its optimizers
+    cannot express is refused by default, naming the way to the port, and a rule they can express
+    stays native when a port is allowed."""
+    model = backend.build(SPEC, init_params(SPEC, 0))
+    for case in sorted(PORTED[backend_name]):
+        with pytest.raises(UnsupportedOption, match=r"ported=True"):
+            backend.make_optimizer(model, CASES[case])
+    if backend_name in OPTIMIZER_CLASSES:
+        port_class, native_class = OPTIMIZER_CLASSES[backend_name]
+        native_case = next(case for case in CASES if case.startswith("rmsprop") and case not in PORTED[backend_name])
+        ported = backend.make_optimizer(model, CASES[sorted(PORTED[backend_name])[0]], ported=True)
+        assert type(ported).__name__ == port_class
+        assert type(backend.make_optimizer(model, CASES[native_case], ported=True)).__name__ == native_class
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ tensors in canonical form, and the source, the judge and each target agreeing on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,15 +17,18 @@ from spec.backend import Backend, load_backend
 from spec.errors import PortError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten, Pool2D, Reshape
 from spec.models import CNNSpec, ResNetSpec, RNNSpec
+from spec.optimizers import OptimizerSpec
 from spec.params import param_specs
 from spec.port import verify
+from spec.schedules import ScheduleSpec
+from spec.tolerances import max_scaled_error, tolerance
 from spec.weights import load_weights
 
 torch = pytest.importorskip("torch", reason="the torch importer reads torch modules")
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from impls.torch.port import import_model, source_layer_outputs, source_outputs  # noqa: E402
+from impls.torch.port import FOLDED_BIASES, import_model, source_layer_outputs, source_outputs  # noqa: E402
 from tests.port import torch_models as user  # noqa: E402
 
 # The importers' code is one per source framework; each target's builds are judged by the contract
@@ -109,6 +113,103 @@ def test_a_ported_module_computes_the_same_on_every_backend(backend: Backend, na
         assert target.note is not None and "running_variance" in target.note
     else:
         assert target.note is None
+
+
+# torch's RMSprop with momentum under a cosine schedule, as a torch loop sets it up: ε outside the
+# root (torch/optim/rmsprop.py) and the rate outside the momentum buffer, neither of which Keras's or
+# Optax's own RMSprop can express.
+LOOP_STEPS, LOOP_BATCH, WINDOW = 5, 16, 20
+TORCH_RMSPROP = OptimizerSpec(
+    "rmsprop",
+    ScheduleSpec("cosine", 1e-2, LOOP_STEPS, floor=0.0),
+    rho=0.99,
+    epsilon=1e-4,
+    epsilon_placement="outside_sqrt",
+    momentum=0.9,
+)
+
+
+def sine_windows(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of sine waves of random phase, each of ``shape`` (WINDOW values), and each one's next
+    value, (N, 1)."""
+    start = np.random.default_rng(0).uniform(0, 2 * np.pi, LOOP_STEPS * LOOP_BATCH)
+    series = np.sin(start[:, None] + 0.3 * np.arange(WINDOW + 1)).astype(np.float32)
+    return series[:, :WINDOW].reshape(-1, *shape), series[:, WINDOW:]
+
+
+def torch_loop(
+    module: nn.Module, optimizer: torch.optim.Optimizer, shape: tuple[int, ...], schedule: bool = False
+) -> None:
+    """A torch training loop as the texts write one: MSE on the windows, a scheduler stepped per step."""
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=LOOP_STEPS) if schedule else None
+    x, y = sine_windows(shape)
+    for step in range(LOOP_STEPS):
+        batch = slice(step * LOOP_BATCH, (step + 1) * LOOP_BATCH)
+        optimizer.zero_grad()
+        F.mse_loss(module(torch.from_numpy(x[batch])), torch.from_numpy(y[batch])).backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
+def ported_loop(backend: Backend, imported: port.Imported, opt: OptimizerSpec) -> dict[str, np.ndarray]:
+    """:func:`torch_loop`'s steps on ``backend``'s port of ``imported``, by its port of ``opt``."""
+    model = backend.build(imported.spec, imported.params)
+    optimizer = backend.make_optimizer(model, opt, ported=True)
+    x, y = sine_windows(imported.spec.input_shape)
+    for step in range(LOOP_STEPS):
+        batch = slice(step * LOOP_BATCH, (step + 1) * LOOP_BATCH)
+        backend.train_step(model, optimizer, x[batch], y[batch], "mse")
+    return backend.export_params(model)
+
+
+def test_a_torch_training_loop_continues_identically_in_every_port(backend: Backend) -> None:
+    """A window forecaster trained by a torch loop — ``RMSprop(momentum=0.9)`` stepped with
+    ``CosineAnnealingLR`` — and the same steps on each ported model, which runs its backend's port of
+    torch's rule where its own optimizers cannot express it: the weights after the loop agree."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(WINDOW, 32), nn.Tanh(), nn.Linear(32, 1))
+    before = import_model(module, (WINDOW,))
+    rmsprop = torch.optim.RMSprop(module.parameters(), lr=1e-2, alpha=0.99, eps=1e-4, momentum=0.9)
+    torch_loop(module, rmsprop, (WINDOW,), schedule=True)
+    after = import_model(module, (WINDOW,)).params
+    tol = tolerance("trajectory", "float32", backend.device())
+    got = ported_loop(backend, before, TORCH_RMSPROP)
+    for name in after:
+        assert max_scaled_error(got[name], after[name], tol) <= 1.0, name
+    # the rule matters: with ε inside the root (Keras's and Optax's RMSprop) the weights end out of tolerance
+    other = ported_loop(backend, before, dataclasses.replace(TORCH_RMSPROP, epsilon_placement="inside_sqrt"))
+    assert max(max_scaled_error(other[name], after[name], tol) for name in after) > 10.0
+
+
+def test_a_torch_rnn_s_two_biases_train_twice_as_fast_as_their_fold() -> None:
+    """torch trains an LSTM's ``b_ih`` and ``b_hh`` apart with the same gradient, so their sum moves
+    twice as far as one bias by the same rule: the port says so in its notes. Measured in torch alone:
+    the two-bias loop equals the spec's parametrisation (``b_hh`` frozen at zero, ``b_ih`` the sum)
+    with the bias's rate doubled, and leaves it out of tolerance at the same rate."""
+    module = user_module("TimeSeriesLSTM")
+    assert import_model(module, INPUT_SHAPES["TimeSeriesLSTM"]).notes == (FOLDED_BIASES,)
+    torch_loop(module, torch.optim.SGD(module.parameters(), lr=0.05), INPUT_SHAPES["TimeSeriesLSTM"])
+    two_biases = import_model(module, INPUT_SHAPES["TimeSeriesLSTM"]).params
+
+    def folded_loop(bias_rate: float) -> dict[str, np.ndarray]:
+        folded = user_module("TimeSeriesLSTM")
+        for name, tensor in folded.lstm.named_parameters():
+            if name.startswith("bias_hh"):
+                getattr(folded.lstm, name.replace("hh", "ih")).data += tensor.data
+                tensor.data.zero_()
+                tensor.requires_grad_(False)
+        biases = [p for n, p in folded.named_parameters() if n.startswith("lstm.bias_ih")]
+        rest = [p for n, p in folded.named_parameters() if not n.startswith("lstm.bias")]
+        rates = [{"params": biases, "lr": bias_rate}, {"params": rest}]
+        torch_loop(folded, torch.optim.SGD(rates, lr=0.05), INPUT_SHAPES["TimeSeriesLSTM"])
+        return import_model(folded, INPUT_SHAPES["TimeSeriesLSTM"]).params
+
+    tol = tolerance("trajectory", "float32", "cpu")
+    doubled, same = folded_loop(0.1), folded_loop(0.05)
+    for name in two_biases:
+        assert max_scaled_error(doubled[name], two_biases[name], tol) <= 1.0, name
+    assert max_scaled_error(same["rnn_0/bias"], two_biases["rnn_0/bias"], tol) > 10.0
 
 
 def test_an_lstm_s_two_biases_are_folded_into_one() -> None:

@@ -316,3 +316,15 @@ def test_a_keras_fit_continues_identically_in_every_port(backend: Backend) -> No
     if backend.name != "keras":
         other = steps(dataclasses.replace(KERAS_RMSPROP, epsilon_placement="outside_sqrt"))
         assert max(max_scaled_error(other[name], after[name], tol) for name in after) > 10.0
+
+
+def test_keras_s_ported_rule_is_saved_and_rebuilt_with_its_spec() -> None:
+    """Keras's port of torch's RMSprop is a registered optimizer: its config is the spec's, so a
+    compiled ``.keras`` file rebuilds it."""
+    import keras
+
+    from impls.keras.optimizers import PortedRule
+
+    opt = dataclasses.replace(KERAS_RMSPROP, epsilon_placement="outside_sqrt", momentum=0.5)
+    rebuilt = keras.optimizers.deserialize(keras.optimizers.serialize(PortedRule(opt)))
+    assert isinstance(rebuilt, PortedRule) and rebuilt.opt == opt

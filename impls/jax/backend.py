@@ -394,9 +394,7 @@ class JaxBackend(NativeBackend[SpecModel]):
 
     @in_model_precision
     def _native_optimizer(self, model: SpecModel, opt: OptimizerSpec, part: str | None, ported: bool) -> nnx.Optimizer:
-        tx = make_optimizer(
-            opt
-        )  # no ported rule yet: Optax expresses every spec optimizer but ε outside Adagrad's root
+        tx = make_optimizer(opt, ported=ported)
         if model.precision == "mixed_float16":
             tx = loss_scaled(tx, LOSS_SCALE)
         return nnx.Optimizer(synced(model), tx, wrt=weights.trainable(model, part))

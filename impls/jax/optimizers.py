@@ -11,14 +11,21 @@ import optax
 
 from impls.jax.schedules import make_schedule
 from spec.errors import UnsupportedOption
-from spec.optimizers import OptimizerSpec
+from spec.optimizers import PORTED_HINT, OptimizerSpec
 from spec.precision import LossScale
 
 
-def make_optimizer(opt: OptimizerSpec) -> optax.GradientTransformation:
+def make_optimizer(opt: OptimizerSpec, *, ported: bool = False) -> optax.GradientTransformation:
     """A native Optax transformation configured to follow the spec exactly, behind
-    ``optax.clip_by_global_norm`` when the spec clips."""
-    tx = _make(opt)
+    ``optax.clip_by_global_norm`` when the spec clips. With ``ported``, a rule Optax's aliases cannot
+    express (ε outside Adagrad's root, RMSprop's momentum with a changing rate) runs as
+    :func:`ported_rule`."""
+    try:
+        tx = _make(opt)
+    except UnsupportedOption:
+        if not ported:
+            raise
+        tx = ported_rule(opt)
     return tx if opt.clip_global_norm is None else optax.chain(optax.clip_by_global_norm(opt.clip_global_norm), tx)
 
 
@@ -31,7 +38,7 @@ def _make(opt: OptimizerSpec) -> optax.GradientTransformation:
             "optimizer.learning_rate",
             opt.schedule.kind,
             "optax.rmsprop applies its momentum trace after scaling by the learning rate, so with momentum "
-            "a changing rate is applied differently",
+            f"a changing rate is applied differently; {PORTED_HINT}",
         )
     match opt.kind:
         case "sgd":
@@ -63,11 +70,57 @@ def _make(opt: OptimizerSpec) -> optax.GradientTransformation:
                     "jax",
                     "optimizer.epsilon_placement",
                     opt.epsilon_placement,
-                    "optax.adagrad computes rsqrt(acc + eps) (optax/_src/transform.py, scale_by_rss)",
+                    f"optax.adagrad computes rsqrt(acc + eps) (optax/_src/transform.py, scale_by_rss); {PORTED_HINT}",
                     native="inside_sqrt",
                 )
             return optax.adagrad(lr, initial_accumulator_value=opt.initial_accumulator, eps=opt.epsilon)
     raise ValueError(f"no Optax optimizer for {opt.kind!r}")
+
+
+def ported_rule(opt: OptimizerSpec) -> optax.GradientTransformation:
+    """RMSprop and Adagrad exactly as the spec writes them (:mod:`spec.optimizers`), chained from
+    Optax's parts: the gradient scaled by its root (ε inside or outside it), then the momentum trace,
+    then the learning rate — outside the buffer, where ``optax.rmsprop`` puts it inside. triptych's
+    port, for a model ported from torch or Keras whose training continues in JAX."""
+    assert opt.epsilon is not None  # required for RMSprop and Adagrad (OptimizerSpec)
+    inside = opt.epsilon_placement == "inside_sqrt"
+    match opt.kind:
+        case "rmsprop":
+            assert opt.rho is not None  # required for RMSprop (OptimizerSpec)
+            by_root = optax.scale_by_stddev if opt.centered else optax.scale_by_rms
+            scale = by_root(decay=opt.rho, eps=opt.epsilon, initial_scale=0.0, eps_in_sqrt=inside)
+        case "adagrad":
+            assert opt.initial_accumulator is not None  # required for Adagrad (OptimizerSpec)
+            scale = scale_by_sum_of_squares(opt.initial_accumulator, opt.epsilon, inside)
+        case _:
+            raise ValueError(f"ported_rule ports RMSprop and Adagrad, not {opt.kind!r}")
+    lr = make_schedule(opt.schedule) if opt.schedule else opt.learning_rate
+    momentum = optax.trace(decay=opt.momentum) if opt.momentum else optax.identity()
+    return optax.chain(scale, momentum, optax.scale_by_learning_rate(lr))
+
+
+class SumOfSquaresState(NamedTuple):
+    sum_of_squares: optax.Updates
+
+
+def scale_by_sum_of_squares(initial: float, eps: float, eps_in_sqrt: bool) -> optax.GradientTransformation:
+    """Adagrad's scaling ``g / √(a + ε)`` or ``g / (√a + ε)`` with ``a ← a + g²`` from ``initial``:
+    ``optax.scale_by_rss`` has the first form only (and returns 0 where ``a`` is 0)."""
+
+    def init(params: optax.Params) -> SumOfSquaresState:
+        return SumOfSquaresState(jax.tree.map(lambda p: jnp.full_like(p, initial), params))
+
+    def update(
+        updates: optax.Updates, state: SumOfSquaresState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, SumOfSquaresState]:
+        sums = jax.tree.map(lambda a, g: a + jnp.square(g), state.sum_of_squares, updates)
+        if eps_in_sqrt:
+            scaled = jax.tree.map(lambda g, a: g / jnp.sqrt(a + eps), updates, sums)
+        else:
+            scaled = jax.tree.map(lambda g, a: g / (jnp.sqrt(a) + eps), updates, sums)
+        return scaled, SumOfSquaresState(sums)
+
+    return optax.GradientTransformation(init, update)
 
 
 class LossScaleState(NamedTuple):

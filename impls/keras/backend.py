@@ -262,7 +262,7 @@ class KerasBackend(NativeBackend[SpecModel]):
     def _native_optimizer(
         self, model: SpecModel, opt: OptimizerSpec, part: str | None, ported: bool
     ) -> keras.optimizers.Optimizer:
-        optimizer = make_optimizer(opt)  # no ported rule yet (ε outside the root, a rate inside momentum)
+        optimizer = make_optimizer(opt, ported=ported)
         if model.precision == "mixed_float16":  # Keras's float16 recipe; it fixes the factor at 2
             if LOSS_SCALE.factor != 2.0:
                 raise UnsupportedOption(

@@ -12,7 +12,7 @@ from impls.torch import weights
 from impls.torch.models import SpecModel
 from impls.torch.schedules import make_scheduler
 from spec.errors import UnsupportedOption
-from spec.optimizers import OptimizerSpec
+from spec.optimizers import PORTED_HINT, OptimizerSpec
 
 
 def make_optimizer(
@@ -96,7 +96,7 @@ def _make(params: list[torch.Tensor], opt: OptimizerSpec) -> torch.optim.Optimiz
 
 def _require_outside_sqrt(opt: OptimizerSpec, why: str) -> None:
     if opt.epsilon_placement != "outside_sqrt":
-        why += "; make_optimizer(..., ported=True) runs triptych's port of the rule"
+        why += f"; {PORTED_HINT}"
         raise UnsupportedOption(
             "torch", "optimizer.epsilon_placement", opt.epsilon_placement, why, native="outside_sqrt"
         )

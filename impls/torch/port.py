@@ -82,7 +82,18 @@ def import_model(module: nn.Module, input_shape: tuple[int, ...], name: str | No
     missing = [layer for layer in layer_names(spec) if layer not in sources]
     assert not missing, f"{name}: no source layer found for canonical {missing}"  # each reader maps them all
     _copy_tensors(module, target, sources, name)
-    return Imported("torch", spec, weights.export(target), sources)
+    notes = (FOLDED_BIASES,) if isinstance(spec, RNNSpec) and spec.cell != "gru" else ()  # a GRU keeps both
+    return Imported("torch", spec, weights.export(target), sources, notes)
+
+
+# Measured by tests/test_port.py::test_a_torch_rnn_s_two_biases_train_twice_as_fast_as_their_fold.
+FOLDED_BIASES = (
+    "torch's two biases of each SimpleRNN or LSTM layer (b_ih, b_hh) are folded into the spec's one, "
+    "their sum: the outputs are the same, but torch trains both with the same gradient, so their sum "
+    "moves twice as far per step as the folded bias does. Training continues identically with the "
+    "biases frozen, or with their learning rate doubled under a rule without weight decay (see "
+    "'recurrent biases' in docs/framework-differences.md)."
+)
 
 
 def load_checkpoint(module: nn.Module, path: str | Path) -> None:
