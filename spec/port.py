@@ -19,12 +19,13 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 
 from spec import reference as ref
 from spec.backend import BACKEND_NAMES, Backend, available_backends
+from spec.cases import Case
 from spec.errors import BackendUnavailable, PortError, SpecError, UnsupportedOption, WeightFileError
 from spec.layers import (
     Act,
@@ -32,15 +33,17 @@ from spec.layers import (
     Conv2D,
     ConvTranspose2D,
     Dense,
+    Dropout,
     Flatten,
     Layer,
     Pool2D,
     Reshape,
     layer_output_shape,
 )
+from spec.losses import DEFAULT_LOSS, LOSSES, check_model_loss, check_target_shape, takes_class_ids
 from spec.models import CNNSpec, ModelSpec
-from spec.params import check_params, cnn_layer_names, param_specs
-from spec.tolerances import RELATIVE_TO_MAGNITUDE, forward_check, max_scaled_error, tolerance
+from spec.params import check_params, cnn_layer_names, param_specs, trained_names
+from spec.tolerances import KINK_MARGIN, RELATIVE_TO_MAGNITUDE, forward_check, max_scaled_error, tolerance
 from spec.weights import save_weights
 
 
@@ -131,12 +134,13 @@ class PortCheck:
 
 
 @dataclass(frozen=True)
-class LayerCheck:
-    """One product layer of a sequential model (a dense layer or a convolution: where its first
-    ``k`` layers end) on the verification batch: each executor's output of it against the judge's,
-    as in :class:`PortCheck`, and what the differences catalogue says can move it there."""
+class PartCheck:
+    """One part of the model on the verification batch — a product layer's output (a dense layer or
+    a convolution: where a sequential model's first ``k`` layers end), or a trained tensor's gradient
+    — on each executor against the judge, as in :class:`PortCheck`, and what the differences
+    catalogue says can move it there."""
 
-    layer: str  # canonical
+    part: str  # the canonical layer, or the canonical tensor
     source: str | None  # the source layer it was read from
     errors: dict[str, float | None]
     scaled: dict[str, float | None]
@@ -149,24 +153,44 @@ class LayerCheck:
 
 @dataclass(frozen=True)
 class PortReport:
-    """The source and every target against the judge, in evaluation mode, on one batch; for a
-    sequential model, the same layer by layer (``layers``; ``None`` for other kinds, so far)."""
+    """The source and every target against the judge on one batch: in evaluation mode (``checks``)
+    and, for a sequential model, layer by layer (``layers``; ``None`` for other kinds); with targets
+    for the batch, every target in training mode too (``training``, ``training_layers``) and each
+    trained tensor's gradient (``gradients``), with ``training_note`` saying what was left out."""
 
     model: str
     source: str
     checks: list[PortCheck] = field(default_factory=list)
-    layers: list[LayerCheck] | None = None
+    layers: list[PartCheck] | None = None
+    loss: str | None = None  # the training checks' loss; None: not run
+    training: list[PortCheck] = field(default_factory=list)
+    training_layers: list[PartCheck] | None = None
+    gradients: list[PartCheck] | None = None
+    training_note: str | None = None
 
     @property
     def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
+        parts: list[Any] = [*self.checks, *self.training, *(self.gradients or [])]
+        return all(part.ok for part in parts)
 
     @property
-    def first_divergence(self) -> LayerCheck | None:
+    def first_divergence(self) -> PartCheck | None:
         """The first layer some executor computes out of tolerance."""
         return next((layer for layer in self.layers or [] if not layer.ok), None)
 
+    @property
+    def first_training_divergence(self) -> PartCheck | None:
+        """The first layer some target computes out of tolerance in training mode."""
+        return next((layer for layer in self.training_layers or [] if not layer.ok), None)
 
+    @property
+    def first_gradient_divergence(self) -> PartCheck | None:
+        """The trained tensor nearest the output whose gradient some target computes out of
+        tolerance: backpropagation reaches it first, so the tensors before it inherit its error."""
+        return next((check for check in reversed(self.gradients or []) if not check.ok), None)
+
+
+P = TypeVar("P")
 SOURCE = "source"  # the executor name of the user's own model in the reports
 
 
@@ -176,13 +200,18 @@ def verify(
     x: np.ndarray,
     targets: Sequence[Backend],
     source_layers: Callable[[np.ndarray], Mapping[str, np.ndarray]] | None = None,
+    *,
+    y: np.ndarray | None = None,
+    loss: str | None = None,
 ) -> PortReport:
     """Run ``x`` (canonical layout) through the source model (``source_outputs``: the importer's
     runner of the user's model, returning what it returns), the judge, and each target built from
     the imported tensors. The targets' logits are held against the judge's, relative to their
     magnitude; the source's outputs against the judge's outputs (after the output activation,
     which the source applies itself where it has one). For a sequential model, :func:`localise`
-    does the same at each product layer (``source_layers``: the source's outputs of its layers)."""
+    does the same at each product layer (``source_layers``: the source's outputs of its layers).
+    With the batch's targets ``y``, :func:`verify_training` judges the targets in training mode
+    and their gradients of ``loss`` (default: the output activation's usual loss)."""
     spec, params = imported.spec, imported.params
     logits = ref.logits(spec, params, x)
     outputs = ref.output_activation(logits, spec.output_activation)
@@ -191,24 +220,144 @@ def verify(
     report.checks.append(PortCheck(SOURCE, *judged(source_outputs(x), outputs, magnitude, spec, "cpu")))
     for backend in targets:
         try:
-            model, note = build_for_inference(backend, spec, params)
+            model, note = build_target(backend, spec, params)
         except UnsupportedOption as exc:
             report.checks.append(PortCheck(backend.name, None, None, unsupported=str(exc)))
             continue
         error, scaled = judged(backend.forward(model, x), outputs, magnitude, spec, backend.device())
         report.checks.append(PortCheck(backend.name, error, scaled, note=note))
     if isinstance(spec, CNNSpec):
-        return replace(report, layers=localise(imported, x, targets, source_layers))
+        report = replace(report, layers=localise(imported, x, targets, source_layers))
+    if y is not None:
+        report = verify_training(report, imported, x, y, loss or DEFAULT_LOSS[spec.output_activation], targets)
     return report
 
 
+def verify_training(
+    report: PortReport, imported: Imported, x: np.ndarray, y: np.ndarray, loss: str, targets: Sequence[Backend]
+) -> PortReport:
+    """``report`` with every target in training mode: its logits against the judge's (BatchNorm on
+    the batch's statistics), layer by layer for a sequential model, and each trained tensor's
+    gradient of ``loss`` on ``(x, y)`` against the judge's finite differences. The judge draws no
+    dropout masks, so a model with dropout is judged at rate 0. A deep network's gradients are not
+    judged element by element (:data:`spec.cases.DEEP_GRADIENTS`), nor those of a batch that puts a
+    piecewise op's input within :data:`~spec.tolerances.KINK_MARGIN` of its kink."""
+    spec, params = training_spec(imported.spec), imported.params
+    check_model_loss(spec, loss)
+    notes = ["dropout at rate 0 (each framework draws its own masks)"] if imported.spec.has_dropout else []
+    expected = ref.logits(spec, params, x, training=True)
+    check_target_shape(loss, expected.shape, np.shape(y))
+    magnitude = ref.output_magnitude(spec, params, x, training=True)
+    kept, why = well_posed_examples(spec, params, x, y, loss)
+    if why is not None:
+        notes.append(why)
+    judged_x, judged_y = x[kept], np.asarray(y)[kept]
+    directions = ref.judge_directions(spec, params, judged_x, judged_y, loss) if len(kept) else []
+    training, grads = [], {}
+    for backend in targets:
+        try:
+            model, note = build_target(backend, spec, params)
+        except UnsupportedOption as exc:
+            training.append(PortCheck(backend.name, None, None, unsupported=str(exc)))
+            continue
+        actual = backend.logits(model, x, training=True)
+        error, scaled = judged(actual, expected, magnitude, spec, backend.device(), training=True)
+        training.append(PortCheck(backend.name, error, scaled, note=note))
+        if len(kept):
+            model, _ = build_target(backend, spec, params)  # its running statistics as imported
+            grads[backend] = backend.loss_and_grads(model, judged_x, judged_y, loss)[1]
+    layers = localise(imported, x, targets, training=True) if isinstance(spec, CNNSpec) else None
+    gradients = gradient_checks(imported, spec, judged_x, judged_y, loss, grads, directions) if len(kept) else None
+    return replace(
+        report,
+        loss=loss,
+        training=training,
+        training_layers=layers,
+        gradients=gradients,
+        training_note="; ".join(notes) or None,
+    )
+
+
+def well_posed_examples(
+    spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, loss: str
+) -> tuple[np.ndarray, str | None]:
+    """The indices of the examples whose gradients can be judged element by element, and why the
+    others cannot: where a piecewise op's input lies within :data:`~spec.tolerances.KINK_MARGIN` of
+    its rms from its kink, float32 rounding may cross it. Without BatchNorm on the batch's
+    statistics each example's pass is its own, so the ill-posed ones are left out; with it, or in a
+    deep network (:data:`spec.cases.DEEP_GRADIENTS`), none is judged."""
+    if spec.is_deep:
+        return np.arange(0), "gradients not judged: a deep network's float32 gradients are ill-posed element by element"
+    kink = ref.closest_kink(spec, params, x, y, loss)
+    if kink is None or kink.margin >= KINK_MARGIN:
+        return np.arange(len(x)), None
+    where = (
+        f"a piecewise op's input lies under {KINK_MARGIN:g} of its rms from its kink (nearest: {kink.op}, "
+        f"{kink.margin:.1e}), where float32 rounding may cross it"
+    )
+    if Case(spec).trains_on_batch_statistics:  # the examples' passes are one
+        return np.arange(0), f"gradients not judged: on this batch {where}; pass another --batch"
+    kinks = [ref.closest_kink(spec, params, x[i : i + 1], np.asarray(y)[i : i + 1], loss) for i in range(len(x))]
+    kept = np.array([i for i, k in enumerate(kinks) if k is None or k.margin >= KINK_MARGIN], dtype=int)
+    return kept, f"gradients judged on {len(kept)} of {len(x)} examples: in the others {where}"
+
+
+def gradient_checks(
+    imported: Imported,
+    spec: ModelSpec,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: str,
+    grads: Mapping[Backend, Mapping[str, np.ndarray]],
+    directions: Sequence[ref.JudgedDirection],
+) -> list[PartCheck]:
+    """Each trained tensor, in the spec's order: every target's gradient along the judge's
+    directions of that tensor, the worst relative error, and it over the float32 gradient tolerance."""
+    checks = []
+    for tensor in trained_names(spec, loss):
+        own = [one for one in directions if one.param == tensor]
+        errors: dict[str, float | None] = {}
+        scaled: dict[str, float | None] = {}
+        for backend, backend_grads in grads.items():
+            worst = max(
+                c.relative_error
+                for c in ref.check_gradients(spec, imported.params, x, y, loss, backend_grads, judged=own)
+            )
+            errors[backend.name] = worst
+            scaled[backend.name] = worst / tolerance("gradient", "float32", backend.device()).rtol
+        layer = tensor.rsplit("/", 1)[0]
+        checks.append(
+            PartCheck(tensor, imported.sources.get(layer), errors, scaled, likely_causes(layer_of(spec, layer)))
+        )
+    return checks
+
+
+def training_spec(spec: ModelSpec) -> ModelSpec:
+    """``spec`` as the training-mode checks judge it: its dropouts at rate 0, where the judge is."""
+    return with_parts(spec, Dropout, lambda _: Dropout(0.0))
+
+
+def layer_of(spec: ModelSpec, name: str) -> object:
+    """The layer of a sequential spec named ``name`` (for its likely causes), else ``None``."""
+    if isinstance(spec, CNNSpec):
+        return next((layer for layer, n in zip(spec.layers, cnn_layer_names(spec)) if n == name), None)
+    return None
+
+
 def judged(
-    actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray | None, spec: ModelSpec, device: str
+    actual: np.ndarray,
+    expected: np.ndarray,
+    magnitude: np.ndarray | None,
+    spec: ModelSpec,
+    device: str,
+    *,
+    training: bool = False,
 ) -> tuple[float, float]:
     """The error relative to each example's largest magnitude (or, without one, its largest
-    output), and the error over the float32 forward tolerance."""
+    output), and the error over the float32 forward tolerance (in ``training`` mode, with
+    BatchNorm on the batch's statistics)."""
     relative = replace(RELATIVE_TO_MAGNITUDE, of_magnitude=magnitude is not None)
-    tol = tolerance(forward_check(deep=spec.is_deep, training=False), "float32", device)
+    tol = tolerance(forward_check(deep=spec.is_deep, training=training), "float32", device)
     return max_scaled_error(actual, expected, relative, magnitude), max_scaled_error(actual, expected, tol)
 
 
@@ -217,11 +366,14 @@ def localise(
     x: np.ndarray,
     targets: Sequence[Backend],
     source_layers: Callable[[np.ndarray], Mapping[str, np.ndarray]] | None = None,
-) -> list[LayerCheck]:
+    *,
+    training: bool = False,
+) -> list[PartCheck]:
     """Each product layer of a sequential spec in turn: the model cut after it (its first layers,
     the product's output as the logits) built on every target, and the source's own output of
-    that layer, against the judge's. The first layer out of tolerance is where the port parts."""
-    spec = imported.spec
+    that layer, against the judge's — in ``training`` mode, the targets' on :func:`training_spec`.
+    The first layer out of tolerance is where the port parts."""
+    spec = training_spec(imported.spec) if training else imported.spec
     assert isinstance(spec, CNNSpec)  # the cut models are sequential specs
     from_source = dict(source_layers(x)) if source_layers is not None else {}
     checks, since = [], 0
@@ -230,21 +382,24 @@ def localise(
             continue
         cut = CNNSpec(f"{spec.name}_to_{name}", spec.input_shape, spec.layers[: index + 1], "linear")
         params = {tensor: imported.params[tensor] for tensor in param_specs(cut)}
-        expected, magnitude = ref.logits(cut, params, x), ref.output_magnitude(cut, params, x)
+        expected = ref.logits(cut, params, x, training=training)
+        magnitude = ref.output_magnitude(cut, params, x, training=training)
         errors: dict[str, float | None] = {}
         scaled: dict[str, float | None] = {}
         if name in from_source:
             errors[SOURCE], scaled[SOURCE] = judged(from_source[name], expected, magnitude, cut, "cpu")
         for backend in targets:
             try:
-                model, _ = build_for_inference(backend, cut, params)
+                model, _ = build_target(backend, cut, params)
             except UnsupportedOption:
                 errors[backend.name] = scaled[backend.name] = None
                 continue
-            actual = backend.logits(model, x)
-            errors[backend.name], scaled[backend.name] = judged(actual, expected, magnitude, cut, backend.device())
+            actual = backend.logits(model, x, training=training)
+            errors[backend.name], scaled[backend.name] = judged(
+                actual, expected, magnitude, cut, backend.device(), training=training
+            )
         causes = tuple(dict.fromkeys(cause for part in spec.layers[since : index + 1] for cause in likely_causes(part)))
-        checks.append(LayerCheck(name, imported.sources.get(name), errors, scaled, causes))
+        checks.append(PartCheck(name, imported.sources.get(name), errors, scaled, causes))
         since = index + 1
     return checks
 
@@ -280,7 +435,7 @@ def likely_causes(layer: object) -> tuple[str, ...]:
 TRAINING_ONLY = frozenset({"batchnorm.running_variance"})
 
 
-def build_for_inference(backend: Backend, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> tuple[Any, str | None]:
+def build_target(backend: Backend, spec: ModelSpec, params: Mapping[str, np.ndarray]) -> tuple[Any, str | None]:
     """``backend``'s model of ``spec``, or where it cannot express an option of :data:`TRAINING_ONLY`,
     its model with the value it computes instead, and a note saying so."""
     try:
@@ -288,17 +443,18 @@ def build_for_inference(backend: Backend, spec: ModelSpec, params: Mapping[str, 
     except UnsupportedOption as exc:
         if exc.field not in TRAINING_ONLY or exc.native is None:
             raise
-        computed, note = str(exc.native), f"in evaluation mode only: {exc}; in training its running statistics drift"
-    native = with_batchnorms(spec, lambda bn: replace(bn, running_variance=computed))
+        computed = str(exc.native)
+        note = f"{exc}; the outputs are the source's in both modes, but training moves its running statistics apart"
+    native = with_parts(spec, BatchNorm, lambda bn: replace(bn, running_variance=computed))
     return backend.build(native, params), note
 
 
-def with_batchnorms(spec: ModelSpec, change: Callable[[BatchNorm], BatchNorm]) -> ModelSpec:
-    """``spec`` with ``change`` applied to each of its BatchNorm layers, wherever it holds them (a
-    field, or the layers of a sequential spec)."""
+def with_parts(spec: ModelSpec, kind: type[P], change: Callable[[P], P]) -> ModelSpec:
+    """``spec`` with ``change`` applied to each of its layers of type ``kind``, wherever it holds them
+    (a field, or the layers of a sequential spec)."""
 
     def visit(value: Any) -> Any:
-        if isinstance(value, BatchNorm):
+        if isinstance(value, kind):
             return change(value)
         if isinstance(value, tuple):
             return tuple(visit(item) for item in value)
@@ -394,41 +550,77 @@ def report_markdown(report: PortReport, imported: Imported) -> str:
         "Each executor's outputs on the verification batch against the float64 judge, relative to each",
         "example's largest output magnitude; within tolerance means within the float32 forward tolerance.",
         "",
-        "| executor | error | within tolerance | note |",
-        "|---|---:|:---:|---|",
+        *executor_table(report.checks),
     ]
-    for check in report.checks:
-        error = "not native" if check.error is None else f"{check.error:.2e}"
-        verdict = "yes" if check.ok else "**NO**"
-        lines.append(f"| {check.executor} | {error} | {verdict} | {check.unsupported or check.note or ''} |")
     if report.layers:
-        executors = list(report.layers[0].errors)
         lines += [
             "",
             "Layer by layer: the model cut after each dense layer or convolution, on every executor, against",
             "the judge's output of that layer (the source: its own layer's output).",
             "",
-            f"| canonical layer | source layer | {' | '.join(executors)} | within tolerance |",
-            f"|---|---|{'---:|' * len(executors)}:---:|",
+            *layer_table(report.layers, "canonical layer", "source layer"),
+            *parting("The port parts", report.first_divergence),
         ]
-        for layer in report.layers:
-            cells = ["not native" if layer.errors[e] is None else f"{layer.errors[e]:.2e}" for e in executors]
-            verdict = "yes" if layer.ok else "**NO**"
-            lines.append(f"| {layer.layer} | `{layer.source}` | {' | '.join(cells)} | {verdict} |")
-        first = report.first_divergence
-        if first is not None:
-            parted = ", ".join(e for e, value in first.scaled.items() if value is not None and value > 1.0)
-            lines += [
-                "",
-                f"**The port parts at {first.layer}** (`{first.source}`) on {parted}. Likely causes, in",
-                f"docs/framework-differences.md: {', '.join(first.likely_causes) or 'none catalogued'}.",
-            ]
     else:
         lines += ["", "| canonical layer | source layer |", "|---|---|"]
         lines += [f"| {layer} | `{source}` |" for layer, source in imported.sources.items()]
+    if report.loss is not None:
+        lines += [
+            "",
+            f"## Training mode (loss {report.loss})",
+            "",
+            "Every target in training mode (BatchNorm on the batch's statistics) against the judge's",
+            f"training-mode outputs{f'; {report.training_note}' if report.training_note else ''}.",
+            "",
+            *executor_table(report.training),
+        ]
+        if report.training_layers:
+            lines += ["", *layer_table(report.training_layers, "canonical layer", "source layer")]
+            lines += parting("In training mode the port parts", report.first_training_divergence)
+        if report.gradients:
+            lines += [
+                "",
+                "Each trained tensor's gradient against the judge's float64 finite differences along random",
+                "directions of that tensor: the worst relative error (within tolerance: within the float32",
+                "gradient tolerance).",
+                "",
+                *layer_table(report.gradients, "canonical tensor", "source layer"),
+                *parting("Backpropagation parts", report.first_gradient_divergence),
+            ]
     if imported.notes:
         lines += ["", "Notes on the port:", "", *(f"- {note}" for note in imported.notes)]
     return "\n".join(lines) + "\n"
+
+
+def executor_table(checks: Sequence[PortCheck]) -> list[str]:
+    lines = ["| executor | error | within tolerance | note |", "|---|---:|:---:|---|"]
+    for check in checks:
+        error = "not native" if check.error is None else f"{check.error:.2e}"
+        verdict = "yes" if check.ok else "**NO**"
+        lines.append(f"| {check.executor} | {error} | {verdict} | {check.unsupported or check.note or ''} |")
+    return lines
+
+
+def layer_table(rows: Sequence[PartCheck], part: str, source: str) -> list[str]:
+    executors = list(rows[0].errors)
+    lines = [f"| {part} | {source} | {' | '.join(executors)} | within tolerance |"]
+    lines.append(f"|---|---|{'---:|' * len(executors)}:---:|")
+    for row in rows:
+        cells = ["not native" if row.errors[e] is None else f"{row.errors[e]:.2e}" for e in executors]
+        lines.append(f"| {row.part} | `{row.source}` | {' | '.join(cells)} | {'yes' if row.ok else '**NO**'} |")
+    return lines
+
+
+def parting(what: str, first: PartCheck | None) -> list[str]:
+    """The sentence naming where the port parts, with the catalogue's likely causes."""
+    if first is None:
+        return []
+    parted = ", ".join(e for e, value in first.scaled.items() if value is not None and value > 1.0)
+    return [
+        "",
+        f"**{what} at {first.part}** (`{first.source}`) on {parted}. Likely causes, in",
+        f"docs/framework-differences.md: {', '.join(first.likely_causes) or 'none catalogued'}.",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,7 +638,10 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="the source's weight file (torch: a state dict; Keras: .weights.h5 or .keras; Flax: msgpack)",
     )
-    parser.add_argument("--batch", type=Path, help=".npz whose 'x' is the verification batch (source layout)")
+    parser.add_argument(
+        "--batch", type=Path, help=".npz whose 'x' is the verification batch (source layout) and 'y' its targets"
+    )
+    parser.add_argument("--loss", choices=LOSSES, help="the training checks' loss (default: the output's usual one)")
     parser.add_argument("--to", action="append", choices=BACKEND_NAMES, default=[], help="targets (default: all)")
     parser.add_argument("--name", help="the spec's name (default: the model's class)")
     parser.add_argument("--out", type=Path, default=Path("reports/port"), help="directory for the files written")
@@ -459,11 +654,13 @@ def main(argv: list[str] | None = None) -> int:
             importer.load_checkpoint(model, args.checkpoint)
         step("reading the model")
         imported = importer.import_model(model, shape, args.name)
-        x = (
-            verification_batch(imported.spec)
-            if args.batch is None
-            else importer.canonical_inputs(load_batch(args.batch))
-        )
+        loss = check_model_loss(imported.spec, args.loss or DEFAULT_LOSS[imported.spec.output_activation])
+        if args.batch is None:
+            x, y = verification_batch(imported.spec, loss)
+        else:
+            source_x, given = load_batch(args.batch)
+            x = importer.canonical_inputs(source_x)
+            y = seeded_targets(imported.spec, loss, len(x)) if given is None else given
         step(f"loading {', '.join(args.to) if args.to else 'every installed backend'}")
         targets = []
         for name, found in available_backends(tuple(args.to) if args.to else BACKEND_NAMES).items():
@@ -475,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(found)
         step(f"verifying on {', '.join(b.name for b in targets)}")
         layers = importer.source_layer_outputs(model, imported)
-        report = verify(imported, importer.source_outputs(model), x, targets, layers)
+        report = verify(imported, importer.source_outputs(model), x, targets, layers, y=y, loss=loss)
     except (PortError, WeightFileError, SpecError, BackendUnavailable, ValueError) as exc:
         print(f"triptych-port: {exc}", file=sys.stderr)
         return 2
@@ -501,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for backend in targets:  # each target's model in its framework's own file
         try:
-            model, _ = build_for_inference(backend, spec, params)
+            model, _ = build_target(backend, spec, params)
         except UnsupportedOption:
             continue
         written.append(backend.save_native(model, args.out / f"{spec.name}_{backend.name}"))
@@ -513,29 +710,51 @@ def main(argv: list[str] | None = None) -> int:
 VERIFY_BATCH = 8  # examples of the embedded data each executor runs, without a --batch
 
 
-def verification_batch(spec: ModelSpec) -> np.ndarray:
-    """:data:`VERIFY_BATCH` examples of the embedded data shaped for the model (``example_batch``), or
-    seeded N(0, 1) inputs where the data takes no such shape (an image of 30×30, a vector of 20)."""
+def verification_batch(spec: ModelSpec, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    """:data:`VERIFY_BATCH` examples of the embedded data shaped for the model and their targets
+    (``example_batch``), or seeded N(0, 1) inputs where the data takes no such shape (an image of
+    30×30, a vector of 20) or targets that do not fit ``loss``, with :func:`seeded_targets`."""
     try:
-        x = spec.example_batch(VERIFY_BATCH)[0]
+        x, y = spec.example_batch(VERIFY_BATCH)
     except SpecError:
-        x = None
-    if x is None or x.shape[1:] != tuple(spec.input_shape):
+        x = np.empty((0,))
+    if x.shape[1:] != tuple(spec.input_shape):
         x = np.random.default_rng(0).standard_normal((VERIFY_BATCH, *spec.input_shape)).astype(np.float32)
-    return x
+        return x, seeded_targets(spec, loss, len(x))
+    return x, y if np.shape(y)[1:] == target_shape(spec, loss) else seeded_targets(spec, loss, len(x))
+
+
+def target_shape(spec: ModelSpec, loss: str) -> tuple[int, ...]:
+    """One example's targets for ``loss``: a class id, or an array shaped as the output."""
+    return () if takes_class_ids(loss) else tuple(spec.output_shape)
+
+
+def seeded_targets(spec: ModelSpec, loss: str, size: int) -> np.ndarray:
+    """Seeded targets for ``size`` examples that ``loss`` takes: class ids, 0/1 labels for binary
+    cross-entropy, one-hot rows for categorical, N(0, 1) values for MSE."""
+    rng = np.random.default_rng(1)
+    shape = (size, *target_shape(spec, loss))
+    if takes_class_ids(loss):
+        return rng.integers(0, spec.output_shape[-1], shape)
+    if loss == "binary_crossentropy":
+        return rng.integers(0, 2, shape).astype(np.float32)
+    if loss == "categorical_crossentropy":
+        return np.eye(shape[-1], dtype=np.float32)[rng.integers(0, shape[-1], shape[:-1])]
+    return rng.standard_normal(shape).astype(np.float32)
 
 
 def step(text: str) -> None:
     print(f"[port] {text}", file=sys.stderr, flush=True)
 
 
-def load_batch(path: Path) -> np.ndarray:
-    """The ``x`` array of an ``.npz`` file, named in the error where it is missing or unreadable."""
+def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``x`` array of an ``.npz`` file and its ``y`` (the targets) if it has one, named in the
+    error where ``x`` is missing or the file unreadable."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "x" not in archive.files:
                 raise WeightFileError(f"batch file {str(path)!r} has no 'x' array (it has {archive.files})")
-            return np.asarray(archive["x"])
+            return np.asarray(archive["x"]), np.asarray(archive["y"]) if "y" in archive.files else None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise WeightFileError(f"batch file {str(path)!r} is not a readable .npz archive ({exc})") from exc
 

@@ -87,7 +87,9 @@ def _note_kink(op: str, distances: np.ndarray, x: np.ndarray) -> None:
     if found is None or not distances.size:
         return
     rms = float(np.sqrt(np.mean(np.square(x[np.isfinite(x)]))))
-    found.append(Kink(f"{op} #{len(found) + 1}", float(distances.min()) / rms if rms else math.inf))
+    # an input that is all zeros sits on its kinks, where the frameworks' one-sided derivatives and
+    # the judge's central differences disagree whatever the rounding
+    found.append(Kink(f"{op} #{len(found) + 1}", float(distances.min()) / rms if rms else 0.0))
 
 
 @contextmanager

@@ -211,7 +211,12 @@ def max_scaled_error(
         raise ValueError(f"magnitude of shape {scale.shape} for outputs of shape {expected.shape}")
     if tol.per_example and scale.ndim > 1:
         scale = scale.reshape(len(scale), -1).max(axis=1).reshape((-1,) + (1,) * (scale.ndim - 1))
-    return float((np.abs(actual - expected) / (tol.atol + tol.rtol * scale)).max(initial=0.0))
+    difference, allowed = np.abs(actual - expected), tol.atol + tol.rtol * scale
+    # an exact output of zero magnitude (a blank example through zero biases) allows no error: equal
+    # is 0, anything else infinitely far
+    with np.errstate(divide="ignore"):
+        ratio = np.divide(difference, allowed, out=np.zeros_like(difference), where=difference != 0)
+    return float(ratio.max(initial=0.0))
 
 
 def forward_check(*, deep: bool, training: bool) -> str:

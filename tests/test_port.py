@@ -16,9 +16,10 @@ from spec import port
 from spec.backend import Backend, load_backend
 from spec.errors import PortError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten, Pool2D, Reshape
+from spec.losses import DEFAULT_LOSS
 from spec.models import CNNSpec, ResNetSpec, RNNSpec
 from spec.optimizers import OptimizerSpec
-from spec.params import param_specs
+from spec.params import param_specs, trained_names
 from spec.port import verify
 from spec.schedules import ScheduleSpec
 from spec.tolerances import max_scaled_error, tolerance
@@ -103,9 +104,14 @@ def test_the_texts_modules_are_read_as_written(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_SPECS))
 def test_a_ported_module_computes_the_same_on_every_backend(backend: Backend, name: str) -> None:
+    """Each of the texts' modules on each backend, against the judge: in evaluation mode, in
+    training mode, and by the gradient of every trained tensor."""
     module = user_module(name)
     imported = import_model(module, INPUT_SHAPES[name])
-    report = verify(imported, source_outputs(module), canonical_batch(INPUT_SHAPES[name]), [backend])
+    x = canonical_batch(INPUT_SHAPES[name])
+    loss = DEFAULT_LOSS[imported.spec.output_activation]
+    y = port.seeded_targets(imported.spec, loss, len(x))
+    report = verify(imported, source_outputs(module), x, [backend], y=y)
     source, target = report.checks
     assert source.ok and target.ok, report
     assert source.error is not None and source.error < 1e-5  # float32 rounding: the source is the judge's model
@@ -113,6 +119,12 @@ def test_a_ported_module_computes_the_same_on_every_backend(backend: Backend, na
         assert target.note is not None and "running_variance" in target.note
     else:
         assert target.note is None
+    (training,) = report.training
+    assert report.loss == loss and training.ok and training.error is not None
+    assert [check.part for check in report.gradients or []] == trained_names(imported.spec, loss)
+    assert report.ok, report
+    # SimpleCNN's dropout is judged at rate 0 in training mode, where the judge draws no masks
+    assert (report.training_note is not None) == (name == "SimpleCNN")
 
 
 # torch's RMSprop with momentum under a cosine schedule, as a torch loop sets it up: ε outside the
@@ -236,12 +248,18 @@ def test_a_torchvision_resnet_is_matched_by_its_names() -> None:
 
 
 def test_a_torchvision_resnet_ports_at_any_size_and_class_count(backend: Backend) -> None:
+    """A torchvision-named ResNet-18 of 7 classes on 32×32 images, in evaluation and training mode;
+    a network this deep has no element-wise float32 gradients to judge, and the report says so."""
     torch.manual_seed(1)
     module = user.resnet18(num_classes=7)
     module.eval()
     imported = import_model(module, (3, 32, 32))
-    report = verify(imported, source_outputs(module), canonical_batch((3, 32, 32)), [backend])
+    x = canonical_batch((3, 32, 32))
+    y = port.seeded_targets(imported.spec, "mse", len(x))  # its logits, as torchvision's forward returns them
+    report = verify(imported, source_outputs(module), x, [backend], y=y)
     assert report.ok, report
+    assert len(report.training) == 1 and report.gradients is None
+    assert report.training_note is not None and "deep network" in report.training_note
 
 
 # --- what cannot be ported, named -----------------------------------------------------------------
@@ -455,7 +473,9 @@ def test_the_command_ports_a_file_and_its_checkpoint(tmp_path: Path, capsys: pyt
     weights = load_weights(out / "DNN.npz", spec)
     state = torch.load(checkpoint, weights_only=True)["model_state_dict"]
     np.testing.assert_array_equal(weights["dense_0/kernel"], state["fc1.weight"].numpy().T)  # the checkpoint's
-    assert "| torch |" in (out / "port.md").read_text()
+    markdown = (out / "port.md").read_text()
+    assert "| torch |" in markdown and "## Training mode (loss mse)" in markdown
+    assert report["loss"] == "mse" and [g["part"] for g in report["gradients"]] == trained_names(spec, "mse")
     # the same weights as safetensors, and in the target's own file, which its model loads
     for name, value in load_weights(out / "DNN.safetensors", spec).items():
         np.testing.assert_array_equal(value, weights[name])
@@ -501,6 +521,25 @@ def test_a_bad_checkpoint_is_named(tmp_path: Path, capsys: pytest.CaptureFixture
     assert expected in error, error
 
 
+def test_the_command_judges_training_on_the_user_s_batch_and_loss(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--batch`` with targets and ``--loss``: the training checks run on them; targets of the wrong
+    shape for the loss are refused naming the shapes (exit 2)."""
+    source, _ = write_user_model(tmp_path)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 1, 8, 8)).astype(np.float32)
+    batch = tmp_path / "batch.npz"
+    np.savez(batch, x=x, y=rng.standard_normal((6, 10)).astype(np.float32))
+    args = [f"{source}:DNN", "--input-shape", "1,8,8", "--to", "torch", "--batch", str(batch), "--loss", "mse"]
+    assert port.main([*args, "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "port.json").read_text())
+    assert report["loss"] == "mse" and report["training"][0]["executor"] == "torch"
+    np.savez(batch, x=x, y=rng.standard_normal((6, 3)).astype(np.float32))
+    assert port.main([*args, "--out", str(tmp_path / "bad")]) == 2
+    assert "targets: got 'shape (6, 3)'; allowed: shape (6, 10) for mse" in capsys.readouterr().err
+
+
 def test_a_model_the_command_cannot_find_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source, _ = write_user_model(tmp_path)
     assert port.main([f"{source}:CNN", "--input-shape", "1,8,8"]) == 2
@@ -519,9 +558,9 @@ def test_the_first_layer_a_source_computes_differently_is_named() -> None:
         module.conv2.weight.mul_(1.001)
     layers = source_layer_outputs(module, imported)
     report = verify(imported, source_outputs(module), canonical_batch(INPUT_SHAPES["SimpleCNN"]), [], layers)
-    assert [layer.layer for layer in report.layers or []] == ["conv_0", "conv_1", "dense_0", "dense_1"]
+    assert [layer.part for layer in report.layers or []] == ["conv_0", "conv_1", "dense_0", "dense_1"]
     first = report.first_divergence
-    assert first is not None and (first.layer, first.source) == ("conv_1", "conv2")
+    assert first is not None and (first.part, first.source) == ("conv_1", "conv2")
     assert report.layers[0].ok and not report.checks[0].ok
     # the unpadded pool and the ReLU before it have no catalogued causes; the convolution has
     assert first.likely_causes == ("image layout",)
@@ -543,14 +582,78 @@ class Mistaken:
 
 
 def test_the_first_layer_a_target_computes_differently_is_named(backend: Backend) -> None:
+    """In evaluation and in training mode, the first layer a target computes out of tolerance."""
     module = user_module("DNN")
     imported = import_model(module, INPUT_SHAPES["DNN"])
     x, mistaken = canonical_batch(INPUT_SHAPES["DNN"]), Mistaken(backend, "dense_1/kernel")
-    report = verify(imported, source_outputs(module), x, [mistaken], source_layer_outputs(module, imported))
-    first = report.first_divergence
-    assert first is not None and first.layer == "dense_1" and first.source == "fc2"
-    assert first.scaled[backend.name] > 1.0 and first.scaled["source"] <= 1.0
-    assert report.layers[0].ok and not report.ok
+    y = port.seeded_targets(imported.spec, "mse", len(x))
+    report = verify(imported, source_outputs(module), x, [mistaken], source_layer_outputs(module, imported), y=y)
+    for first, layers in (
+        (report.first_divergence, report.layers),
+        (report.first_training_divergence, report.training_layers),
+    ):
+        assert first is not None and first.part == "dense_1" and first.source == "fc2"
+        assert first.scaled[backend.name] > 1.0 and first.scaled.get("source", 0.0) <= 1.0
+        assert layers is not None and layers[0].ok
+    assert not report.ok
+
+
+class MistakenGradient:
+    """A backend whose gradient of one tensor is a hundredth off: a target whose backward pass is
+    wrong at one layer while its forward is right."""
+
+    def __init__(self, backend: Backend, tensor: str) -> None:
+        self.backend, self.tensor = backend, tensor
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.backend, name)
+
+    def loss_and_grads(self, *args: object, **kwargs: object) -> tuple[float, dict[str, np.ndarray]]:
+        value, grads = self.backend.loss_and_grads(*args, **kwargs)  # type: ignore[arg-type]
+        return value, {**grads, self.tensor: grads[self.tensor] * 1.01}
+
+
+def test_the_tensor_whose_gradient_parts_first_is_named(backend: Backend) -> None:
+    """The tensor nearest the output whose gradient a target computes out of tolerance, with its
+    source layer; the forward passes and the other tensors' gradients stay within it."""
+    module = user_module("SimpleCNN")
+    imported = import_model(module, INPUT_SHAPES["SimpleCNN"])
+    x = canonical_batch(INPUT_SHAPES["SimpleCNN"])
+    y = port.seeded_targets(imported.spec, "mse", len(x))
+    report = verify(imported, source_outputs(module), x, [MistakenGradient(backend, "conv_1/bias")], y=y, loss="mse")
+    first = report.first_gradient_divergence
+    assert first is not None and (first.part, first.source) == ("conv_1/bias", "conv2")
+    assert first.likely_causes == ("image layout",)
+    assert [check.part for check in report.gradients or [] if not check.ok] == ["conv_1/bias"]
+    assert all(check.ok for check in report.checks + report.training) and not report.ok
+
+
+def test_gradients_are_judged_on_the_examples_off_their_kinks(backend: Backend) -> None:
+    """A ReLU input exactly at its kink (a blank example through a zero bias, as Keras initialises
+    them) makes that example's float32 gradients ill-posed: without batch statistics tying the
+    examples together, the gradients are judged on the others, and the report says so."""
+    module = user_module("DNN")
+    with torch.no_grad():
+        module.fc1.bias.zero_()
+    imported = import_model(module, INPUT_SHAPES["DNN"])
+    x = canonical_batch(INPUT_SHAPES["DNN"])
+    x[0] = 0.0
+    report = verify(imported, source_outputs(module), x, [backend], y=port.seeded_targets(imported.spec, "mse", len(x)))
+    assert report.training_note is not None and "gradients judged on 3 of 4 examples" in report.training_note
+    assert report.gradients is not None and report.ok, report
+
+
+def test_gradients_are_not_judged_where_batch_statistics_tie_an_example_on_a_kink() -> None:
+    """With BatchNorm on the batch's statistics no example's pass is its own: a batch with a ReLU
+    input on its kink (a BatchNorm scaled to zero) has no gradient judged, and the report says why."""
+    spec = CNNSpec("tied", (6, 6, 1), (Conv2D(2, 3), BatchNorm(0.9, 1e-3), RELU, Flatten(), Dense(3)), "linear")
+    params = {name: np.full(info.shape, 0.5, np.float32) for name, info in param_specs(spec).items()}
+    params["batchnorm_0/gamma"] = params["batchnorm_0/beta"] = np.zeros(2, np.float32)
+    imported = port.Imported("torch", spec, params, {})
+    x = canonical_batch((1, 6, 6))
+    report = verify(imported, lambda batch: batch[:, :3, 0, 0], x, [], y=port.seeded_targets(spec, "mse", len(x)))
+    assert report.gradients is None
+    assert report.training_note is not None and report.training_note.startswith("gradients not judged: on this batch")
 
 
 def test_every_likely_cause_is_a_row_of_the_differences_catalogue() -> None:

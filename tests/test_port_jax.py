@@ -14,6 +14,7 @@ from spec import port
 from spec.backend import Backend
 from spec.errors import PortError, WeightFileError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Pool2D
+from spec.losses import DEFAULT_LOSS
 from spec.models import CNNSpec
 from spec.port import verify
 
@@ -89,9 +90,12 @@ def test_a_ported_flax_module_computes_the_same_on_every_backend(backend: Backen
     imported = flax_port.import_model(model, SHAPES[name], name=name)
     x = np.random.default_rng(0).standard_normal((4, *SHAPES[name])).astype(np.float32)
     layers = flax_port.source_layer_outputs(model, imported)
-    report = verify(imported, flax_port.source_outputs(model), x, [backend], layers)
+    y = port.seeded_targets(imported.spec, DEFAULT_LOSS[imported.spec.output_activation], len(x))
+    report = verify(imported, flax_port.source_outputs(model), x, [backend], layers, y=y)
     assert report.ok, report
     assert all(layer.ok and set(layer.errors) == {"source", backend.name} for layer in report.layers or [])
+    # in training mode too, and every trained tensor's gradient
+    assert len(report.training) == 1 and report.gradients is not None and len(report.gradients) > 0
 
 
 class Residual:

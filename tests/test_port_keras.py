@@ -17,6 +17,7 @@ from spec.backend import Backend
 from spec.data import digits
 from spec.errors import PortError, WeightFileError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Pool2D
+from spec.losses import DEFAULT_LOSS
 from spec.models import CNNSpec, RNNSpec
 from spec.optimizers import OptimizerSpec
 from spec.port import verify
@@ -103,9 +104,12 @@ def test_a_ported_keras_model_computes_the_same_on_every_backend(backend: Backen
     imported = keras_port.import_model(model, SHAPES[name])
     x = np.random.default_rng(0).standard_normal((4, *SHAPES[name])).astype(np.float32)
     layers = keras_port.source_layer_outputs(model, imported)
-    report = verify(imported, keras_port.source_outputs(model), x, [backend], layers)
+    y = port.seeded_targets(imported.spec, DEFAULT_LOSS[imported.spec.output_activation], len(x))
+    report = verify(imported, keras_port.source_outputs(model), x, [backend], layers, y=y)
     assert report.ok, report
     assert all(layer.ok and set(layer.errors) == {"source", backend.name} for layer in report.layers or [])
+    # in training mode too, and every trained tensor's gradient
+    assert len(report.training) == 1 and report.gradients is not None and len(report.gradients) > 0
 
 
 def test_a_gru_s_gates_come_in_the_canonical_order() -> None:

@@ -14,6 +14,7 @@ from spec.errors import BatchError, SpecError
 from spec.layers import Activation
 from spec.losses import check_loss
 from spec.models import MLPSpec
+from spec.tolerances import RELATIVE_TO_MAGNITUDE, max_scaled_error
 
 # A 2-2-1 network small enough to evaluate on paper:
 #   h = relu(x @ W0 + b0), z = h @ W1 + b1, y = sigmoid(z)
@@ -45,6 +46,16 @@ def test_output_magnitude_by_hand() -> None:
     # whose absolute values sum to 0.75 + 2 + 0.25 = 3.0
     x = np.array([[1.0, 1.0], [-1.0, 0.5]])
     np.testing.assert_allclose(ref.output_magnitude(TINY, TINY_PARAMS, x), [[5.5], [3.0]], rtol=1e-15)
+
+
+def test_an_output_of_zero_magnitude_allows_no_error() -> None:
+    """A blank example through zero biases: its exact output and its magnitude are 0, so an equal
+    output is within any tolerance and any other is infinitely far, with no 0/0 in between."""
+    tol = RELATIVE_TO_MAGNITUDE
+    magnitude, expected = np.array([[0.0, 0.0], [2.0, 2.0]]), np.array([[0.0, 0.0], [1.0, -1.0]])
+    assert max_scaled_error(np.array([[0.0, 0.0], [1.0, -1.0]]), expected, tol, magnitude) == 0.0
+    assert max_scaled_error(np.array([[0.0, 0.0], [1.5, -1.0]]), expected, tol, magnitude) == 0.25
+    assert max_scaled_error(np.array([[1e-30, 0.0], [1.0, -1.0]]), expected, tol, magnitude) == math.inf
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
