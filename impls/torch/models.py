@@ -456,7 +456,7 @@ class RNN(SpecModel):
 
 
 # canonical sub-layer of an encoder layer -> its nn.TransformerEncoderLayer attribute
-_ENCODER_PARTS = {
+ENCODER_PARTS = {
     "attention/output": "self_attn.out_proj",
     "attention_norm": "norm1",
     "ffn_0": "linear1",
@@ -514,7 +514,7 @@ class Transformer(SpecModel):
             encoder, native = encoder_layer_name(index), ("encoder", "layers", index)
             # q, k and v are packed in one in_proj_weight of self_attn (weights.py splits it)
             paths |= {f"{encoder}/attention/{part}": (*native, "self_attn") for part in ("query", "key", "value")}
-            paths |= {f"{encoder}/{part}": (*native, *attr.split(".")) for part, attr in _ENCODER_PARTS.items()}
+            paths |= {f"{encoder}/{part}": (*native, *attr.split(".")) for part, attr in ENCODER_PARTS.items()}
         if final_norm is not None:
             paths["final_norm"] = ("encoder", "norm")
         self.layer_paths = LayerPaths({**paths, "dense_0": ("head",)})

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -28,7 +30,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from impls.torch import weights
-from impls.torch.models import MODEL_CLASSES, SpecModel
+from impls.torch.models import ENCODER_PARTS, MODEL_CLASSES, SpecModel
+from spec import reference as ref
 from spec.errors import PortError
 from spec.layers import (
     Act,
@@ -42,8 +45,8 @@ from spec.layers import (
     Padding,
     Pool2D,
 )
-from spec.models import CNNSpec, ModelSpec, ResNetSpec, RNNSpec
-from spec.params import layer_names
+from spec.models import CNNSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec
+from spec.params import layer_names, sinusoidal_positions
 from spec.port import Imported, SequentialReader
 
 # torch's modules and functions for each activation the specs know (the output's, softmax, apart)
@@ -82,8 +85,28 @@ def import_model(module: nn.Module, input_shape: tuple[int, ...], name: str | No
     missing = [layer for layer in layer_names(spec) if layer not in sources]
     assert not missing, f"{name}: no source layer found for canonical {missing}"  # each reader maps them all
     _copy_tensors(module, target, sources, name)
-    notes = (FOLDED_BIASES,) if isinstance(spec, RNNSpec) and spec.cell != "gru" else ()  # a GRU keeps both
-    return Imported("torch", spec, weights.export(target), sources, notes)
+    return Imported("torch", spec, weights.export(target), sources, _notes(module, spec))
+
+
+def _notes(module: nn.Module, spec: ModelSpec) -> tuple[str, ...]:
+    """What the port changes in training, though not in the outputs."""
+    notes = []
+    if isinstance(spec, RNNSpec) and spec.cell != "gru":  # a GRU keeps both biases
+        notes.append(FOLDED_BIASES)
+    if isinstance(spec, TransformerSpec):
+        dropouts = sorted({child.p for child in module.modules() if isinstance(child, nn.Dropout) and child.p > 0})
+        if dropouts:
+            notes.append(
+                f"the source's dropout ({', '.join(map(str, dropouts))}) is left out: the spec's Transformer has "
+                "none, so training draws no masks"
+            )
+        padding = [child.padding_idx for child in module.modules() if isinstance(child, nn.Embedding)]
+        if padding[0] is not None:
+            notes.append(
+                f"nn.Embedding(padding_idx={padding[0]}) keeps that row fixed in training; the spec trains every "
+                "row (the padding row's gradient is zero only where padding is masked and pooled out)"
+            )
+    return tuple(notes)
 
 
 # Measured by tests/test_port.py::test_a_torch_rnn_s_two_biases_train_twice_as_fast_as_their_fold.
@@ -103,8 +126,9 @@ def load_checkpoint(module: nn.Module, path: str | Path) -> None:
 
 
 def canonical_inputs(x: np.ndarray) -> np.ndarray:
-    """A batch in torch's layout (NCHW images) in the canonical one (NHWC)."""
-    x = np.asarray(x, dtype=np.float32)
+    """A batch in torch's layout (NCHW images) in the canonical one (NHWC); token ids as int32."""
+    x = np.asarray(x)
+    x = x.astype(np.int32) if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
 
 
@@ -117,7 +141,8 @@ def source_outputs(module: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
         was_training = module.training
         module.eval()
         try:
-            tensor = torch.from_numpy(np.asarray(x, dtype=np.float32))
+            x = np.asarray(x)  # token ids as torch's (int64), anything else as float32
+            tensor = torch.from_numpy(x.astype(np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32))
             if tensor.ndim == 4:  # canonical NHWC -> NCHW with the strides of a fresh torch batch: with
                 # one channel a permuted copy can keep a channels-last stride, and so the conv's output
                 n, h, w, c = tensor.shape
@@ -164,6 +189,8 @@ def source_layer_outputs(module: nn.Module, imported: Imported) -> Callable[[np.
 def _infer(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple[ModelSpec, dict[str, str]]:
     if _is_torchvision_resnet(module):
         return _resnet(module, input_shape, name)
+    if any(isinstance(child, nn.TransformerEncoder) for child in module.modules()):
+        return _transformer(module, input_shape, name)
     graph = _trace(module, name)
     recurrent = [n for n in graph.nodes if n.op == "call_module" and type(_target(module, n)) in _RECURRENT_CELLS]
     if recurrent:
@@ -623,6 +650,11 @@ def _copy_tensors(module: nn.Module, target: SpecModel, sources: dict[str, str],
     copied: set[int] = set()
     for layer, path in sources.items():
         native = weights.native_layer(target, layer)
+        if layer == "position":  # a learned table (an embedding or parameter): its first seq_len rows
+            assert isinstance(native, nn.Embedding)
+            with torch.no_grad():
+                native.weight.copy_(_position_table(module, path)[: native.num_embeddings])
+            continue
         if id(native) in copied:  # one nn.LSTM holds every layer and direction
             continue
         copied.add(id(native))
@@ -630,3 +662,221 @@ def _copy_tensors(module: nn.Module, target: SpecModel, sources: dict[str, str],
             native.load_state_dict(module.get_submodule(path).state_dict())
         except RuntimeError as exc:
             raise PortError(name, path, f"its tensors do not fit canonical {layer}: {exc}") from exc
+
+
+# --- Transformers ---------------------------------------------------------------------------------
+
+# How close (relative to the largest output, or absolutely below 1) the user's module and the judge's
+# model of one candidate form must agree for the form to be the one the module computes: float32
+# rounding is ~1e-6 of it, a wrong pooling, scale, mask or output activation O(1).
+_SAME_FORM = 1e-3
+
+
+def _transformer(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple[TransformerSpec, dict[str, str]]:
+    """A token embedding, positions (a sinusoidal buffer, or a learned table), one
+    ``nn.TransformerEncoder`` of batch-first ``nn.TransformerEncoderLayer``s and a Linear head. What
+    ``forward`` does between them — the embedding scaled by √d_model or not, the padding mask, the
+    pooling, an output activation — is read from what the module computes: of every form the spec
+    knows, the one whose judge's outputs are the module's on a probe batch with padding."""
+    if len(input_shape) != 1:
+        raise PortError(name, "input_shape", f"{input_shape}: (T,), token ids, for a Transformer")
+    seq_len = input_shape[0]
+    children = dict(module.named_modules())
+    encoder_path = _only(name, children, nn.TransformerEncoder, "one nn.TransformerEncoder")
+    outside = {path: child for path, child in children.items() if not path.startswith(f"{encoder_path}.")}
+    embeddings = [path for path, child in outside.items() if isinstance(child, nn.Embedding)]
+    if not embeddings:
+        raise PortError(name, "module", "a Transformer starts with an nn.Embedding of its tokens")
+    token_path, position_paths = embeddings[0], embeddings[1:]
+    head_path = _only(name, outside, nn.Linear, "one nn.Linear head after the encoder")
+    token, encoder, head = children[token_path], children[encoder_path], children[head_path]
+    assert isinstance(token, nn.Embedding) and isinstance(encoder, nn.TransformerEncoder)
+    d_model = token.embedding_dim
+    fields = _encoder_fields(encoder, encoder_path, d_model, name)
+    position, position_path = _positions(
+        module, position_paths, {token_path, encoder_path, head_path}, seq_len, d_model, name
+    )
+    assert isinstance(head, nn.Linear)
+    _require(name, head_path, head.in_features == d_model and head.bias is not None, f"in_features={d_model}, a bias")
+    base = TransformerSpec(
+        name, token.num_embeddings, seq_len, d_model, output_size=head.out_features, output_activation="linear",
+        positional=position, **fields,
+    )  # fmt: skip
+    sources = {"embedding": token_path, "dense_0": head_path} | _encoder_sources(base, encoder_path)
+    if position == "learned":
+        sources["position"] = position_path
+    _require_all_read(module, name, sources)
+    target = MODEL_CLASSES[TransformerSpec](base)
+    _copy_tensors(module, target, sources, name)
+    params = weights.export(target)
+    pads = dict.fromkeys((0 if token.padding_idx is None else token.padding_idx, None))
+    return _form_computed(module, base, params, tuple(pads), name), sources
+
+
+def _only(name: str, children: dict[str, nn.Module], kind: type[nn.Module], what: str) -> str:
+    found = [path for path, child in children.items() if isinstance(child, kind)]
+    if len(found) != 1:
+        raise PortError(name, ", ".join(found) or "module", f"a Transformer holds {what} (found {len(found)})")
+    return found[0]
+
+
+def _encoder_fields(encoder: nn.TransformerEncoder, path: str, d_model: int, name: str) -> dict[str, Any]:
+    """The spec's fields of ``encoder``'s layers, which must all be alike and of a form it knows."""
+    layers = list(encoder.layers)
+    forms = set()
+    for index, layer in enumerate(layers):
+        where = f"{path}.layers.{index}"
+        if not isinstance(layer, nn.TransformerEncoderLayer):
+            raise PortError(name, where, f"{type(layer).__name__}: an encoder of nn.TransformerEncoderLayers")
+        attention = layer.self_attn
+        _require(name, where, attention.batch_first, "batch_first=True")
+        _require(
+            name,
+            f"{where}.self_attn",
+            attention._qkv_same_embed_dim and attention.in_proj_bias is not None and attention.bias_k is None
+            and not attention.add_zero_attn,
+            "biases, one packed q/k/v projection, no add_bias_kv or add_zero_attn",
+        )  # fmt: skip
+        for norm in (layer.norm1, layer.norm2):
+            _require(name, where, norm.elementwise_affine and norm.bias is not None, "LayerNorms with scale and shift")
+        _require(name, where, layer.linear1.bias is not None and layer.linear2.bias is not None, "FFN biases")
+        forms.add(
+            (layer.norm_first, layer.norm1.eps, layer.norm2.eps, attention.num_heads, layer.linear1.out_features,
+             _ffn_activation(layer, where, name))
+        )  # fmt: skip
+    if len(forms) > 1:
+        raise PortError(name, path, "layers of different forms (norm placement, ε, heads, FFN): the spec's are alike")
+    norm_first, eps, eps2, heads, ff_size, activation = forms.pop()
+    _require(name, f"{path}.layers.0", eps == eps2, "one LayerNorm ε for both norms")
+    pre = bool(norm_first)
+    final = encoder.norm
+    if pre != (final is not None):
+        why = "a final LayerNorm after a pre-norm encoder, none after a post-norm one (the spec's forms)"
+        raise PortError(name, f"{path}.norm", why)
+    if final is not None:
+        _require(name, f"{path}.norm", isinstance(final, nn.LayerNorm) and final.eps == eps, f"a LayerNorm of ε {eps}")
+    return {
+        "num_heads": heads, "ff_size": ff_size, "num_layers": len(layers), "activation": activation,
+        "norm": "pre" if pre else "post", "layer_norm_epsilon": float(eps),
+    }  # fmt: skip
+
+
+def _ffn_activation(layer: nn.TransformerEncoderLayer, where: str, name: str) -> str:
+    """``relu``, ``gelu(exact)`` or ``gelu(tanh)``: torch keeps the string form as a flag."""
+    activation = layer.activation
+    if activation is F.relu or isinstance(activation, nn.ReLU):
+        return "relu"
+    if activation is F.gelu:
+        return "gelu(exact)"
+    if isinstance(activation, nn.GELU):
+        return f"gelu({'exact' if activation.approximate == 'none' else 'tanh'})"
+    if isinstance(activation, partial) and activation.func is F.gelu and set(activation.keywords) == {"approximate"}:
+        return f"gelu({'exact' if activation.keywords['approximate'] == 'none' else 'tanh'})"
+    raise PortError(name, f"{where}.activation", f"{activation!r}: the spec's FFN takes relu or gelu")
+
+
+def _positions(
+    module: nn.Module, embeddings: list[str], read: set[str], seq_len: int, d_model: int, name: str
+) -> tuple[str, str]:
+    """``("learned", path)`` for a second nn.Embedding or a parameter holding a (≥ seq_len, d_model)
+    table, ``("sinusoidal", path)`` for a buffer holding the sinusoidal table."""
+    if len(embeddings) > 1:
+        raise PortError(name, ", ".join(embeddings), "one nn.Embedding of positions at most")
+    if embeddings:
+        table = _position_table(module, embeddings[0])
+        _require(
+            name,
+            embeddings[0],
+            table.shape[0] >= seq_len and table.shape[1] == d_model,
+            f"≥ {seq_len} rows of {d_model}",
+        )
+        return "learned", embeddings[0]
+    tables = {
+        path: tensor
+        for path, tensor in [*module.named_parameters(), *module.named_buffers()]
+        if not any(path.startswith(f"{layer}.") for layer in read) and tensor.ndim >= 2 and tensor.shape[-1] == d_model
+    }
+    if len(tables) != 1:
+        raise PortError(
+            name, ", ".join(tables) or "module", f"one table of positions (… × {d_model}) outside the layers"
+        )
+    path, tensor = tables.popitem()
+    table = _position_table(module, path)
+    _require(name, path, table.shape[0] >= seq_len, f"at least {seq_len} positions")
+    if isinstance(tensor, nn.Parameter):
+        return "learned", path
+    expected = sinusoidal_positions(seq_len, d_model)
+    if not np.allclose(table[:seq_len].double().numpy(), expected, atol=1e-6):
+        why = "a buffer of positions that is not the interleaved sinusoidal table (sin at even, cos at odd features)"
+        raise PortError(name, path, why)
+    return "sinusoidal", path
+
+
+def _position_table(module: nn.Module, path: str) -> torch.Tensor:
+    """The (positions, d_model) table an nn.Embedding, parameter or buffer at ``path`` holds."""
+    try:
+        found: nn.Module | torch.Tensor = module.get_submodule(path)
+    except AttributeError:
+        owner, _, attribute = path.rpartition(".")
+        found = getattr(module.get_submodule(owner) if owner else module, attribute)
+    tensor = found.weight if isinstance(found, nn.Embedding) else found
+    assert isinstance(tensor, torch.Tensor)
+    return tensor.detach().reshape(-1, tensor.shape[-1])
+
+
+def _encoder_sources(spec: TransformerSpec, encoder_path: str) -> dict[str, str]:
+    """Each canonical layer of the encoder and the path of the native layer that holds it."""
+    sources = {}
+    for layer in layer_names(spec):
+        if layer.startswith("encoder_"):
+            index, part = layer.removeprefix("encoder_").split("/", 1)
+            native = ENCODER_PARTS.get(part, "self_attn")  # q, k and v: packed in self_attn
+            sources[layer] = f"{encoder_path}.layers.{index}.{native}"
+    if spec.norm == "pre":
+        sources["final_norm"] = f"{encoder_path}.norm"
+    return sources
+
+
+def _require_all_read(module: nn.Module, name: str, sources: dict[str, str]) -> None:
+    """Every parameter of the module lies in a layer the spec reads: none is dropped unseen."""
+    read = tuple(sources.values())
+    unread = [
+        path for path, _ in module.named_parameters() if not any(path == r or path.startswith(f"{r}.") for r in read)
+    ]
+    if unread:
+        raise PortError(name, ", ".join(unread), "parameters the spec's Transformer has no place for")
+
+
+def _form_computed(
+    module: nn.Module, base: TransformerSpec, params: dict[str, np.ndarray], pads: tuple[int | None, ...], name: str
+) -> TransformerSpec:
+    """The form of :func:`_transformer`'s docstring whose judge's outputs are the module's on a probe:
+    sequences of random tokens, all but one ending in padding."""
+    rng = np.random.default_rng(0)
+    pad = next(p for p in pads if p is not None)
+    tokens = rng.integers(0, base.vocab_size, (4, base.seq_len)).astype(np.int32)
+    tokens[tokens == pad] = (pad + 1) % base.vocab_size
+    for row, length in enumerate((base.seq_len, max(1, base.seq_len // 2), max(1, base.seq_len - 1), 1)):
+        tokens[row, length:] = pad
+    actual = source_outputs(module)(tokens)
+    forms = [
+        replace(base, pooling=pooling, scale_embedding=scale, pad_token=pad_token, output_activation=activation)
+        for pooling in ("mean", "first", "none")
+        for scale in (True, False)
+        for pad_token in pads
+        for activation in ("linear", "softmax", "sigmoid")
+        if not (pooling == "none" and activation == "softmax")
+    ]
+    for form in forms:
+        expected = ref.forward(form, params, tokens)
+        if expected.shape == actual.shape and np.abs(actual - expected).max() <= _SAME_FORM * max(
+            1.0, np.abs(expected).max()
+        ):
+            return form
+    raise PortError(
+        name,
+        "forward",
+        "it computes none of the forms the spec's Transformer knows between its layers (mean, first or no "
+        "pooling; the embedding scaled by √d_model or not; keys masked at the padding token or not; a linear, "
+        "softmax or sigmoid output)",
+    )

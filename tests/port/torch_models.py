@@ -4,6 +4,8 @@ importer must read them as they are."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -75,6 +77,63 @@ class SequentialClassifier(nn.Sequential):
             nn.Linear(4 * 3 * 3, 5),
             nn.Softmax(dim=1),
         )
+
+
+class PositionalEncoding(nn.Module):
+    """The tutorials' sinusoidal positions: sin at even, cos at odd features, a buffer of 5000 rows."""
+
+    def __init__(self, d_model: int, max_len: int = 5000) -> None:
+        super().__init__()
+        pe = torch.zeros(max_len, d_model)
+        position = torch.arange(0, max_len, dtype=torch.float).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+        pe[:, 0::2] = torch.sin(position * div_term)
+        pe[:, 1::2] = torch.cos(position * div_term)
+        self.register_buffer("pe", pe.unsqueeze(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pe[:, : x.size(1)]
+
+
+class TransformerClassifier(nn.Module):
+    """A text classifier as the tutorials write one: a padded token embedding scaled by √d_model,
+    sinusoidal positions, ``nn.TransformerEncoder`` with the padding mask, and a Linear head on the
+    mean of the non-padding positions."""
+
+    def __init__(
+        self, vocab_size: int = 50, d_model: int = 32, nhead: int = 4, num_layers: int = 2, num_classes: int = 3
+    ) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        self.pos_encoder = PositionalEncoding(d_model)
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=64, dropout=0.1, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers)
+        self.fc = nn.Linear(d_model, num_classes)
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:
+        mask = src == 0
+        x = self.pos_encoder(self.embedding(src) * math.sqrt(self.d_model))
+        x = self.encoder(x, src_key_padding_mask=mask)
+        keep = (~mask).unsqueeze(-1).float()
+        return self.fc((x * keep).sum(dim=1) / keep.sum(dim=1))
+
+
+class TokenTagger(nn.Module):
+    """A pre-norm GELU tagger: learned positions as a parameter, no padding mask, a tag per token."""
+
+    def __init__(self, vocab_size: int = 30, d_model: int = 16, seq_len: int = 12, tags: int = 5) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, d_model)
+        self.positions = nn.Parameter(0.02 * torch.randn(1, seq_len, d_model))
+        layer = nn.TransformerEncoderLayer(
+            d_model, 2, dim_feedforward=32, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
+        self.tag = nn.Linear(d_model, tags)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.tag(self.encoder(self.tokens(tokens) + self.positions))
 
 
 def conv3x3(inplanes: int, planes: int, stride: int = 1) -> nn.Conv2d:
