@@ -41,7 +41,7 @@ from spec.layers import (
     layer_output_shape,
 )
 from spec.losses import DEFAULT_LOSS, LOSSES, check_model_loss, check_target_shape, takes_class_ids
-from spec.models import CNNSpec, ModelSpec
+from spec.models import CNNSpec, ModelSpec, TransformerSpec
 from spec.params import check_params, cnn_layer_names, param_specs, trained_names
 from spec.tolerances import KINK_MARGIN, RELATIVE_TO_MAGNITUDE, forward_check, max_scaled_error, tolerance
 from spec.weights import save_weights
@@ -461,6 +461,51 @@ def with_parts(spec: ModelSpec, kind: type[P], change: Callable[[P], P]) -> Mode
         return value
 
     return replace(spec, **{f.name: visit(getattr(spec, f.name)) for f in fields(spec) if f.init})
+
+
+# --- what a Transformer's forward does between its layers ----------------------------------------
+
+# How close (relative to the largest output, or absolutely below 1) the user's model and the judge's
+# model of one candidate form must agree for the form to be the one the model computes: float32
+# rounding is ~1e-6 of it, a wrong pooling, scale, mask or output activation O(1).
+SAME_FORM = 1e-3
+
+
+def transformer_form(
+    base: TransformerSpec, params: Mapping[str, np.ndarray], pad: int, source: Callable[[np.ndarray], np.ndarray]
+) -> TransformerSpec:
+    """The form of ``base`` — mean, first or no pooling; the embedding scaled by √d_model or not;
+    keys masked at token ``pad`` or not; a linear, softmax or sigmoid output — whose judge's outputs
+    are the user's model's (``source``) on a probe: sequences of random tokens, all but one ending in
+    padding. What an importer cannot read from the layers (the forward between them) is read from
+    what the model computes; a model of no such form raises :class:`PortError`."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, base.vocab_size, (4, base.seq_len)).astype(np.int32)
+    tokens[tokens == pad] = (pad + 1) % base.vocab_size
+    for row, length in enumerate((base.seq_len, max(1, base.seq_len // 2), max(1, base.seq_len - 1), 1)):
+        tokens[row, length:] = pad
+    actual = np.asarray(source(tokens))
+    forms = [
+        replace(base, pooling=pooling, scale_embedding=scale, pad_token=pad_token, output_activation=activation)
+        for pooling in ("mean", "first", "none")
+        for scale in (True, False)
+        for pad_token in (pad, None)
+        for activation in ("linear", "softmax", "sigmoid")
+        if not (pooling == "none" and activation == "softmax")
+    ]
+    for form in forms:
+        expected = ref.forward(form, params, tokens)
+        if expected.shape == actual.shape and np.abs(actual - expected).max() <= SAME_FORM * max(
+            1.0, np.abs(expected).max()
+        ):
+            return form
+    raise PortError(
+        base.name,
+        "forward",
+        "it computes none of the forms the spec's Transformer knows between its layers (mean, first or no "
+        "pooling; the embedding scaled by √d_model or not; keys masked at the padding token or not; a linear, "
+        "softmax or sigmoid output)",
+    )
 
 
 # --- the command: triptych-port -----------------------------------------------------------------

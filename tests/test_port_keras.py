@@ -18,7 +18,7 @@ from spec.data import digits
 from spec.errors import PortError, WeightFileError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Pool2D
 from spec.losses import DEFAULT_LOSS
-from spec.models import CNNSpec, RNNSpec
+from spec.models import CNNSpec, RNNSpec, TransformerSpec
 from spec.optimizers import OptimizerSpec
 from spec.port import verify
 from spec.tolerances import max_scaled_error, tolerance
@@ -34,6 +34,7 @@ SHAPES = {
     "lstm_forecaster": (20, 1),
     "bigru_classifier": (10, 2),
     "functional_mlp": (16,),
+    "text_transformer": (16,),
 }
 # What each model computes, written from its definition (tests/port/keras_models.py)
 EXPECTED_SPECS = {
@@ -62,7 +63,12 @@ EXPECTED_SPECS = {
         (Dense(8), Act(Activation("gelu", approximate="exact")), BatchNorm(0.99, 1e-3), Dense(3)),
         "linear",
     ),
-}
+    # positions from a second Embedding, post-norm with ε 1e-6, no padding mask, heads of key_dim 16
+    "text_transformer": TransformerSpec(
+        "text_transformer", 40, 16, 16, 2, 32, 1, 2, "softmax", "relu", "learned", "post", 1e-6, None, "mean",
+        scale_embedding=False, key_dim=16,
+    ),
+}  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -103,6 +109,8 @@ def test_a_ported_keras_model_computes_the_same_on_every_backend(backend: Backen
     model, keras_port = user_model(name), importer()
     imported = keras_port.import_model(model, SHAPES[name])
     x = np.random.default_rng(0).standard_normal((4, *SHAPES[name])).astype(np.float32)
+    if isinstance(imported.spec, TransformerSpec):  # token ids of the embedded tasks
+        x = port.verification_batch(imported.spec, "sparse_categorical_crossentropy")[0]
     layers = keras_port.source_layer_outputs(model, imported)
     y = port.seeded_targets(imported.spec, DEFAULT_LOSS[imported.spec.output_activation], len(x))
     report = verify(imported, keras_port.source_outputs(model), x, [backend], layers, y=y)
@@ -149,6 +157,13 @@ def layer_norm() -> object:
     return keras.Sequential([keras.Input((4,)), keras.layers.LayerNormalization(), keras.layers.Dense(2)])
 
 
+def hidden_head() -> object:
+    """Keras's Transformer example as printed: a Dense(20, relu) between the pooling and the head."""
+    from tests.port import keras_models
+
+    return keras_models.text_transformer(extra_dense=True)
+
+
 def selu() -> object:
     import keras
 
@@ -167,6 +182,12 @@ def sequential(*layers: Callable[[Any], object], shape: tuple[int, ...] = (4,)) 
 
 
 CANNOT_BE_PORTED = {
+    "transformer_with_a_hidden_head": (
+        hidden_head,
+        (16,),
+        "dense",
+        "then one Dense head",
+    ),
     "subclassed": (subclassed, (4,), "Net", "subclassed keras.Model"),
     "residual": (residual, (4,), "add", "not a chain"),
     "unknown_layer": (layer_norm, (4,), "LayerNormalization", "not a layer the specs know"),

@@ -48,6 +48,19 @@ def test_output_magnitude_by_hand() -> None:
     np.testing.assert_allclose(ref.output_magnitude(TINY, TINY_PARAMS, x), [[5.5], [3.0]], rtol=1e-15)
 
 
+def test_the_judge_s_own_rounding_is_not_counted_against_a_backend() -> None:
+    """A central difference is uncertain by a few ulps of the loss over 2h: a backend that differs
+    from it by less is exact; beyond it, only the excess counts."""
+    exact = ref.DirectionalCheck("w", judge=3.5977e-6, backend=3.5972e-6, typical=7.5e-6, noise=2.2e-9)
+    assert exact.relative_error == 0.0
+    off = ref.DirectionalCheck("w", judge=3.6e-6, backend=3.5e-6, typical=7.5e-6, noise=2.2e-9)
+    assert off.relative_error == pytest.approx((1e-7 - 2.2e-9) / 3.6e-6)
+    x, targets = np.ones((1, 2)), np.zeros((1, 1))
+    value = ref.loss(TINY, TINY_PARAMS, x, targets, "mse")
+    (first, *_) = ref.judge_directions(TINY, TINY_PARAMS, x, targets, "mse")
+    assert first.noise == ref.FD_NOISE_ULPS * np.spacing(value) / (2 * ref.fd_step(value))
+
+
 def test_an_output_of_zero_magnitude_allows_no_error() -> None:
     """A blank example through zero biases: its exact output and its magnitude are 0, so an equal
     output is within any tolerance and any other is infinitely far, with no 0/0 in between."""

@@ -39,9 +39,9 @@ from spec.layers import (
     Pool2D,
     Reshape,
 )
-from spec.models import ModelSpec, RNNSpec
+from spec.models import ModelSpec, RNNSpec, TransformerSpec
 from spec.params import layer_names, rnn_layer_names
-from spec.port import Imported, SequentialReader
+from spec.port import Imported, SequentialReader, transformer_form
 
 _RECURRENT_CELLS = {keras.layers.SimpleRNN: "simple_rnn", keras.layers.LSTM: "lstm", keras.layers.GRU: "gru"}
 _OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
@@ -56,6 +56,8 @@ def import_model(model: keras.Model, input_shape: tuple[int, ...], name: str | N
     the canonical one: (H, W, C) images, (T, F) sequences, (F,) vectors) and its tensors in
     canonical form. ``name`` names the spec (default: the model's name)."""
     name = name or model.name
+    if any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in _all_layers(model)):
+        return _transformer(model, tuple(input_shape), name)
     layers = _chain(model, tuple(input_shape), name)
     recurrent = [layer for layer in layers if isinstance(_unwrapped(layer), tuple(_RECURRENT_CELLS))]
     spec, sources = _recurrent(layers, input_shape, name) if recurrent else _sequential(layers, input_shape, name)
@@ -79,13 +81,18 @@ def load_checkpoint(model: keras.Model, path: str | Path) -> None:
 
 
 def canonical_inputs(x: np.ndarray) -> np.ndarray:
-    """Keras's layout is the canonical one."""
-    return np.asarray(x, dtype=np.float32)
+    """Keras's layout is the canonical one; token ids as int32, anything else as float32."""
+    return _as_inputs(x)
 
 
 def source_outputs(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     """A runner of the user's model in inference mode, giving what it returns."""
-    return lambda x: np.asarray(model(np.asarray(x, np.float32), training=False))
+    return lambda x: np.asarray(model(_as_inputs(x), training=False))
+
+
+def _as_inputs(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    return x.astype(np.int32 if np.issubdtype(x.dtype, np.integer) else np.float32)
 
 
 def source_layer_outputs(model: keras.Model, imported: Imported) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
@@ -316,3 +323,211 @@ def _linear(layer: keras.layers.Layer) -> Iterator[None]:
         yield
     finally:
         layer.activation = activation
+
+
+# --- Transformers ---------------------------------------------------------------------------------
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer inside ``model``, nested ones too, in the order they were made (Keras's own walk)."""
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def _transformer(model: keras.Model, input_shape: tuple[int, ...], name: str) -> Imported:
+    """A token ``Embedding``, positions (a second ``Embedding``, a layer holding a learned table, or
+    fixed sinusoidal positions), encoder blocks of ``MultiHeadAttention``, two ``LayerNormalization``
+    and two ``Dense`` each (post-norm; pre-norm with one more LayerNormalization at the end), and a
+    ``Dense`` head, found in the order Keras made them — as Keras's "Text classification with
+    Transformer" example writes its ``TransformerBlock``, a functional or subclassed model alike.
+    What ``call`` does between them is read from what the model computes
+    (:func:`spec.port.transformer_form`)."""
+    if len(input_shape) != 1:
+        raise PortError(name, "input_shape", f"{input_shape}: (T,), token ids, for a Transformer")
+    seq_len = input_shape[0]
+    calls = _calls(model, seq_len)
+    layers = _all_layers(model)
+    embeddings = [layer for layer, _ in calls if isinstance(layer, keras.layers.Embedding)]
+    attentions = [layer for layer, _ in calls if isinstance(layer, keras.layers.MultiHeadAttention)]
+    norms = [layer for layer, _ in calls if isinstance(layer, keras.layers.LayerNormalization)]
+    denses = [layer for layer, _ in calls if type(layer) is keras.layers.Dense]
+    called = [layer for layer, _ in calls]
+    shared = {layer.name for layer in called if called.count(layer) > 1}
+    if shared:
+        raise PortError(
+            name, ", ".join(sorted(shared)), "a layer called twice (shared weights): the spec's are one per use"
+        )
+    # the token embedding reads the model's input; a positions Embedding reads 0, 1, …, T − 1
+    arange = np.arange(seq_len)
+    indexed_by_position = [layer for layer, value in calls if isinstance(layer, keras.layers.Embedding)
+                           and np.array_equal(np.asarray(value).reshape(-1)[:seq_len], arange)]  # fmt: skip
+    embeddings = [layer for layer in embeddings if layer not in indexed_by_position] + indexed_by_position
+    if not embeddings:
+        raise PortError(name, "model", "a Transformer starts with an Embedding of its tokens")
+    token, count = embeddings[0], len(attentions)
+    d_model = token.output_dim
+    if len(denses) != 2 * count + 1 or len(norms) not in (2 * count, 2 * count + 1):
+        why = (
+            f"per MultiHeadAttention ({count}) two LayerNormalization and two Dense (an FFN), then one Dense head "
+            f"(and for pre-norm a final LayerNormalization): found {len(norms)} LayerNormalization, {len(denses)} Dense"
+        )
+        raise PortError(name, ", ".join(layer.name for layer in [*norms, *denses]), why)
+    head = denses[-1]
+    positions = _learned_positions(layers, embeddings, seq_len, d_model, name)
+    fields = _encoder_fields(attentions, norms, denses[:-1], d_model, name)
+    base = TransformerSpec(
+        name, token.input_dim, seq_len, d_model, output_size=head.units, output_activation="linear",
+        positional="sinusoidal" if positions is None else "learned", **fields,
+    )  # fmt: skip
+    target = MODEL_CLASSES[TransformerSpec](base)
+    target(np.zeros((1, seq_len), np.int32))
+    pairs: dict[str, tuple[keras.layers.Layer, keras.layers.Layer]] = {"embedding": (target.embedding, token)}
+    for index, attention in enumerate(attentions):
+        native, layer = target.encoders[index], f"encoder_{index}"
+        pairs[f"{layer}/attention"] = (native.attention, attention)
+        pairs[f"{layer}/attention_norm"] = (native.attention_norm, norms[2 * index])
+        pairs[f"{layer}/ffn_norm"] = (native.ffn_norm, norms[2 * index + 1])
+        pairs[f"{layer}/ffn_0"], pairs[f"{layer}/ffn_1"] = (
+            (native.ffn_0, denses[2 * index]),
+            (native.ffn_1, denses[2 * index + 1]),
+        )
+    if base.norm == "pre":
+        pairs["final_norm"] = (target.final_norm, norms[-1])
+    pairs["dense_0"] = (target.head, head)
+    read = {id(v) for _, source in pairs.values() for v in source.weights}
+    for native, source in pairs.values():
+        try:
+            native.set_weights(source.get_weights())
+        except ValueError as exc:
+            raise PortError(name, source.name, f"its weights do not fit triptych's {native.name}: {exc}") from exc
+    if positions is not None:
+        layer, table = positions
+        target.position_embeddings.embeddings.assign(table[:seq_len])
+        read |= {id(v) for v in layer.weights}
+    unread = [variable.path for variable in model.weights if id(variable) not in read]
+    if unread:
+        raise PortError(name, ", ".join(unread), "weights the spec's Transformer has no place for")
+    sources = {
+        layer: pairs[layer.rsplit("/", 1)[0] if "/attention/" in layer else layer][1].name
+        for layer in layer_names(base)
+        if layer != "position"
+    }
+    if positions is not None:
+        sources["position"] = positions[0].name
+    form = transformer_form(base, weights.export(target), 0, source_outputs(model))
+    return Imported("keras", form, weights.export(target), sources)
+
+
+def _calls(model: keras.Model, seq_len: int) -> list[tuple[keras.layers.Layer, Any]]:
+    """The Embedding, MultiHeadAttention, LayerNormalization and Dense layers ``model`` calls on a
+    batch of token ids, in the order it calls them, each with its first input: the roles of the
+    layers are read from the computation, not from names or the order Keras tracks them in."""
+    kinds = (keras.layers.Embedding, keras.layers.MultiHeadAttention, keras.layers.LayerNormalization)
+    watched = [layer for layer in _all_layers(model) if isinstance(layer, kinds) or type(layer) is keras.layers.Dense]
+    calls: list[tuple[keras.layers.Layer, Any]] = []
+
+    def recording(layer: keras.layers.Layer) -> Callable[..., Any]:
+        call = layer.call
+
+        def record(inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append((layer, inputs))
+            return call(inputs, *args, **kwargs)
+
+        return record
+
+    for layer in watched:
+        layer.call = recording(layer)
+    try:
+        model(np.zeros((1, seq_len), np.int32), training=False)  # also creates every variable
+    finally:
+        for layer in watched:
+            del layer.call  # the class's own again
+    return calls
+
+
+def _learned_positions(
+    layers: list[keras.layers.Layer],
+    embeddings: list[keras.layers.Embedding],
+    seq_len: int,
+    d_model: int,
+    name: str,
+) -> tuple[keras.layers.Layer, np.ndarray] | None:
+    """The layer holding a learned table of positions and the table: a second ``Embedding``, or a
+    layer of the user's own with one (…, ≥ seq_len, d_model) weight; ``None`` for none (fixed
+    positions, judged by what the model computes)."""
+    if len(embeddings) > 2:
+        raise PortError(name, ", ".join(e.name for e in embeddings), "one Embedding of positions at most")
+    known = (keras.layers.Embedding, keras.layers.MultiHeadAttention, keras.layers.LayerNormalization)
+    inside_attention = {
+        id(part)
+        for layer in layers
+        if isinstance(layer, keras.layers.MultiHeadAttention)
+        for part in _all_layers(layer)
+    }
+    candidates = [
+        (layer, np.asarray(variable).reshape(-1, d_model))
+        for layer in layers
+        if not isinstance(layer, known) and type(layer) is not keras.layers.Dense and id(layer) not in inside_attention
+        for variable in layer._trainable_variables  # its own, not its sub-layers'
+        if len(variable.shape) >= 2 and variable.shape[-1] == d_model
+    ]
+    candidates += [(layer, np.asarray(layer.embeddings)) for layer in embeddings[1:]]
+    if len(candidates) > 1:
+        raise PortError(name, ", ".join(layer.name for layer, _ in candidates), "one table of positions at most")
+    if not candidates:
+        return None
+    layer, table = candidates[0]
+    _require(name, layer.name, table.shape[0] >= seq_len, f"at least {seq_len} positions")
+    return layer, table
+
+
+def _encoder_fields(
+    attentions: list[keras.layers.Layer],
+    norms: list[keras.layers.Layer],
+    ffn: list[keras.layers.Layer],
+    d_model: int,
+    name: str,
+) -> dict[str, Any]:
+    """The spec's fields of the encoder blocks, which must all be alike and of a form it knows."""
+    heads_forms, ffn_forms = set(), set()
+    for attention in attentions:
+        value_dim = attention.value_dim or attention.key_dim
+        _require(
+            name,
+            attention.name,
+            value_dim == attention.key_dim and attention.use_bias and attention._output_shape is None
+            and attention._attention_axes in (None, (1,)),
+            "value_dim = key_dim, biases, the output back to d_model, attention over the sequence",
+        )  # fmt: skip
+        heads_forms.add((attention.num_heads, attention.key_dim))
+    for norm in norms:
+        _require(
+            name, norm.name, norm.center and norm.scale and norm.axis in (-1, [-1], 2, [2]), "scale, shift, axis -1"
+        )
+    for inner, outer in zip(ffn[::2], ffn[1::2], strict=True):
+        _require(
+            name,
+            outer.name,
+            outer.units == d_model and outer.activation is keras.activations.linear,
+            f"{d_model} units, linear",
+        )
+        _require(name, inner.name, inner.use_bias and outer.use_bias, "biases")
+        ffn_forms.add((inner.units, _ffn_activation(inner, name)))
+    epsilons = {norm.epsilon for norm in norms}
+    if len(heads_forms) != 1 or len(ffn_forms) != 1 or len(epsilons) != 1:
+        raise PortError(name, "encoder", "blocks of different forms (heads, FFN, LayerNorm ε): the spec's are alike")
+    (heads, key_dim), (ff_size, activation) = heads_forms.pop(), ffn_forms.pop()
+    return {
+        "num_heads": heads, "ff_size": ff_size, "num_layers": len(attentions), "activation": activation,
+        "norm": "pre" if len(norms) % 2 else "post", "layer_norm_epsilon": float(epsilons.pop()),
+        "key_dim": None if heads * key_dim == d_model else key_dim,
+    }  # fmt: skip
+
+
+def _ffn_activation(layer: keras.layers.Dense, name: str) -> str:
+    kind = getattr(layer.activation, "__name__", "")
+    if kind == "relu" and layer.activation is keras.activations.relu:
+        return "relu"
+    if kind == "gelu" and layer.activation is keras.activations.gelu:
+        defaults = inspect.signature(layer.activation).parameters
+        return f"gelu({'tanh' if defaults['approximate'].default else 'exact'})"
+    raise PortError(name, layer.name, f"activation {kind or layer.activation!r}: the spec's FFN takes relu or gelu")

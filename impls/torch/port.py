@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -31,7 +30,6 @@ from torch import fx, nn
 
 from impls.torch import weights
 from impls.torch.models import ENCODER_PARTS, MODEL_CLASSES, SpecModel
-from spec import reference as ref
 from spec.errors import PortError
 from spec.layers import (
     Act,
@@ -47,7 +45,7 @@ from spec.layers import (
 )
 from spec.models import CNNSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec
 from spec.params import layer_names, sinusoidal_positions
-from spec.port import Imported, SequentialReader
+from spec.port import Imported, SequentialReader, transformer_form
 
 # torch's modules and functions for each activation the specs know (the output's, softmax, apart)
 _ACTIVATION_MODULES: dict[type[nn.Module], Callable[[Any], Activation]] = {
@@ -666,11 +664,6 @@ def _copy_tensors(module: nn.Module, target: SpecModel, sources: dict[str, str],
 
 # --- Transformers ---------------------------------------------------------------------------------
 
-# How close (relative to the largest output, or absolutely below 1) the user's module and the judge's
-# model of one candidate form must agree for the form to be the one the module computes: float32
-# rounding is ~1e-6 of it, a wrong pooling, scale, mask or output activation O(1).
-_SAME_FORM = 1e-3
-
 
 def _transformer(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple[TransformerSpec, dict[str, str]]:
     """A token embedding, positions (a sinusoidal buffer, or a learned table), one
@@ -708,9 +701,8 @@ def _transformer(module: nn.Module, input_shape: tuple[int, ...], name: str) -> 
     _require_all_read(module, name, sources)
     target = MODEL_CLASSES[TransformerSpec](base)
     _copy_tensors(module, target, sources, name)
-    params = weights.export(target)
-    pads = dict.fromkeys((0 if token.padding_idx is None else token.padding_idx, None))
-    return _form_computed(module, base, params, tuple(pads), name), sources
+    pad = 0 if token.padding_idx is None else token.padding_idx
+    return transformer_form(base, weights.export(target), pad, source_outputs(module)), sources
 
 
 def _only(name: str, children: dict[str, nn.Module], kind: type[nn.Module], what: str) -> str:
@@ -845,38 +837,3 @@ def _require_all_read(module: nn.Module, name: str, sources: dict[str, str]) -> 
     ]
     if unread:
         raise PortError(name, ", ".join(unread), "parameters the spec's Transformer has no place for")
-
-
-def _form_computed(
-    module: nn.Module, base: TransformerSpec, params: dict[str, np.ndarray], pads: tuple[int | None, ...], name: str
-) -> TransformerSpec:
-    """The form of :func:`_transformer`'s docstring whose judge's outputs are the module's on a probe:
-    sequences of random tokens, all but one ending in padding."""
-    rng = np.random.default_rng(0)
-    pad = next(p for p in pads if p is not None)
-    tokens = rng.integers(0, base.vocab_size, (4, base.seq_len)).astype(np.int32)
-    tokens[tokens == pad] = (pad + 1) % base.vocab_size
-    for row, length in enumerate((base.seq_len, max(1, base.seq_len // 2), max(1, base.seq_len - 1), 1)):
-        tokens[row, length:] = pad
-    actual = source_outputs(module)(tokens)
-    forms = [
-        replace(base, pooling=pooling, scale_embedding=scale, pad_token=pad_token, output_activation=activation)
-        for pooling in ("mean", "first", "none")
-        for scale in (True, False)
-        for pad_token in pads
-        for activation in ("linear", "softmax", "sigmoid")
-        if not (pooling == "none" and activation == "softmax")
-    ]
-    for form in forms:
-        expected = ref.forward(form, params, tokens)
-        if expected.shape == actual.shape and np.abs(actual - expected).max() <= _SAME_FORM * max(
-            1.0, np.abs(expected).max()
-        ):
-            return form
-    raise PortError(
-        name,
-        "forward",
-        "it computes none of the forms the spec's Transformer knows between its layers (mean, first or no "
-        "pooling; the embedding scaled by √d_model or not; keys masked at the padding token or not; a linear, "
-        "softmax or sigmoid output)",
-    )
