@@ -15,7 +15,7 @@ from spec.backend import Backend
 from spec.errors import PortError, WeightFileError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Pool2D
 from spec.losses import DEFAULT_LOSS
-from spec.models import CNNSpec
+from spec.models import CNNSpec, TransformerSpec
 from spec.port import verify
 
 # The importer's code is one per source framework; each target's builds are judged by the contract
@@ -23,7 +23,7 @@ from spec.port import verify
 pytestmark = pytest.mark.quick_on("torch")
 
 RELU = Act(Activation("relu"))
-SHAPES = {"CNN": (28, 28, 1), "MLP": (64,), "sequential": (64,)}
+SHAPES = {"CNN": (28, 28, 1), "MLP": (64,), "sequential": (64,), "TextClassifier": (16,)}
 # What each module computes, written from its definition (tests/port/flax_models.py)
 EXPECTED_SPECS = {
     "CNN": CNNSpec(
@@ -46,6 +46,11 @@ EXPECTED_SPECS = {
         (64,),
         (Dense(16), Act(Activation("tanh")), Dense(16), Act(Activation("leaky_relu", negative_slope=0.2)), Dense(3)),
         "softmax",
+    ),
+    # learned positions from a second Embed, post-norm with Flax's LayerNorm ε 1e-6, nnx.gelu's tanh form
+    "TextClassifier": TransformerSpec(
+        "TextClassifier", 50, 16, 32, 4, 64, 2, 3, "linear", "gelu(tanh)", "learned", "post", 1e-6, 0, "mean",
+        scale_embedding=False,
     ),
 }  # fmt: skip
 
@@ -89,6 +94,8 @@ def test_a_ported_flax_module_computes_the_same_on_every_backend(backend: Backen
     model, flax_port = user_model(name), importer()
     imported = flax_port.import_model(model, SHAPES[name], name=name)
     x = np.random.default_rng(0).standard_normal((4, *SHAPES[name])).astype(np.float32)
+    if isinstance(imported.spec, TransformerSpec):  # token ids of the embedded tasks, with padding
+        x = port.verification_batch(imported.spec, "mse")[0]
     layers = flax_port.source_layer_outputs(model, imported)
     y = port.seeded_targets(imported.spec, DEFAULT_LOSS[imported.spec.output_activation], len(x))
     report = verify(imported, flax_port.source_outputs(model), x, [backend], layers, y=y)
@@ -112,6 +119,25 @@ class Residual:
                 return self.fc2(x + nnx.relu(self.fc1(x)))
 
         return Net()
+
+
+def shared_block() -> object:
+    """The encoder block called twice: one block's weights for two layers."""
+    from flax import nnx
+
+    from tests.port import flax_models
+
+    class Twice(flax_models.TextClassifier):
+        def __call__(self, tokens: object) -> object:
+            import jax.numpy as jnp
+
+            keep = tokens != 0  # type: ignore[operator]
+            mask = nnx.make_attention_mask(jnp.ones_like(keep), keep)
+            x = self.token_embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[1]))  # type: ignore[attr-defined]
+            x = self.blocks[0](self.blocks[0](x, mask), mask)
+            return self.head(x.mean(axis=1))
+
+    return Twice(rngs=nnx.Rngs(0))
 
 
 def layer_norm() -> object:
@@ -153,8 +179,9 @@ def map_dropout() -> object:
         (sine, (4,), "(sin)", "an operation the specs do not know"),
         (grouped, (4, 4, 2), "layers.0 (Conv)", "feature_group_count=1"),
         (map_dropout, (4,), "layers.1 (Dropout)", "no broadcast_dims"),
+        (shared_block, (16,), "blocks.0.attention", "a layer called twice"),
     ],
-    ids=["residual", "unknown_layer", "unknown_function", "grouped_conv", "broadcast_dropout"],
+    ids=["residual", "unknown_layer", "unknown_function", "grouped_conv", "broadcast_dropout", "shared_block"],
 )
 def test_what_cannot_be_ported_from_flax_is_named(
     build: Callable[[], object], shape: tuple[int, ...], where: str, why: str

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +29,9 @@ from flax import nnx
 from impls.jax import weights
 from spec.errors import PortError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, Padding, Pool2D
+from spec.models import ModelSpec, TransformerSpec
 from spec.params import param_specs
-from spec.port import Imported, SequentialReader
+from spec.port import Imported, SequentialReader, transformer_form
 
 LEAVES = (nnx.Linear, nnx.Conv, nnx.BatchNorm, nnx.Dropout)  # each traced as a call of its own
 _CALL = "triptych_layer_"  # the name of a leaf's traced call: _CALL + its index
@@ -40,13 +41,19 @@ def import_model(model: nnx.Module, input_shape: tuple[int, ...], name: str | No
     """The spec ``model`` computes on inputs of ``input_shape`` (one example, Flax's layout, which is
     the canonical one: (H, W, C) images, (F,) vectors) and its tensors in canonical form."""
     name = name or type(model).__name__
-    spec, sources = _read(model, tuple(input_shape), name)
+    attention = any(isinstance(node, nnx.MultiHeadAttention) for _, node in nnx.iter_graph(model))
+    spec, sources = (_transformer if attention else _read)(model, tuple(input_shape), name)
+    return Imported("jax", spec, _params(model, spec, sources), sources)
+
+
+def _params(model: nnx.Module, spec: ModelSpec, sources: dict[str, str]) -> dict[str, np.ndarray]:
+    """Each canonical tensor of ``spec``, read from the source layer at ``sources``' path."""
     params = {}
     for tensor, info in param_specs(spec).items():
         layer, variable = tensor.rsplit("/", 1)
         source = _at(model, sources[layer])
         params[tensor] = weights.read_variable(getattr(source, weights.VARIABLES[variable]), info)
-    return Imported("jax", spec, params, sources)
+    return params
 
 
 def load_checkpoint(model: nnx.Module, path: str | Path) -> None:
@@ -55,8 +62,9 @@ def load_checkpoint(model: nnx.Module, path: str | Path) -> None:
 
 
 def canonical_inputs(x: np.ndarray) -> np.ndarray:
-    """Flax's layout is the canonical one."""
-    return np.asarray(x, dtype=np.float32)
+    """Flax's layout is the canonical one; token ids as int32, anything else as float32."""
+    x = np.asarray(x)
+    return x.astype(np.int32 if np.issubdtype(x.dtype, np.integer) else np.float32)
 
 
 def source_outputs(model: nnx.Module) -> Callable[[np.ndarray], np.ndarray]:
@@ -64,7 +72,7 @@ def source_outputs(model: nnx.Module) -> Callable[[np.ndarray], np.ndarray]:
 
     def run(x: np.ndarray) -> np.ndarray:
         model.eval()
-        return np.asarray(model(jnp.asarray(x, jnp.float32)))
+        return np.asarray(model(jnp.asarray(canonical_inputs(x))))
 
     return run
 
@@ -97,12 +105,12 @@ def source_layer_outputs(model: nnx.Module, imported: Imported) -> Callable[[np.
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _leaves(model: nnx.Module) -> list[tuple[str, nnx.Module]]:
+def _leaves(model: nnx.Module, kinds: tuple[type[nnx.Module], ...] = LEAVES) -> list[tuple[str, nnx.Module]]:
     """The layers of the module the reader traces as calls of their own, by path ("conv1", "layers.0")."""
     found: list[tuple[str, nnx.Module]] = []
     for path, node in nnx.iter_graph(model):
-        if isinstance(node, LEAVES) and path:
-            found.append((".".join(map(str, path)), node))
+        if isinstance(node, kinds) and path:
+            found.append((".".join(map(str, path)), cast(nnx.Module, node)))
     return found
 
 
@@ -123,9 +131,13 @@ def _set(model: nnx.Module, path: str, value: object) -> None:
 
 
 @contextmanager
-def _replaced(model: nnx.Module, wrap: Callable[[str, nnx.Module], Callable[..., Any]]) -> Iterator[None]:
-    """Each traced layer replaced by ``wrap(path, layer)`` while open, then put back."""
-    leaves = _leaves(model)
+def _replaced(
+    model: nnx.Module,
+    wrap: Callable[[str, nnx.Module], Callable[..., Any]],
+    kinds: tuple[type[nnx.Module], ...] = LEAVES,
+) -> Iterator[None]:
+    """Each traced layer (of ``kinds``) replaced by ``wrap(path, layer)`` while open, then put back."""
+    leaves = _leaves(model, kinds)
     try:
         for path, leaf in leaves:
             _set(model, path, wrap(path, leaf))
@@ -336,3 +348,158 @@ def _conv_padding(padding: Any, where: str, name: str) -> Padding:
     if isinstance(padding, Sequence) and len(padding) == 2 and all(len(p) == 2 for p in padding):
         return (tuple(padding[0]), tuple(padding[1]))  # type: ignore[return-value]
     raise PortError(name, where, f"padding {padding!r}: the specs take 'SAME', 'VALID' or explicit pads")
+
+
+# --- Transformers ---------------------------------------------------------------------------------
+
+_TRANSFORMER_LAYERS = (nnx.Embed, nnx.MultiHeadAttention, nnx.LayerNorm, nnx.Linear)
+# canonical sub-layer of an encoder layer -> the nnx.MultiHeadAttention child that holds it
+_PROJECTIONS = {"query": "query", "key": "key", "value": "value", "output": "out"}
+
+
+def _transformer(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> tuple[TransformerSpec, dict[str, str]]:
+    """A token ``nnx.Embed``, positions (a second ``nnx.Embed``, called on 0 … T−1 or read whole, or
+    fixed sinusoidal ones), encoder blocks of ``nnx.MultiHeadAttention``, two ``nnx.LayerNorm`` and
+    two ``nnx.Linear`` each (post-norm; pre-norm with one more LayerNorm at the end), and a Linear
+    head. Each layer's role is read from the order ``__call__`` calls them in; what it does between
+    them, from what it computes (:func:`spec.port.transformer_form`)."""
+    if len(input_shape) != 1:
+        raise PortError(name, "input_shape", f"{input_shape}: (T,), token ids, for a Transformer")
+    seq_len = input_shape[0]
+    calls: list[tuple[str, nnx.Module, Any]] = []
+
+    def recording(path: str, layer: nnx.Module) -> Callable[..., Any]:
+        def call(value: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append((path, layer, value))
+            return layer(value, *args, **kwargs)
+
+        return call
+
+    model.eval()
+    with _replaced(model, recording, _TRANSFORMER_LAYERS):
+        model(jnp.zeros((1, seq_len), jnp.int32))
+    paths = [path for path, _, _ in calls]
+    shared = sorted({path for path in paths if paths.count(path) > 1})
+    if shared:
+        raise PortError(name, ", ".join(shared), "a layer called twice (shared weights): the spec's are one per use")
+    called = {path: layer for path, layer, _ in calls}
+    of = lambda kind: [path for path, layer, _ in calls if isinstance(layer, kind)]  # noqa: E731
+    indexed_by_position = [
+        path for path, layer, value in calls
+        if isinstance(layer, nnx.Embed) and np.array_equal(np.asarray(value).reshape(-1)[:seq_len], np.arange(seq_len))
+    ]  # fmt: skip
+    tokens = [path for path in of(nnx.Embed) if path not in indexed_by_position]
+    attentions, norms, linears = of(nnx.MultiHeadAttention), of(nnx.LayerNorm), of(nnx.Linear)
+    count = len(attentions)
+    if len(tokens) != 1:
+        raise PortError(name, ", ".join(tokens) or "__call__", "one nnx.Embed of the tokens")
+    if len(linears) != 2 * count + 1 or len(norms) not in (2 * count, 2 * count + 1):
+        why = (
+            f"per nnx.MultiHeadAttention ({count}) two nnx.LayerNorm and two nnx.Linear (an FFN), then one Linear "
+            f"head (and for pre-norm a final LayerNorm): found {len(norms)} LayerNorm, {len(linears)} Linear"
+        )
+        raise PortError(name, ", ".join([*norms, *linears]), why)
+    token = called[tokens[0]]
+    assert isinstance(token, nnx.Embed)
+    d_model = token.features
+    position = _position_embed(model, called, indexed_by_position, seq_len, d_model, name)
+    fields = _encoder_fields(called, attentions, norms, linears[:-1], d_model, name)
+    head = called[linears[-1]]
+    assert isinstance(head, nnx.Linear)
+    base = TransformerSpec(
+        name, token.num_embeddings, seq_len, d_model, output_size=head.out_features, output_activation="linear",
+        positional="sinusoidal" if position is None else "learned", **fields,
+    )  # fmt: skip
+    sources = {"embedding": tokens[0], "dense_0": linears[-1]}
+    if position is not None:
+        sources["position"] = position
+    for index, attention in enumerate(attentions):
+        layer = f"encoder_{index}"
+        sources |= {f"{layer}/attention/{part}": f"{attention}.{child}" for part, child in _PROJECTIONS.items()}
+        sources |= {f"{layer}/attention_norm": norms[2 * index], f"{layer}/ffn_norm": norms[2 * index + 1]}
+        sources |= {f"{layer}/ffn_0": linears[2 * index], f"{layer}/ffn_1": linears[2 * index + 1]}
+    if base.norm == "pre":
+        sources["final_norm"] = norms[-1]
+    _require_all_read(model, sources, name)
+    params, run = _params(model, base, sources), source_outputs(model)
+    # the FFN's activation is a function between its Linears: read, like the forward, from what it computes
+    return transformer_form(base, params, 0, run, ("relu", "gelu(exact)", "gelu(tanh)")), sources
+
+
+def _position_embed(
+    model: nnx.Module, called: dict[str, nnx.Module], indexed: list[str], seq_len: int, d_model: int, name: str
+) -> str | None:
+    """The path of the ``nnx.Embed`` of learned positions — called on 0 … T−1, or an Embed the
+    model reads whole (``.embedding[...]``) — or ``None`` for fixed positions."""
+    unread = [
+        ".".join(map(str, path)) for path, node in nnx.iter_graph(model)
+        if isinstance(node, nnx.Embed) and path and ".".join(map(str, path)) not in called
+    ]  # fmt: skip
+    found = indexed + unread
+    if len(found) > 1:
+        raise PortError(name, ", ".join(found), "one nnx.Embed of positions at most")
+    if not found:
+        return None
+    table = _at(model, found[0])
+    if table.num_embeddings != seq_len or table.features != d_model:
+        why = f"a table of exactly {seq_len} positions of {d_model} (it has {table.num_embeddings} of {table.features})"
+        raise PortError(name, found[0], why)
+    return found[0]
+
+
+def _encoder_fields(
+    called: dict[str, nnx.Module],
+    attentions: list[str],
+    norms: list[str],
+    ffn: list[str],
+    d_model: int,
+    name: str,
+) -> dict[str, Any]:
+    """The spec's fields of the encoder blocks, which must all be alike and of a form it knows."""
+    heads_forms, ffn_forms = set(), set()
+    for path in attentions:
+        attention = called[path]
+        assert isinstance(attention, nnx.MultiHeadAttention)
+        _require(
+            name,
+            path,
+            attention.in_features == d_model and attention.out_features == d_model and attention.use_bias
+            and not attention.normalize_qk,
+            "biases, in and out features d_model, no q/k normalisation",
+        )  # fmt: skip
+        heads_forms.add((attention.num_heads, attention.head_dim))
+    for path in norms:
+        norm = called[path]
+        assert isinstance(norm, nnx.LayerNorm)
+        _require(name, path, norm.use_bias and norm.use_scale and norm.reduction_axes == -1, "scale, shift, axis -1")
+    for inner, outer in zip(ffn[::2], ffn[1::2], strict=True):
+        first, second = called[inner], called[outer]
+        assert isinstance(first, nnx.Linear) and isinstance(second, nnx.Linear)
+        _require(name, outer, second.out_features == d_model, f"{d_model} output features")
+        _require(name, inner, first.use_bias and second.use_bias, "biases")
+        ffn_forms.add(first.out_features)
+    epsilons = {called[path].epsilon for path in norms}  # type: ignore[attr-defined]
+    if len(heads_forms) != 1 or len(ffn_forms) != 1 or len(epsilons) != 1:
+        raise PortError(name, "encoder", "blocks of different forms (heads, FFN, LayerNorm ε): the spec's are alike")
+    (heads, head_dim), ff_size = heads_forms.pop(), ffn_forms.pop()
+    return {
+        "num_heads": heads, "ff_size": ff_size, "num_layers": len(attentions),
+        "norm": "pre" if len(norms) % 2 else "post", "layer_norm_epsilon": float(epsilons.pop()),
+        "key_dim": None if heads * head_dim == d_model else head_dim,
+    }  # fmt: skip
+
+
+def _require(name: str, where: str, condition: bool, what: str) -> None:
+    if not condition:
+        raise PortError(name, where, f"the specs express this layer only with {what}")
+
+
+def _require_all_read(model: nnx.Module, sources: dict[str, str], name: str) -> None:
+    """Every parameter of the module lies in a layer the spec reads: none is dropped unseen."""
+    read = tuple(sources.values())
+    unread = [
+        ".".join(map(str, path)) for path, node in nnx.iter_graph(model)
+        if isinstance(node, nnx.Param) and not any(".".join(map(str, path)).startswith(f"{r}.") for r in read)
+    ]  # fmt: skip
+    if unread:
+        raise PortError(name, ", ".join(unread), "parameters the spec's Transformer has no place for")

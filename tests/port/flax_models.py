@@ -7,6 +7,7 @@ from __future__ import annotations
 from functools import partial
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 
@@ -50,3 +51,39 @@ def sequential(rngs: nnx.Rngs) -> nnx.Sequential:
         nnx.Linear(16, 16, rngs=rngs), partial(nnx.leaky_relu, negative_slope=0.2),
         nnx.Linear(16, 3, rngs=rngs), nnx.softmax,
     )  # fmt: skip
+
+
+class EncoderBlock(nnx.Module):
+    """A post-norm encoder block as Flax users write one: ``nnx.MultiHeadAttention`` under the
+    padding mask, an FFN of two Linears with ``nnx.gelu`` (Flax's default: the tanh form), dropout."""
+
+    def __init__(self, d_model: int, num_heads: int, ff_size: int, *, rngs: nnx.Rngs) -> None:
+        self.attention = nnx.MultiHeadAttention(num_heads, d_model, decode=False, rngs=rngs)
+        self.norm1 = nnx.LayerNorm(d_model, rngs=rngs)
+        self.linear1 = nnx.Linear(d_model, ff_size, rngs=rngs)
+        self.linear2 = nnx.Linear(ff_size, d_model, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(d_model, rngs=rngs)
+        self.dropout = nnx.Dropout(0.1, rngs=rngs)
+
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        x = self.norm1(x + self.dropout(self.attention(x, mask=mask)))
+        return self.norm2(x + self.dropout(self.linear2(nnx.gelu(self.linear1(x)))))
+
+
+class TextClassifier(nnx.Module):
+    """Token and position ``nnx.Embed``s, two encoder blocks, a Linear head on the mean of the
+    non-padding positions (token 0 pads)."""
+
+    def __init__(self, *, rngs: nnx.Rngs) -> None:
+        self.token_embed = nnx.Embed(50, 32, rngs=rngs)
+        self.pos_embed = nnx.Embed(16, 32, rngs=rngs)
+        self.blocks = nnx.List([EncoderBlock(32, 4, 64, rngs=rngs) for _ in range(2)])
+        self.head = nnx.Linear(32, 3, rngs=rngs)
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        keep = tokens != 0
+        mask = nnx.make_attention_mask(jnp.ones_like(keep), keep)
+        x = self.token_embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[1]))
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.head((x * keep[..., None]).sum(axis=1) / keep.sum(axis=1, keepdims=True))
