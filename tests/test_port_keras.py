@@ -182,6 +182,14 @@ def sequential(*layers: Callable[[Any], object], shape: tuple[int, ...] = (4,)) 
 
 
 CANNOT_BE_PORTED = {
+    "masking": (
+        sequential(
+            lambda k: k.layers.Masking(0.0), lambda k: k.layers.LSTM(4), lambda k: k.layers.Dense(1), shape=(10, 2)
+        ),
+        (10, 2),
+        "masking (Masking)",
+        "no masking",
+    ),
     "transformer_with_a_hidden_head": (
         hidden_head,
         (16,),

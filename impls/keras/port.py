@@ -133,6 +133,9 @@ def _chain(model: keras.Model, input_shape: tuple[int, ...], name: str) -> list[
         raise PortError(name, "input_shape", f"{input_shape}, but the model takes {declared}")
     previous = model.inputs[0] if model.inputs else None
     for layer in layers:
+        if isinstance(layer, keras.layers.Masking):  # Keras passes its mask beside the chain, to every layer after
+            why = "a mask: the specs' recurrent layers run every step, with no masking (pad on the left, or trim)"
+            raise PortError(name, f"{layer.name} (Masking)", why)
         if previous is not None and layer.input is not previous:
             raise PortError(name, layer.name, "reads another layer's output than the one before: not a chain of layers")
         previous = layer.output

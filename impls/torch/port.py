@@ -78,8 +78,7 @@ def import_model(module: nn.Module, input_shape: tuple[int, ...], name: str | No
     for images, (T, F) for batch-first sequences, (F,) for vectors) and its tensors in canonical form.
     ``name`` names the spec (default: the module's class)."""
     name = name or type(module).__name__
-    spec, sources = _infer(module, tuple(input_shape), name)
-    target = MODEL_CLASSES[type(spec)](spec)
+    spec, sources, target = _infer(module, tuple(input_shape), name)
     missing = [layer for layer in layer_names(spec) if layer not in sources]
     assert not missing, f"{name}: no source layer found for canonical {missing}"  # each reader maps them all
     _copy_tensors(module, target, sources, name)
@@ -184,16 +183,18 @@ def source_layer_outputs(module: nn.Module, imported: Imported) -> Callable[[np.
 # --- inference ----------------------------------------------------------------------------------
 
 
-def _infer(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple[ModelSpec, dict[str, str]]:
+def _infer(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple[ModelSpec, dict[str, str], SpecModel]:
+    """The spec, each canonical layer's source path, and triptych's torch model of the spec (built
+    once: the ResNet and Transformer readers build it to check the layers against, or to run)."""
     if _is_torchvision_resnet(module):
         return _resnet(module, input_shape, name)
     if any(isinstance(child, nn.TransformerEncoder) for child in module.modules()):
         return _transformer(module, input_shape, name)
     graph = _trace(module, name)
     recurrent = [n for n in graph.nodes if n.op == "call_module" and type(_target(module, n)) in _RECURRENT_CELLS]
-    if recurrent:
-        return _recurrent(module, graph, input_shape, name)
-    return _sequential(module, graph, input_shape, name)
+    reader = _recurrent if recurrent else _sequential
+    spec, sources = reader(module, graph, input_shape, name)
+    return spec, sources, MODEL_CLASSES[type(spec)](spec)
 
 
 def _trace(module: nn.Module, name: str) -> fx.Graph:
@@ -540,7 +541,7 @@ def _is_torchvision_resnet(module: nn.Module) -> bool:
     return all(name in children for name in _TORCHVISION_RESNET)
 
 
-def _resnet(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple[ResNetSpec, dict[str, str]]:
+def _resnet(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple[ResNetSpec, dict[str, str], SpecModel]:
     """torchvision's ResNet layout: conv1/bn1/relu/maxpool, layer1…layerN of BasicBlocks (conv1–2,
     bn1–2) or Bottlenecks (conv1–3, bn1–3; stride on conv2), ``downsample`` (1×1 conv, BatchNorm) where
     the shape changes, avgpool and fc. The stem is ImageNet's (7×7/2 conv, 3×3/2 max-pool) or, with
@@ -583,8 +584,9 @@ def _resnet(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple
         if block.has_shortcut_conv:
             sources[f"{block.name}/shortcut_conv"] = f"{source}.downsample.0"
             sources[f"{block.name}/shortcut_bn"] = f"{source}.downsample.1"
-    _check_resnet_layers(module, spec, sources, name)
-    return spec, sources
+    target = MODEL_CLASSES[type(spec)](spec)
+    _check_resnet_layers(module, target, sources, name)
+    return spec, sources, target
 
 
 def _child(module: nn.Module, path: str, kind: type[M]) -> M:
@@ -597,9 +599,9 @@ def _child(module: nn.Module, path: str, kind: type[M]) -> M:
     return child
 
 
-def _check_resnet_layers(module: nn.Module, spec: ResNetSpec, sources: dict[str, str], name: str) -> None:
-    """Every layer torchvision's naming promises is there, with the shape the spec gives it."""
-    target = MODEL_CLASSES[type(spec)](spec)
+def _check_resnet_layers(module: nn.Module, target: SpecModel, sources: dict[str, str], name: str) -> None:
+    """Every layer torchvision's naming promises is there, with the shape ``target`` (triptych's model
+    of the spec) gives it."""
     for layer, path in sources.items():
         try:
             source = module.get_submodule(path)
@@ -665,7 +667,9 @@ def _copy_tensors(module: nn.Module, target: SpecModel, sources: dict[str, str],
 # --- Transformers ---------------------------------------------------------------------------------
 
 
-def _transformer(module: nn.Module, input_shape: tuple[int, ...], name: str) -> tuple[TransformerSpec, dict[str, str]]:
+def _transformer(
+    module: nn.Module, input_shape: tuple[int, ...], name: str
+) -> tuple[TransformerSpec, dict[str, str], SpecModel]:
     """A token embedding, positions (a sinusoidal buffer, or a learned table), one
     ``nn.TransformerEncoder`` of batch-first ``nn.TransformerEncoderLayer``s and a Linear head. What
     ``forward`` does between them — the embedding scaled by √d_model or not, the padding mask, the
@@ -702,7 +706,8 @@ def _transformer(module: nn.Module, input_shape: tuple[int, ...], name: str) -> 
     target = MODEL_CLASSES[TransformerSpec](base)
     _copy_tensors(module, target, sources, name)
     pad = 0 if token.padding_idx is None else token.padding_idx
-    return transformer_form(base, weights.export(target), pad, source_outputs(module)), sources
+    form = transformer_form(base, weights.export(target), pad, source_outputs(module))
+    return form, sources, MODEL_CLASSES[TransformerSpec](form)  # the form's own model: its forward differs
 
 
 def _only(name: str, children: dict[str, nn.Module], kind: type[nn.Module], what: str) -> str:
