@@ -15,7 +15,7 @@ from spec.backend import Backend
 from spec.errors import PortError, WeightFileError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Pool2D
 from spec.losses import DEFAULT_LOSS
-from spec.models import CNNSpec, TransformerSpec
+from spec.models import CNNSpec, RNNSpec, TransformerSpec
 from spec.port import verify
 
 # The importer's code is one per source framework; each target's builds are judged by the contract
@@ -23,7 +23,14 @@ from spec.port import verify
 pytestmark = pytest.mark.quick_on("torch")
 
 RELU = Act(Activation("relu"))
-SHAPES = {"CNN": (28, 28, 1), "MLP": (64,), "sequential": (64,), "TextClassifier": (16,)}
+SHAPES = {
+    "CNN": (28, 28, 1),
+    "MLP": (64,),
+    "sequential": (64,),
+    "TextClassifier": (16,),
+    "LSTMForecaster": (20, 1),
+    "GRUClassifier": (10, 2),
+}
 # What each module computes, written from its definition (tests/port/flax_models.py)
 EXPECTED_SPECS = {
     "CNN": CNNSpec(
@@ -52,6 +59,9 @@ EXPECTED_SPECS = {
         "TextClassifier", 50, 16, 32, 4, 64, 2, 3, "linear", "gelu(tanh)", "learned", "post", 1e-6, 0, "mean",
         scale_embedding=False,
     ),
+    "LSTMForecaster": RNNSpec("LSTMForecaster", "lstm", 1, 16, 20, 1, "linear", num_layers=2),
+    # nnx.GRUCell: the reset after the recurrent product (its missing recurrent bias read as zero)
+    "GRUClassifier": RNNSpec("GRUClassifier", "gru", 2, 8, 10, 1, "sigmoid", gru_reset="after"),
 }  # fmt: skip
 
 
@@ -121,6 +131,26 @@ class Residual:
         return Net()
 
 
+def unfused_lstm() -> object:
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self) -> None:
+            self.lstm = nnx.RNN(nnx.LSTMCell(2, 4, rngs=nnx.Rngs(0)))
+            self.head = nnx.Linear(4, 1, rngs=nnx.Rngs(0))
+
+        def __call__(self, x: object) -> object:
+            return self.head(self.lstm(x)[:, -1])  # type: ignore[index]
+
+    return Net()
+
+
+def test_a_gru_cell_s_missing_recurrent_bias_is_noted() -> None:
+    imported = importer().import_model(user_model("GRUClassifier"), SHAPES["GRUClassifier"], name="GRUClassifier")
+    np.testing.assert_array_equal(imported.params["rnn_0/bias"][1], 0.0)
+    assert imported.notes == ("gru.cell: nnx.GRUCell has no recurrent bias; the port's is zero, and training moves it",)
+
+
 def shared_block() -> object:
     """The encoder block called twice: one block's weights for two layers."""
     from flax import nnx
@@ -180,8 +210,17 @@ def map_dropout() -> object:
         (grouped, (4, 4, 2), "layers.0 (Conv)", "feature_group_count=1"),
         (map_dropout, (4,), "layers.1 (Dropout)", "no broadcast_dims"),
         (shared_block, (16,), "blocks.0.attention", "a layer called twice"),
+        (unfused_lstm, (6, 2), "lstm.cell (LSTMCell)", "separate Linears"),
     ],
-    ids=["residual", "unknown_layer", "unknown_function", "grouped_conv", "broadcast_dropout", "shared_block"],
+    ids=[
+        "residual",
+        "unknown_layer",
+        "unknown_function",
+        "grouped_conv",
+        "broadcast_dropout",
+        "shared_block",
+        "unfused_lstm",
+    ],
 )
 def test_what_cannot_be_ported_from_flax_is_named(
     build: Callable[[], object], shape: tuple[int, ...], where: str, why: str

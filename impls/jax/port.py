@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, partial
 from pathlib import Path
 from typing import Any, cast
@@ -27,11 +27,12 @@ import numpy as np
 from flax import nnx
 
 from impls.jax import weights
+from spec import reference as ref
 from spec.errors import PortError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, Padding, Pool2D
-from spec.models import ModelSpec, TransformerSpec
+from spec.models import ModelSpec, RNNSpec, TransformerSpec
 from spec.params import param_specs
-from spec.port import Imported, SequentialReader, transformer_form
+from spec.port import SAME_FORM, Imported, SequentialReader, transformer_form
 
 LEAVES = (nnx.Linear, nnx.Conv, nnx.BatchNorm, nnx.Dropout)  # each traced as a call of its own
 _CALL = "triptych_layer_"  # the name of a leaf's traced call: _CALL + its index
@@ -41,18 +42,38 @@ def import_model(model: nnx.Module, input_shape: tuple[int, ...], name: str | No
     """The spec ``model`` computes on inputs of ``input_shape`` (one example, Flax's layout, which is
     the canonical one: (H, W, C) images, (F,) vectors) and its tensors in canonical form."""
     name = name or type(model).__name__
-    attention = any(isinstance(node, nnx.MultiHeadAttention) for _, node in nnx.iter_graph(model))
-    spec, sources = (_transformer if attention else _read)(model, tuple(input_shape), name)
-    return Imported("jax", spec, _params(model, spec, sources), sources)
+    nodes = [node for _, node in nnx.iter_graph(model)]
+    reader: Callable[[nnx.Module, tuple[int, ...], str], tuple[ModelSpec, dict[str, str]]]
+    if any(isinstance(node, nnx.MultiHeadAttention) for node in nodes):
+        reader = _transformer
+    elif any(isinstance(node, nnx.RNN) for node in nodes):
+        reader = _recurrent
+    else:
+        reader = _read
+    spec, sources = reader(model, tuple(input_shape), name)
+    grus = [path for path in sources.values() if isinstance(_at(model, path), nnx.GRUCell)]
+    notes = (f"{', '.join(grus)}: nnx.GRUCell has no recurrent bias; the port's is zero, and training moves it",)
+    return Imported("jax", spec, _params(model, spec, sources), sources, notes if grus else ())
 
 
 def _params(model: nnx.Module, spec: ModelSpec, sources: dict[str, str]) -> dict[str, np.ndarray]:
-    """Each canonical tensor of ``spec``, read from the source layer at ``sources``' path."""
+    """Each canonical tensor of ``spec``, read from the source layer at ``sources``' path: a
+    recurrent one from where its cell keeps it (:func:`impls.jax.weights.recurrent_variable`), an
+    ``nnx.GRUCell``'s recurrent bias, which it does not have, as zeros."""
     params = {}
     for tensor, info in param_specs(spec).items():
         layer, variable = tensor.rsplit("/", 1)
         source = _at(model, sources[layer])
-        params[tensor] = weights.read_variable(getattr(source, weights.VARIABLES[variable]), info)
+        if isinstance(source, nnx.GRUCell) and variable == "bias":  # (input bias, recurrent bias)
+            assert source.dense_i.bias is not None  # nnx.GRUCell's dense_i has a bias
+            input_bias = np.asarray(source.dense_i.bias.get_value())
+            params[tensor] = np.stack([input_bias, np.zeros_like(input_bias)])
+        elif info.is_recurrent:
+            params[tensor] = weights.read_variable(
+                _at(source, ".".join(weights.recurrent_variable(info.gates, variable))), info
+            )
+        else:
+            params[tensor] = weights.read_variable(getattr(source, weights.VARIABLES[variable]), info)
     return params
 
 
@@ -111,7 +132,8 @@ def _leaves(model: nnx.Module, kinds: tuple[type[nnx.Module], ...] = LEAVES) -> 
     for path, node in nnx.iter_graph(model):
         if isinstance(node, kinds) and path:
             found.append((".".join(map(str, path)), cast(nnx.Module, node)))
-    return found
+    # a layer inside another (an LSTM cell's Linears) is called by it, not by the module
+    return [(path, node) for path, node in found if not any(path.startswith(f"{other}.") for other, _ in found)]
 
 
 def _at(model: nnx.Module, path: str) -> Any:
@@ -503,3 +525,67 @@ def _require_all_read(model: nnx.Module, sources: dict[str, str], name: str) -> 
     ]  # fmt: skip
     if unread:
         raise PortError(name, ", ".join(unread), "parameters the spec's Transformer has no place for")
+
+
+# --- recurrent models -----------------------------------------------------------------------------
+
+# Flax's cells the spec's recurrent layers are: the cell's class -> the spec's cell
+_CELLS: dict[type, str] = {nnx.SimpleCell: "simple_rnn", nnx.OptimizedLSTMCell: "lstm", nnx.GRUCell: "gru"}
+
+
+def _recurrent(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> tuple[RNNSpec, dict[str, str]]:
+    """Stacked ``nnx.RNN`` layers of one cell (``nnx.SimpleCell`` with tanh, ``nnx.OptimizedLSTMCell``,
+    ``nnx.GRUCell`` — its missing recurrent bias is the spec's reset-after GRU's at zero) and a
+    Linear head, found in the order ``__call__`` calls them; the head reads the last step, and the
+    output activation is read from what the module computes."""
+    if len(input_shape) != 2:
+        raise PortError(name, "input_shape", f"{input_shape}: (T, F), a batch-first sequence, for a recurrent model")
+    paths: list[tuple[str, nnx.Module]] = []
+
+    def recording(path: str, layer: nnx.Module) -> Callable[..., Any]:
+        def call(value: Any, *args: Any, **kwargs: Any) -> Any:
+            paths.append((path, layer))
+            return layer(value, *args, **kwargs)
+
+        return call
+
+    model.eval()
+    with _replaced(model, recording, (nnx.RNN, nnx.Linear, nnx.Bidirectional)):
+        model(jnp.zeros((1, *input_shape), jnp.float32))
+    *stack, (head_path, head) = paths
+    if not stack or not isinstance(head, nnx.Linear) or not all(isinstance(layer, nnx.RNN) for _, layer in stack):
+        found = ", ".join(f"{path} ({type(layer).__name__})" for path, layer in paths)
+        raise PortError(name, found, "a recurrent model the importer reads calls nnx.RNN layers, then one Linear head")
+    cells = [(f"{path}.cell", layer.cell) for path, layer in stack]  # type: ignore[attr-defined]
+    kinds = {type(cell) for _, cell in cells}
+    if len(kinds) != 1 or kinds.pop() not in _CELLS:
+        found = ", ".join(f"{path} ({type(cell).__name__})" for path, cell in cells)
+        why = f"one kind of cell of {', '.join(c.__name__ for c in _CELLS)} (nnx.LSTMCell's gates are separate Linears)"
+        raise PortError(name, found, why)
+    first = cells[0][1]
+    for path, cell in cells:
+        activation = getattr(cell, "activation_fn", jnp.tanh)
+        _require(name, path, activation is jnp.tanh or activation is nnx.tanh, "activation_fn=tanh")
+        _require(name, path, cell.hidden_features == first.hidden_features, "one width for every layer")
+    kind = _CELLS[type(first)]
+    base = RNNSpec(
+        name, kind, input_shape[1], first.hidden_features, input_shape[0], head.out_features, "linear",
+        num_layers=len(cells), gru_reset="after",
+    )  # fmt: skip
+    sources = {f"rnn_{index}": path for index, (path, _) in enumerate(cells)} | {"dense_0": head_path}
+    params, run = _params(model, base, sources), source_outputs(model)
+    x = np.random.default_rng(0).standard_normal((4, *input_shape)).astype(np.float32)
+    actual = run(x)
+    for output in ("linear", "sigmoid", "softmax"):
+        form = replace(base, output_activation=output)
+        expected = ref.forward(form, params, x)
+        if expected.shape == actual.shape and np.abs(actual - expected).max() <= SAME_FORM * max(
+            1.0, np.abs(expected).max()
+        ):
+            return form, sources
+    raise PortError(
+        name,
+        "__call__",
+        "it computes none of the spec's forms: the head on the last step's state, "
+        "with a linear, sigmoid or softmax output",
+    )

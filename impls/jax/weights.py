@@ -46,7 +46,7 @@ def canonical_paths(model: SpecModel, *, trainable_only: bool = False) -> dict[s
         if info.trainable or not trainable_only:
             layer, variable = name.rsplit("/", 1)
             if info.is_recurrent:
-                paths[name] = (*model.layer_paths[layer], *_recurrent_variable(info.gates, variable))
+                paths[name] = (*model.layer_paths[layer], *recurrent_variable(info.gates, variable))
             else:
                 paths[name] = (*model.layer_paths[layer], VARIABLES[variable])
     return paths
@@ -57,7 +57,7 @@ def canonical_paths(model: SpecModel, *, trainable_only: bool = False) -> dict[s
 _CELL_BIAS = {("h",): ("dense_i", "bias"), ("i", "f", "g", "o"): ("dense_h", "bias"), ("r", "z", "n"): ("bias",)}
 
 
-def _recurrent_variable(gates: tuple[str, ...], variable: str) -> tuple[str, ...]:
+def recurrent_variable(gates: tuple[str, ...], variable: str) -> tuple[str, ...]:
     """Where a cell keeps a canonical recurrent tensor (see the module docstring)."""
     if variable == "kernel":
         return ("dense_i", "kernel")

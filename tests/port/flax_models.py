@@ -87,3 +87,26 @@ class TextClassifier(nnx.Module):
         for block in self.blocks:
             x = block(x, mask)
         return self.head((x * keep[..., None]).sum(axis=1) / keep.sum(axis=1, keepdims=True))
+
+
+class LSTMForecaster(nnx.Module):
+    """Two stacked ``nnx.RNN(nnx.OptimizedLSTMCell)`` layers and a Linear head on the last step."""
+
+    def __init__(self, *, rngs: nnx.Rngs) -> None:
+        self.lstm1 = nnx.RNN(nnx.OptimizedLSTMCell(1, 16, rngs=rngs))
+        self.lstm2 = nnx.RNN(nnx.OptimizedLSTMCell(16, 16, rngs=rngs))
+        self.head = nnx.Linear(16, 1, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.head(self.lstm2(self.lstm1(x))[:, -1])
+
+
+class GRUClassifier(nnx.Module):
+    """An ``nnx.RNN(nnx.GRUCell)`` (no recurrent bias) and a sigmoid Linear head on the last step."""
+
+    def __init__(self, *, rngs: nnx.Rngs) -> None:
+        self.gru = nnx.RNN(nnx.GRUCell(2, 8, rngs=rngs))
+        self.head = nnx.Linear(8, 1, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nnx.sigmoid(self.head(self.gru(x)[:, -1]))
