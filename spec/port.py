@@ -248,6 +248,12 @@ def verify_training(
     notes = ["dropout at rate 0 (each framework draws its own masks)"] if imported.spec.has_dropout else []
     expected = ref.logits(spec, params, x, training=True)
     check_target_shape(loss, expected.shape, np.shape(y))
+    if takes_class_ids(loss):  # the judge would index with them: a wrong one would wrap or raise
+        classes, ids = expected.shape[-1], np.asarray(y)
+        if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= classes:
+            raise SpecError(
+                "targets", f"{ids.dtype} ids from {ids.min()} to {ids.max()}", f"class ids in [0, {classes})"
+            )
     magnitude = ref.output_magnitude(spec, params, x, training=True)
     kept, why = well_posed_examples(spec, params, x, y, loss)
     if why is not None:
@@ -269,6 +275,14 @@ def verify_training(
             grads[backend] = backend.loss_and_grads(model, judged_x, judged_y, loss)[1]
     layers = localise(imported, x, targets, training=True) if isinstance(spec, CNNSpec) else None
     gradients = gradient_checks(imported, spec, judged_x, judged_y, loss, grads, directions) if len(kept) else None
+    unresolved = [
+        check.part for check in gradients or [] if check.errors and all(e is None for e in check.errors.values())
+    ]
+    if unresolved:
+        notes.append(
+            f"below the judge's resolution (its differences' rounding over {ref.FD_RESOLUTION:g} of the derivative), "
+            f"not judged: the gradients of {', '.join(unresolved)}"
+        )
     return replace(
         report,
         loss=loss,
@@ -320,12 +334,12 @@ def gradient_checks(
         errors: dict[str, float | None] = {}
         scaled: dict[str, float | None] = {}
         for backend, backend_grads in grads.items():
-            worst = max(
-                c.relative_error
-                for c in ref.check_gradients(spec, imported.params, x, y, loss, backend_grads, judged=own)
-            )
+            judged = ref.check_gradients(spec, imported.params, x, y, loss, backend_grads, judged=own)
+            resolved = [c.relative_error for c in judged if c.resolved]
+            worst = max(resolved) if resolved else None  # None: below the judge's resolution
             errors[backend.name] = worst
-            scaled[backend.name] = worst / tolerance("gradient", "float32", backend.device()).rtol
+            rtol = tolerance("gradient", "float32", backend.device()).rtol
+            scaled[backend.name] = None if worst is None else worst / rtol
         layer = tensor.rsplit("/", 1)[0]
         checks.append(
             PartCheck(tensor, imported.sources.get(layer), errors, scaled, likely_causes(layer_of(spec, layer)))
@@ -462,6 +476,17 @@ def with_parts(spec: ModelSpec, kind: type[P], change: Callable[[P], P]) -> Mode
         return value
 
     return replace(spec, **{f.name: visit(getattr(spec, f.name)) for f in fields(spec) if f.init})
+
+
+def dropout_note(rates: Sequence[float]) -> tuple[str, ...]:
+    """The note on the dropout a Transformer port leaves out (the spec's Transformer has none)."""
+    kept = sorted({float(rate) for rate in rates if rate > 0})
+    if not kept:
+        return ()
+    return (
+        f"the source's dropout ({', '.join(f'{rate:g}' for rate in kept)}) is left out: the spec's Transformer has "
+        "none, so training draws no masks",
+    )
 
 
 # --- what a Transformer's forward does between its layers ----------------------------------------
@@ -646,7 +671,7 @@ def report_markdown(report: PortReport, imported: Imported) -> str:
                 "directions of that tensor: the worst relative error (within tolerance: within the float32",
                 "gradient tolerance).",
                 "",
-                *layer_table(report.gradients, "canonical tensor", "source layer"),
+                *layer_table(report.gradients, "canonical tensor", "source layer", missing="unresolved"),
                 *parting("Backpropagation parts", report.first_gradient_divergence),
             ]
     if imported.notes:
@@ -663,12 +688,13 @@ def executor_table(checks: Sequence[PortCheck]) -> list[str]:
     return lines
 
 
-def layer_table(rows: Sequence[PartCheck], part: str, source: str) -> list[str]:
+def layer_table(rows: Sequence[PartCheck], part: str, source: str, missing: str = "not native") -> list[str]:
+    """``rows`` as a table, each executor's error a column (``missing`` where it has none)."""
     executors = list(rows[0].errors)
     lines = [f"| {part} | {source} | {' | '.join(executors)} | within tolerance |"]
     lines.append(f"|---|---|{'---:|' * len(executors)}:---:|")
     for row in rows:
-        cells = ["not native" if row.errors[e] is None else f"{row.errors[e]:.2e}" for e in executors]
+        cells = [missing if row.errors[e] is None else f"{row.errors[e]:.2e}" for e in executors]
         lines.append(f"| {row.part} | `{row.source}` | {' | '.join(cells)} | {'yes' if row.ok else '**NO**'} |")
     return lines
 
@@ -721,8 +747,11 @@ def main(argv: list[str] | None = None) -> int:
             x, y = verification_batch(imported.spec, loss)
         else:
             source_x, given = load_batch(args.batch)
-            x = importer.canonical_inputs(source_x)
-            y = seeded_targets(imported.spec, loss, len(x)) if given is None else given
+            x = as_input_dtype(importer.canonical_inputs(source_x), imported.spec)
+            if given is None:
+                y = seeded_targets(imported.spec, loss, len(x))
+            else:  # class ids as given (verify_training checks them), arrays in the canonical layout
+                y = given if takes_class_ids(loss) else importer.canonical_inputs(given).astype(np.float32)
         step(f"loading {', '.join(args.to) if args.to else 'every installed backend'}")
         targets = []
         for name, found in available_backends(tuple(args.to) if args.to else BACKEND_NAMES).items():
@@ -784,6 +813,16 @@ def verification_batch(spec: ModelSpec, loss: str) -> tuple[np.ndarray, np.ndarr
         x = np.random.default_rng(0).standard_normal((VERIFY_BATCH, *spec.input_shape)).astype(np.float32)
         return x, seeded_targets(spec, loss, len(x))
     return x, y if np.shape(y)[1:] == target_shape(spec, loss) else seeded_targets(spec, loss, len(x))
+
+
+def as_input_dtype(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """A batch in the dtype ``spec`` takes: float32, or int32 token ids (from integers, or from
+    floats holding whole numbers; anything else is refused, naming the batch)."""
+    if spec.input_dtype == "float32":
+        return np.asarray(x, np.float32)
+    if not np.issubdtype(x.dtype, np.integer) and not np.array_equal(x, np.round(x)):
+        raise SpecError("batch", f"{x.dtype} values that are not whole", f"token ids for {spec.name}")
+    return np.asarray(x).astype(np.int32)
 
 
 def target_shape(spec: ModelSpec, loss: str) -> tuple[int, ...]:

@@ -618,6 +618,15 @@ def test_the_command_judges_training_on_the_user_s_batch_and_loss(
     np.savez(batch, x=x, y=rng.standard_normal((6, 3)).astype(np.float32))
     assert port.main([*args, "--out", str(tmp_path / "bad")]) == 2
     assert "targets: got 'shape (6, 3)'; allowed: shape (6, 10) for mse" in capsys.readouterr().err
+    # a softmax classifier's class ids: one out of range, which the judge would wrap or index past
+    logits = "self.fc2(F.relu(self.fc1(x.view(-1, 64))))"
+    source.write_text(source.read_text().replace(f"return {logits}", f"return F.softmax({logits}, dim=1)"))
+    classifier = [f"{source}:DNN", "--input-shape", "1,8,8", "--to", "torch", "--batch", str(batch)]
+    np.savez(batch, x=x, y=np.array([0, 1, 2, 3, 4, 9]))
+    assert port.main([*classifier, "--out", str(tmp_path / "ids")]) == 0
+    np.savez(batch, x=x, y=np.array([0, 1, 2, 3, 4, 10]))
+    assert port.main([*classifier, "--out", str(tmp_path / "ids")]) == 2
+    assert "class ids in [0, 10)" in capsys.readouterr().err
 
 
 def test_a_model_the_command_cannot_find_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

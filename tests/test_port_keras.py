@@ -116,8 +116,19 @@ def test_a_ported_keras_model_computes_the_same_on_every_backend(backend: Backen
     report = verify(imported, keras_port.source_outputs(model), x, [backend], layers, y=y)
     assert report.ok, report
     assert all(layer.ok and set(layer.errors) == {"source", backend.name} for layer in report.layers or [])
-    # in training mode too, and every trained tensor's gradient
-    assert len(report.training) == 1 and report.gradients is not None and len(report.gradients) > 0
+    # in training mode too, and every trained tensor's gradient — on this backend, unless it cannot
+    # build the model (torch: heads wider than d_model / heads), which the training row says
+    (training,) = report.training
+    assert report.gradients is not None and len(report.gradients) > 0
+    judged_here = set() if training.unsupported else {backend.name}
+    assert all(set(check.errors) == judged_here for check in report.gradients)
+
+
+def test_a_transformer_port_notes_the_dropout_it_leaves_out() -> None:
+    imported = importer().import_model(user_model("text_transformer"), SHAPES["text_transformer"])
+    assert imported.notes == (
+        "the source's dropout (0.1) is left out: the spec's Transformer has none, so training draws no masks",
+    )
 
 
 def test_a_gru_s_gates_come_in_the_canonical_order() -> None:
@@ -352,8 +363,8 @@ def test_a_keras_fit_continues_identically_in_every_port(backend: Backend) -> No
 
 
 def test_keras_s_ported_rule_is_saved_and_rebuilt_with_its_spec() -> None:
-    """Keras's port of torch's RMSprop is a registered optimizer: its config is the spec's, so a
-    compiled ``.keras`` file rebuilds it."""
+    """Keras's port of torch's RMSprop is a registered optimizer whose config is the spec's:
+    ``keras.optimizers.deserialize`` (what loading a compiled ``.keras`` file calls) rebuilds it."""
     import keras
 
     from impls.keras.optimizers import PortedRule

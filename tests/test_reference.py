@@ -48,13 +48,14 @@ def test_output_magnitude_by_hand() -> None:
     np.testing.assert_allclose(ref.output_magnitude(TINY, TINY_PARAMS, x), [[5.5], [3.0]], rtol=1e-15)
 
 
-def test_the_judge_s_own_rounding_is_not_counted_against_a_backend() -> None:
-    """A central difference is uncertain by a few ulps of the loss over 2h: a backend that differs
-    from it by less is exact; beyond it, only the excess counts."""
-    exact = ref.DirectionalCheck("w", judge=3.5977e-6, backend=3.5972e-6, typical=7.5e-6, noise=2.2e-9)
-    assert exact.relative_error == 0.0
-    off = ref.DirectionalCheck("w", judge=3.6e-6, backend=3.5e-6, typical=7.5e-6, noise=2.2e-9)
-    assert off.relative_error == pytest.approx((1e-7 - 2.2e-9) / 3.6e-6)
+def test_a_direction_below_the_judge_s_resolution_is_unresolved_not_passed() -> None:
+    """A central difference is uncertain by a few ulps of the loss over 2h: where that exceeds
+    FD_RESOLUTION of the derivative, the direction cannot judge a float32 gradient and says so; the
+    error itself is never discounted."""
+    tiny = ref.DirectionalCheck("w", judge=3.5977e-6, backend=3.5972e-6, typical=7.5e-6, noise=2.2e-9)
+    assert not tiny.resolved and tiny.relative_error == pytest.approx(5e-10 / 3.5977e-6)
+    large = ref.DirectionalCheck("w", judge=3.6e-2, backend=3.5e-2, typical=7.5e-2, noise=2.2e-9)
+    assert large.resolved and large.relative_error == pytest.approx(1e-3 / 3.6e-2)
     x, targets = np.ones((1, 2)), np.zeros((1, 1))
     value = ref.loss(TINY, TINY_PARAMS, x, targets, "mse")
     (first, *_) = ref.judge_directions(TINY, TINY_PARAMS, x, targets, "mse")

@@ -32,7 +32,7 @@ from spec.errors import PortError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, Padding, Pool2D
 from spec.models import ModelSpec, RNNSpec, TransformerSpec
 from spec.params import param_specs
-from spec.port import SAME_FORM, Imported, SequentialReader, transformer_form
+from spec.port import SAME_FORM, Imported, SequentialReader, dropout_note, transformer_form
 
 LEAVES = (nnx.Linear, nnx.Conv, nnx.BatchNorm, nnx.Dropout)  # each traced as a call of its own
 _CALL = "triptych_layer_"  # the name of a leaf's traced call: _CALL + its index
@@ -51,9 +51,15 @@ def import_model(model: nnx.Module, input_shape: tuple[int, ...], name: str | No
     else:
         reader = _read
     spec, sources = reader(model, tuple(input_shape), name)
+    notes: tuple[str, ...] = ()
     grus = [path for path in sources.values() if isinstance(_at(model, path), nnx.GRUCell)]
-    notes = (f"{', '.join(grus)}: nnx.GRUCell has no recurrent bias; the port's is zero, and training moves it",)
-    return Imported("jax", spec, _params(model, spec, sources), sources, notes if grus else ())
+    if grus:
+        notes += (f"{', '.join(grus)}: nnx.GRUCell has no recurrent bias; the port's is zero, and training moves it",)
+    if isinstance(spec, TransformerSpec):
+        nodes = [node for _, node in nnx.iter_graph(model)]
+        rates = [node.rate for node in nodes if isinstance(node, nnx.Dropout)]
+        notes += dropout_note(rates + [node.dropout_rate for node in nodes if isinstance(node, nnx.MultiHeadAttention)])
+    return Imported("jax", spec, _params(model, spec, sources), sources, notes)
 
 
 def _params(model: nnx.Module, spec: ModelSpec, sources: dict[str, str]) -> dict[str, np.ndarray]:
@@ -83,17 +89,22 @@ def load_checkpoint(model: nnx.Module, path: str | Path) -> None:
 
 
 def canonical_inputs(x: np.ndarray) -> np.ndarray:
-    """Flax's layout is the canonical one; token ids as int32, anything else as float32."""
+    """Flax's layout is the canonical one (the dtype stays as given)."""
+    return np.asarray(x)
+
+
+def _as_inputs(x: np.ndarray) -> jax.Array:
+    """Token ids as int32, anything else as float32."""
     x = np.asarray(x)
-    return x.astype(np.int32 if np.issubdtype(x.dtype, np.integer) else np.float32)
+    return jnp.asarray(x, jnp.int32 if np.issubdtype(x.dtype, np.integer) else jnp.float32)
 
 
 def source_outputs(model: nnx.Module) -> Callable[[np.ndarray], np.ndarray]:
     """A runner of the user's module in evaluation mode (``model.eval()``), giving what it returns."""
 
     def run(x: np.ndarray) -> np.ndarray:
-        model.eval()
-        return np.asarray(model(jnp.asarray(canonical_inputs(x))))
+        with _evaluating(model):
+            return np.asarray(model(_as_inputs(x)))
 
     return run
 
@@ -115,8 +126,7 @@ def source_layer_outputs(model: nnx.Module, imported: Imported) -> Callable[[np.
 
             return call
 
-        model.eval()
-        with _replaced(model, keep):
+        with _evaluating(model), _replaced(model, keep):
             model(jnp.asarray(x, jnp.float32))
         return captured
 
@@ -152,6 +162,60 @@ def _set(model: nnx.Module, path: str, value: object) -> None:
         setattr(parent, last, value)
 
 
+# The flags nnx's model.eval() sets on the modules that have them (Dropout, BatchNorm, attention)
+_MODE_FLAGS = ("deterministic", "use_running_average")
+
+
+@contextmanager
+def _evaluating(model: nnx.Module) -> Iterator[None]:
+    """``model`` in evaluation mode (``model.eval()``) while open, then in the mode it was in."""
+    saved = [
+        (node, flag, getattr(node, flag))
+        for _, node in nnx.iter_graph(model)
+        for flag in _MODE_FLAGS
+        if isinstance(node, nnx.Module) and hasattr(node, flag)
+    ]
+    model.eval()
+    try:
+        yield
+    finally:
+        for node, flag, value in saved:
+            setattr(node, flag, value)
+
+
+class _Recorder:
+    """A layer that reports each call (its first input) and is otherwise the layer: attribute reads
+    (``embed.embedding[...]``, ``embed.attend``) pass through to it."""
+
+    def __init__(self, layer: nnx.Module, on_call: Callable[[Any], None]) -> None:
+        self._layer, self._on_call = layer, on_call
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._on_call(args[0] if args else next(iter(kwargs.values()), None))
+        return self._layer(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._layer, name)
+
+
+def _calls(
+    model: nnx.Module, kinds: tuple[type[nnx.Module], ...], x: jax.Array, name: str
+) -> list[tuple[str, nnx.Module, Any]]:
+    """The layers of ``kinds`` that ``model`` calls on ``x`` in evaluation mode, in the order it calls
+    them, each with its path and first input; a failing call is a :class:`PortError`."""
+    calls: list[tuple[str, nnx.Module, Any]] = []
+
+    def recording(path: str, layer: nnx.Module) -> Callable[..., Any]:
+        return _Recorder(layer, lambda value: calls.append((path, layer, value)))
+
+    try:
+        with _evaluating(model), _replaced(model, recording, kinds):
+            model(x)
+    except Exception as exc:  # a Python error in __call__, a shape mismatch: its own message names it
+        raise PortError(name, "__call__", f"running it failed ({type(exc).__name__}: {exc})") from exc
+    return calls
+
+
 @contextmanager
 def _replaced(
     model: nnx.Module,
@@ -183,9 +247,8 @@ def _read(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> tuple[A
 
         return call
 
-    model.eval()
     try:
-        with _replaced(model, named):
+        with _evaluating(model), _replaced(model, named):
             jaxpr = jax.make_jaxpr(lambda x: model(x))(jnp.zeros((2, *input_shape), jnp.float32)).jaxpr
     except Exception as exc:  # a Python error in __call__, a shape mismatch: JAX's own message names it
         raise PortError(name, "__call__", f"tracing it failed ({type(exc).__name__}: {exc})") from exc
@@ -388,18 +451,7 @@ def _transformer(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> 
     if len(input_shape) != 1:
         raise PortError(name, "input_shape", f"{input_shape}: (T,), token ids, for a Transformer")
     seq_len = input_shape[0]
-    calls: list[tuple[str, nnx.Module, Any]] = []
-
-    def recording(path: str, layer: nnx.Module) -> Callable[..., Any]:
-        def call(value: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append((path, layer, value))
-            return layer(value, *args, **kwargs)
-
-        return call
-
-    model.eval()
-    with _replaced(model, recording, _TRANSFORMER_LAYERS):
-        model(jnp.zeros((1, seq_len), jnp.int32))
+    calls = _calls(model, _TRANSFORMER_LAYERS, jnp.zeros((1, seq_len), jnp.int32), name)
     paths = [path for path, _, _ in calls]
     shared = sorted({path for path in paths if paths.count(path) > 1})
     if shared:
@@ -530,6 +582,7 @@ def _require_all_read(model: nnx.Module, sources: dict[str, str], name: str) -> 
 # --- recurrent models -----------------------------------------------------------------------------
 
 # Flax's cells the spec's recurrent layers are: the cell's class -> the spec's cell
+_RECURRENT_LAYERS = (nnx.RNN, nnx.Linear, nnx.Bidirectional)
 _CELLS: dict[type, str] = {nnx.SimpleCell: "simple_rnn", nnx.OptimizedLSTMCell: "lstm", nnx.GRUCell: "gru"}
 
 
@@ -540,18 +593,9 @@ def _recurrent(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> tu
     output activation is read from what the module computes."""
     if len(input_shape) != 2:
         raise PortError(name, "input_shape", f"{input_shape}: (T, F), a batch-first sequence, for a recurrent model")
-    paths: list[tuple[str, nnx.Module]] = []
-
-    def recording(path: str, layer: nnx.Module) -> Callable[..., Any]:
-        def call(value: Any, *args: Any, **kwargs: Any) -> Any:
-            paths.append((path, layer))
-            return layer(value, *args, **kwargs)
-
-        return call
-
-    model.eval()
-    with _replaced(model, recording, (nnx.RNN, nnx.Linear, nnx.Bidirectional)):
-        model(jnp.zeros((1, *input_shape), jnp.float32))
+    paths = [(path, layer) for path, layer, _ in _calls(model, _RECURRENT_LAYERS, jnp.zeros((1, *input_shape)), name)]
+    if not paths:
+        raise PortError(name, "__call__", "it calls no nnx.RNN or Linear layer")
     *stack, (head_path, head) = paths
     if not stack or not isinstance(head, nnx.Linear) or not all(isinstance(layer, nnx.RNN) for _, layer in stack):
         found = ", ".join(f"{path} ({type(layer).__name__})" for path, layer in paths)

@@ -41,7 +41,7 @@ from spec.layers import (
 )
 from spec.models import ModelSpec, RNNSpec, TransformerSpec
 from spec.params import layer_names, rnn_layer_names
-from spec.port import Imported, SequentialReader, transformer_form
+from spec.port import Imported, SequentialReader, dropout_note, transformer_form
 
 _RECURRENT_CELLS = {keras.layers.SimpleRNN: "simple_rnn", keras.layers.LSTM: "lstm", keras.layers.GRU: "gru"}
 _OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
@@ -81,8 +81,8 @@ def load_checkpoint(model: keras.Model, path: str | Path) -> None:
 
 
 def canonical_inputs(x: np.ndarray) -> np.ndarray:
-    """Keras's layout is the canonical one; token ids as int32, anything else as float32."""
-    return _as_inputs(x)
+    """Keras's layout is the canonical one (the dtype stays as given)."""
+    return np.asarray(x)
 
 
 def source_outputs(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
@@ -417,7 +417,9 @@ def _transformer(model: keras.Model, input_shape: tuple[int, ...], name: str) ->
     if positions is not None:
         sources["position"] = positions[0].name
     form = transformer_form(base, weights.export(target), 0, source_outputs(model))
-    return Imported("keras", form, weights.export(target), sources)
+    rates = [layer.rate for layer in layers if isinstance(layer, keras.layers.Dropout)]
+    rates += [layer.dropout for layer in attentions]
+    return Imported("keras", form, weights.export(target), sources, dropout_note(rates))
 
 
 def _calls(model: keras.Model, seq_len: int) -> list[tuple[keras.layers.Layer, Any]]:

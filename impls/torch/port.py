@@ -45,7 +45,7 @@ from spec.layers import (
 )
 from spec.models import CNNSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec
 from spec.params import layer_names, sinusoidal_positions
-from spec.port import Imported, SequentialReader, transformer_form
+from spec.port import Imported, SequentialReader, dropout_note, transformer_form
 
 # torch's modules and functions for each activation the specs know (the output's, softmax, apart)
 _ACTIVATION_MODULES: dict[type[nn.Module], Callable[[Any], Activation]] = {
@@ -91,12 +91,7 @@ def _notes(module: nn.Module, spec: ModelSpec) -> tuple[str, ...]:
     if isinstance(spec, RNNSpec) and spec.cell != "gru":  # a GRU keeps both biases
         notes.append(FOLDED_BIASES)
     if isinstance(spec, TransformerSpec):
-        dropouts = sorted({child.p for child in module.modules() if isinstance(child, nn.Dropout) and child.p > 0})
-        if dropouts:
-            notes.append(
-                f"the source's dropout ({', '.join(map(str, dropouts))}) is left out: the spec's Transformer has "
-                "none, so training draws no masks"
-            )
+        notes += dropout_note([child.p for child in module.modules() if isinstance(child, nn.Dropout)])
         padding = [child.padding_idx for child in module.modules() if isinstance(child, nn.Embedding)]
         if padding[0] is not None:
             notes.append(
@@ -123,9 +118,8 @@ def load_checkpoint(module: nn.Module, path: str | Path) -> None:
 
 
 def canonical_inputs(x: np.ndarray) -> np.ndarray:
-    """A batch in torch's layout (NCHW images) in the canonical one (NHWC); token ids as int32."""
+    """A batch in torch's layout (NCHW images) in the canonical one (NHWC), its dtype as given."""
     x = np.asarray(x)
-    x = x.astype(np.int32) if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
 
 
@@ -682,9 +676,13 @@ def _transformer(
     encoder_path = _only(name, children, nn.TransformerEncoder, "one nn.TransformerEncoder")
     outside = {path: child for path, child in children.items() if not path.startswith(f"{encoder_path}.")}
     embeddings = [path for path, child in outside.items() if isinstance(child, nn.Embedding)]
-    if not embeddings:
+    # a positions nn.Embedding is called on 0 … T−1, the tokens' on the input (here all ones)
+    positions = [path for path, value in _embedding_inputs(module, embeddings, seq_len).items()
+                 if np.array_equal(value.reshape(-1)[:seq_len], np.arange(seq_len))]  # fmt: skip
+    tokens = [path for path in embeddings if path not in positions]
+    if not tokens:
         raise PortError(name, "module", "a Transformer starts with an nn.Embedding of its tokens")
-    token_path, position_paths = embeddings[0], embeddings[1:]
+    token_path, position_paths = tokens[0], [*tokens[1:], *positions]
     head_path = _only(name, outside, nn.Linear, "one nn.Linear head after the encoder")
     token, encoder, head = children[token_path], children[encoder_path], children[head_path]
     assert isinstance(token, nn.Embedding) and isinstance(encoder, nn.TransformerEncoder)
@@ -708,6 +706,22 @@ def _transformer(
     pad = 0 if token.padding_idx is None else token.padding_idx
     form = transformer_form(base, weights.export(target), pad, source_outputs(module))
     return form, sources, MODEL_CLASSES[TransformerSpec](form)  # the form's own model: its forward differs
+
+
+def _embedding_inputs(module: nn.Module, paths: list[str], seq_len: int) -> dict[str, np.ndarray]:
+    """What each nn.Embedding at ``paths`` is called with when the module runs on a batch of ones."""
+    captured: dict[str, np.ndarray] = {}
+
+    def keep(path: str) -> Callable[..., None]:
+        return lambda _, args: captured.__setitem__(path, args[0].detach().numpy())
+
+    hooks = [module.get_submodule(path).register_forward_pre_hook(keep(path)) for path in paths]
+    try:
+        source_outputs(module)(np.ones((1, seq_len), np.int64))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return captured
 
 
 def _only(name: str, children: dict[str, nn.Module], kind: type[nn.Module], what: str) -> str:
