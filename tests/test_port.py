@@ -353,6 +353,13 @@ def transformer(change: Callable[[nn.Module], None]) -> nn.Module:
     return module
 
 
+def tied_transformer() -> nn.Module:
+    """The tutorials' classifier with a language-model head tied to the token embedding."""
+    module = transformer(lambda m: setattr(m, "fc", nn.Linear(32, 50)))
+    module.fc.weight = module.embedding.weight
+    return module
+
+
 class TwoEncoders(nn.Module):
     """Two encoders (or, with ``norm_first``, one pre-norm encoder without its final LayerNorm)."""
 
@@ -468,6 +475,12 @@ CANNOT_BE_PORTED = {
         (16,),
         "norm.weight, norm.bias",
         "no place for",
+    ),
+    "transformer_tied_head": (
+        tied_transformer(),
+        (16,),
+        "embedding.weight = fc.weight",
+        "tied weights",
     ),
     "transformer_unknown_pooling": (
         transformer(

@@ -849,7 +849,17 @@ def _encoder_sources(spec: TransformerSpec, encoder_path: str) -> dict[str, str]
 
 
 def _require_all_read(module: nn.Module, name: str, sources: dict[str, str]) -> None:
-    """Every parameter of the module lies in a layer the spec reads: none is dropped unseen."""
+    """Every parameter of the module lies in a layer the spec reads, none is dropped unseen, and
+    none is shared between two layers (tied weights: the spec's are one tensor per layer)."""
+    owners: dict[int, list[str]] = {}
+    for path, tensor in module.named_parameters(remove_duplicate=False):
+        owners.setdefault(id(tensor), []).append(path)
+    tied = [paths for paths in owners.values() if len(paths) > 1]
+    if tied:
+        why = (
+            "tied weights (one tensor in two layers): the spec holds one tensor per layer, so training would untie them"
+        )
+        raise PortError(name, " = ".join(tied[0]), why)
     read = tuple(sources.values())
     unread = [
         path for path, _ in module.named_parameters() if not any(path == r or path.startswith(f"{r}.") for r in read)
