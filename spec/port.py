@@ -532,22 +532,44 @@ def transformer_form(
         for output in ("linear", "softmax", "sigmoid")
         if not (pooling == "none" and output == "softmax")
     ]
+    known = (
+        "mean, first or no pooling; the embedding scaled by √d_model or not; keys masked at the padding token or "
+        f"not; a linear, softmax or sigmoid output; an FFN activation of "
+        f"{', '.join(map(str, activations or (base.activation,)))}"
+    )
+    return closest_form(forms, params, tokens, actual, f"the spec's Transformer ({known})")
+
+
+M = TypeVar("M", bound=ModelSpec)
+
+
+def closest_form(
+    forms: Sequence[M], params: Mapping[str, np.ndarray], x: np.ndarray, actual: np.ndarray, known: str
+) -> M:
+    """Of ``forms`` (specs that differ only in what their forward does between the same tensors), the
+    one whose judge's outputs on ``x`` are closest to ``actual``, the user's model's, if it is within
+    :data:`SAME_FORM` (the GELUs' two forms differ by less: the closest, not the first, is the one);
+    else :class:`PortError`, naming the forms ``known`` covers."""
     errors = {}
     for form in forms:
-        expected = ref.forward(form, params, tokens)
+        expected = ref.forward(form, params, x)
         if expected.shape == actual.shape:
             errors[form] = np.abs(actual - expected).max() / max(1.0, np.abs(expected).max())
-    # the closest form (the GELUs' two forms differ by less than SAME_FORM), if it is close at all
     best = min(errors, key=errors.__getitem__, default=None)
-    if best is not None and errors[best] <= SAME_FORM:
-        return best
-    raise PortError(
-        base.name,
-        "forward",
-        "it computes none of the forms the spec's Transformer knows between its layers (mean, first or no "
-        "pooling; the embedding scaled by √d_model or not; keys masked at the padding token or not; a linear, "
-        f"softmax or sigmoid output; an FFN activation of {', '.join(map(str, activations or (base.activation,)))})",
-    )
+    if best is None or errors[best] > SAME_FORM:
+        raise PortError(forms[0].name, "forward", f"it computes none of the forms of {known}")
+    return best
+
+
+def require_layer(name: str, where: str, condition: bool, what: str) -> None:
+    """An importer's check of an option a source layer must have for the specs to express it."""
+    if not condition:
+        raise PortError(name, where, f"the specs express this layer only with {what}")
+
+
+def indexes_positions(value: Any, seq_len: int) -> bool:
+    """Whether an embedding's input is 0, 1, …, seq_len − 1: it is a table of positions, not tokens."""
+    return bool(np.array_equal(np.asarray(value).reshape(-1)[:seq_len], np.arange(seq_len)))
 
 
 # --- the command: triptych-port -----------------------------------------------------------------

@@ -27,12 +27,19 @@ import numpy as np
 from flax import nnx
 
 from impls.jax import weights
-from spec import reference as ref
 from spec.errors import PortError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, Padding, Pool2D
 from spec.models import ModelSpec, RNNSpec, TransformerSpec
 from spec.params import param_specs
-from spec.port import SAME_FORM, Imported, SequentialReader, dropout_note, transformer_form
+from spec.port import (
+    Imported,
+    SequentialReader,
+    closest_form,
+    dropout_note,
+    indexes_positions,
+    require_layer,
+    transformer_form,
+)
 
 LEAVES = (nnx.Linear, nnx.Conv, nnx.BatchNorm, nnx.Dropout)  # each traced as a call of its own
 _CALL = "triptych_layer_"  # the name of a leaf's traced call: _CALL + its index
@@ -395,24 +402,28 @@ def _pool(eqns: list[Any], at: int, label: str, where: str, name: str) -> Pool2D
 def _leaf_layer(leaf: nnx.Module, path: str, name: str) -> Layer:
     where = f"{path} ({type(leaf).__name__})"
 
-    def require(condition: bool, what: str) -> None:
-        if not condition:
-            raise PortError(name, where, f"the specs express this layer only with {what}")
-
     match leaf:
         case nnx.Linear():
             return Dense(leaf.out_features, use_bias=leaf.use_bias)
         case nnx.Conv():
-            require(not isinstance(leaf.kernel_size, int) and len(leaf.kernel_size) == 2, "a 2-D kernel")
-            require(leaf.feature_group_count == 1, f"feature_group_count=1 (it has {leaf.feature_group_count})")
-            require(leaf.kernel_dilation in (1, (1, 1)) and leaf.input_dilation in (1, (1, 1)), "no dilation")
+            require_layer(
+                name, where, not isinstance(leaf.kernel_size, int) and len(leaf.kernel_size) == 2, "a 2-D kernel"
+            )
+            require_layer(
+                name, where, leaf.feature_group_count == 1, f"feature_group_count=1 (it has {leaf.feature_group_count})"
+            )
+            require_layer(
+                name, where, leaf.kernel_dilation in (1, (1, 1)) and leaf.input_dilation in (1, (1, 1)), "no dilation"
+            )
             padding = _conv_padding(leaf.padding, where, name)
             return Conv2D(leaf.out_features, _pair(leaf.kernel_size), _pair(leaf.strides), padding, leaf.use_bias)
         case nnx.BatchNorm():
-            require(leaf.axis == -1 and leaf.use_bias and leaf.use_scale, "axis=-1, use_bias and use_scale")
+            require_layer(
+                name, where, leaf.axis == -1 and leaf.use_bias and leaf.use_scale, "axis=-1, use_bias and use_scale"
+            )
             return BatchNorm(float(leaf.momentum), float(leaf.epsilon), "biased")
         case nnx.Dropout():  # broadcast_dims drop whole maps: not the spec's Dropout
-            require(not leaf.broadcast_dims, "no broadcast_dims")
+            require_layer(name, where, not leaf.broadcast_dims, "no broadcast_dims")
             return Dropout(float(leaf.rate))
     raise PortError(name, where, "not a layer the specs know")
 
@@ -460,7 +471,7 @@ def _transformer(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> 
     of = lambda kind: [path for path, layer, _ in calls if isinstance(layer, kind)]  # noqa: E731
     indexed_by_position = [
         path for path, layer, value in calls
-        if isinstance(layer, nnx.Embed) and np.array_equal(np.asarray(value).reshape(-1)[:seq_len], np.arange(seq_len))
+        if isinstance(layer, nnx.Embed) and indexes_positions(value, seq_len)
     ]  # fmt: skip
     tokens = [path for path in of(nnx.Embed) if path not in indexed_by_position]
     attentions, norms, linears = of(nnx.MultiHeadAttention), of(nnx.LayerNorm), of(nnx.Linear)
@@ -534,7 +545,7 @@ def _encoder_fields(
     for path in attentions:
         attention = called[path]
         assert isinstance(attention, nnx.MultiHeadAttention)
-        _require(
+        require_layer(
             name,
             path,
             attention.in_features == d_model and attention.out_features == d_model and attention.use_bias
@@ -545,12 +556,14 @@ def _encoder_fields(
     for path in norms:
         norm = called[path]
         assert isinstance(norm, nnx.LayerNorm)
-        _require(name, path, norm.use_bias and norm.use_scale and norm.reduction_axes == -1, "scale, shift, axis -1")
+        require_layer(
+            name, path, norm.use_bias and norm.use_scale and norm.reduction_axes == -1, "scale, shift, axis -1"
+        )
     for inner, outer in zip(ffn[::2], ffn[1::2], strict=True):
         first, second = called[inner], called[outer]
         assert isinstance(first, nnx.Linear) and isinstance(second, nnx.Linear)
-        _require(name, outer, second.out_features == d_model, f"{d_model} output features")
-        _require(name, inner, first.use_bias and second.use_bias, "biases")
+        require_layer(name, outer, second.out_features == d_model, f"{d_model} output features")
+        require_layer(name, inner, first.use_bias and second.use_bias, "biases")
         ffn_forms.add(first.out_features)
     epsilons = {called[path].epsilon for path in norms}  # type: ignore[attr-defined]
     if len(heads_forms) != 1 or len(ffn_forms) != 1 or len(epsilons) != 1:
@@ -561,11 +574,6 @@ def _encoder_fields(
         "norm": "pre" if len(norms) % 2 else "post", "layer_norm_epsilon": float(epsilons.pop()),
         "key_dim": None if heads * head_dim == d_model else head_dim,
     }  # fmt: skip
-
-
-def _require(name: str, where: str, condition: bool, what: str) -> None:
-    if not condition:
-        raise PortError(name, where, f"the specs express this layer only with {what}")
 
 
 def _require_all_read(model: nnx.Module, sources: dict[str, str], name: str) -> None:
@@ -609,8 +617,8 @@ def _recurrent(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> tu
     first = cells[0][1]
     for path, cell in cells:
         activation = getattr(cell, "activation_fn", jnp.tanh)
-        _require(name, path, activation is jnp.tanh or activation is nnx.tanh, "activation_fn=tanh")
-        _require(name, path, cell.hidden_features == first.hidden_features, "one width for every layer")
+        require_layer(name, path, activation is jnp.tanh or activation is nnx.tanh, "activation_fn=tanh")
+        require_layer(name, path, cell.hidden_features == first.hidden_features, "one width for every layer")
     kind = _CELLS[type(first)]
     base = RNNSpec(
         name, kind, input_shape[1], first.hidden_features, input_shape[0], head.out_features, "linear",
@@ -619,17 +627,6 @@ def _recurrent(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> tu
     sources = {f"rnn_{index}": path for index, (path, _) in enumerate(cells)} | {"dense_0": head_path}
     params, run = _params(model, base, sources), source_outputs(model)
     x = np.random.default_rng(0).standard_normal((4, *input_shape)).astype(np.float32)
-    actual = run(x)
-    for output in ("linear", "sigmoid", "softmax"):
-        form = replace(base, output_activation=output)
-        expected = ref.forward(form, params, x)
-        if expected.shape == actual.shape and np.abs(actual - expected).max() <= SAME_FORM * max(
-            1.0, np.abs(expected).max()
-        ):
-            return form, sources
-    raise PortError(
-        name,
-        "__call__",
-        "it computes none of the spec's forms: the head on the last step's state, "
-        "with a linear, sigmoid or softmax output",
-    )
+    forms = [replace(base, output_activation=output) for output in ("linear", "sigmoid", "softmax")]
+    known = "the spec's recurrent models (the head on the last step's state; a linear, sigmoid or softmax output)"
+    return closest_form(forms, params, x, run(x), known), sources

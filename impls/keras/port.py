@@ -41,7 +41,14 @@ from spec.layers import (
 )
 from spec.models import ModelSpec, RNNSpec, TransformerSpec
 from spec.params import layer_names, rnn_layer_names
-from spec.port import Imported, SequentialReader, dropout_note, transformer_form
+from spec.port import (
+    Imported,
+    SequentialReader,
+    dropout_note,
+    indexes_positions,
+    require_layer,
+    transformer_form,
+)
 
 _RECURRENT_CELLS = {keras.layers.SimpleRNN: "simple_rnn", keras.layers.LSTM: "lstm", keras.layers.GRU: "gru"}
 _OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
@@ -164,30 +171,32 @@ def _spec_layers(
             yield Dense(layer.units, use_bias=layer.use_bias)
             yield from _activation(layer.activation, where, name, last, reader)
         case keras.layers.Conv2D():
-            _require(name, where, layer.data_format == "channels_last", "data_format='channels_last'")
-            _require(name, where, tuple(layer.dilation_rate) == (1, 1) and layer.groups == 1, "dilation 1 and groups 1")
+            require_layer(name, where, layer.data_format == "channels_last", "data_format='channels_last'")
+            require_layer(
+                name, where, tuple(layer.dilation_rate) == (1, 1) and layer.groups == 1, "dilation 1 and groups 1"
+            )
             yield Conv2D(layer.filters, tuple(layer.kernel_size), tuple(layer.strides), layer.padding, layer.use_bias)
             yield from _activation(layer.activation, where, name, last, reader)
         case keras.layers.MaxPooling2D() | keras.layers.AveragePooling2D():
-            _require(name, where, layer.data_format == "channels_last", "data_format='channels_last'")
+            require_layer(name, where, layer.data_format == "channels_last", "data_format='channels_last'")
             kind = "max" if isinstance(layer, keras.layers.MaxPooling2D) else "avg"
             count = False if kind == "avg" and layer.padding == "same" else None  # Keras's 'same' mean leaves it out
             yield Pool2D(kind, tuple(layer.pool_size), tuple(layer.strides), layer.padding, count)
         case keras.layers.BatchNormalization():
-            _require(name, where, layer.axis in (-1, len(layer.input.shape) - 1), "axis=-1 (the channels)")
-            _require(name, where, layer.center and layer.scale, "center=True, scale=True")
+            require_layer(name, where, layer.axis in (-1, len(layer.input.shape) - 1), "axis=-1 (the channels)")
+            require_layer(name, where, layer.center and layer.scale, "center=True, scale=True")
             yield BatchNorm(float(layer.momentum), float(layer.epsilon), "biased")
         case keras.layers.Dropout():  # SpatialDropout2D and a noise_shape drop whole maps: not the spec's
             plain = type(layer) is keras.layers.Dropout and layer.noise_shape is None
-            _require(name, where, plain, "a plain Dropout (no noise_shape, not spatial)")
+            require_layer(name, where, plain, "a plain Dropout (no noise_shape, not spatial)")
             yield Dropout(float(layer.rate))
         case keras.layers.Flatten():
-            _require(name, where, layer.data_format == "channels_last", "data_format='channels_last'")
+            require_layer(name, where, layer.data_format == "channels_last", "data_format='channels_last'")
             yield Flatten()
         case keras.layers.Reshape():
             yield Reshape(tuple(layer.target_shape))
         case keras.layers.GlobalAveragePooling2D():
-            _require(
+            require_layer(
                 name,
                 where,
                 not layer.keepdims and layer.data_format == "channels_last",
@@ -199,10 +208,10 @@ def _spec_layers(
         case keras.layers.ReLU():  # a max_value, threshold or slope would change it
             plain = layer.max_value is None and layer.threshold == 0 and layer.negative_slope == 0
             options = f"max_value={layer.max_value}, threshold={layer.threshold}, negative_slope={layer.negative_slope}"
-            _require(name, where, plain, f"none of its options ({options})")
+            require_layer(name, where, plain, f"none of its options ({options})")
             yield Act(Activation("relu"))
         case keras.layers.Softmax() if last:
-            _require(name, where, layer.axis in (-1, len(layer.input.shape) - 1), "axis=-1 (the classes)")
+            require_layer(name, where, layer.axis in (-1, len(layer.input.shape) - 1), "axis=-1 (the classes)")
             reader.end_with("softmax", where)
         case _ if type(layer) in _ACTIVATION_LAYERS:
             yield Act(_ACTIVATION_LAYERS[type(layer)](layer))
@@ -240,11 +249,6 @@ def _activation(
             raise PortError(name, where, f"activation {kind!r} is not one the specs know (here)")
 
 
-def _require(name: str, where: str, condition: bool, what: str) -> None:
-    if not condition:
-        raise PortError(name, where, f"the specs express this layer only with {what}")
-
-
 def _unwrapped(layer: keras.layers.Layer) -> keras.layers.Layer:
     return layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
 
@@ -269,7 +273,7 @@ def _recurrent(
         if isinstance(layer, keras.layers.Bidirectional) != bidirectional:
             raise PortError(name, layer.name, "the spec's recurrent layers are all bidirectional or none")
         if bidirectional:
-            _require(name, f"{layer.name} (Bidirectional)", layer.merge_mode == "concat", "merge_mode='concat'")
+            require_layer(name, f"{layer.name} (Bidirectional)", layer.merge_mode == "concat", "merge_mode='concat'")
         directions = [layer.forward_layer, layer.backward_layer] if bidirectional else [layer]
         for backward, cell in enumerate(directions):
             where = f"{layer.name} ({type(cell).__name__})"
@@ -296,14 +300,16 @@ def _check_recurrent(cell: Any, where: str, first: Any, top: bool, backward: boo
     if type(cell) is not type(first) or cell.units != first.units:
         raise PortError(name, where, "the spec's recurrent layers are all of one kind and width")
     if isinstance(cell, keras.layers.GRU):
-        _require(name, where, cell.reset_after == first.reset_after, "one reset_after for every layer")
-    _require(name, where, cell.return_sequences != top, "sequences between layers, the last state at the top")
-    _require(name, where, cell.use_bias and not cell.stateful, "use_bias=True, stateful=False")
-    _require(name, where, cell.go_backwards == backward, "go_backwards only in a Bidirectional's backward layer")
-    _require(name, where, cell.dropout == 0 and cell.recurrent_dropout == 0, "no dropout")
-    _require(name, where, cell.activation is keras.activations.tanh, "activation='tanh'")
+        require_layer(name, where, cell.reset_after == first.reset_after, "one reset_after for every layer")
+    require_layer(name, where, cell.return_sequences != top, "sequences between layers, the last state at the top")
+    require_layer(name, where, cell.use_bias and not cell.stateful, "use_bias=True, stateful=False")
+    require_layer(name, where, cell.go_backwards == backward, "go_backwards only in a Bidirectional's backward layer")
+    require_layer(name, where, cell.dropout == 0 and cell.recurrent_dropout == 0, "no dropout")
+    require_layer(name, where, cell.activation is keras.activations.tanh, "activation='tanh'")
     if not isinstance(cell, keras.layers.SimpleRNN):
-        _require(name, where, cell.recurrent_activation is keras.activations.sigmoid, "recurrent_activation='sigmoid'")
+        require_layer(
+            name, where, cell.recurrent_activation is keras.activations.sigmoid, "recurrent_activation='sigmoid'"
+        )
 
 
 def _resolve(model: keras.Model, path: str) -> keras.layers.Layer:
@@ -360,9 +366,11 @@ def _transformer(model: keras.Model, input_shape: tuple[int, ...], name: str) ->
             name, ", ".join(sorted(shared)), "a layer called twice (shared weights): the spec's are one per use"
         )
     # the token embedding reads the model's input; a positions Embedding reads 0, 1, …, T − 1
-    arange = np.arange(seq_len)
-    indexed_by_position = [layer for layer, value in calls if isinstance(layer, keras.layers.Embedding)
-                           and np.array_equal(np.asarray(value).reshape(-1)[:seq_len], arange)]  # fmt: skip
+    indexed_by_position = [
+        layer
+        for layer, value in calls
+        if isinstance(layer, keras.layers.Embedding) and indexes_positions(value, seq_len)
+    ]
     embeddings = [layer for layer in embeddings if layer not in indexed_by_position] + indexed_by_position
     if not embeddings:
         raise PortError(name, "model", "a Transformer starts with an Embedding of its tokens")
@@ -481,7 +489,7 @@ def _learned_positions(
     if not candidates:
         return None
     layer, table = candidates[0]
-    _require(name, layer.name, table.shape[0] >= seq_len, f"at least {seq_len} positions")
+    require_layer(name, layer.name, table.shape[0] >= seq_len, f"at least {seq_len} positions")
     return layer, table
 
 
@@ -496,7 +504,7 @@ def _encoder_fields(
     heads_forms, ffn_forms = set(), set()
     for attention in attentions:
         value_dim = attention.value_dim or attention.key_dim
-        _require(
+        require_layer(
             name,
             attention.name,
             value_dim == attention.key_dim and attention.use_bias and attention._output_shape is None
@@ -505,17 +513,17 @@ def _encoder_fields(
         )  # fmt: skip
         heads_forms.add((attention.num_heads, attention.key_dim))
     for norm in norms:
-        _require(
+        require_layer(
             name, norm.name, norm.center and norm.scale and norm.axis in (-1, [-1], 2, [2]), "scale, shift, axis -1"
         )
     for inner, outer in zip(ffn[::2], ffn[1::2], strict=True):
-        _require(
+        require_layer(
             name,
             outer.name,
             outer.units == d_model and outer.activation is keras.activations.linear,
             f"{d_model} units, linear",
         )
-        _require(name, inner.name, inner.use_bias and outer.use_bias, "biases")
+        require_layer(name, inner.name, inner.use_bias and outer.use_bias, "biases")
         ffn_forms.add((inner.units, _ffn_activation(inner, name)))
     epsilons = {norm.epsilon for norm in norms}
     if len(heads_forms) != 1 or len(ffn_forms) != 1 or len(epsilons) != 1:

@@ -45,7 +45,14 @@ from spec.layers import (
 )
 from spec.models import CNNSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec
 from spec.params import layer_names, sinusoidal_positions
-from spec.port import Imported, SequentialReader, dropout_note, transformer_form
+from spec.port import (
+    Imported,
+    SequentialReader,
+    dropout_note,
+    indexes_positions,
+    require_layer,
+    transformer_form,
+)
 
 # torch's modules and functions for each activation the specs know (the output's, softmax, apart)
 _ACTIVATION_MODULES: dict[type[nn.Module], Callable[[Any], Activation]] = {
@@ -377,32 +384,34 @@ def _module_layer(child: nn.Module, path: str, name: str) -> Layer:
         case nn.Linear():
             return Dense(child.out_features, use_bias=child.bias is not None)
         case nn.Conv2d():
-            _require(name, where, child.groups == 1, f"groups=1 (it has {child.groups})")
-            _require(name, where, child.dilation == (1, 1), f"dilation 1 (it has {child.dilation})")
-            _require(name, where, child.padding_mode == "zeros", "zero padding")
+            require_layer(name, where, child.groups == 1, f"groups=1 (it has {child.groups})")
+            require_layer(name, where, child.dilation == (1, 1), f"dilation 1 (it has {child.dilation})")
+            require_layer(name, where, child.padding_mode == "zeros", "zero padding")
             padding = child.padding if isinstance(child.padding, str) else _pads(_pair(child.padding))
             kernel, stride = _pair(child.kernel_size), _pair(child.stride)
             return Conv2D(child.out_channels, kernel, stride, padding, child.bias is not None)
         case nn.MaxPool2d() | nn.AvgPool2d():
-            _require(name, where, not child.ceil_mode, "ceil_mode=False")
+            require_layer(name, where, not child.ceil_mode, "ceil_mode=False")
             if isinstance(child, nn.MaxPool2d):
-                _require(name, where, child.dilation in (1, (1, 1)), "dilation 1")
+                require_layer(name, where, child.dilation in (1, (1, 1)), "dilation 1")
             else:
-                _require(name, where, child.divisor_override is None, "no divisor_override")
+                require_layer(name, where, child.divisor_override is None, "no divisor_override")
             pads = _pads(_pair(child.padding))
             if isinstance(child, nn.MaxPool2d):
                 return Pool2D("max", _pair(child.kernel_size), _pair(child.stride or child.kernel_size), pads)
             count = child.count_include_pad if pads != "valid" else None
             return Pool2D("avg", _pair(child.kernel_size), _pair(child.stride or child.kernel_size), pads, count)
         case nn.BatchNorm1d() | nn.BatchNorm2d():
-            _require(name, where, child.affine and child.track_running_stats, "affine=True, track_running_stats=True")
-            _require(name, where, child.momentum is not None, "a momentum (not a cumulative average)")
+            require_layer(
+                name, where, child.affine and child.track_running_stats, "affine=True, track_running_stats=True"
+            )
+            require_layer(name, where, child.momentum is not None, "a momentum (not a cumulative average)")
             return BatchNorm(1.0 - float(child.momentum or 0.0), float(child.eps), "unbiased")
         case nn.Dropout():
-            _require(name, where, type(child) is nn.Dropout, "nn.Dropout itself (a subclass may drop otherwise)")
+            require_layer(name, where, type(child) is nn.Dropout, "nn.Dropout itself (a subclass may drop otherwise)")
             return Dropout(float(child.p))
         case nn.Flatten():
-            _require(name, where, child.start_dim == 1 and child.end_dim == -1, "start_dim=1, end_dim=-1")
+            require_layer(name, where, child.start_dim == 1 and child.end_dim == -1, "start_dim=1, end_dim=-1")
             return Flatten()
     raise PortError(name, where, "not a layer the specs know")
 
@@ -414,11 +423,6 @@ def _pads(padding: tuple[int, int]) -> Padding:
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
-def _require(name: str, path: str, condition: bool, what: str) -> None:
-    if not condition:
-        raise PortError(name, path, f"the specs express this layer only with {what}")
 
 
 def _recurrent(
@@ -434,15 +438,15 @@ def _recurrent(
     if not isinstance(rnn, nn.RNNBase) or type(rnn) not in _RECURRENT_CELLS:
         raise PortError(name, _describe(rnn_node), "a recurrent model starts with its nn.RNN, LSTM or GRU")
     path = str(rnn_node.target)
-    _require(name, path, rnn.batch_first, "batch_first=True")
-    _require(
+    require_layer(name, path, rnn.batch_first, "batch_first=True")
+    require_layer(
         name,
         path,
         rnn.bias and rnn.dropout == 0 and getattr(rnn, "proj_size", 0) == 0,
         "bias, no dropout or projection",
     )
     if isinstance(rnn, nn.RNN):
-        _require(name, path, rnn.nonlinearity == "tanh", "nonlinearity='tanh'")
+        require_layer(name, path, rnn.nonlinearity == "tanh", "nonlinearity='tanh'")
     for state in rnn_node.args[1:]:
         states = state if isinstance(state, tuple) else (state,)
         if not all(isinstance(s, fx.Node) and _is_zero_state(s) for s in states):
@@ -677,8 +681,8 @@ def _transformer(
     outside = {path: child for path, child in children.items() if not path.startswith(f"{encoder_path}.")}
     embeddings = [path for path, child in outside.items() if isinstance(child, nn.Embedding)]
     # a positions nn.Embedding is called on 0 … T−1, the tokens' on the input (here all ones)
-    positions = [path for path, value in _embedding_inputs(module, embeddings, seq_len).items()
-                 if np.array_equal(value.reshape(-1)[:seq_len], np.arange(seq_len))]  # fmt: skip
+    inputs = _embedding_inputs(module, embeddings, seq_len)
+    positions = [path for path, value in inputs.items() if indexes_positions(value, seq_len)]
     tokens = [path for path in embeddings if path not in positions]
     if not tokens:
         raise PortError(name, "module", "a Transformer starts with an nn.Embedding of its tokens")
@@ -692,7 +696,9 @@ def _transformer(
         module, position_paths, {token_path, encoder_path, head_path}, seq_len, d_model, name
     )
     assert isinstance(head, nn.Linear)
-    _require(name, head_path, head.in_features == d_model and head.bias is not None, f"in_features={d_model}, a bias")
+    require_layer(
+        name, head_path, head.in_features == d_model and head.bias is not None, f"in_features={d_model}, a bias"
+    )
     base = TransformerSpec(
         name, token.num_embeddings, seq_len, d_model, output_size=head.out_features, output_activation="linear",
         positional=position, **fields,
@@ -740,8 +746,8 @@ def _encoder_fields(encoder: nn.TransformerEncoder, path: str, d_model: int, nam
         if not isinstance(layer, nn.TransformerEncoderLayer):
             raise PortError(name, where, f"{type(layer).__name__}: an encoder of nn.TransformerEncoderLayers")
         attention = layer.self_attn
-        _require(name, where, attention.batch_first, "batch_first=True")
-        _require(
+        require_layer(name, where, attention.batch_first, "batch_first=True")
+        require_layer(
             name,
             f"{where}.self_attn",
             attention._qkv_same_embed_dim and attention.in_proj_bias is not None and attention.bias_k is None
@@ -749,8 +755,10 @@ def _encoder_fields(encoder: nn.TransformerEncoder, path: str, d_model: int, nam
             "biases, one packed q/k/v projection, no add_bias_kv or add_zero_attn",
         )  # fmt: skip
         for norm in (layer.norm1, layer.norm2):
-            _require(name, where, norm.elementwise_affine and norm.bias is not None, "LayerNorms with scale and shift")
-        _require(name, where, layer.linear1.bias is not None and layer.linear2.bias is not None, "FFN biases")
+            require_layer(
+                name, where, norm.elementwise_affine and norm.bias is not None, "LayerNorms with scale and shift"
+            )
+        require_layer(name, where, layer.linear1.bias is not None and layer.linear2.bias is not None, "FFN biases")
         forms.add(
             (layer.norm_first, layer.norm1.eps, layer.norm2.eps, attention.num_heads, layer.linear1.out_features,
              _ffn_activation(layer, where, name))
@@ -758,14 +766,16 @@ def _encoder_fields(encoder: nn.TransformerEncoder, path: str, d_model: int, nam
     if len(forms) > 1:
         raise PortError(name, path, "layers of different forms (norm placement, ε, heads, FFN): the spec's are alike")
     norm_first, eps, eps2, heads, ff_size, activation = forms.pop()
-    _require(name, f"{path}.layers.0", eps == eps2, "one LayerNorm ε for both norms")
+    require_layer(name, f"{path}.layers.0", eps == eps2, "one LayerNorm ε for both norms")
     pre = bool(norm_first)
     final = encoder.norm
     if pre != (final is not None):
         why = "a final LayerNorm after a pre-norm encoder, none after a post-norm one (the spec's forms)"
         raise PortError(name, f"{path}.norm", why)
     if final is not None:
-        _require(name, f"{path}.norm", isinstance(final, nn.LayerNorm) and final.eps == eps, f"a LayerNorm of ε {eps}")
+        require_layer(
+            name, f"{path}.norm", isinstance(final, nn.LayerNorm) and final.eps == eps, f"a LayerNorm of ε {eps}"
+        )
     return {
         "num_heads": heads, "ff_size": ff_size, "num_layers": len(layers), "activation": activation,
         "norm": "pre" if pre else "post", "layer_norm_epsilon": float(eps),
@@ -795,7 +805,7 @@ def _positions(
         raise PortError(name, ", ".join(embeddings), "one nn.Embedding of positions at most")
     if embeddings:
         table = _position_table(module, embeddings[0])
-        _require(
+        require_layer(
             name,
             embeddings[0],
             table.shape[0] >= seq_len and table.shape[1] == d_model,
@@ -813,7 +823,7 @@ def _positions(
         )
     path, tensor = tables.popitem()
     table = _position_table(module, path)
-    _require(name, path, table.shape[0] >= seq_len, f"at least {seq_len} positions")
+    require_layer(name, path, table.shape[0] >= seq_len, f"at least {seq_len} positions")
     if isinstance(tensor, nn.Parameter):
         return "learned", path
     expected = sinusoidal_positions(seq_len, d_model)
