@@ -43,7 +43,7 @@ from spec.layers import (
 )
 from spec.losses import DEFAULT_LOSS, LOSSES, check_model_loss, check_target_shape, takes_class_ids
 from spec.models import CNNSpec, ModelSpec, TransformerSpec
-from spec.params import check_params, cnn_layer_names, param_specs, trained_names
+from spec.params import check_params, cnn_layer_names, encoder_layer_name, param_specs, trained_names
 from spec.tolerances import KINK_MARGIN, RELATIVE_TO_MAGNITUDE, forward_check, max_scaled_error, tolerance
 from spec.weights import save_weights
 
@@ -559,6 +559,49 @@ def closest_form(
     if best is None or errors[best] > SAME_FORM:
         raise PortError(forms[0].name, "forward", f"it computes none of the forms of {known}")
     return best
+
+
+L = TypeVar("L")
+
+
+def encoder_roles(
+    name: str,
+    attentions: Sequence[L],
+    norms: Sequence[L],
+    linears: Sequence[L],
+    label: Callable[[L], str],
+    kinds: tuple[str, str, str],
+) -> dict[str, L]:
+    """Each canonical sub-layer of a Transformer's encoder and head — ``encoder_<i>/attention``,
+    ``…/attention_norm``, ``…/ffn_0``, ``…/ffn_1``, ``…/ffn_norm``, ``final_norm`` (pre-norm) and
+    ``dense_0`` — and the source layer playing it, from the attention layers, LayerNorms and dense
+    layers in the order the model calls them: per block the first LayerNorm called is the
+    attention's (after it post-norm, before it pre-norm), the dense layers come in FFN pairs, the
+    last is the head, and a LayerNorm left over is the pre-norm encoder's final one. ``kinds``: the
+    framework's names of the attention, LayerNorm and dense layers, for the error."""
+    count, (attention_kind, norm_kind, dense_kind) = len(attentions), kinds
+    if len(linears) != 2 * count + 1 or len(norms) not in (2 * count, 2 * count + 1):
+        why = (
+            f"per {attention_kind} ({count}) two {norm_kind} and two {dense_kind} (an FFN), then one {dense_kind} "
+            f"head (and for pre-norm a final {norm_kind}): found {len(norms)} {norm_kind}, {len(linears)} {dense_kind}"
+        )
+        raise PortError(name, ", ".join(map(label, [*norms, *linears])), why)
+    roles: dict[str, L] = {}
+    for index, attention in enumerate(attentions):
+        layer = encoder_layer_name(index)
+        roles |= {f"{layer}/attention": attention, f"{layer}/attention_norm": norms[2 * index]}
+        roles |= {f"{layer}/ffn_0": linears[2 * index], f"{layer}/ffn_1": linears[2 * index + 1]}
+        roles[f"{layer}/ffn_norm"] = norms[2 * index + 1]
+    if len(norms) % 2:
+        roles["final_norm"] = norms[-1]
+    return roles | {"dense_0": linears[-1]}
+
+
+def refuse_shared_calls(name: str, called: Sequence[str]) -> None:
+    """A layer the model calls twice holds one layer's tensors for two of the spec's."""
+    shared = sorted({layer for layer in called if called.count(layer) > 1})
+    if shared:
+        raise PortError(name, ", ".join(shared), "a layer called twice (shared weights): the spec's are one per use")
 
 
 def require_layer(name: str, where: str, condition: bool, what: str) -> None:

@@ -36,7 +36,9 @@ from spec.port import (
     SequentialReader,
     closest_form,
     dropout_note,
+    encoder_roles,
     indexes_positions,
+    refuse_shared_calls,
     require_layer,
     transformer_form,
 )
@@ -463,10 +465,7 @@ def _transformer(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> 
         raise PortError(name, "input_shape", f"{input_shape}: (T,), token ids, for a Transformer")
     seq_len = input_shape[0]
     calls = _calls(model, _TRANSFORMER_LAYERS, jnp.zeros((1, seq_len), jnp.int32), name)
-    paths = [path for path, _, _ in calls]
-    shared = sorted({path for path in paths if paths.count(path) > 1})
-    if shared:
-        raise PortError(name, ", ".join(shared), "a layer called twice (shared weights): the spec's are one per use")
+    refuse_shared_calls(name, [path for path, _, _ in calls])
     called = {path: layer for path, layer, _ in calls}
     of = lambda kind: [path for path, layer, _ in calls if isinstance(layer, kind)]  # noqa: E731
     indexed_by_position = [
@@ -475,36 +474,28 @@ def _transformer(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> 
     ]  # fmt: skip
     tokens = [path for path in of(nnx.Embed) if path not in indexed_by_position]
     attentions, norms, linears = of(nnx.MultiHeadAttention), of(nnx.LayerNorm), of(nnx.Linear)
-    count = len(attentions)
     if len(tokens) != 1:
         raise PortError(name, ", ".join(tokens) or "__call__", "one nnx.Embed of the tokens")
-    if len(linears) != 2 * count + 1 or len(norms) not in (2 * count, 2 * count + 1):
-        why = (
-            f"per nnx.MultiHeadAttention ({count}) two nnx.LayerNorm and two nnx.Linear (an FFN), then one Linear "
-            f"head (and for pre-norm a final LayerNorm): found {len(norms)} LayerNorm, {len(linears)} Linear"
-        )
-        raise PortError(name, ", ".join([*norms, *linears]), why)
+    roles = encoder_roles(
+        name, attentions, norms, linears, str, ("nnx.MultiHeadAttention", "nnx.LayerNorm", "nnx.Linear")
+    )
     token = called[tokens[0]]
     assert isinstance(token, nnx.Embed)
     d_model = token.features
     position = _position_embed(model, called, indexed_by_position, seq_len, d_model, name)
     fields = _encoder_fields(called, attentions, norms, linears[:-1], d_model, name)
-    head = called[linears[-1]]
+    head = called[roles["dense_0"]]
     assert isinstance(head, nnx.Linear)
     base = TransformerSpec(
         name, token.num_embeddings, seq_len, d_model, output_size=head.out_features, output_activation="linear",
         positional="sinusoidal" if position is None else "learned", **fields,
     )  # fmt: skip
-    sources = {"embedding": tokens[0], "dense_0": linears[-1]}
-    if position is not None:
-        sources["position"] = position
-    for index, attention in enumerate(attentions):
-        layer = f"encoder_{index}"
-        sources |= {f"{layer}/attention/{part}": f"{attention}.{child}" for part, child in _PROJECTIONS.items()}
-        sources |= {f"{layer}/attention_norm": norms[2 * index], f"{layer}/ffn_norm": norms[2 * index + 1]}
-        sources |= {f"{layer}/ffn_0": linears[2 * index], f"{layer}/ffn_1": linears[2 * index + 1]}
-    if base.norm == "pre":
-        sources["final_norm"] = norms[-1]
+    sources = {"embedding": tokens[0]} | ({} if position is None else {"position": position})
+    for role, path in roles.items():  # an attention's four projections are its children
+        if role.endswith("/attention"):
+            sources |= {f"{role}/{part}": f"{path}.{child}" for part, child in _PROJECTIONS.items()}
+        else:
+            sources[role] = path
     _require_all_read(model, sources, name)
     params, run = _params(model, base, sources), source_outputs(model)
     # the FFN's activation is a function between its Linears: read, like the forward, from what it computes

@@ -18,7 +18,7 @@ import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
@@ -26,6 +26,7 @@ import numpy as np
 from impls.keras import weights
 from impls.keras.models import MODEL_CLASSES
 from spec.errors import PortError
+from spec.layer_paths import resolve
 from spec.layers import (
     Act,
     Activation,
@@ -45,7 +46,9 @@ from spec.port import (
     Imported,
     SequentialReader,
     dropout_note,
+    encoder_roles,
     indexes_positions,
+    refuse_shared_calls,
     require_layer,
     transformer_form,
 )
@@ -346,10 +349,10 @@ def _transformer(model: keras.Model, input_shape: tuple[int, ...], name: str) ->
     """A token ``Embedding``, positions (a second ``Embedding``, a layer holding a learned table, or
     fixed sinusoidal positions), encoder blocks of ``MultiHeadAttention``, two ``LayerNormalization``
     and two ``Dense`` each (post-norm; pre-norm with one more LayerNormalization at the end), and a
-    ``Dense`` head, found in the order Keras made them — as Keras's "Text classification with
-    Transformer" example writes its ``TransformerBlock``, a functional or subclassed model alike.
-    What ``call`` does between them is read from what the model computes
-    (:func:`spec.port.transformer_form`)."""
+    ``Dense`` head, their roles read from the order the model calls them in
+    (:func:`spec.port.encoder_roles`) — as Keras's "Text classification with Transformer" example
+    writes its ``TransformerBlock``, a functional or subclassed model alike. What ``call`` does
+    between them is read from what the model computes (:func:`spec.port.transformer_form`)."""
     if len(input_shape) != 1:
         raise PortError(name, "input_shape", f"{input_shape}: (T,), token ids, for a Transformer")
     seq_len = input_shape[0]
@@ -359,12 +362,7 @@ def _transformer(model: keras.Model, input_shape: tuple[int, ...], name: str) ->
     attentions = [layer for layer, _ in calls if isinstance(layer, keras.layers.MultiHeadAttention)]
     norms = [layer for layer, _ in calls if isinstance(layer, keras.layers.LayerNormalization)]
     denses = [layer for layer, _ in calls if type(layer) is keras.layers.Dense]
-    called = [layer for layer, _ in calls]
-    shared = {layer.name for layer in called if called.count(layer) > 1}
-    if shared:
-        raise PortError(
-            name, ", ".join(sorted(shared)), "a layer called twice (shared weights): the spec's are one per use"
-        )
+    refuse_shared_calls(name, [layer.name for layer, _ in calls])
     # the token embedding reads the model's input; a positions Embedding reads 0, 1, …, T − 1
     indexed_by_position = [
         layer
@@ -374,15 +372,11 @@ def _transformer(model: keras.Model, input_shape: tuple[int, ...], name: str) ->
     embeddings = [layer for layer in embeddings if layer not in indexed_by_position] + indexed_by_position
     if not embeddings:
         raise PortError(name, "model", "a Transformer starts with an Embedding of its tokens")
-    token, count = embeddings[0], len(attentions)
+    token = embeddings[0]
     d_model = token.output_dim
-    if len(denses) != 2 * count + 1 or len(norms) not in (2 * count, 2 * count + 1):
-        why = (
-            f"per MultiHeadAttention ({count}) two LayerNormalization and two Dense (an FFN), then one Dense head "
-            f"(and for pre-norm a final LayerNormalization): found {len(norms)} LayerNormalization, {len(denses)} Dense"
-        )
-        raise PortError(name, ", ".join(layer.name for layer in [*norms, *denses]), why)
-    head = denses[-1]
+    kinds = ("MultiHeadAttention", "LayerNormalization", "Dense")
+    roles = encoder_roles(name, attentions, norms, denses, lambda layer: layer.name, kinds)
+    head = roles["dense_0"]
     positions = _learned_positions(layers, embeddings, seq_len, d_model, name)
     fields = _encoder_fields(attentions, norms, denses[:-1], d_model, name)
     base = TransformerSpec(
@@ -391,19 +385,9 @@ def _transformer(model: keras.Model, input_shape: tuple[int, ...], name: str) ->
     )  # fmt: skip
     target = MODEL_CLASSES[TransformerSpec](base)
     target(np.zeros((1, seq_len), np.int32))
-    pairs: dict[str, tuple[keras.layers.Layer, keras.layers.Layer]] = {"embedding": (target.embedding, token)}
-    for index, attention in enumerate(attentions):
-        native, layer = target.encoders[index], f"encoder_{index}"
-        pairs[f"{layer}/attention"] = (native.attention, attention)
-        pairs[f"{layer}/attention_norm"] = (native.attention_norm, norms[2 * index])
-        pairs[f"{layer}/ffn_norm"] = (native.ffn_norm, norms[2 * index + 1])
-        pairs[f"{layer}/ffn_0"], pairs[f"{layer}/ffn_1"] = (
-            (native.ffn_0, denses[2 * index]),
-            (native.ffn_1, denses[2 * index + 1]),
-        )
-    if base.norm == "pre":
-        pairs["final_norm"] = (target.final_norm, norms[-1])
-    pairs["dense_0"] = (target.head, head)
+    pairs = {"embedding": (target.embedding, token)} | {
+        role: (_native(target, role), source) for role, source in roles.items()
+    }
     read = {id(v) for _, source in pairs.values() for v in source.weights}
     for native, source in pairs.values():
         try:
@@ -424,10 +408,11 @@ def _transformer(model: keras.Model, input_shape: tuple[int, ...], name: str) ->
     }
     if positions is not None:
         sources["position"] = positions[0].name
-    form = transformer_form(base, weights.export(target), 0, source_outputs(model))
+    params = weights.export(target)
+    form = transformer_form(base, params, 0, source_outputs(model))
     rates = [layer.rate for layer in layers if isinstance(layer, keras.layers.Dropout)]
     rates += [layer.dropout for layer in attentions]
-    return Imported("keras", form, weights.export(target), sources, dropout_note(rates))
+    return Imported("keras", form, params, sources, dropout_note(rates))
 
 
 def _calls(model: keras.Model, seq_len: int) -> list[tuple[keras.layers.Layer, Any]]:
@@ -455,6 +440,14 @@ def _calls(model: keras.Model, seq_len: int) -> list[tuple[keras.layers.Layer, A
         for layer in watched:
             del layer.call  # the class's own again
     return calls
+
+
+def _native(target: keras.Model, role: str) -> keras.layers.Layer:
+    """triptych's Keras layer for a role of :func:`spec.port.encoder_roles`: a canonical layer's, or
+    for an attention the ``MultiHeadAttention`` that holds its four projections."""
+    if role.endswith("/attention"):
+        return cast(keras.layers.Layer, resolve(target, target.layer_paths[f"{role}/query"][:-1]))
+    return weights.native_layer(target, role)
 
 
 def _learned_positions(
