@@ -20,7 +20,7 @@ import numpy as np
 
 from spec.errors import BackendUnavailable, SpecError
 from spec.inputs import check_targets
-from spec.layer_paths import LayerPaths, check_layer_paths
+from spec.layer_paths import LayerPaths, NativePath, check_layer_paths
 from spec.losses import check_model_loss
 from spec.models import ModelSpec
 from spec.optimizers import OptimizerSpec
@@ -147,6 +147,14 @@ class Backend(Protocol[M]):
 
     def logits(self, model: M, x: np.ndarray, *, training: bool = False, compiled: bool = False) -> np.ndarray:
         """The model's output before its output activation; ``compiled`` as for :meth:`train_step`."""
+        ...
+
+    def layer_outputs(
+        self, model: M, x: np.ndarray, paths: Mapping[str, NativePath], *, training: bool = False
+    ) -> dict[str, np.ndarray]:
+        """One eager pass of ``x``; by name, what the native layer at each of ``paths`` (paths as in
+        ``model.layer_paths``) returned, in the canonical layout (feature maps NHWC; of a layer that
+        returns a tuple, such as an RNN's outputs and state, the first element)."""
         ...
 
     def encode(self, model: M, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

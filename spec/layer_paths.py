@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from spec.models import ModelSpec
-from spec.params import layer_names
+from spec.models import ModelSpec, ResNetSpec, RNNSpec, TransformerSpec
+from spec.params import encoder_layer_name, layer_names
 from spec.validation import mismatched_names
 
 NativePath = tuple[str | int, ...]  # attribute names (or mapping keys) and list indices, from the model down
@@ -70,6 +70,16 @@ def resolve(root: object, path: NativePath) -> object:
     return node
 
 
+def place(root: object, path: NativePath, value: object) -> None:
+    """Put ``value`` at ``path`` from ``root``, where :func:`resolve` finds what is there."""
+    parent: Any = resolve(root, path[:-1])
+    key = path[-1]
+    if isinstance(key, int) or isinstance(parent, Mapping):
+        parent[key] = value
+    else:
+        setattr(parent, key, value)
+
+
 def check_layer_paths(spec: ModelSpec, paths: LayerPaths, backend: str) -> None:
     """That a native model recorded exactly the spec's canonical layers: a model class that forgets
     one (or records one the spec does not have) fails at build, naming them."""
@@ -79,3 +89,56 @@ def check_layer_paths(spec: ModelSpec, paths: LayerPaths, backend: str) -> None:
             f"{backend}: the native model of {spec.name!r} recorded the wrong canonical layers "
             f"(missing: {missing}; not in the spec: {extra})"
         )
+
+
+def observed_points(spec: ModelSpec) -> list[str]:
+    """Where a port of a residual, recurrent or Transformer model is judged inside the model, in the
+    order they are computed: the output of each canonical layer or block named — a ResNet's every
+    convolution, BatchNorm and residual block; each recurrent layer (its directions joined); a
+    Transformer's embedding lookup (unscaled), encoder layers and final norm — and the head. Each is
+    the output of the native layer that holds the point's canonical layers (:func:`point_holders`)."""
+    match spec:
+        case ResNetSpec():
+            points = ["stem/conv", "stem/bn"]
+            for block in spec.blocks():
+                parts = [f"{kind}_{letter}" for letter in block.path for kind in ("conv", "bn")]
+                parts += ["shortcut_conv", "shortcut_bn"] if block.has_shortcut_conv else []
+                points += [*(f"{block.name}/{part}" for part in parts), block.name]
+            return [*points, "head"]
+        case RNNSpec():
+            return [*(f"rnn_{index}" for index in range(spec.num_layers)), "dense_0"]
+        case TransformerSpec():
+            encoders = [encoder_layer_name(index) for index in range(spec.num_layers)]
+            return ["embedding", *encoders, *(["final_norm"] if spec.norm == "pre" else []), "dense_0"]
+    raise ValueError(f"no observed points for a {type(spec).__name__}: a sequential spec is cut after its layers")
+
+
+def within(layer: str, point: str) -> bool:
+    """Whether canonical ``layer`` is ``point`` or inside it (``stage_0/block_0/conv_a`` is in ``stage_0/block_0``)."""
+    return layer == point or layer.startswith(f"{point}/")
+
+
+def holder_of(point: str, paths: Mapping[str, tuple[Any, ...]]) -> tuple[Any, ...] | None:
+    """The path of the deepest native layer holding all of ``point``'s canonical layers (the common
+    start of their ``paths``), or ``None`` where they share none."""
+    own = [path for layer, path in paths.items() if within(layer, point)]
+    if not own:
+        return None
+    common = own[0][: min(len(path) for path in own)]
+    while any(path[: len(common)] != common for path in own):
+        common = common[:-1]
+    if common and common[-1] == "cell":  # a recurrent layer's cell runs one step: the layer runs them all
+        common = common[:-1]
+    return common or None
+
+
+def point_holders(spec: ModelSpec, paths: Mapping[str, tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
+    """The path of the native layer whose output is each of :func:`observed_points` (:func:`holder_of`).
+    Where one layer holds several points (torch's ``nn.LSTM`` holds a whole stack), its output is the
+    last of them, and the others have no holder."""
+    holders: dict[tuple[Any, ...], str] = {}
+    for point in observed_points(spec):
+        holder = holder_of(point, paths)
+        if holder is not None:
+            holders[holder] = point  # a later point held by the same layer replaces the earlier one
+    return {point: path for path, point in holders.items()}

@@ -27,6 +27,7 @@ from spec import reference as ref
 from spec.backend import BACKEND_NAMES, Backend, available_backends
 from spec.cases import Case
 from spec.errors import BackendUnavailable, PortError, SpecError, UnsupportedOption, WeightFileError
+from spec.layer_paths import holder_of, observed_points, point_holders, within
 from spec.layers import (
     Act,
     Activation,
@@ -42,7 +43,7 @@ from spec.layers import (
     layer_output_shape,
 )
 from spec.losses import DEFAULT_LOSS, LOSSES, check_model_loss, check_target_shape, takes_class_ids
-from spec.models import CNNSpec, ModelSpec, TransformerSpec
+from spec.models import CNNSpec, ModelSpec, ResNetSpec, RNNSpec, TransformerSpec
 from spec.params import check_params, cnn_layer_names, encoder_layer_name, param_specs, trained_names
 from spec.tolerances import KINK_MARGIN, RELATIVE_TO_MAGNITUDE, forward_check, max_scaled_error, tolerance
 from spec.weights import save_weights
@@ -227,7 +228,7 @@ def verify(
             continue
         error, scaled = judged(backend.forward(model, x), outputs, magnitude, spec, backend.device())
         report.checks.append(PortCheck(backend.name, error, scaled, note=note))
-    if isinstance(spec, CNNSpec):
+    if isinstance(spec, LOCALISED):
         report = replace(report, layers=localise(imported, x, targets, source_layers))
     if y is not None:
         report = verify_training(report, imported, x, y, loss or DEFAULT_LOSS[spec.output_activation], targets)
@@ -273,7 +274,7 @@ def verify_training(
         if len(kept):
             model, _ = build_target(backend, spec, params)  # its running statistics as imported
             grads[backend] = backend.loss_and_grads(model, judged_x, judged_y, loss)[1]
-    layers = localise(imported, x, targets, training=True) if isinstance(spec, CNNSpec) else None
+    layers = localise(imported, x, targets, training=True) if isinstance(spec, LOCALISED) else None
     gradients = gradient_checks(imported, spec, judged_x, judged_y, loss, grads, directions) if len(kept) else None
     unresolved = [
         check.part for check in gradients or [] if check.errors and all(e is None for e in check.errors.values())
@@ -341,9 +342,7 @@ def gradient_checks(
             rtol = tolerance("gradient", "float32", backend.device()).rtol
             scaled[backend.name] = None if worst is None else worst / rtol
         layer = tensor.rsplit("/", 1)[0]
-        checks.append(
-            PartCheck(tensor, imported.sources.get(layer), errors, scaled, likely_causes(layer_of(spec, layer)))
-        )
+        checks.append(PartCheck(tensor, imported.sources.get(layer), errors, scaled, causes_of(spec, layer)))
     return checks
 
 
@@ -352,11 +351,15 @@ def training_spec(spec: ModelSpec) -> ModelSpec:
     return with_parts(spec, Dropout, lambda _: Dropout(0.0))
 
 
-def layer_of(spec: ModelSpec, name: str) -> object:
-    """The layer of a sequential spec named ``name`` (for its likely causes), else ``None``."""
+def causes_of(spec: ModelSpec, layer: str) -> tuple[str, ...]:
+    """The likely causes of a difference in canonical layer ``layer``: of a sequential spec's layer
+    its kind's (:func:`likely_causes`), else those of the observed point holding it."""
     if isinstance(spec, CNNSpec):
-        return next((layer for layer, n in zip(spec.layers, cnn_layer_names(spec)) if n == name), None)
-    return None
+        return likely_causes(dict(zip(cnn_layer_names(spec), spec.layers)).get(layer))
+    if isinstance(spec, ResNetSpec):
+        return likely_causes(spec.named_layers().get(layer))
+    holding = [point for point in observed_points(spec) if within(layer, point)]
+    return point_causes(spec, holding[0]) if holding else ()
 
 
 def judged(
@@ -367,12 +370,16 @@ def judged(
     device: str,
     *,
     training: bool = False,
+    inside: bool = False,
 ) -> tuple[float, float]:
     """The error relative to each example's largest magnitude (or, without one, its largest
     output), and the error over the float32 forward tolerance (in ``training`` mode, with
-    BatchNorm on the batch's statistics)."""
+    BatchNorm on the batch's statistics). ``inside`` the model, a value is held to the tolerance
+    relative to its example's largest value there: cancellation leaves single values near 0
+    without a scale of their own, and no magnitude is recorded for them."""
     relative = replace(RELATIVE_TO_MAGNITUDE, of_magnitude=magnitude is not None)
     tol = tolerance(forward_check(deep=spec.is_deep, training=training), "float32", device)
+    tol = replace(tol, per_example=True) if inside else tol
     return max_scaled_error(actual, expected, relative, magnitude), max_scaled_error(actual, expected, tol)
 
 
@@ -387,10 +394,12 @@ def localise(
     """Each product layer of a sequential spec in turn: the model cut after it (its first layers,
     the product's output as the logits) built on every target, and the source's own output of
     that layer, against the judge's — in ``training`` mode, the targets' on :func:`training_spec`.
-    The first layer out of tolerance is where the port parts."""
+    Other kinds are observed inside (:func:`observed_inside`). The first layer out of tolerance is
+    where the port parts."""
     spec = training_spec(imported.spec) if training else imported.spec
-    assert isinstance(spec, CNNSpec)  # the cut models are sequential specs
-    from_source = dict(source_layers(x)) if source_layers is not None else {}
+    from_source = dict(source_layers(x)) if source_layers is not None and not training else None
+    if not isinstance(spec, CNNSpec):
+        return observed_inside(imported, spec, x, targets, from_source, training)
     checks, since = [], 0
     for index, (layer, name) in enumerate(zip(spec.layers, cnn_layer_names(spec))):
         if not isinstance(layer, PRODUCTS) or name is None:
@@ -401,7 +410,7 @@ def localise(
         magnitude = ref.output_magnitude(cut, params, x, training=training)
         errors: dict[str, float | None] = {}
         scaled: dict[str, float | None] = {}
-        if name in from_source:
+        if from_source is not None and name in from_source:
             errors[SOURCE], scaled[SOURCE] = judged(from_source[name], expected, magnitude, cut, "cpu")
         for backend in targets:
             try:
@@ -420,6 +429,83 @@ def localise(
 
 
 PRODUCTS = (Dense, Conv2D, ConvTranspose2D)
+LOCALISED = (CNNSpec, ResNetSpec, RNNSpec, TransformerSpec)  # the kinds a port is judged inside
+
+
+def observed_inside(
+    imported: Imported,
+    spec: ModelSpec,
+    x: np.ndarray,
+    targets: Sequence[Backend],
+    from_source: Mapping[str, np.ndarray] | None,
+    training: bool,
+) -> list[PartCheck]:
+    """Each of :func:`spec.layer_paths.observed_points` of a residual, recurrent or Transformer
+    model: what the native layer holding it returns on every target built from ``spec`` (and
+    ``from_source``, the source's own values), against the judge's value there
+    (:func:`spec.reference.layer_outputs`). A point no layer of an executor holds alone (a layer
+    inside torch's ``nn.LSTM`` stack) has no error for it. A Transformer's padded positions are
+    judged only where its head reads them."""
+    expected = ref.layer_outputs(spec, imported.params, x, training=training)
+    found: dict[str, tuple[Mapping[str, np.ndarray], str]] = (
+        {} if from_source is None else {SOURCE: (from_source, "cpu")}
+    )
+    for backend in targets:
+        try:
+            model, _ = build_target(backend, spec, imported.params)
+        except UnsupportedOption:
+            found[backend.name] = {}, backend.device()
+            continue
+        holders = point_holders(spec, model.layer_paths)
+        found[backend.name] = backend.layer_outputs(model, x, holders, training=training), backend.device()
+    hidden = None
+    if isinstance(spec, TransformerSpec) and spec.pooling != "none":
+        hidden = ~ref.padding_mask(spec, x)
+    checks = []
+    for point in observed_points(spec):
+        errors: dict[str, float | None] = {}
+        scaled: dict[str, float | None] = {}
+        for executor, (outputs, device) in found.items():
+            if point not in outputs:
+                errors[executor] = scaled[executor] = None
+                continue
+            actual, wanted = np.asarray(outputs[point], np.float64), expected[point]
+            if isinstance(spec, RNNSpec) and actual.ndim == wanted.ndim - 1:  # Keras's top layer of a
+                wanted = ref.last_states(spec, wanted)  # "last" head returns only the states it reads
+            if hidden is not None and wanted.shape[:2] == hidden.shape:
+                actual, wanted = np.where(hidden[..., None], 0.0, actual), np.where(hidden[..., None], 0.0, wanted)
+            errors[executor], scaled[executor] = judged(
+                actual, wanted, None, spec, device, training=training, inside=True
+            )
+        source = _source_of(point, imported.sources)
+        checks.append(PartCheck(point, source, errors, scaled, point_causes(spec, point)))
+    return checks
+
+
+def _source_of(point: str, sources: Mapping[str, str]) -> str | None:
+    """The source path holding ``point``'s canonical layers (their common start), if any."""
+    holder = holder_of(point, {layer: tuple(path.split(".")) for layer, path in sources.items()})
+    return None if holder is None else ".".join(holder)
+
+
+def point_causes(spec: ModelSpec, point: str) -> tuple[str, ...]:
+    """The differences catalogue's topics that can move the value at observed ``point``."""
+    match spec:
+        case ResNetSpec():
+            held = [layer for name, layer in spec.named_layers().items() if within(name, point)]
+            causes = ["ResNet stem"] if point.startswith("stem/") else []
+            return tuple(dict.fromkeys(causes + [cause for layer in held for cause in likely_causes(layer)]))
+        case RNNSpec() if point.startswith("rnn_"):
+            causes = ["recurrent gate order", "recurrent biases"]
+            causes += ["GRU reset gate"] if spec.cell == "gru" else []
+            causes += ["last state of a bidirectional layer"] if spec.bidirectional else []
+            return tuple(causes)
+        case TransformerSpec() if point.startswith("encoder_"):
+            causes = ["attention weights", "padding mask", "LayerNorm epsilon", "LayerNorm variance", "pre/post norm"]
+            return tuple(causes + (["GELU"] if spec.activation.kind == "gelu" else []))
+        case TransformerSpec() if point == "final_norm":
+            return ("LayerNorm epsilon", "LayerNorm variance")
+    return ("dense kernel layout",) if point in ("dense_0", "head") else ()
 
 
 def likely_causes(layer: object) -> tuple[str, ...]:
@@ -705,12 +791,19 @@ def report_markdown(report: PortReport, imported: Imported) -> str:
         *executor_table(report.checks),
     ]
     if report.layers:
+        how = (
+            ["Layer by layer: the model cut after each dense layer or convolution, on every executor, against",
+             "the judge's output of that layer (the source: its own layer's output)."]
+            if isinstance(imported.spec, CNNSpec)
+            else ["Inside the model: what the layer holding each canonical layer or block returns, on every",
+                  "executor, against the judge's value there, relative to each example's largest value there",
+                  "(not observed: no layer of that executor holds it alone)."]
+        )  # fmt: skip
         lines += [
             "",
-            "Layer by layer: the model cut after each dense layer or convolution, on every executor, against",
-            "the judge's output of that layer (the source: its own layer's output).",
+            *how,
             "",
-            *layer_table(report.layers, "canonical layer", "source layer"),
+            *layer_table(report.layers, "canonical layer", "source layer", missing=layer_missing(imported.spec)),
             *parting("The port parts", report.first_divergence),
         ]
     else:
@@ -727,7 +820,8 @@ def report_markdown(report: PortReport, imported: Imported) -> str:
             *executor_table(report.training),
         ]
         if report.training_layers:
-            lines += ["", *layer_table(report.training_layers, "canonical layer", "source layer")]
+            missing = layer_missing(imported.spec)
+            lines += ["", *layer_table(report.training_layers, "canonical layer", "source layer", missing=missing)]
             lines += parting("In training mode the port parts", report.first_training_divergence)
         if report.gradients:
             lines += [
@@ -742,6 +836,12 @@ def report_markdown(report: PortReport, imported: Imported) -> str:
     if imported.notes:
         lines += ["", "Notes on the port:", "", *(f"- {note}" for note in imported.notes)]
     return "\n".join(lines) + "\n"
+
+
+def layer_missing(spec: ModelSpec) -> str:
+    """What a layer table says where an executor has no value: a cut model it cannot build, or a
+    point inside the model none of its layers holds alone."""
+    return "not native" if isinstance(spec, CNNSpec) else "not observed"
 
 
 def executor_table(checks: Sequence[PortCheck]) -> list[str]:

@@ -149,6 +149,43 @@ def output_magnitude(
     return record.magnitude
 
 
+# --- layer outputs: the pass's values at named points -----------------------------------------
+
+_layer_outputs: ContextVar[dict[str, np.ndarray] | None] = ContextVar("layer_outputs", default=None)
+
+
+def _note(point: str, value: np.ndarray) -> np.ndarray:
+    """``value``, recorded as ``point``'s output when :func:`layer_outputs` runs."""
+    found = _layer_outputs.get()
+    if found is not None:
+        found[point] = value
+    return value
+
+
+def layer_outputs(
+    spec: ModelSpec, params: Mapping[str, np.ndarray], x: np.ndarray, *, training: bool = False
+) -> dict[str, np.ndarray]:
+    """The pass's output of each canonical layer with tensors and of each point of
+    :func:`spec.layer_paths.observed_points` (a residual block, a recurrent layer, an encoder layer),
+    by name: feature maps NHWC, sequences (batch, time, features), a recurrent layer's directions
+    joined as the next layer reads them."""
+    found: dict[str, np.ndarray] = {}
+    token = _layer_outputs.set(found)
+    try:
+        logits(spec, params, x, training=training)
+    finally:
+        _layer_outputs.reset(token)
+    return found
+
+
+def last_states(spec: RNNSpec, outputs: np.ndarray) -> np.ndarray:
+    """What a "last" head reads of the top layer's ``outputs``: the forward direction's state at
+    step T−1, joined with the backward one's at step 0, where it ends."""
+    hidden = spec.hidden_size
+    last = [outputs[:, -1, :hidden]] + ([outputs[:, 0, hidden:]] if spec.bidirectional else [])
+    return np.concatenate(last, axis=-1)
+
+
 def relu(x: np.ndarray) -> np.ndarray:
     _note_kink("relu", np.abs(x), x)
     return np.maximum(x, 0.0)
@@ -368,7 +405,7 @@ def _resnet(
             out = relu(out) if i < len(block.path) - 1 else out
         if block.has_shortcut_conv:
             h = bn(f"{b}/shortcut_bn", conv(block.shortcut_conv, f"{b}/shortcut_conv", h))
-        h = relu(out + h)
+        h = _note(b, relu(out + h))
     return apply_layer(Dense(spec.num_classes), "head", p, h.mean(axis=(1, 2)), False, state)
 
 
@@ -376,20 +413,16 @@ def _rnn(spec: RNNSpec, p: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """Stacked (bidirectional) recurrent layers, then the head on the last states or on every step."""
     for layer in range(spec.num_layers):
         names = rnn_layer_names(spec, layer)
-        x = np.concatenate(
-            [
-                recurrent_layer(spec, p, name, x, reverse=direction == "backward")
-                for name, direction in zip(names, spec.directions)
-            ],
-            axis=-1,
-        )
-    if spec.head == "last":  # the forward direction ends at step T−1, the backward one at step 0
-        hidden = spec.hidden_size
-        last = [x[:, -1, :hidden]] + ([x[:, 0, hidden:]] if spec.bidirectional else [])
-        x = np.concatenate(last, axis=-1)
+        directions = [
+            recurrent_layer(spec, p, name, x, reverse=direction == "backward")
+            for name, direction in zip(names, spec.directions)
+        ]
+        x = _note(f"rnn_{layer}", np.concatenate(directions, axis=-1))
+    if spec.head == "last":
+        x = last_states(spec, x)
     if spec.head == "attention":
         x = attention_pooling(spec, p, x)
-    return affine(np.matmul, x, p["dense_0/kernel"], p["dense_0/bias"])
+    return _note("dense_0", affine(np.matmul, x, p["dense_0/kernel"], p["dense_0/bias"]))
 
 
 def attention_pooling(spec: RNNSpec, p: dict[str, np.ndarray], h: np.ndarray) -> np.ndarray:
@@ -410,20 +443,21 @@ def padding_mask(spec: TransformerSpec, tokens: np.ndarray) -> np.ndarray:
 def _transformer(spec: TransformerSpec, p: dict[str, np.ndarray], tokens: np.ndarray) -> np.ndarray:
     """Embedding and positions, the encoder layers, pooling and the head (:class:`TransformerSpec`)."""
     mask = padding_mask(spec, tokens)
-    h = p["embedding/embeddings"][tokens] * (math.sqrt(spec.d_model) if spec.scale_embedding else 1.0)
+    scale = math.sqrt(spec.d_model) if spec.scale_embedding else 1.0
+    h = _note("embedding", p["embedding/embeddings"][tokens]) * scale
     if spec.positional == "learned":
         h = h + p["position/embeddings"]
     else:
         h = h + sinusoidal_positions(spec.seq_len, spec.d_model)
     for index in range(spec.num_layers):
-        h = encoder_layer(spec, p, encoder_layer_name(index), h, mask)
+        h = _note(encoder_layer_name(index), encoder_layer(spec, p, encoder_layer_name(index), h, mask))
     if spec.norm == "pre":
         h = layer_norm(h, p, "final_norm", spec.layer_norm_epsilon)
     if spec.pooling == "mean":
         h = (h * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
     elif spec.pooling == "first":
         h = h[:, 0]
-    return affine(np.matmul, h, p["dense_0/kernel"], p["dense_0/bias"])
+    return _note("dense_0", affine(np.matmul, h, p["dense_0/kernel"], p["dense_0/bias"]))
 
 
 def encoder_layer(
@@ -462,7 +496,7 @@ def layer_norm(x: np.ndarray, p: Mapping[str, np.ndarray], name: str, epsilon: f
     """Normalise each position over its features (biased variance), then scale and shift."""
     mean = x.mean(axis=-1, keepdims=True)
     variance = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(variance + epsilon) * p[f"{name}/gamma"] + p[f"{name}/beta"]
+    return _note(name, (x - mean) / np.sqrt(variance + epsilon) * p[f"{name}/gamma"] + p[f"{name}/beta"])
 
 
 def recurrent_layer(
@@ -513,28 +547,30 @@ def apply_layer(
     match layer:
         case Conv2D():
             pads = resolve_padding(layer.padding, h.shape[1:3], layer.kernel_size, layer.strides)
-            return affine(partial(conv2d, strides=layer.strides, pads=pads), h, p[f"{name}/kernel"], bias)
+            out = affine(partial(conv2d, strides=layer.strides, pads=pads), h, p[f"{name}/kernel"], bias)
         case ConvTranspose2D():
             linear = partial(conv_transpose2d, strides=layer.strides, crops=layer.crops())
-            return affine(linear, h, p[f"{name}/kernel"], bias)
+            out = affine(linear, h, p[f"{name}/kernel"], bias)
         case Pool2D():
-            return pool2d(h, layer)
+            out = pool2d(h, layer)
         case BatchNorm():
             assert name is not None  # a layer with tensors has a canonical name (spec.params.cnn_layer_names)
-            return batchnorm(h, layer, p, name, training, state)
+            out = batchnorm(h, layer, p, name, training, state)
         case Act():
-            return activation(h, layer.activation)
+            out = activation(h, layer.activation)
         case Flatten():
-            return h.reshape(len(h), -1)  # NHWC order: rows of the next kernel are (h, w, c)
+            out = h.reshape(len(h), -1)  # NHWC order: rows of the next kernel are (h, w, c)
         case Reshape():
-            return h.reshape(len(h), *layer.target_shape)  # NHWC: the previous columns are (h, w, c)
+            out = h.reshape(len(h), *layer.target_shape)  # NHWC: the previous columns are (h, w, c)
         case GlobalAvgPool():
-            return h.mean(axis=(1, 2))
+            out = h.mean(axis=(1, 2))
         case Dense():
-            return affine(np.matmul, h, p[f"{name}/kernel"], bias)
+            out = affine(np.matmul, h, p[f"{name}/kernel"], bias)
         case Dropout():
-            return h
-    raise SpecError("layer", type(layer).__name__, "a layer with a reference")
+            out = h
+        case _:
+            raise SpecError("layer", type(layer).__name__, "a layer with a reference")
+    return out if name is None else _note(name, out)
 
 
 def conv2d(x: np.ndarray, kernel: np.ndarray, strides: tuple[int, int], pads: Pads) -> np.ndarray:

@@ -15,6 +15,7 @@ from conftest import get_backend
 from spec import port
 from spec.backend import Backend, load_backend
 from spec.errors import PortError
+from spec.layer_paths import observed_points
 from spec.layers import Act, Activation, BatchNorm, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten, Pool2D, Reshape
 from spec.losses import DEFAULT_LOSS
 from spec.models import CNNSpec, ResNetSpec, RNNSpec, TransformerSpec
@@ -123,7 +124,7 @@ def test_a_ported_module_computes_the_same_on_every_backend(backend: Backend, na
     else:
         x = canonical_batch(INPUT_SHAPES[name])
     y = port.seeded_targets(imported.spec, loss, len(x))
-    report = verify(imported, source_outputs(module), x, [backend], y=y)
+    report = verify(imported, source_outputs(module), x, [backend], source_layer_outputs(module, imported), y=y)
     source, target = report.checks
     assert source.ok and target.ok, report
     assert source.error is not None and source.error < 1e-5  # float32 rounding: the source is the judge's model
@@ -135,6 +136,10 @@ def test_a_ported_module_computes_the_same_on_every_backend(backend: Backend, na
     assert report.loss == loss and training.ok and training.error is not None
     assert [check.part for check in report.gradients or []] == trained_names(imported.spec, loss)
     assert report.ok, report
+    # inside the model too: every layer or point, on the source and the target, in both modes
+    assert report.layers and report.training_layers and all(layer.ok for layer in report.layers), report
+    if not isinstance(imported.spec, CNNSpec):
+        assert [layer.part for layer in report.layers] == observed_points(imported.spec)
     # SimpleCNN's dropout is judged at rate 0 in training mode, where the judge draws no masks
     assert ("dropout at rate 0" in (report.training_note or "")) == (name == "SimpleCNN")
 
@@ -276,10 +281,19 @@ def test_a_torchvision_resnet_ports_at_any_size_and_class_count(backend: Backend
     imported = import_model(module, (3, 32, 32))
     x = canonical_batch((3, 32, 32))
     y = port.seeded_targets(imported.spec, "mse", len(x))  # its logits, as torchvision's forward returns them
-    report = verify(imported, source_outputs(module), x, [backend], y=y)
+    report = verify(imported, source_outputs(module), x, [backend], source_layer_outputs(module, imported), y=y)
     assert report.ok, report
     assert len(report.training) == 1 and report.gradients is None
     assert report.training_note is not None and "deep network" in report.training_note
+    # every convolution, BatchNorm and block, on the source and the target; in training mode, the target
+    points = observed_points(imported.spec)
+    assert [layer.part for layer in report.layers or []] == points and len(points) == 2 + 8 * 5 + 3 * 2 + 1
+    assert all(None not in layer.errors.values() for layer in report.layers or [])
+    assert [layer.part for layer in report.training_layers or []] == points
+    sources = {layer.part: layer.source for layer in report.layers or []}
+    assert (
+        sources["stage_1/block_0"] == "layer2.0" and sources["stage_1/block_0/shortcut_bn"] == "layer2.0.downsample.1"
+    )
 
 
 # --- what cannot be ported, named -----------------------------------------------------------------
@@ -668,6 +682,56 @@ def test_the_first_layer_a_source_computes_differently_is_named() -> None:
     assert first.likely_causes == ("image layout",)
 
 
+def test_the_first_point_a_resnet_source_computes_differently_is_named() -> None:
+    """A torchvision-named ResNet whose second stage's second convolution changed after import: the
+    points before it agree, and the report names it, then its block, with their sources and causes."""
+    torch.manual_seed(1)
+    module = user.resnet18(num_classes=5)
+    imported = import_model(module, (3, 32, 32))
+    with torch.no_grad():
+        module.layer2[0].conv2.weight.mul_(1.001)
+    x = canonical_batch((3, 32, 32))
+    report = verify(imported, source_outputs(module), x, [], source_layer_outputs(module, imported))
+    parted = [layer.part for layer in report.layers or [] if not layer.ok]
+    assert parted[:2] == ["stage_1/block_0/conv_b", "stage_1/block_0/bn_b"] and "stage_1/block_0" in parted
+    first = report.first_divergence
+    assert first is not None and first.source == "layer2.0.conv2"
+    assert first.likely_causes == ("image layout",)  # its padding is explicit, as torch's
+    before = (report.layers or [])[: [layer.part for layer in report.layers or []].index(first.part)]
+    assert len(before) == 2 + 2 * 5 + 2 and all(layer.ok for layer in before)
+    assert "**The port parts at stage_1/block_0/conv_b** (`layer2.0.conv2`)" in port.report_markdown(report, imported)
+
+
+def test_the_first_encoder_layer_a_transformer_source_computes_differently_is_named() -> None:
+    module = transformer(lambda m: None)
+    imported = import_model(module, INPUT_SHAPES["TransformerClassifier"])
+    with torch.no_grad():
+        module.encoder.layers[1].linear2.weight.mul_(1.01)
+    x = port.verification_batch(imported.spec, "sparse_categorical_crossentropy")[0]
+    report = verify(imported, source_outputs(module), x, [], source_layer_outputs(module, imported))
+    assert [layer.part for layer in report.layers or []] == ["embedding", "encoder_0", "encoder_1", "dense_0"]
+    first = report.first_divergence
+    assert first is not None and (first.part, first.source) == ("encoder_1", "encoder.layers.1")
+    assert "attention weights" in first.likely_causes and report.layers is not None and report.layers[1].ok
+
+
+def test_the_first_recurrent_layer_a_target_computes_differently_is_named(backend: Backend) -> None:
+    """torch's one nn.LSTM holds both layers of the stack: on torch, the first layer is not
+    observed, and the port parts at the second."""
+    module = user_module("TimeSeriesLSTM")
+    imported = import_model(module, INPUT_SHAPES["TimeSeriesLSTM"])
+    x = canonical_batch(INPUT_SHAPES["TimeSeriesLSTM"])
+    layers = source_layer_outputs(module, imported)
+    report = verify(imported, source_outputs(module), x, [Mistaken(backend, "rnn_0/kernel")], layers)
+    stacked = backend.name == "torch"
+    first = report.first_divergence
+    assert first is not None and first.part == ("rnn_1" if stacked else "rnn_0") and first.source == "lstm"
+    assert first.likely_causes == ("recurrent gate order", "recurrent biases")
+    assert report.layers is not None and report.layers[0].errors["source"] is None  # the source is torch's too
+    assert (report.layers[0].errors[backend.name] is None) == stacked
+    assert "| rnn_0 | `lstm` | not observed |" in port.report_markdown(report, imported)
+
+
 class Mistaken:
     """A backend that loads one tensor a thousandth off: a target whose port is wrong at one layer."""
 
@@ -769,13 +833,6 @@ def test_every_likely_cause_is_a_row_of_the_differences_catalogue() -> None:
     for layer in layers:
         causes = port.likely_causes(layer)
         assert causes and set(causes) <= topics, (layer, set(causes) - topics)
-
-
-def test_a_model_that_is_not_sequential_is_verified_whole() -> None:
-    module = user_module("TimeSeriesLSTM")
-    imported = import_model(module, INPUT_SHAPES["TimeSeriesLSTM"])
-    report = verify(imported, source_outputs(module), canonical_batch(INPUT_SHAPES["TimeSeriesLSTM"]), [])
-    assert report.ok and report.layers is None
 
 
 def test_what_the_importer_reads_beside_the_chain_is_no_branch() -> None:

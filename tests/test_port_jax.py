@@ -112,6 +112,7 @@ def test_a_ported_flax_module_computes_the_same_on_every_backend(backend: Backen
     report = verify(imported, flax_port.source_outputs(model), x, [backend], layers, y=y)
     assert report.ok, report
     assert all(layer.ok and set(layer.errors) == {"source", backend.name} for layer in report.layers or [])
+    assert report.layers and report.layers[-1].errors["source"] is not None  # the head, at least, observed
     # in training mode too, and every trained tensor's gradient
     (training,) = report.training
     assert report.gradients is not None and len(report.gradients) > 0

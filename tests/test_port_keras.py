@@ -116,6 +116,7 @@ def test_a_ported_keras_model_computes_the_same_on_every_backend(backend: Backen
     report = verify(imported, keras_port.source_outputs(model), x, [backend], layers, y=y)
     assert report.ok, report
     assert all(layer.ok and set(layer.errors) == {"source", backend.name} for layer in report.layers or [])
+    assert report.layers and report.layers[-1].errors["source"] is not None  # the head, at least, observed
     # in training mode too, and every trained tensor's gradient — on this backend, unless it cannot
     # build the model (torch: heads wider than d_model / heads), which the training row says
     (training,) = report.training

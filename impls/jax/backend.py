@@ -25,11 +25,12 @@ from flax import nnx
 
 from impls.jax import schedules, weights
 from impls.jax.losses import OWN_LOSSES, compute_loss
-from impls.jax.models import MODEL_CLASSES, VAE, SpecModel, computing_in, logits_of
+from impls.jax.models import MODEL_CLASSES, VAE, SpecModel, computing_in, logits_of, recorded_outputs
 from impls.jax.optimizers import LossScaleState, loss_scaled, make_optimizer
 from spec.backend import Backend, NativeBackend, drop_native_cache, intra_op_threads, native_cache
 from spec.errors import SpecError
 from spec.inputs import batch_dtype, check_inputs
+from spec.layer_paths import NativePath
 from spec.losses import takes_class_ids
 from spec.models import (
     ModelSpec,
@@ -371,6 +372,13 @@ class JaxBackend(NativeBackend[SpecModel]):
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         synced(model).set_mode(training)
         return _to_numpy(model, model.infer(_inputs(model, x)))
+
+    @in_model_precision
+    def layer_outputs(
+        self, model: SpecModel, x: np.ndarray, paths: Mapping[str, NativePath], *, training: bool = False
+    ) -> dict[str, np.ndarray]:
+        synced(model).set_mode(training)
+        return recorded_outputs(model, paths, lambda: model(_inputs(model, x)))
 
     @in_model_precision
     def encode(self, model: SpecModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from functools import partial
 from itertools import pairwise
@@ -12,12 +12,13 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from flax.nnx.nn.attention import dot_product_attention_weights
 from flax.typing import PrecisionLike
 
 from spec.errors import UnsupportedOption
-from spec.layer_paths import LayerPaths, NativePath, resolve
+from spec.layer_paths import LayerPaths, NativePath, place, resolve
 from spec.layers import (
     Act,
     Activation,
@@ -86,6 +87,47 @@ def output_activation(logits: jax.Array, kind: str) -> jax.Array:
     if kind == "sigmoid":
         return jax.nn.sigmoid(logits)
     return logits
+
+
+class _Recording:
+    """A layer that hands what it returns to ``record`` and is otherwise the layer."""
+
+    def __init__(self, layer: Any, record: Callable[[Any], None]) -> None:
+        self._layer, self._record = layer, record
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        output = self._layer(*args, **kwargs)
+        self._record(output)
+        return output
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._layer, name)
+
+
+def recorded_outputs(
+    module: nnx.Module, paths: Mapping[str, NativePath], run: Callable[[], object]
+) -> dict[str, np.ndarray]:
+    """What the layer at each of ``paths`` under ``module`` returned while ``run()`` called it, by
+    name, as float64 — of a tuple, the first element. Each is replaced by a :class:`_Recording` of
+    it meanwhile (``nnx.capture``'s own recording would change a scanned cell's carry)."""
+    found: dict[str, np.ndarray] = {}
+
+    def keep(name: str) -> Callable[[Any], None]:
+        def record(output: Any) -> None:
+            value = output[0] if isinstance(output, tuple) else output
+            found[name] = np.asarray(value, np.float64)
+
+        return record
+
+    layers = [(path, resolve(module, path)) for path in paths.values()]
+    try:
+        for (path, layer), name in zip(layers, paths):
+            place(module, path, _Recording(layer, keep(name)))
+        run()
+    finally:
+        for path, layer in reversed(layers):
+            place(module, path, layer)
+    return found
 
 
 class SpecModel(nnx.Module):

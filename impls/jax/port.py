@@ -27,9 +27,11 @@ import numpy as np
 from flax import nnx
 
 from impls.jax import weights
+from impls.jax.models import recorded_outputs
 from spec.errors import PortError
+from spec.layer_paths import NativePath, point_holders
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, Padding, Pool2D
-from spec.models import ModelSpec, RNNSpec, TransformerSpec
+from spec.models import CNNSpec, ModelSpec, RNNSpec, TransformerSpec
 from spec.params import param_specs
 from spec.port import (
     Imported,
@@ -120,26 +122,22 @@ def source_outputs(model: nnx.Module) -> Callable[[np.ndarray], np.ndarray]:
 
 def source_layer_outputs(model: nnx.Module, imported: Imported) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """A runner of the user's module in evaluation mode giving, by canonical name, what each of its
-    layers that holds a canonical one returns."""
-    by_path = {path: layer for layer, path in imported.sources.items()}
+    layers that holds a canonical one returns — for a model that is not sequential, each layer that
+    holds one of :func:`spec.layer_paths.observed_points`."""
+    paths = {layer: _native_path(path) for layer, path in imported.sources.items()}
+    if not isinstance(imported.spec, CNNSpec):
+        paths = point_holders(imported.spec, paths)
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        captured: dict[str, np.ndarray] = {}
-
-        def keep(path: str, module: nnx.Module) -> Callable[..., Any]:
-            def call(value: jax.Array, *args: Any, **kwargs: Any) -> jax.Array:
-                out = module(value, *args, **kwargs)
-                if path in by_path:
-                    captured[by_path[path]] = np.asarray(out)
-                return out
-
-            return call
-
-        with _evaluating(model), _replaced(model, keep):
-            model(jnp.asarray(x, jnp.float32))
-        return captured
+        with _evaluating(model):
+            return recorded_outputs(model, paths, lambda: model(_as_inputs(x)))
 
     return run
+
+
+def _native_path(path: str) -> NativePath:
+    """A dotted source path ("layers.0.conv") as a path :func:`spec.layer_paths.resolve` follows."""
+    return tuple(int(part) if part.isdigit() else part for part in path.split("."))
 
 
 # --- reading ------------------------------------------------------------------------------------

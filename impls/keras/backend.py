@@ -13,11 +13,12 @@ import tensorflow as tf
 
 from impls.keras import schedules, weights
 from impls.keras.losses import OWN_LOSSES, compute_loss
-from impls.keras.models import MODEL_CLASSES, VAE, SpecModel, logits_of
+from impls.keras.models import MODEL_CLASSES, VAE, SpecModel, logits_of, recording_outputs
 from impls.keras.optimizers import before_step, make_optimizer
 from spec.backend import Backend, NativeBackend, cached, intra_op_threads
 from spec.errors import BackendUnavailable, SpecError, UnsupportedOption
 from spec.inputs import batch_dtype, check_inputs
+from spec.layer_paths import NativePath, resolve
 from spec.losses import takes_class_ids
 from spec.models import (
     ModelSpec,
@@ -236,6 +237,13 @@ class KerasBackend(NativeBackend[SpecModel]):
 
     def forward(self, model: SpecModel, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         return _to_numpy(model, model.infer(_inputs(model, x), training=training))
+
+    def layer_outputs(
+        self, model: SpecModel, x: np.ndarray, paths: Mapping[str, NativePath], *, training: bool = False
+    ) -> dict[str, np.ndarray]:
+        with recording_outputs({name: resolve(model, path) for name, path in paths.items()}) as found:
+            self.logits(model, x, training=training)
+        return found
 
     def encode(self, model: SpecModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(model, VAE):

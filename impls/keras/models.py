@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
 import keras
+import numpy as np
 
 from spec.config import spec_from_config, to_config
 from spec.errors import UnsupportedOption
@@ -72,6 +74,40 @@ def output_activation(logits: keras.KerasTensor, kind: str) -> keras.KerasTensor
     if kind == "sigmoid":
         return keras.ops.sigmoid(logits)
     return logits
+
+
+@contextlib.contextmanager
+def recording_outputs(layers: Mapping[str, keras.layers.Layer]) -> Iterator[dict[str, np.ndarray]]:
+    """While open, what each of ``layers`` returns when called eagerly, by name, as float64 — of a
+    Dense with its own activation, the product before it (where the canonical layer ends); of a
+    tuple, the first element. Keras has no hooks: each layer's ``call`` is wrapped on the instance."""
+    found: dict[str, np.ndarray] = {}
+
+    def keep(name: str, layer: keras.layers.Layer) -> Callable[..., Any]:
+        call = layer.call
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            output = call(*args, **kwargs)
+            value = output[0] if isinstance(output, tuple | list) else output
+            if isinstance(layer, keras.layers.Dense) and layer.activation is not keras.activations.linear:
+                activation, layer.activation = layer.activation, keras.activations.linear
+                try:
+                    value = call(*args, **kwargs)
+                finally:
+                    layer.activation = activation
+            found[name] = keras.ops.convert_to_numpy(keras.ops.cast(value, "float64"))
+            return output
+
+        return recorded
+
+    wrapped = list(layers.items())
+    for name, layer in wrapped:
+        layer.call = keep(name, layer)
+    try:
+        yield found
+    finally:
+        for _, layer in wrapped:
+            del layer.call  # the class's own again
 
 
 class SpecModel(keras.Model):

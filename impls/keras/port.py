@@ -24,9 +24,9 @@ import keras
 import numpy as np
 
 from impls.keras import weights
-from impls.keras.models import MODEL_CLASSES
+from impls.keras.models import MODEL_CLASSES, recording_outputs
 from spec.errors import PortError
-from spec.layer_paths import resolve
+from spec.layer_paths import point_holders, resolve
 from spec.layers import (
     Act,
     Activation,
@@ -40,7 +40,7 @@ from spec.layers import (
     Pool2D,
     Reshape,
 )
-from spec.models import ModelSpec, RNNSpec, TransformerSpec
+from spec.models import CNNSpec, ModelSpec, RNNSpec, TransformerSpec
 from spec.params import layer_names, rnn_layer_names
 from spec.port import (
     Imported,
@@ -106,9 +106,22 @@ def _as_inputs(x: np.ndarray) -> np.ndarray:
 
 
 def source_layer_outputs(model: keras.Model, imported: Imported) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """A runner of the user's model layer by layer in inference mode giving, by canonical name, the
-    output of each layer that holds a canonical one — before the activation it applies itself, as
-    the canonical layer (a product) ends there."""
+    """A runner of the user's model in inference mode giving, by canonical name, the output of each
+    layer that holds a canonical one — before the activation it applies itself, as the canonical
+    layer (a product) ends there; for a model that is not sequential, of each layer that holds one
+    of :func:`spec.layer_paths.observed_points` (a recurrent layer; not an encoder, spread over
+    several layers of a functional model)."""
+    if not isinstance(imported.spec, CNNSpec):
+        holders = point_holders(imported.spec, {layer: (path,) for layer, path in imported.sources.items()})
+        by_name = {layer.name: layer for layer in _all_layers(model)}  # nested in the user's own layers too
+        layers = {point: by_name[path[0]] for point, path in holders.items()}
+
+        def observed(x: np.ndarray) -> dict[str, np.ndarray]:
+            with recording_outputs(layers) as found:
+                model(_as_inputs(x), training=False)
+            return found
+
+        return observed
     by_name = {path: layer for layer, path in imported.sources.items()}
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:

@@ -14,11 +14,12 @@ from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 from impls.torch import schedules, weights
 from impls.torch.losses import OWN_LOSSES, compute_loss
-from impls.torch.models import MODEL_CLASSES, VAE, SpecModel, logits_of
+from impls.torch.models import MODEL_CLASSES, VAE, SpecModel, logits_of, recording_outputs
 from impls.torch.optimizers import make_optimizer
 from spec.backend import Backend, NativeBackend, cached, intra_op_threads
 from spec.errors import SpecError
 from spec.inputs import check_inputs
+from spec.layer_paths import NativePath
 from spec.losses import takes_class_ids
 from spec.models import (
     ModelSpec,
@@ -265,6 +266,14 @@ class TorchBackend(NativeBackend[SpecModel]):
         model.train(training)
         with torch.no_grad(), self._autocast(model):
             return _to_numpy(model.infer(self._input(model, x)), model)
+
+    def layer_outputs(
+        self, model: SpecModel, x: np.ndarray, paths: Mapping[str, NativePath], *, training: bool = False
+    ) -> dict[str, np.ndarray]:
+        layers = {name: model.get_submodule(".".join(map(str, path))) for name, path in paths.items()}
+        with recording_outputs(layers) as found:
+            self.logits(model, x, training=training)
+        return found
 
     def encode(self, model: SpecModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(model, VAE):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from itertools import pairwise
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -84,6 +86,32 @@ def output_activation(logits: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "sigmoid":
         return torch.sigmoid(logits)
     return logits
+
+
+@contextlib.contextmanager
+def recording_outputs(layers: Mapping[str, nn.Module]) -> Iterator[dict[str, np.ndarray]]:
+    """While open, what each of ``layers`` returns, by name (forward hooks): as float64 copies (an
+    in-place activation after a layer would change its output), feature maps NHWC, of a tuple (an
+    RNN's outputs and state) its first element."""
+    found: dict[str, np.ndarray] = {}
+
+    def keep(name: str) -> Callable[..., None]:
+        def hook(_: nn.Module, __: object, output: object) -> None:
+            value = output[0] if isinstance(output, tuple) else output
+            assert isinstance(value, torch.Tensor), f"{name} returned a {type(value).__name__}"
+            if value.is_nested:  # an encoder fast path's padded positions, dropped: as zeros
+                value = value.to_padded_tensor(0.0)
+            value = value.detach().cpu().to(torch.float64, copy=True)
+            found[name] = (value.permute(0, 2, 3, 1) if value.ndim == 4 else value).numpy()
+
+        return hook
+
+    hooks = [layer.register_forward_hook(keep(name)) for name, layer in layers.items()]
+    try:
+        yield found
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 class SpecModel(nn.Module):

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from impls.torch import weights
-from impls.torch.models import ENCODER_PARTS, MODEL_CLASSES, SpecModel
+from impls.torch.models import ENCODER_PARTS, MODEL_CLASSES, SpecModel, recording_outputs
 from spec.errors import PortError
+from spec.layer_paths import point_holders
 from spec.layers import (
     Act,
     Activation,
@@ -154,31 +155,27 @@ def source_outputs(module: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
 
 def source_layer_outputs(module: nn.Module, imported: Imported) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """A runner of the user's module in evaluation mode giving, by canonical name, what each of its
-    layers that holds a canonical one returns (forward hooks; feature maps as NHWC)."""
+    layers that holds a canonical one returns (forward hooks; feature maps as NHWC) — for a model
+    that is not sequential, the layer holding each of :func:`spec.layer_paths.observed_points`."""
     run = source_outputs(module)
+    paths = {layer: tuple(path.split(".")) for layer, path in imported.sources.items()}
+    if not isinstance(imported.spec, CNNSpec):
+        paths = point_holders(imported.spec, paths)
+    layers = {name: module.get_submodule(".".join(path)) for name, path in paths.items()}
 
-    def layers(x: np.ndarray) -> dict[str, np.ndarray]:
-        captured: dict[str, np.ndarray] = {}
-
-        def keep(layer: str) -> Callable[..., None]:
-            def hook(_: nn.Module, __: object, output: object) -> None:
-                if isinstance(output, torch.Tensor):  # an RNN's (outputs, state) is read at the head
-                    value = output.detach().clone().numpy()  # an in-place activation after it would change it
-                    captured[layer] = value.transpose(0, 2, 3, 1) if value.ndim == 4 else value
-
-            return hook
-
-        hooks = [
-            module.get_submodule(path).register_forward_hook(keep(layer)) for layer, path in imported.sources.items()
-        ]
-        try:
+    def outputs(x: np.ndarray) -> dict[str, np.ndarray]:
+        with recording_outputs(layers) as found:
             run(x)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        return captured
+        if isinstance(imported.spec, TransformerSpec):  # an encoder's nested tensors, padded back, end
+            # at the batch's longest sequence: the positions after it are padding, as zeros
+            length = imported.spec.seq_len
+            found = {
+                point: np.pad(value, ((0, 0), (0, length - value.shape[1]), (0, 0))) if value.ndim == 3 else value
+                for point, value in found.items()
+            }
+        return found
 
-    return layers
+    return outputs
 
 
 # --- inference ----------------------------------------------------------------------------------

@@ -294,6 +294,18 @@ class ResNetSpec(ModelSpec):
                 channels = block.out_channels
         return blocks
 
+    def named_layers(self) -> dict[str, Layer]:
+        """Each layer with tensors by its canonical name, in the order the pass computes them."""
+        conv, bn = self.stem_layers[:2]
+        named: dict[str, Layer] = {"stem/conv": conv, "stem/bn": bn}
+        for block in self.blocks():
+            for letter, path_conv in block.path.items():
+                named |= {f"{block.name}/conv_{letter}": path_conv, f"{block.name}/bn_{letter}": self.batchnorm}
+            if block.has_shortcut_conv:
+                named[f"{block.name}/shortcut_conv"] = block.shortcut_conv
+                named[f"{block.name}/shortcut_bn"] = self.batchnorm
+        return named | {"head": Dense(self.num_classes)}
+
     @property
     def head_features(self) -> int:
         """The channels the head reads, those of the last block."""
