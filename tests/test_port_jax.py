@@ -203,6 +203,26 @@ def shared_block() -> object:
     return Twice(rngs=nnx.Rngs(0))
 
 
+def tied_head() -> object:
+    """The texts' classifier whose head is the token table read again (``embed.attend``)."""
+    from flax import nnx
+
+    from tests.port import flax_models
+
+    class Tied(flax_models.TextClassifier):
+        def __call__(self, tokens: object) -> object:
+            import jax.numpy as jnp
+
+            keep = tokens != 0  # type: ignore[operator]
+            mask = nnx.make_attention_mask(jnp.ones_like(keep), keep)
+            x = self.token_embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[1]))  # type: ignore[attr-defined]
+            for block in self.blocks:
+                x = block(x, mask)
+            return self.token_embed.attend(x.mean(axis=1))
+
+    return Tied(rngs=nnx.Rngs(0))
+
+
 def layer_norm() -> object:
     from flax import nnx
 
@@ -243,6 +263,7 @@ def map_dropout() -> object:
         (grouped, (4, 4, 2), "layers.0 (Conv)", "feature_group_count=1"),
         (map_dropout, (4,), "layers.1 (Dropout)", "no broadcast_dims"),
         (shared_block, (16,), "blocks.0.attention", "a layer called twice"),
+        (tied_head, (16,), "token_embed", "also read by .attend() (weights tied to a head)"),
         (unfused_lstm, (6, 2), "lstm.cell (LSTMCell)", "separate Linears"),
     ],
     ids=[
@@ -252,6 +273,7 @@ def map_dropout() -> object:
         "grouped_conv",
         "broadcast_dropout",
         "shared_block",
+        "tied_head",
         "unfused_lstm",
     ],
 )

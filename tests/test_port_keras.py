@@ -163,6 +163,14 @@ def residual() -> object:
     return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Add()([inputs, hidden])))
 
 
+def shared_dense() -> object:
+    """One Dense called twice in a functional model: its weights tied to two uses."""
+    import keras
+
+    inputs, dense = keras.Input((4,)), keras.layers.Dense(4)
+    return keras.Model(inputs, keras.layers.Dense(2)(dense(dense(inputs))))
+
+
 def layer_norm() -> object:
     import keras
 
@@ -210,6 +218,7 @@ CANNOT_BE_PORTED = {
     ),
     "subclassed": (subclassed, (4,), "Net", "subclassed keras.Model"),
     "residual": (residual, (4,), "add", "not a chain"),
+    "shared_weights": (shared_dense, (4,), "dense", "a layer called twice (shared weights)"),
     "unknown_layer": (layer_norm, (4,), "LayerNormalization", "not a layer the specs know"),
     "unknown_activation": (selu, (4,), "dense", "activation 'selu'"),
     "users_own_activation": (

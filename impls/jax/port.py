@@ -192,16 +192,19 @@ def _evaluating(model: nnx.Module) -> Iterator[None]:
 
 class _Recorder:
     """A layer that reports each call (its first input) and is otherwise the layer: attribute reads
-    (``embed.embedding[...]``, ``embed.attend``) pass through to it."""
+    (``embed.embedding[...]``) pass through to it; ``embed.attend(...)``, a second use of its table
+    (weights tied), is reported to ``on_attend``."""
 
-    def __init__(self, layer: nnx.Module, on_call: Callable[[Any], None]) -> None:
-        self._layer, self._on_call = layer, on_call
+    def __init__(self, layer: nnx.Module, on_call: Callable[[Any], None], on_attend: Callable[[], None]) -> None:
+        self._layer, self._on_call, self._on_attend = layer, on_call, on_attend
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._on_call(args[0] if args else next(iter(kwargs.values()), None))
         return self._layer(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "attend":
+            self._on_attend()
         return getattr(self._layer, name)
 
 
@@ -211,15 +214,19 @@ def _calls(
     """The layers of ``kinds`` that ``model`` calls on ``x`` in evaluation mode, in the order it calls
     them, each with its path and first input; a failing call is a :class:`PortError`."""
     calls: list[tuple[str, nnx.Module, Any]] = []
+    tied: list[str] = []
 
     def recording(path: str, layer: nnx.Module) -> Callable[..., Any]:
-        return _Recorder(layer, lambda value: calls.append((path, layer, value)))
+        return _Recorder(layer, lambda value: calls.append((path, layer, value)), lambda: tied.append(path))
 
     try:
         with _evaluating(model), _replaced(model, recording, kinds):
             model(x)
     except Exception as exc:  # a Python error in __call__, a shape mismatch: its own message names it
         raise PortError(name, "__call__", f"running it failed ({type(exc).__name__}: {exc})") from exc
+    if tied:
+        why = "its table is also read by .attend() (weights tied to a head), which no spec has: give the head its own"
+        raise PortError(name, tied[0], f"{why} nnx.Linear")
     return calls
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
@@ -76,38 +76,55 @@ def output_activation(logits: keras.KerasTensor, kind: str) -> keras.KerasTensor
     return logits
 
 
+Seen = Callable[[keras.layers.Layer, Callable[..., Any], tuple[Any, ...], dict[str, Any], Any], None]
+
+
+@contextlib.contextmanager
+def watching(layers: Iterable[keras.layers.Layer], seen: Seen) -> Iterator[None]:
+    """While open, each eager call of each of ``layers`` is handed, after it runs, to
+    ``seen(layer, call, args, kwargs, output)`` (``call``: the layer's own). Keras has no hooks:
+    each layer's ``call`` is wrapped on the instance meanwhile."""
+
+    def wrapped(layer: keras.layers.Layer) -> Callable[..., Any]:
+        call = layer.call
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            output = call(*args, **kwargs)
+            seen(layer, call, args, kwargs, output)
+            return output
+
+        return watched
+
+    watched = list(dict.fromkeys(layers))
+    for layer in watched:
+        layer.call = wrapped(layer)
+    try:
+        yield
+    finally:
+        for layer in watched:
+            del layer.call  # the class's own again
+
+
 @contextlib.contextmanager
 def recording_outputs(layers: Mapping[str, keras.layers.Layer]) -> Iterator[dict[str, np.ndarray]]:
     """While open, what each of ``layers`` returns when called eagerly, by name, as float64 — of a
     Dense with its own activation, the product before it (where the canonical layer ends); of a
-    tuple, the first element. Keras has no hooks: each layer's ``call`` is wrapped on the instance."""
+    tuple, the first element."""
     found: dict[str, np.ndarray] = {}
+    names = {id(layer): name for name, layer in layers.items()}
 
-    def keep(name: str, layer: keras.layers.Layer) -> Callable[..., Any]:
-        call = layer.call
+    def seen(layer: keras.layers.Layer, call: Callable[..., Any], args: Any, kwargs: Any, output: Any) -> None:
+        value = output[0] if isinstance(output, tuple | list) else output
+        if isinstance(layer, keras.layers.Dense) and layer.activation is not keras.activations.linear:
+            activation, layer.activation = layer.activation, keras.activations.linear
+            try:
+                value = call(*args, **kwargs)
+            finally:
+                layer.activation = activation
+        found[names[id(layer)]] = keras.ops.convert_to_numpy(keras.ops.cast(value, "float64"))
 
-        def recorded(*args: Any, **kwargs: Any) -> Any:
-            output = call(*args, **kwargs)
-            value = output[0] if isinstance(output, tuple | list) else output
-            if isinstance(layer, keras.layers.Dense) and layer.activation is not keras.activations.linear:
-                activation, layer.activation = layer.activation, keras.activations.linear
-                try:
-                    value = call(*args, **kwargs)
-                finally:
-                    layer.activation = activation
-            found[name] = keras.ops.convert_to_numpy(keras.ops.cast(value, "float64"))
-            return output
-
-        return recorded
-
-    wrapped = list(layers.items())
-    for name, layer in wrapped:
-        layer.call = keep(name, layer)
-    try:
+    with watching(layers.values(), seen):
         yield found
-    finally:
-        for _, layer in wrapped:
-            del layer.call  # the class's own again
 
 
 class SpecModel(keras.Model):

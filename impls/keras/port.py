@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from impls.keras import weights
-from impls.keras.models import MODEL_CLASSES, recording_outputs
+from impls.keras.models import MODEL_CLASSES, recording_outputs, watching
 from spec.errors import PortError
 from spec.layer_paths import point_holders, resolve
 from spec.layers import (
@@ -154,6 +154,10 @@ def _chain(model: keras.Model, input_shape: tuple[int, ...], name: str) -> list[
     declared = tuple(model.inputs[0].shape[1:]) if model.inputs else None
     if declared is not None and declared != tuple(input_shape):
         raise PortError(name, "input_shape", f"{input_shape}, but the model takes {declared}")
+    called: list[str] = []  # a layer called twice looks like one in model.layers
+    with watching(layers, lambda layer, *_: called.append(layer.name)):
+        model(np.zeros((1, *input_shape), np.float32), training=False)
+    refuse_shared_calls(name, called)
     previous = model.inputs[0] if model.inputs else None
     for layer in layers:
         if isinstance(layer, keras.layers.Masking):  # Keras passes its mask beside the chain, to every layer after
@@ -435,23 +439,8 @@ def _calls(model: keras.Model, seq_len: int) -> list[tuple[keras.layers.Layer, A
     kinds = (keras.layers.Embedding, keras.layers.MultiHeadAttention, keras.layers.LayerNormalization)
     watched = [layer for layer in _all_layers(model) if isinstance(layer, kinds) or type(layer) is keras.layers.Dense]
     calls: list[tuple[keras.layers.Layer, Any]] = []
-
-    def recording(layer: keras.layers.Layer) -> Callable[..., Any]:
-        call = layer.call
-
-        def record(inputs: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append((layer, inputs))
-            return call(inputs, *args, **kwargs)
-
-        return record
-
-    for layer in watched:
-        layer.call = recording(layer)
-    try:
+    with watching(watched, lambda layer, _, args, __, ___: calls.append((layer, args[0]))):
         model(np.zeros((1, seq_len), np.int32), training=False)  # also creates every variable
-    finally:
-        for layer in watched:
-            del layer.call  # the class's own again
     return calls
 
 
