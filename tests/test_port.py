@@ -258,6 +258,17 @@ def test_an_lstm_s_two_biases_are_folded_into_one() -> None:
         assert np.abs(getattr(module.lstm, f"bias_hh_l{index}").detach().numpy()).max() > 0.01  # not a zero dropped
 
 
+def test_a_masked_tagger_ports_once_its_encoder_computes_every_position(backend: Backend) -> None:
+    """The tagger refused on nested tensors (see CANNOT_BE_PORTED) ports with enable_nested_tensor=False."""
+    module = MaskedTagger(nested=False)
+    imported = import_model(module, (12,))
+    assert isinstance(imported.spec, TransformerSpec) and imported.spec.pooling == "none"
+    x = port.verification_batch(imported.spec, "mse")[0]
+    assert (x == 0).any()  # padding in the batch
+    report = verify(imported, source_outputs(module), x, [backend], source_layer_outputs(module, imported))
+    assert report.ok, report
+
+
 def test_a_torchvision_resnet_is_matched_by_its_names() -> None:
     torch.manual_seed(0)
     imported = import_model(user.resnet18(num_classes=1000), (3, 224, 224), name="resnet18")
@@ -365,6 +376,23 @@ def transformer(change: Callable[[nn.Module], None]) -> nn.Module:
     with torch.no_grad():
         change(module)
     return module
+
+
+class MaskedTagger(nn.Module):
+    """A post-norm tagger under a padding mask, its encoder as torch builds it by default (nested
+    tensors in evaluation) or computing every position."""
+
+    def __init__(self, nested: bool = True) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.tokens = nn.Embedding(30, 16, padding_idx=0)
+        self.positions = nn.Parameter(0.02 * torch.randn(1, 12, 16))
+        layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=nested)
+        self.tag = nn.Linear(16, 5)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.tag(self.encoder(self.tokens(tokens) + self.positions, src_key_padding_mask=tokens == 0))
 
 
 def tied_transformer() -> nn.Module:
@@ -495,6 +523,12 @@ CANNOT_BE_PORTED = {
         (16,),
         "embedding.weight = fc.weight",
         "tied weights",
+    ),
+    "transformer_tagger_on_nested_tensors": (
+        MaskedTagger(),
+        (12,),
+        "forward",
+        "nested tensors in evaluation, which give zeros at padded positions",
     ),
     "transformer_unknown_pooling": (
         transformer(

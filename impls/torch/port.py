@@ -707,7 +707,19 @@ def _transformer(
     target = MODEL_CLASSES[TransformerSpec](base)
     _copy_tensors(module, target, sources, name)
     pad = 0 if token.padding_idx is None else token.padding_idx
-    form = transformer_form(base, weights.export(target), pad, source_outputs(module))
+    try:
+        form = transformer_form(base, weights.export(target), pad, source_outputs(module))
+    except PortError as exc:
+        if not getattr(encoder, "use_nested_tensor", False):
+            raise
+        # under a padding mask in evaluation, torch's nested tensors drop the padded positions: they
+        # leave the encoder as zeros, where the spec (and torch in training) attends over the others
+        why = (
+            f"{exc.why}. Its nn.TransformerEncoder runs on nested tensors in evaluation, which give zeros at "
+            "padded positions, so a per-token head's outputs there are its bias alone; build the encoder "
+            "with enable_nested_tensor=False to compute them"
+        )
+        raise PortError(exc.model, exc.where, why) from exc
     return form, sources, MODEL_CLASSES[TransformerSpec](form)  # the form's own model: its forward differs
 
 
