@@ -31,6 +31,8 @@ SHAPES = {
     "TextClassifier": (16,),
     "LSTMForecaster": (20, 1),
     "GRUClassifier": (10, 2),
+    "BiLSTMTagger": (7, 3),
+    "BiGRUClassifier": (9, 2),
 }
 # What each module computes, written from its definition (tests/port/flax_models.py)
 EXPECTED_SPECS = {
@@ -63,6 +65,11 @@ EXPECTED_SPECS = {
     "LSTMForecaster": RNNSpec("LSTMForecaster", "lstm", 1, 16, 20, 1, "linear", num_layers=2),
     # nnx.GRUCell: the reset after the recurrent product (its missing recurrent bias read as zero)
     "GRUClassifier": RNNSpec("GRUClassifier", "gru", 2, 8, 10, 1, "sigmoid", gru_reset="after"),
+    # nnx.Bidirectional concatenates (forward, backward), the spec's order; a tag per step
+    "BiLSTMTagger": RNNSpec("BiLSTMTagger", "lstm", 3, 8, 7, 4, "linear", bidirectional=True, head="sequence"),
+    "BiGRUClassifier": RNNSpec(
+        "BiGRUClassifier", "gru", 2, 6, 9, 3, "softmax", num_layers=2, bidirectional=True, gru_reset="after"
+    ),
 }  # fmt: skip
 
 
@@ -223,6 +230,18 @@ def tied_head() -> object:
     return Tied(rngs=nnx.Rngs(0))
 
 
+def summed_directions() -> object:
+    """A bidirectional LSTM whose directions are added, not concatenated: no spec has that."""
+    from flax import nnx
+
+    from tests.port import flax_models
+
+    model = flax_models.BiLSTMTagger(rngs=nnx.Rngs(0))
+    model.bilstm.merge_fn = lambda forward, backward: forward + backward
+    model.tag = nnx.Linear(8, 4, rngs=nnx.Rngs(1))
+    return model
+
+
 def layer_norm() -> object:
     from flax import nnx
 
@@ -264,6 +283,7 @@ def map_dropout() -> object:
         (map_dropout, (4,), "layers.1 (Dropout)", "no broadcast_dims"),
         (shared_block, (16,), "blocks.0.attention", "a layer called twice"),
         (tied_head, (16,), "token_embed", "also read by .attend() (weights tied to a head)"),
+        (summed_directions, (7, 3), "bilstm", "merge_fn left at its concatenation"),
         (unfused_lstm, (6, 2), "lstm.cell (LSTMCell)", "separate Linears"),
     ],
     ids=[
@@ -274,6 +294,7 @@ def map_dropout() -> object:
         "broadcast_dropout",
         "shared_block",
         "tied_head",
+        "summed_directions",
         "unfused_lstm",
     ],
 )

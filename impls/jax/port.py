@@ -14,10 +14,12 @@ through :mod:`impls.jax.weights`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import cache, partial
+from itertools import product
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,11 +30,11 @@ from flax import nnx
 
 from impls.jax import weights
 from impls.jax.models import recorded_outputs
-from spec.errors import PortError
+from spec.errors import PortError, SpecError
 from spec.layer_paths import NativePath, point_holders
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, Padding, Pool2D
 from spec.models import CNNSpec, ModelSpec, RNNSpec, TransformerSpec
-from spec.params import param_specs
+from spec.params import param_specs, rnn_layer_names
 from spec.port import (
     Imported,
     SequentialReader,
@@ -588,25 +590,39 @@ def _require_all_read(model: nnx.Module, sources: dict[str, str], name: str) -> 
 # Flax's cells the spec's recurrent layers are: the cell's class -> the spec's cell
 _RECURRENT_LAYERS = (nnx.RNN, nnx.Linear, nnx.Bidirectional)
 _CELLS: dict[type, str] = {nnx.SimpleCell: "simple_rnn", nnx.OptimizedLSTMCell: "lstm", nnx.GRUCell: "gru"}
+_DIRECTIONS = ("forward", "backward")  # nnx.Bidirectional's forward_rnn and backward_rnn, the spec's order
+_FLAX_CONCATENATE = inspect.signature(nnx.Bidirectional.__init__).parameters["merge_fn"].default
 
 
 def _recurrent(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> tuple[RNNSpec, dict[str, str]]:
-    """Stacked ``nnx.RNN`` layers of one cell (``nnx.SimpleCell`` with tanh, ``nnx.OptimizedLSTMCell``,
+    """Stacked ``nnx.RNN`` layers, or ``nnx.Bidirectional`` ones (their outputs concatenated, as Flax
+    does by default), of one cell (``nnx.SimpleCell`` with tanh, ``nnx.OptimizedLSTMCell``,
     ``nnx.GRUCell`` — its missing recurrent bias is the spec's reset-after GRU's at zero) and a
-    Linear head, found in the order ``__call__`` calls them; the head reads the last step, and the
-    output activation is read from what the module computes."""
+    Linear head, found in the order ``__call__`` calls them. Whether the head reads the last states
+    or every step, and the output activation, are read from what the module computes."""
     if len(input_shape) != 2:
         raise PortError(name, "input_shape", f"{input_shape}: (T, F), a batch-first sequence, for a recurrent model")
     paths = [(path, layer) for path, layer, _ in _calls(model, _RECURRENT_LAYERS, jnp.zeros((1, *input_shape)), name)]
     if not paths:
         raise PortError(name, "__call__", "it calls no nnx.RNN or Linear layer")
     *stack, (head_path, head) = paths
-    if not stack or not isinstance(head, nnx.Linear) or not all(isinstance(layer, nnx.RNN) for _, layer in stack):
+    kinds = {type(layer) for _, layer in stack}
+    if not isinstance(head, nnx.Linear) or kinds not in ({nnx.RNN}, {nnx.Bidirectional}):
         found = ", ".join(f"{path} ({type(layer).__name__})" for path, layer in paths)
-        raise PortError(name, found, "a recurrent model the importer reads calls nnx.RNN layers, then one Linear head")
-    cells = [(f"{path}.cell", layer.cell) for path, layer in stack]  # type: ignore[attr-defined]
-    kinds = {type(cell) for _, cell in cells}
-    if len(kinds) != 1 or kinds.pop() not in _CELLS:
+        why = "a recurrent model the importer reads calls nnx.RNN (or nnx.Bidirectional) layers, then one Linear head"
+        raise PortError(name, found, why)
+    bidirectional = kinds == {nnx.Bidirectional}
+    # the cells' own widths and activations: attributes of each cell class, not of RNNCellBase
+    cells: list[tuple[str, Any]] = [(f"{path}.cell", layer.cell) for path, layer in stack if isinstance(layer, nnx.RNN)]
+    for path, layer in stack if bidirectional else []:
+        assert isinstance(layer, nnx.Bidirectional)
+        require_layer(name, path, layer.forward_rnn is not layer.backward_rnn, "two directions of their own")
+        require_layer(name, path, layer.merge_fn is _FLAX_CONCATENATE, "merge_fn left at its concatenation")
+        cells += [
+            (f"{path}.{direction}_rnn.cell", getattr(layer, f"{direction}_rnn").cell) for direction in _DIRECTIONS
+        ]
+    cell_kinds = {type(cell) for _, cell in cells}
+    if len(cell_kinds) != 1 or cell_kinds.pop() not in _CELLS:
         found = ", ".join(f"{path} ({type(cell).__name__})" for path, cell in cells)
         why = f"one kind of cell of {', '.join(c.__name__ for c in _CELLS)} (nnx.LSTMCell's gates are separate Linears)"
         raise PortError(name, found, why)
@@ -615,14 +631,20 @@ def _recurrent(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> tu
         activation = getattr(cell, "activation_fn", jnp.tanh)
         require_layer(name, path, activation is jnp.tanh or activation is nnx.tanh, "activation_fn=tanh")
         require_layer(name, path, cell.hidden_features == first.hidden_features, "one width for every layer")
-    kind = _CELLS[type(first)]
     base = RNNSpec(
-        name, kind, input_shape[1], first.hidden_features, input_shape[0], head.out_features, "linear",
-        num_layers=len(cells), gru_reset="after",
+        name, _CELLS[type(first)], input_shape[1], first.hidden_features, input_shape[0], head.out_features,
+        "linear", num_layers=len(stack), bidirectional=bidirectional, gru_reset="after",
     )  # fmt: skip
-    sources = {f"rnn_{index}": path for index, (path, _) in enumerate(cells)} | {"dense_0": head_path}
+    layers = [layer for index in range(base.num_layers) for layer in rnn_layer_names(base, index)]
+    sources = dict(zip(layers, (path for path, _ in cells))) | {"dense_0": head_path}
     params, run = _params(model, base, sources), source_outputs(model)
     x = np.random.default_rng(0).standard_normal((4, *input_shape)).astype(np.float32)
-    forms = [replace(base, output_activation=output) for output in ("linear", "sigmoid", "softmax")]
-    known = "the spec's recurrent models (the head on the last step's state; a linear, sigmoid or softmax output)"
+    forms = []
+    for head_form, output in product(("last", "sequence"), ("linear", "sigmoid", "softmax")):
+        with suppress(SpecError):  # a form the spec does not have (a softmax over each step's outputs)
+            forms.append(replace(base, head=head_form, output_activation=output))
+    known = (
+        "the spec's recurrent models (the head on the last states — a backward direction's is at step 0 — or on "
+        "every step; a linear, sigmoid or softmax output)"
+    )
     return closest_form(forms, params, x, run(x), known), sources

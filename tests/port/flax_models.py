@@ -110,3 +110,36 @@ class GRUClassifier(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return nnx.sigmoid(self.head(self.gru(x)[:, -1]))
+
+
+class BiLSTMTagger(nnx.Module):
+    """An ``nnx.Bidirectional`` LSTM (Flax concatenates the directions) and a Linear tag per step."""
+
+    def __init__(self, *, rngs: nnx.Rngs) -> None:
+        self.bilstm = nnx.Bidirectional(
+            nnx.RNN(nnx.OptimizedLSTMCell(3, 8, rngs=rngs)), nnx.RNN(nnx.OptimizedLSTMCell(3, 8, rngs=rngs))
+        )
+        self.tag = nnx.Linear(16, 4, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.tag(self.bilstm(x))
+
+
+class BiGRUClassifier(nnx.Module):
+    """Two ``nnx.Bidirectional`` GRU layers and a softmax head on the last states: the forward
+    direction's at the last step, the backward one's at the first, where it ends."""
+
+    def __init__(self, *, rngs: nnx.Rngs) -> None:
+        def bidirectional(features: int) -> nnx.Bidirectional:
+            return nnx.Bidirectional(
+                nnx.RNN(nnx.GRUCell(features, 6, rngs=rngs)), nnx.RNN(nnx.GRUCell(features, 6, rngs=rngs))
+            )
+
+        self.layers = nnx.List([bidirectional(2), bidirectional(12)])
+        self.head = nnx.Linear(12, 3, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.layers:
+            x = layer(x)
+        last = jnp.concatenate([x[:, -1, :6], x[:, 0, 6:]], axis=-1)
+        return nnx.softmax(self.head(last))
