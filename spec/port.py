@@ -156,9 +156,10 @@ class PartCheck:
 @dataclass(frozen=True)
 class PortReport:
     """The source and every target against the judge on one batch: in evaluation mode (``checks``)
-    and, for a sequential model, layer by layer (``layers``; ``None`` for other kinds); with targets
-    for the batch, every target in training mode too (``training``, ``training_layers``) and each
-    trained tensor's gradient (``gradients``), with ``training_note`` saying what was left out."""
+    and layer by layer (``layers``; ``None`` for a kind not judged inside: a VAE, a GAN); with
+    targets for the batch, in training mode too (``training``, ``training_layers``), and each
+    target's trained tensors' gradients (``gradients``), with ``training_note`` saying what was
+    left out."""
 
     model: str
     source: str
@@ -182,7 +183,7 @@ class PortReport:
 
     @property
     def first_training_divergence(self) -> PartCheck | None:
-        """The first layer some target computes out of tolerance in training mode."""
+        """The first layer some executor computes out of tolerance in training mode."""
         return next((layer for layer in self.training_layers or [] if not layer.ok), None)
 
     @property
@@ -198,10 +199,10 @@ SOURCE = "source"  # the executor name of the user's own model in the reports
 
 def verify(
     imported: Imported,
-    source_outputs: Callable[[np.ndarray], np.ndarray],
+    source_outputs: SourceRun,
     x: np.ndarray,
     targets: Sequence[Backend],
-    source_layers: Callable[[np.ndarray], Mapping[str, np.ndarray]] | None = None,
+    source_layers: SourceLayersRun | None = None,
     *,
     y: np.ndarray | None = None,
     loss: str | None = None,
@@ -212,7 +213,7 @@ def verify(
     magnitude; the source's outputs against the judge's outputs (after the output activation,
     which the source applies itself where it has one). For a sequential model, :func:`localise`
     does the same at each product layer (``source_layers``: the source's outputs of its layers).
-    With the batch's targets ``y``, :func:`verify_training` judges the targets in training mode
+    With the batch's targets ``y``, :func:`verify_training` judges the source and targets in training mode
     and their gradients of ``loss`` (default: the output activation's usual loss)."""
     spec, params = imported.spec, imported.params
     logits = ref.logits(spec, params, x)
@@ -231,16 +232,24 @@ def verify(
     if isinstance(spec, LOCALISED):
         report = replace(report, layers=localise(imported, x, targets, source_layers))
     if y is not None:
-        report = verify_training(report, imported, x, y, loss or DEFAULT_LOSS[spec.output_activation], targets)
+        loss = loss or DEFAULT_LOSS[spec.output_activation]
+        report = verify_training(report, imported, x, y, loss, targets, source_outputs, source_layers)
     return report
 
 
 def verify_training(
-    report: PortReport, imported: Imported, x: np.ndarray, y: np.ndarray, loss: str, targets: Sequence[Backend]
+    report: PortReport,
+    imported: Imported,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: str,
+    targets: Sequence[Backend],
+    source_outputs: SourceRun | None = None,
+    source_layers: SourceLayersRun | None = None,
 ) -> PortReport:
-    """``report`` with every target in training mode: its logits against the judge's (BatchNorm on
-    the batch's statistics), layer by layer for a sequential model, and each trained tensor's
-    gradient of ``loss`` on ``(x, y)`` against the judge's finite differences. The judge draws no
+    """``report`` with the source and every target in training mode: their outputs against the
+    judge's (BatchNorm on the batch's statistics), layer by layer, and each target's trained tensors'
+    gradients of ``loss`` on ``(x, y)`` against the judge's finite differences. The judge draws no
     dropout masks, so a model with dropout is judged at rate 0. A deep network's gradients are not
     judged element by element (:data:`spec.cases.DEEP_GRADIENTS`), nor those of a batch that puts a
     piecewise op's input within :data:`~spec.tolerances.KINK_MARGIN` of its kink."""
@@ -262,6 +271,11 @@ def verify_training(
     judged_x, judged_y = x[kept], np.asarray(y)[kept]
     directions = ref.judge_directions(spec, params, judged_x, judged_y, loss) if len(kept) else []
     training, grads = [], {}
+    if source_outputs is not None:  # what it returns: the outputs, after its output activation
+        outputs = ref.output_activation(expected, spec.output_activation)
+        source_magnitude = magnitude if spec.output_activation == "linear" else None
+        judged_source = judged(source_outputs(x, training=True), outputs, source_magnitude, spec, "cpu", training=True)
+        training.append(PortCheck(SOURCE, *judged_source))
     for backend in targets:
         try:
             model, note = build_target(backend, spec, params)
@@ -274,7 +288,7 @@ def verify_training(
         if len(kept):
             model, _ = build_target(backend, spec, params)  # its running statistics as imported
             grads[backend] = backend.loss_and_grads(model, judged_x, judged_y, loss)[1]
-    layers = localise(imported, x, targets, training=True) if isinstance(spec, LOCALISED) else None
+    layers = localise(imported, x, targets, source_layers, training=True) if isinstance(spec, LOCALISED) else None
     gradients = gradient_checks(imported, spec, judged_x, judged_y, loss, grads, directions) if len(kept) else None
     unresolved = [
         check.part for check in gradients or [] if check.errors and all(e is None for e in check.errors.values())
@@ -387,7 +401,7 @@ def localise(
     imported: Imported,
     x: np.ndarray,
     targets: Sequence[Backend],
-    source_layers: Callable[[np.ndarray], Mapping[str, np.ndarray]] | None = None,
+    source_layers: SourceLayersRun | None = None,
     *,
     training: bool = False,
 ) -> list[PartCheck]:
@@ -397,7 +411,7 @@ def localise(
     Other kinds are observed inside (:func:`observed_inside`). The first layer out of tolerance is
     where the port parts."""
     spec = training_spec(imported.spec) if training else imported.spec
-    from_source = dict(source_layers(x)) if source_layers is not None and not training else None
+    from_source = None if source_layers is None else dict(source_layers(x, training=training))
     if not isinstance(spec, CNNSpec):
         return observed_inside(imported, spec, x, targets, from_source, training)
     checks, since = [], 0
@@ -411,7 +425,9 @@ def localise(
         errors: dict[str, float | None] = {}
         scaled: dict[str, float | None] = {}
         if from_source is not None and name in from_source:
-            errors[SOURCE], scaled[SOURCE] = judged(from_source[name], expected, magnitude, cut, "cpu")
+            errors[SOURCE], scaled[SOURCE] = judged(
+                from_source[name], expected, magnitude, cut, "cpu", training=training
+            )
         for backend in targets:
             try:
                 model, _ = build_target(backend, cut, params)
@@ -704,6 +720,21 @@ def indexes_positions(value: Any, seq_len: int) -> bool:
 # --- the command: triptych-port -----------------------------------------------------------------
 
 
+class SourceRun(Protocol):
+    """An importer's runner of the user's model on a canonical batch: what the model returns, in
+    evaluation mode or in ``training`` mode — dropout at rate 0 (the judge draws no masks), its
+    running statistics put back after."""
+
+    def __call__(self, x: np.ndarray, *, training: bool = False) -> np.ndarray: ...
+
+
+class SourceLayersRun(Protocol):
+    """An importer's runner of the user's model giving its layers' outputs by canonical name, in
+    either mode as :class:`SourceRun`."""
+
+    def __call__(self, x: np.ndarray, *, training: bool = False) -> Mapping[str, np.ndarray]: ...
+
+
 class Importer(Protocol):
     """What ``impls/<framework>/port.py`` offers (the torch one: :mod:`impls.torch.port`)."""
 
@@ -713,9 +744,9 @@ class Importer(Protocol):
 
     def canonical_inputs(self, x: np.ndarray) -> np.ndarray: ...
 
-    def source_outputs(self, model: Any) -> Callable[[np.ndarray], np.ndarray]: ...
+    def source_outputs(self, model: Any) -> SourceRun: ...
 
-    def source_layer_outputs(self, model: Any, imported: Imported) -> Callable[[np.ndarray], dict[str, np.ndarray]]: ...
+    def source_layer_outputs(self, model: Any, imported: Imported) -> SourceLayersRun: ...
 
 
 # The framework whose importer reads a model, by the package its class comes from.
@@ -814,7 +845,7 @@ def report_markdown(report: PortReport, imported: Imported) -> str:
             "",
             f"## Training mode (loss {report.loss})",
             "",
-            "Every target in training mode (BatchNorm on the batch's statistics) against the judge's",
+            "The source and every target in training mode (BatchNorm on the batch's statistics) against the judge's",
             f"training-mode outputs{f'; {report.training_note}' if report.training_note else ''}.",
             "",
             *executor_table(report.training),

@@ -132,7 +132,8 @@ def test_a_ported_module_computes_the_same_on_every_backend(backend: Backend, na
         assert target.note is not None and "running_variance" in target.note
     else:
         assert target.note is None
-    (training,) = report.training
+    source_training, training = report.training  # the source's own training pass, then the target's
+    assert source_training.executor == "source" and source_training.ok, report
     assert report.loss == loss and training.ok and training.error is not None
     assert [check.part for check in report.gradients or []] == trained_names(imported.spec, loss)
     assert report.ok, report
@@ -258,6 +259,38 @@ def test_an_lstm_s_two_biases_are_folded_into_one() -> None:
         assert np.abs(getattr(module.lstm, f"bias_hh_l{index}").detach().numpy()).max() > 0.01  # not a zero dropped
 
 
+@pytest.mark.parametrize("name", ["SequentialClassifier", "SimpleCNN"])  # BatchNorm; dropout
+def test_the_source_s_training_pass_is_judged_and_leaves_it_as_it_was(name: str) -> None:
+    """The source in training mode: BatchNorm on the batch's statistics, dropout at rate 0; its
+    running statistics, dropout rates and mode are as they were after."""
+    module = user_module(name)
+    module.eval()
+    imported = import_model(module, INPUT_SHAPES[name])
+    before = {name: value.clone() for name, value in module.state_dict().items()}
+    dropouts = [child.p for child in module.modules() if isinstance(child, nn.Dropout)]
+    x = canonical_batch(INPUT_SHAPES[name], size=8)
+    report = verify(
+        imported, source_outputs(module), x, [], source_layer_outputs(module, imported),
+        y=port.seeded_targets(imported.spec, DEFAULT_LOSS[imported.spec.output_activation], len(x)),
+    )  # fmt: skip
+    assert [check.executor for check in report.training] == ["source"] and report.ok, report
+    assert report.training_layers and all(set(layer.errors) == {"source"} for layer in report.training_layers)
+    assert not module.training and dropouts == [child.p for child in module.modules() if isinstance(child, nn.Dropout)]
+    for name, value in module.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_a_source_that_computes_otherwise_in_training_mode_is_caught() -> None:
+    """A forward that scales its output in training mode only: right in evaluation, not in training."""
+    torch.manual_seed(0)
+    module = Forward(lambda m, x: m.fc(x) * 1.5 if m.training else m.fc(x), fc=nn.Linear(4, 3))
+    module.eval()  # the importer traces the forward as it is in this mode
+    imported = import_model(module, (4,), name="scaled_in_training")
+    x = canonical_batch((4,))
+    report = verify(imported, source_outputs(module), x, [], y=port.seeded_targets(imported.spec, "mse", len(x)))
+    assert report.checks[0].ok and not report.training[0].ok and not report.ok
+
+
 def test_a_masked_tagger_ports_once_its_encoder_computes_every_position(backend: Backend) -> None:
     """The tagger refused on nested tensors (see CANNOT_BE_PORTED) ports with enable_nested_tensor=False."""
     module = MaskedTagger(nested=False)
@@ -294,7 +327,7 @@ def test_a_torchvision_resnet_ports_at_any_size_and_class_count(backend: Backend
     y = port.seeded_targets(imported.spec, "mse", len(x))  # its logits, as torchvision's forward returns them
     report = verify(imported, source_outputs(module), x, [backend], source_layer_outputs(module, imported), y=y)
     assert report.ok, report
-    assert len(report.training) == 1 and report.gradients is None
+    assert [check.executor for check in report.training] == ["source", backend.name] and report.gradients is None
     assert report.training_note is not None and "deep network" in report.training_note
     # every convolution, BatchNorm and block, on the source and the target; in training mode, the target
     points = observed_points(imported.spec)
@@ -631,7 +664,11 @@ def test_a_port_out_of_tolerance_exits_non_zero(tmp_path: Path, monkeypatch: pyt
 
     source, _ = write_user_model(tmp_path)
     runner = torch_port.source_outputs
-    monkeypatch.setattr(torch_port, "source_outputs", lambda module: lambda x: runner(module)(x) + 1e-3)
+    monkeypatch.setattr(
+        torch_port,
+        "source_outputs",
+        lambda module: lambda x, training=False: runner(module)(x, training=training) + 1e-3,
+    )
     args = [f"{source}:DNN", "--input-shape", "1,8,8", "--to", "torch", "--out", str(tmp_path / "out")]
     assert port.main(args) == 1
     assert "**NO**" in (tmp_path / "out" / "port.md").read_text()
@@ -675,7 +712,7 @@ def test_the_command_judges_training_on_the_user_s_batch_and_loss(
     args = [f"{source}:DNN", "--input-shape", "1,8,8", "--to", "torch", "--batch", str(batch), "--loss", "mse"]
     assert port.main([*args, "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "port.json").read_text())
-    assert report["loss"] == "mse" and report["training"][0]["executor"] == "torch"
+    assert report["loss"] == "mse" and [check["executor"] for check in report["training"]] == ["source", "torch"]
     np.savez(batch, x=x, y=rng.standard_normal((6, 3)).astype(np.float32))
     assert port.main([*args, "--out", str(tmp_path / "bad")]) == 2
     assert "targets: got 'shape (6, 3)'; allowed: shape (6, 10) for mse" in capsys.readouterr().err
@@ -851,7 +888,9 @@ def test_gradients_are_not_judged_where_batch_statistics_tie_an_example_on_a_kin
     params["batchnorm_0/gamma"] = params["batchnorm_0/beta"] = np.zeros(2, np.float32)
     imported = port.Imported("torch", spec, params, {})
     x = canonical_batch((1, 6, 6))
-    report = verify(imported, lambda batch: batch[:, :3, 0, 0], x, [], y=port.seeded_targets(spec, "mse", len(x)))
+    report = verify(
+        imported, lambda batch, training=False: batch[:, :3, 0, 0], x, [], y=port.seeded_targets(spec, "mse", len(x))
+    )
     assert report.gradients is None
     assert report.training_note is not None and report.training_note.startswith("gradients not judged: on this batch")
 

@@ -121,7 +121,8 @@ def test_a_ported_flax_module_computes_the_same_on_every_backend(backend: Backen
     assert all(layer.ok and set(layer.errors) == {"source", backend.name} for layer in report.layers or [])
     assert report.layers and report.layers[-1].errors["source"] is not None  # the head, at least, observed
     # in training mode too, and every trained tensor's gradient
-    (training,) = report.training
+    source_training, training = report.training  # the source's own training pass, then the target's
+    assert source_training.executor == "source" and source_training.ok, report
     assert report.gradients is not None and len(report.gradients) > 0
     judged_here = set() if training.unsupported else {backend.name}
     assert all(set(check.errors) == judged_here for check in report.gradients)
@@ -183,6 +184,29 @@ def test_positions_read_whole_are_learned_positions_and_the_mode_is_kept() -> No
     assert imported.notes == (
         "the source's dropout (0.1) is left out: the spec's Transformer has none, so training draws no masks",
     )
+
+
+@pytest.mark.parametrize("name", ["MLP", "TextClassifier"])  # BatchNorm and dropout; attention's dropout
+def test_the_source_s_training_pass_leaves_it_as_it_was(name: str) -> None:
+    """The source's training pass (dropout at rate 0, BatchNorm on the batch's statistics) is
+    judged, and its batch statistics, dropout rates and mode are as they were after."""
+    import jax
+    from flax import nnx
+
+    model, flax_port = user_model(name), importer()
+    imported = flax_port.import_model(model, SHAPES[name], name=name)
+    x = np.random.default_rng(0).standard_normal((8, *SHAPES[name])).astype(np.float32)
+    if isinstance(imported.spec, TransformerSpec):
+        x = port.verification_batch(imported.spec, "mse")[0]
+    before = jax.tree.map(np.array, nnx.state(model, nnx.BatchStat))
+    flags = [(n.rate, n.deterministic) for _, n in nnx.iter_graph(model) if isinstance(n, nnx.Dropout)]
+    y = port.seeded_targets(imported.spec, DEFAULT_LOSS[imported.spec.output_activation], len(x))
+    layers = flax_port.source_layer_outputs(model, imported)
+    report = verify(imported, flax_port.source_outputs(model), x, [], layers, y=y)
+    assert [check.executor for check in report.training] == ["source"] and report.ok, report
+    assert flags == [(n.rate, n.deterministic) for _, n in nnx.iter_graph(model) if isinstance(n, nnx.Dropout)]
+    assert flags and all(rate > 0 for rate, _ in flags)
+    jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.array, nnx.state(model, nnx.BatchStat)))
 
 
 def test_a_gru_cell_s_missing_recurrent_bias_is_noted() -> None:

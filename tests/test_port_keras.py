@@ -119,10 +119,33 @@ def test_a_ported_keras_model_computes_the_same_on_every_backend(backend: Backen
     assert report.layers and report.layers[-1].errors["source"] is not None  # the head, at least, observed
     # in training mode too, and every trained tensor's gradient — on this backend, unless it cannot
     # build the model (torch: heads wider than d_model / heads), which the training row says
-    (training,) = report.training
+    source_training, training = report.training  # the source's own training pass, then the target's
+    assert source_training.executor == "source" and source_training.ok, report
     assert report.gradients is not None and len(report.gradients) > 0
     judged_here = set() if training.unsupported else {backend.name}
     assert all(set(check.errors) == judged_here for check in report.gradients)
+
+
+@pytest.mark.parametrize("name", ["functional_mlp", "text_transformer"])  # BatchNormalization; dropout
+def test_the_source_s_training_pass_leaves_it_as_it_was(name: str) -> None:
+    """The source's training pass (dropout at rate 0, BatchNormalization on the batch's statistics)
+    is judged, and its moving statistics and dropout rates are as they were after."""
+    import keras
+
+    model, keras_port = user_model(name), importer()
+    imported = keras_port.import_model(model, SHAPES[name])
+    x = np.random.default_rng(0).standard_normal((8, *SHAPES[name])).astype(np.float32)
+    if isinstance(imported.spec, TransformerSpec):
+        x = port.verification_batch(imported.spec, "sparse_categorical_crossentropy")[0]
+    before = [np.array(variable.value) for variable in model.non_trainable_variables]
+    rates = [layer.rate for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dropout)]
+    y = port.seeded_targets(imported.spec, DEFAULT_LOSS[imported.spec.output_activation], len(x))
+    layers = keras_port.source_layer_outputs(model, imported)
+    report = verify(imported, keras_port.source_outputs(model), x, [], layers, y=y)
+    assert [check.executor for check in report.training] == ["source"] and report.ok, report
+    assert rates == [layer.rate for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dropout)]
+    for old, variable in zip(before, model.non_trainable_variables, strict=True):
+        np.testing.assert_array_equal(old, np.array(variable.value))
 
 
 def test_a_transformer_port_notes_the_dropout_it_leaves_out() -> None:

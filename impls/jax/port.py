@@ -38,6 +38,8 @@ from spec.params import param_specs, rnn_layer_names
 from spec.port import (
     Imported,
     SequentialReader,
+    SourceLayersRun,
+    SourceRun,
     closest_form,
     dropout_note,
     encoder_roles,
@@ -112,17 +114,17 @@ def _as_inputs(x: np.ndarray) -> jax.Array:
     return jnp.asarray(x, jnp.int32 if np.issubdtype(x.dtype, np.integer) else jnp.float32)
 
 
-def source_outputs(model: nnx.Module) -> Callable[[np.ndarray], np.ndarray]:
-    """A runner of the user's module in evaluation mode (``model.eval()``), giving what it returns."""
+def source_outputs(model: nnx.Module) -> SourceRun:
+    """A runner of the user's module giving what it returns, in evaluation or training mode (:func:`_evaluating`)."""
 
-    def run(x: np.ndarray) -> np.ndarray:
-        with _evaluating(model):
+    def run(x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        with _evaluating(model, training):
             return np.asarray(model(_as_inputs(x)))
 
     return run
 
 
-def source_layer_outputs(model: nnx.Module, imported: Imported) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+def source_layer_outputs(model: nnx.Module, imported: Imported) -> SourceLayersRun:
     """A runner of the user's module in evaluation mode giving, by canonical name, what each of its
     layers that holds a canonical one returns — for a model that is not sequential, each layer that
     holds one of :func:`spec.layer_paths.observed_points`."""
@@ -130,8 +132,8 @@ def source_layer_outputs(model: nnx.Module, imported: Imported) -> Callable[[np.
     if not isinstance(imported.spec, CNNSpec):
         paths = point_holders(imported.spec, paths)
 
-    def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        with _evaluating(model):
+    def run(x: np.ndarray, *, training: bool = False) -> dict[str, np.ndarray]:
+        with _evaluating(model, training):
             return recorded_outputs(model, paths, lambda: model(_as_inputs(x)))
 
     return run
@@ -173,23 +175,33 @@ def _set(model: nnx.Module, path: str, value: object) -> None:
 
 # The flags nnx's model.eval() sets on the modules that have them (Dropout, BatchNorm, attention)
 _MODE_FLAGS = ("deterministic", "use_running_average")
+_DROPOUT_RATES = ("rate", "dropout_rate")  # nnx.Dropout's and nnx.MultiHeadAttention's
 
 
 @contextmanager
-def _evaluating(model: nnx.Module) -> Iterator[None]:
-    """``model`` in evaluation mode (``model.eval()``) while open, then in the mode it was in."""
-    saved = [
-        (node, flag, getattr(node, flag))
-        for _, node in nnx.iter_graph(model)
-        for flag in _MODE_FLAGS
-        if isinstance(node, nnx.Module) and hasattr(node, flag)
-    ]
-    model.eval()
+def _evaluating(model: nnx.Module, training: bool = False) -> Iterator[None]:
+    """``model`` in evaluation mode (``model.eval()``) while open — or ``training``, in training mode
+    (``model.train()``) with every dropout at rate 0 and its batch statistics put back after — then
+    in the mode it was in."""
+    nodes = [node for _, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)]
+    flags = _MODE_FLAGS + (_DROPOUT_RATES if training else ())
+    saved = [(node, flag, getattr(node, flag)) for node in nodes for flag in flags if hasattr(node, flag)]
+    # copied into JAX arrays: a statistic set from a NumPy array is updated in place, and nnx.clone
+    # shares that array (docs/findings.md, finding 18)
+    statistics = jax.tree.map(jnp.array, nnx.state(model, nnx.BatchStat))
+    if training:
+        model.train()
+        for node, flag, _ in saved:
+            if flag in _DROPOUT_RATES:
+                setattr(node, flag, 0.0)
+    else:
+        model.eval()
     try:
         yield
     finally:
         for node, flag, value in saved:
             setattr(node, flag, value)
+        nnx.update(model, statistics)
 
 
 class _Recorder:

@@ -45,6 +45,8 @@ from spec.params import layer_names, rnn_layer_names
 from spec.port import (
     Imported,
     SequentialReader,
+    SourceLayersRun,
+    SourceRun,
     dropout_note,
     encoder_roles,
     indexes_positions,
@@ -95,9 +97,35 @@ def canonical_inputs(x: np.ndarray) -> np.ndarray:
     return np.asarray(x)
 
 
-def source_outputs(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
-    """A runner of the user's model in inference mode, giving what it returns."""
-    return lambda x: np.asarray(model(_as_inputs(x), training=False))
+def source_outputs(model: keras.Model) -> SourceRun:
+    """A runner of the user's model giving what it returns, in inference or training mode
+    (:func:`_in_mode`)."""
+
+    def run(x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        with _in_mode(model, training):
+            return np.asarray(model(_as_inputs(x), training=training))
+
+    return run
+
+
+@contextmanager
+def _in_mode(model: keras.Model, training: bool) -> Iterator[None]:
+    """While open, for a ``training`` call: every Dropout (a MultiHeadAttention's own too) at rate 0,
+    and the model's non-trainable variables (BatchNormalization's moving statistics) put back after."""
+    if not training:
+        yield
+        return
+    dropouts = [(layer, layer.rate) for layer in _all_layers(model) if isinstance(layer, keras.layers.Dropout)]
+    statistics = [(variable, np.asarray(variable.value)) for variable in model.non_trainable_variables]
+    for layer, _ in dropouts:
+        layer.rate = 0.0
+    try:
+        yield
+    finally:
+        for layer, rate in dropouts:
+            layer.rate = rate
+        for variable, value in statistics:
+            variable.assign(value)
 
 
 def _as_inputs(x: np.ndarray) -> np.ndarray:
@@ -105,7 +133,7 @@ def _as_inputs(x: np.ndarray) -> np.ndarray:
     return x.astype(np.int32 if np.issubdtype(x.dtype, np.integer) else np.float32)
 
 
-def source_layer_outputs(model: keras.Model, imported: Imported) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+def source_layer_outputs(model: keras.Model, imported: Imported) -> SourceLayersRun:
     """A runner of the user's model in inference mode giving, by canonical name, the output of each
     layer that holds a canonical one — before the activation it applies itself, as the canonical
     layer (a product) ends there; for a model that is not sequential, of each layer that holds one
@@ -116,23 +144,24 @@ def source_layer_outputs(model: keras.Model, imported: Imported) -> Callable[[np
         by_name = {layer.name: layer for layer in _all_layers(model)}  # nested in the user's own layers too
         layers = {point: by_name[path[0]] for point, path in holders.items()}
 
-        def observed(x: np.ndarray) -> dict[str, np.ndarray]:
-            with recording_outputs(layers) as found:
-                model(_as_inputs(x), training=False)
+        def observed(x: np.ndarray, *, training: bool = False) -> dict[str, np.ndarray]:
+            with recording_outputs(layers) as found, _in_mode(model, training):
+                model(_as_inputs(x), training=training)
             return found
 
         return observed
     by_name = {path: layer for layer, path in imported.sources.items()}
 
-    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+    def run(x: np.ndarray, *, training: bool = False) -> dict[str, np.ndarray]:
         captured: dict[str, np.ndarray] = {}
         value = np.asarray(x, np.float32)
-        for layer in _chain(model, imported.spec.input_shape, imported.spec.name):
-            canonical = by_name.get(layer.name)
-            if canonical is not None and hasattr(layer, "activation"):
-                with _linear(layer):
-                    captured[canonical] = np.asarray(layer(value, training=False))
-            value = layer(value, training=False)
+        with _in_mode(model, training):
+            for layer in _chain(model, imported.spec.input_shape, imported.spec.name):
+                canonical = by_name.get(layer.name)
+                if canonical is not None and hasattr(layer, "activation"):
+                    with _linear(layer):
+                        captured[canonical] = np.asarray(layer(value, training=training))
+                value = layer(value, training=training)
         return captured
 
     return run

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -49,6 +50,8 @@ from spec.params import layer_names, sinusoidal_positions
 from spec.port import (
     Imported,
     SequentialReader,
+    SourceLayersRun,
+    SourceRun,
     dropout_note,
     indexes_positions,
     require_layer,
@@ -131,29 +134,51 @@ def canonical_inputs(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
 
 
-def source_outputs(module: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    """A runner of the user's module in evaluation mode on canonical batches (NHWC images are
-    given to it as NCHW), giving what its ``forward`` returns: the spec's outputs."""
+def source_outputs(module: nn.Module) -> SourceRun:
+    """A runner of the user's module on canonical batches (NHWC images are given to it as NCHW),
+    giving what its ``forward`` returns, the spec's outputs: in evaluation mode, or in training mode
+    with every dropout at rate 0 and its buffers (running statistics) put back after."""
 
     @torch.no_grad()
-    def run(x: np.ndarray) -> np.ndarray:
-        was_training = module.training
-        module.eval()
-        try:
-            x = np.asarray(x)  # token ids as torch's (int64), anything else as float32
-            tensor = torch.from_numpy(x.astype(np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32))
-            if tensor.ndim == 4:  # canonical NHWC -> NCHW with the strides of a fresh torch batch: with
-                # one channel a permuted copy can keep a channels-last stride, and so the conv's output
-                n, h, w, c = tensor.shape
-                tensor = torch.empty(n, c, h, w).copy_(tensor.permute(0, 3, 1, 2))
+    def run(x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        x = np.asarray(x)  # token ids as torch's (int64), anything else as float32
+        tensor = torch.from_numpy(x.astype(np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32))
+        if tensor.ndim == 4:  # canonical NHWC -> NCHW with the strides of a fresh torch batch: with
+            # one channel a permuted copy can keep a channels-last stride, and so the conv's output
+            n, h, w, c = tensor.shape
+            tensor = torch.empty(n, c, h, w).copy_(tensor.permute(0, 3, 1, 2))
+        with _in_mode(module, training):
             return module(tensor).numpy()
-        finally:
-            module.train(was_training)
 
     return run
 
 
-def source_layer_outputs(module: nn.Module, imported: Imported) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+@contextmanager
+def _in_mode(module: nn.Module, training: bool) -> Iterator[None]:
+    """``module`` in evaluation mode while open — or ``training``, in training mode with every
+    dropout at rate 0 and its buffers put back after — then in the mode it was in."""
+    was_training = module.training
+    rates: list[tuple[nn.Module, str]] = [
+        (child, "p") for child in module.modules() if isinstance(child, nn.modules.dropout._DropoutNd)
+    ]
+    rates += [(child, "dropout") for child in module.modules() if isinstance(child, nn.MultiheadAttention)]
+    saved = [(child, attribute, getattr(child, attribute)) for child, attribute in rates] if training else []
+    buffers = {name: buffer.clone() for name, buffer in module.named_buffers()}
+    for child, attribute, _ in saved:
+        setattr(child, attribute, 0.0)
+    module.train(training)
+    try:
+        yield
+    finally:
+        module.train(was_training)
+        for child, attribute, value in saved:
+            setattr(child, attribute, value)
+        with torch.no_grad():
+            for name, buffer in module.named_buffers():
+                buffer.copy_(buffers[name])
+
+
+def source_layer_outputs(module: nn.Module, imported: Imported) -> SourceLayersRun:
     """A runner of the user's module in evaluation mode giving, by canonical name, what each of its
     layers that holds a canonical one returns (forward hooks; feature maps as NHWC) — for a model
     that is not sequential, the layer holding each of :func:`spec.layer_paths.observed_points`."""
@@ -163,9 +188,9 @@ def source_layer_outputs(module: nn.Module, imported: Imported) -> Callable[[np.
         paths = point_holders(imported.spec, paths)
     layers = {name: module.get_submodule(".".join(path)) for name, path in paths.items()}
 
-    def outputs(x: np.ndarray) -> dict[str, np.ndarray]:
+    def outputs(x: np.ndarray, *, training: bool = False) -> dict[str, np.ndarray]:
         with recording_outputs(layers) as found:
-            run(x)
+            run(x, training=training)
         if isinstance(imported.spec, TransformerSpec):  # an encoder's nested tensors, padded back, end
             # at the batch's longest sequence: the positions after it are padding, as zeros
             length = imported.spec.seq_len
