@@ -70,6 +70,11 @@ def resolve(root: object, path: NativePath) -> object:
     return node
 
 
+def dotted(path: str) -> NativePath:
+    """A source model's dotted path ("layer1.0.conv1", "bilstm.forward_rnn") as a :data:`NativePath`."""
+    return tuple(int(part) if part.isdigit() else part for part in path.split("."))
+
+
 def place(root: object, path: NativePath, value: object) -> None:
     """Put ``value`` at ``path`` from ``root``, where :func:`resolve` finds what is there."""
     parent: Any = resolve(root, path[:-1])

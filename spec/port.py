@@ -27,7 +27,7 @@ from spec import reference as ref
 from spec.backend import BACKEND_NAMES, Backend, available_backends
 from spec.cases import Case
 from spec.errors import BackendUnavailable, PortError, SpecError, UnsupportedOption, WeightFileError
-from spec.layer_paths import holder_of, observed_points, point_holders, within
+from spec.layer_paths import dotted, holder_of, observed_points, point_holders, within
 from spec.layers import (
     Act,
     Activation,
@@ -211,8 +211,8 @@ def verify(
     runner of the user's model, returning what it returns), the judge, and each target built from
     the imported tensors. The targets' logits are held against the judge's, relative to their
     magnitude; the source's outputs against the judge's outputs (after the output activation,
-    which the source applies itself where it has one). For a sequential model, :func:`localise`
-    does the same at each product layer (``source_layers``: the source's outputs of its layers).
+    which the source applies itself where it has one). :func:`localise` does the same inside the
+    model (``source_layers``: the source's outputs of its layers).
     With the batch's targets ``y``, :func:`verify_training` judges the source and targets in training mode
     and their gradients of ``loss`` (default: the output activation's usual loss)."""
     spec, params = imported.spec, imported.params
@@ -220,7 +220,7 @@ def verify(
     outputs = ref.output_activation(logits, spec.output_activation)
     magnitude = ref.output_magnitude(spec, params, x) if spec.output_activation == "linear" else None
     report = PortReport(spec.name, imported.framework)
-    report.checks.append(PortCheck(SOURCE, *judged(source_outputs(x), outputs, magnitude, spec, "cpu")))
+    report.checks.append(PortCheck(SOURCE, *judged_source(source_outputs, x, logits, magnitude, spec)))
     for backend in targets:
         try:
             model, note = build_target(backend, spec, params)
@@ -271,11 +271,8 @@ def verify_training(
     judged_x, judged_y = x[kept], np.asarray(y)[kept]
     directions = ref.judge_directions(spec, params, judged_x, judged_y, loss) if len(kept) else []
     training, grads = [], {}
-    if source_outputs is not None:  # what it returns: the outputs, after its output activation
-        outputs = ref.output_activation(expected, spec.output_activation)
-        source_magnitude = magnitude if spec.output_activation == "linear" else None
-        judged_source = judged(source_outputs(x, training=True), outputs, source_magnitude, spec, "cpu", training=True)
-        training.append(PortCheck(SOURCE, *judged_source))
+    if source_outputs is not None:
+        training.append(PortCheck(SOURCE, *judged_source(source_outputs, x, expected, magnitude, spec, training=True)))
     for backend in targets:
         try:
             model, note = build_target(backend, spec, params)
@@ -397,6 +394,22 @@ def judged(
     return max_scaled_error(actual, expected, relative, magnitude), max_scaled_error(actual, expected, tol)
 
 
+def judged_source(
+    run: SourceRun,
+    x: np.ndarray,
+    logits: np.ndarray,
+    magnitude: np.ndarray | None,
+    spec: ModelSpec,
+    *,
+    training: bool = False,
+) -> tuple[float, float]:
+    """:func:`judged` for the source, which returns its outputs: the judge's ``logits`` after the
+    output activation, relative to their ``magnitude`` only where that activation is linear."""
+    outputs = ref.output_activation(logits, spec.output_activation)
+    relative_to = magnitude if spec.output_activation == "linear" else None
+    return judged(run(x, training=training), outputs, relative_to, spec, "cpu", training=training)
+
+
 def localise(
     imported: Imported,
     x: np.ndarray,
@@ -488,7 +501,7 @@ def observed_inside(
             actual, wanted = np.asarray(outputs[point], np.float64), expected[point]
             if isinstance(spec, RNNSpec) and actual.ndim == wanted.ndim - 1:  # Keras's top layer of a
                 wanted = ref.last_states(spec, wanted)  # "last" head returns only the states it reads
-            if hidden is not None and wanted.shape[:2] == hidden.shape:
+            if hidden is not None and wanted.ndim == 3:  # (batch, positions, features)
                 actual, wanted = np.where(hidden[..., None], 0.0, actual), np.where(hidden[..., None], 0.0, wanted)
             errors[executor], scaled[executor] = judged(
                 actual, wanted, None, spec, device, training=training, inside=True
@@ -500,8 +513,8 @@ def observed_inside(
 
 def _source_of(point: str, sources: Mapping[str, str]) -> str | None:
     """The source path holding ``point``'s canonical layers (their common start), if any."""
-    holder = holder_of(point, {layer: tuple(path.split(".")) for layer, path in sources.items()})
-    return None if holder is None else ".".join(holder)
+    holder = holder_of(point, {layer: dotted(path) for layer, path in sources.items()})
+    return None if holder is None else ".".join(map(str, holder))
 
 
 def point_causes(spec: ModelSpec, point: str) -> tuple[str, ...]:
@@ -518,7 +531,10 @@ def point_causes(spec: ModelSpec, point: str) -> tuple[str, ...]:
             return tuple(causes)
         case TransformerSpec() if point.startswith("encoder_"):
             causes = ["attention weights", "padding mask", "LayerNorm epsilon", "LayerNorm variance", "pre/post norm"]
-            return tuple(causes + (["GELU"] if spec.activation.kind == "gelu" else []))
+            causes += ["GELU"] if spec.activation.kind == "gelu" else []
+            # the first encoder layer is the first point after the positions are added
+            first = point == encoder_layer_name(0) and spec.positional == "sinusoidal"
+            return tuple(causes + (["sinusoidal positions"] if first else []))
         case TransformerSpec() if point == "final_norm":
             return ("LayerNorm epsilon", "LayerNorm variance")
     return ("dense kernel layout",) if point in ("dense_0", "head") else ()
@@ -599,6 +615,16 @@ def dropout_note(rates: Sequence[float]) -> tuple[str, ...]:
 SAME_FORM = 1e-3
 
 
+def probe_tokens(spec: TransformerSpec, pad: int) -> np.ndarray:
+    """Four sequences of random tokens other than ``pad``, all but the first ending in ``pad``."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, spec.vocab_size, (4, spec.seq_len)).astype(np.int32)
+    tokens[tokens == pad] = (pad + 1) % spec.vocab_size
+    for row, length in enumerate((spec.seq_len, max(1, spec.seq_len // 2), max(1, spec.seq_len - 1), 1)):
+        tokens[row, length:] = pad
+    return tokens
+
+
 def transformer_form(
     base: TransformerSpec,
     params: Mapping[str, np.ndarray],
@@ -612,11 +638,7 @@ def transformer_form(
     model's (``source``) on a probe: sequences of random tokens, all but one ending in padding. What
     an importer cannot read from the layers (the forward between them) is read from what the model
     computes; a model of no such form raises :class:`PortError`."""
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(0, base.vocab_size, (4, base.seq_len)).astype(np.int32)
-    tokens[tokens == pad] = (pad + 1) % base.vocab_size
-    for row, length in enumerate((base.seq_len, max(1, base.seq_len // 2), max(1, base.seq_len - 1), 1)):
-        tokens[row, length:] = pad
+    tokens = probe_tokens(base, pad)
     actual = np.asarray(source(tokens))
     forms = [
         replace(

@@ -280,6 +280,19 @@ def test_the_source_s_training_pass_is_judged_and_leaves_it_as_it_was(name: str)
         assert torch.equal(value, before[name]), name
 
 
+def test_the_source_s_functional_dropout_is_at_rate_0_in_its_training_pass() -> None:
+    def forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return m.fc2(F.dropout(F.relu(m.fc1(x)), 0.5, training=m.training))
+
+    torch.manual_seed(0)
+    module = Forward(forward, fc1=nn.Linear(4, 8), fc2=nn.Linear(8, 3))
+    imported = import_model(module, (4,), name="functional_dropout")
+    x = canonical_batch((4,), size=16)
+    report = verify(imported, source_outputs(module), x, [], y=port.seeded_targets(imported.spec, "mse", len(x)))
+    assert report.training[0].ok and report.ok, report
+    assert F.dropout is torch.nn.functional.dropout and F.dropout.__module__ == "torch.nn.functional"
+
+
 def test_a_source_that_computes_otherwise_in_training_mode_is_caught() -> None:
     """A forward that scales its output in training mode only: right in evaluation, not in training."""
     torch.manual_seed(0)
@@ -584,6 +597,16 @@ CANNOT_BE_PORTED = {
         "does not end at fc",
     ),
 }
+
+
+def test_only_a_model_that_gives_its_padded_positions_one_row_is_told_of_nested_tensors() -> None:
+    """The advice about nested tensors is for a per-token head over zeros; a forward that pools
+    otherwise (amax), though its encoder could run on nested tensors too, is told only its form."""
+    module = CANNOT_BE_PORTED["transformer_unknown_pooling"][0]
+    assert module.encoder.use_nested_tensor
+    with pytest.raises(PortError, match="none of the forms") as caught:
+        import_model(module, (16,))
+    assert "nested" not in str(caught.value)
 
 
 @pytest.mark.parametrize(("module", "shape", "where", "why"), CANNOT_BE_PORTED.values(), ids=CANNOT_BE_PORTED.keys())

@@ -120,6 +120,8 @@ def test_a_ported_flax_module_computes_the_same_on_every_backend(backend: Backen
     assert report.ok, report
     assert all(layer.ok and set(layer.errors) == {"source", backend.name} for layer in report.layers or [])
     assert report.layers and report.layers[-1].errors["source"] is not None  # the head, at least, observed
+    if isinstance(imported.spec, RNNSpec):  # and each recurrent layer, its directions joined
+        assert all(layer.errors["source"] is not None for layer in report.layers), report.layers
     # in training mode too, and every trained tensor's gradient
     source_training, training = report.training  # the source's own training pass, then the target's
     assert source_training.executor == "source" and source_training.ok, report
@@ -199,6 +201,9 @@ def test_the_source_s_training_pass_leaves_it_as_it_was(name: str) -> None:
     if isinstance(imported.spec, TransformerSpec):
         x = port.verification_batch(imported.spec, "mse")[0]
     before = jax.tree.map(np.array, nnx.state(model, nnx.BatchStat))
+    # the user's own arrays (NumPy here, as user_model sets them): the same objects after, unchanged
+    arrays = [node.get_value() for _, node in nnx.iter_graph(model) if isinstance(node, nnx.BatchStat)]
+    copies = [np.array(array) for array in arrays]
     flags = [(n.rate, n.deterministic) for _, n in nnx.iter_graph(model) if isinstance(n, nnx.Dropout)]
     y = port.seeded_targets(imported.spec, DEFAULT_LOSS[imported.spec.output_activation], len(x))
     layers = flax_port.source_layer_outputs(model, imported)
@@ -207,6 +212,10 @@ def test_the_source_s_training_pass_leaves_it_as_it_was(name: str) -> None:
     assert flags == [(n.rate, n.deterministic) for _, n in nnx.iter_graph(model) if isinstance(n, nnx.Dropout)]
     assert flags and all(rate > 0 for rate, _ in flags)
     jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.array, nnx.state(model, nnx.BatchStat)))
+    after = [node.get_value() for _, node in nnx.iter_graph(model) if isinstance(node, nnx.BatchStat)]
+    assert all(new is old for new, old in zip(after, arrays, strict=True))
+    for array, copy in zip(arrays, copies, strict=True):
+        np.testing.assert_array_equal(array, copy)
 
 
 def test_a_gru_cell_s_missing_recurrent_bias_is_noted() -> None:

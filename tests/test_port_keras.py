@@ -117,6 +117,8 @@ def test_a_ported_keras_model_computes_the_same_on_every_backend(backend: Backen
     assert report.ok, report
     assert all(layer.ok and set(layer.errors) == {"source", backend.name} for layer in report.layers or [])
     assert report.layers and report.layers[-1].errors["source"] is not None  # the head, at least, observed
+    if isinstance(imported.spec, RNNSpec):  # and each recurrent layer, its directions joined
+        assert all(layer.errors["source"] is not None for layer in report.layers), report.layers
     # in training mode too, and every trained tensor's gradient — on this backend, unless it cannot
     # build the model (torch: heads wider than d_model / heads), which the training row says
     source_training, training = report.training  # the source's own training pass, then the target's

@@ -31,7 +31,7 @@ from flax import nnx
 from impls.jax import weights
 from impls.jax.models import recorded_outputs
 from spec.errors import PortError, SpecError
-from spec.layer_paths import NativePath, point_holders
+from spec.layer_paths import dotted, point_holders
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, Padding, Pool2D
 from spec.models import CNNSpec, ModelSpec, RNNSpec, TransformerSpec
 from spec.params import param_specs, rnn_layer_names
@@ -125,10 +125,10 @@ def source_outputs(model: nnx.Module) -> SourceRun:
 
 
 def source_layer_outputs(model: nnx.Module, imported: Imported) -> SourceLayersRun:
-    """A runner of the user's module in evaluation mode giving, by canonical name, what each of its
-    layers that holds a canonical one returns — for a model that is not sequential, each layer that
-    holds one of :func:`spec.layer_paths.observed_points`."""
-    paths = {layer: _native_path(path) for layer, path in imported.sources.items()}
+    """A runner of the user's module (in either mode, as :func:`source_outputs`) giving, by canonical
+    name, what each of its layers that holds a canonical one returns — for a model that is not
+    sequential, each layer that holds one of :func:`spec.layer_paths.observed_points`."""
+    paths = {layer: dotted(path) for layer, path in imported.sources.items()}
     if not isinstance(imported.spec, CNNSpec):
         paths = point_holders(imported.spec, paths)
 
@@ -137,11 +137,6 @@ def source_layer_outputs(model: nnx.Module, imported: Imported) -> SourceLayersR
             return recorded_outputs(model, paths, lambda: model(_as_inputs(x)))
 
     return run
-
-
-def _native_path(path: str) -> NativePath:
-    """A dotted source path ("layers.0.conv") as a path :func:`spec.layer_paths.resolve` follows."""
-    return tuple(int(part) if part.isdigit() else part for part in path.split("."))
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -175,33 +170,37 @@ def _set(model: nnx.Module, path: str, value: object) -> None:
 
 # The flags nnx's model.eval() sets on the modules that have them (Dropout, BatchNorm, attention)
 _MODE_FLAGS = ("deterministic", "use_running_average")
-_DROPOUT_RATES = ("rate", "dropout_rate")  # nnx.Dropout's and nnx.MultiHeadAttention's
+_DROPOUT_RATES = {nnx.Dropout: "rate", nnx.MultiHeadAttention: "dropout_rate"}
 
 
 @contextmanager
 def _evaluating(model: nnx.Module, training: bool = False) -> Iterator[None]:
     """``model`` in evaluation mode (``model.eval()``) while open — or ``training``, in training mode
-    (``model.train()``) with every dropout at rate 0 and its batch statistics put back after — then
-    in the mode it was in."""
-    nodes = [node for _, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)]
-    flags = _MODE_FLAGS + (_DROPOUT_RATES if training else ())
-    saved = [(node, flag, getattr(node, flag)) for node in nodes for flag in flags if hasattr(node, flag)]
-    # copied into JAX arrays: a statistic set from a NumPy array is updated in place, and nnx.clone
-    # shares that array (docs/findings.md, finding 18)
-    statistics = jax.tree.map(jnp.array, nnx.state(model, nnx.BatchStat))
+    (``model.train()``) with every dropout at rate 0 — then in the mode it was in, with its batch
+    statistics the very values they were (a NumPy array the user set included)."""
+    graph = [node for _, node in nnx.iter_graph(model)]
+    modules = [node for node in graph if isinstance(node, nnx.Module)]
+    flags = [(node, flag, getattr(node, flag)) for node in modules for flag in _MODE_FLAGS if hasattr(node, flag)]
+    rates = [
+        (node, rate, getattr(node, rate)) for node in modules for kind, rate in _DROPOUT_RATES.items()
+        if training and isinstance(node, kind)
+    ]  # fmt: skip
+    statistics = [(node, node.get_value()) for node in graph if isinstance(node, nnx.BatchStat)]
+    for variable, value in statistics:  # JAX copies, which an update replaces: a NumPy array it would
+        variable.set_value(jnp.array(value))  # write into in place (docs/findings.md, finding 18)
+    for node, rate, _ in rates:
+        setattr(node, rate, 0.0)
     if training:
         model.train()
-        for node, flag, _ in saved:
-            if flag in _DROPOUT_RATES:
-                setattr(node, flag, 0.0)
     else:
         model.eval()
     try:
         yield
     finally:
-        for node, flag, value in saved:
-            setattr(node, flag, value)
-        nnx.update(model, statistics)
+        for node, attribute, value in flags + rates:
+            setattr(node, attribute, value)
+        for variable, value in statistics:
+            variable.set_value(value)
 
 
 class _Recorder:

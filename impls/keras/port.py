@@ -26,7 +26,7 @@ import numpy as np
 from impls.keras import weights
 from impls.keras.models import MODEL_CLASSES, recording_outputs, watching
 from spec.errors import PortError
-from spec.layer_paths import point_holders, resolve
+from spec.layer_paths import dotted, point_holders, resolve
 from spec.layers import (
     Act,
     Activation,
@@ -134,15 +134,16 @@ def _as_inputs(x: np.ndarray) -> np.ndarray:
 
 
 def source_layer_outputs(model: keras.Model, imported: Imported) -> SourceLayersRun:
-    """A runner of the user's model in inference mode giving, by canonical name, the output of each
-    layer that holds a canonical one — before the activation it applies itself, as the canonical
-    layer (a product) ends there; for a model that is not sequential, of each layer that holds one
-    of :func:`spec.layer_paths.observed_points` (a recurrent layer; not an encoder, spread over
-    several layers of a functional model)."""
+    """A runner of the user's model (in either mode, as :func:`source_outputs`) giving, by canonical
+    name, the output of each layer that holds a canonical one — before the activation it applies
+    itself, as the canonical layer (a product) ends there; for a model that is not sequential, of
+    each layer that holds one of :func:`spec.layer_paths.observed_points`: a recurrent layer, the
+    head, but no encoder layer (its canonical layers are read from the Keras layers they are, not
+    from a block of the user's that holds them)."""
     if not isinstance(imported.spec, CNNSpec):
-        holders = point_holders(imported.spec, {layer: (path,) for layer, path in imported.sources.items()})
+        holders = point_holders(imported.spec, {layer: dotted(path) for layer, path in imported.sources.items()})
         by_name = {layer.name: layer for layer in _all_layers(model)}  # nested in the user's own layers too
-        layers = {point: by_name[path[0]] for point, path in holders.items()}
+        layers = {point: resolve(by_name[str(path[0])], path[1:]) for point, path in holders.items()}
 
         def observed(x: np.ndarray, *, training: bool = False) -> dict[str, np.ndarray]:
             with recording_outputs(layers) as found, _in_mode(model, training):

@@ -32,7 +32,7 @@ from torch import fx, nn
 from impls.torch import weights
 from impls.torch.models import ENCODER_PARTS, MODEL_CLASSES, SpecModel, recording_outputs
 from spec.errors import PortError
-from spec.layer_paths import point_holders
+from spec.layer_paths import dotted, point_holders
 from spec.layers import (
     Act,
     Activation,
@@ -54,6 +54,7 @@ from spec.port import (
     SourceRun,
     dropout_note,
     indexes_positions,
+    probe_tokens,
     require_layer,
     transformer_form,
 )
@@ -156,7 +157,8 @@ def source_outputs(module: nn.Module) -> SourceRun:
 @contextmanager
 def _in_mode(module: nn.Module, training: bool) -> Iterator[None]:
     """``module`` in evaluation mode while open — or ``training``, in training mode with every
-    dropout at rate 0 and its buffers put back after — then in the mode it was in."""
+    dropout at rate 0, ``F.dropout`` included, and its buffers put back after — then in the mode it
+    was in."""
     was_training = module.training
     rates: list[tuple[nn.Module, str]] = [
         (child, "p") for child in module.modules() if isinstance(child, nn.modules.dropout._DropoutNd)
@@ -167,9 +169,17 @@ def _in_mode(module: nn.Module, training: bool) -> Iterator[None]:
     for child, attribute, _ in saved:
         setattr(child, attribute, 0.0)
     module.train(training)
+    dropout = F.dropout  # the functional dropout the reader accepts (training=self.training) too
+
+    def at_rate_zero(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
+        return dropout(input, 0.0, training, inplace)
+
     try:
+        if training:
+            F.dropout = at_rate_zero
         yield
     finally:
+        F.dropout = dropout
         module.train(was_training)
         for child, attribute, value in saved:
             setattr(child, attribute, value)
@@ -179,14 +189,15 @@ def _in_mode(module: nn.Module, training: bool) -> Iterator[None]:
 
 
 def source_layer_outputs(module: nn.Module, imported: Imported) -> SourceLayersRun:
-    """A runner of the user's module in evaluation mode giving, by canonical name, what each of its
-    layers that holds a canonical one returns (forward hooks; feature maps as NHWC) — for a model
-    that is not sequential, the layer holding each of :func:`spec.layer_paths.observed_points`."""
+    """A runner of the user's module (in either mode, as :func:`source_outputs`) giving, by canonical
+    name, what each of its layers that holds a canonical one returns (forward hooks; feature maps as
+    NHWC) — for a model that is not sequential, the layer holding each of
+    :func:`spec.layer_paths.observed_points`."""
     run = source_outputs(module)
-    paths = {layer: tuple(path.split(".")) for layer, path in imported.sources.items()}
+    paths = {layer: dotted(path) for layer, path in imported.sources.items()}
     if not isinstance(imported.spec, CNNSpec):
         paths = point_holders(imported.spec, paths)
-    layers = {name: module.get_submodule(".".join(path)) for name, path in paths.items()}
+    layers = {name: module.get_submodule(".".join(map(str, path))) for name, path in paths.items()}
 
     def outputs(x: np.ndarray, *, training: bool = False) -> dict[str, np.ndarray]:
         with recording_outputs(layers) as found:
@@ -735,10 +746,13 @@ def _transformer(
     try:
         form = transformer_form(base, weights.export(target), pad, source_outputs(module))
     except PortError as exc:
-        if not getattr(encoder, "use_nested_tensor", False):
-            raise
         # under a padding mask in evaluation, torch's nested tensors drop the padded positions: they
-        # leave the encoder as zeros, where the spec (and torch in training) attends over the others
+        # leave the encoder as zeros, so a per-token head gives them all one row, its bias's
+        probe = probe_tokens(base, pad)
+        outputs = source_outputs(module)(probe)
+        padded = outputs[probe == pad] if outputs.ndim == 3 else outputs[:0]
+        if not (getattr(encoder, "use_nested_tensor", False) and len(padded) > 1 and np.ptp(padded, axis=0).max() == 0):
+            raise
         why = (
             f"{exc.why}. Its nn.TransformerEncoder runs on nested tensors in evaluation, which give zeros at "
             "padded positions, so a per-token head's outputs there are its bias alone; build the encoder "
