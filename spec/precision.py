@@ -168,15 +168,22 @@ def per_tensor_norm_errors(
 
 
 @cache
-def cpu_flags() -> frozenset[str]:
-    """The instruction-set flags Linux lists for this CPU (none where it does not tell)."""
+def cpu_info(field: str) -> str | None:
+    """The first CPU's ``field`` in Linux's /proc/cpuinfo ("model name", "flags"); ``None`` where
+    Linux does not tell."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
+            key, _, value = line.partition(":")
+            if key.strip() == field:
+                return value.strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags Linux lists for this CPU (none where it does not tell)."""
+    return frozenset((cpu_info("flags") or "").split())
 
 
 def tensorflow_runs_bfloat16_in_onednn() -> bool:

@@ -5,6 +5,8 @@ the contract's ``witness`` and ``mixed`` checks (tests/contract/test_witness.py,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,15 @@ from spec.cases import ZOO_CASES
 from spec.errors import SpecError
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import MIXED_PRECISIONS, Precision
-from spec.precision import UNIT_ROUNDOFF, per_tensor_errors, per_tensor_norm_errors, rounding_depth, witness_check
+from spec.precision import (
+    UNIT_ROUNDOFF,
+    cpu_flags,
+    cpu_info,
+    per_tensor_errors,
+    per_tensor_norm_errors,
+    rounding_depth,
+    witness_check,
+)
 from spec.tolerances import mixed_tolerance, tolerance
 from tests.checks import built
 
@@ -189,3 +199,12 @@ def test_deep_float64_gradients_jump_where_inputs_move_by_float32_rounding(backe
             )
         )
     assert max(jumps) > 1e-2, jumps
+
+
+def test_cpu_info_reads_the_first_cpu_s_fields_and_none_for_what_linux_does_not_tell() -> None:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo: not Linux")
+    first_flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
+    assert cpu_flags() == frozenset(first_flags.split(":", 1)[1].split())
+    assert cpu_info("no such field") is None

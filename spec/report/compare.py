@@ -36,7 +36,7 @@ from spec.models import ZOO
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
 from spec.params import MIXED_PRECISIONS, Precision, count_params, init_params
 from spec.port import load_spec
-from spec.precision import per_tensor_errors, rounding_depth
+from spec.precision import cpu_info, per_tensor_errors, rounding_depth
 from spec.recipes import (
     GAUSSIAN_RING,
     RECIPES,
@@ -87,13 +87,7 @@ class Row:
 
 def cpu_model() -> str:
     """The CPU's marketing name where Linux tells it, else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info("model name") or platform.processor() or platform.machine()
 
 
 @functools.cache
