@@ -347,6 +347,9 @@ def test_a_torchvision_resnet_ports_at_any_size_and_class_count(backend: Backend
     assert [layer.part for layer in report.layers or []] == points and len(points) == 2 + 8 * 5 + 3 * 2 + 1
     assert all(None not in layer.errors.values() for layer in report.layers or [])
     assert [layer.part for layer in report.training_layers or []] == points
+    # in training mode shown, not judged: BatchNorm on 4 values per channel at the last stage
+    assert all(set(layer.scaled.values()) == {None} for layer in report.training_layers or [])
+    assert port.INSIDE_DEEP_TRAINING in report.training_note
     sources = {layer.part: layer.source for layer in report.layers or []}
     assert (
         sources["stage_1/block_0"] == "layer2.0" and sources["stage_1/block_0/shortcut_bn"] == "layer2.0.downsample.1"
@@ -695,6 +698,29 @@ def test_a_port_out_of_tolerance_exits_non_zero(tmp_path: Path, monkeypatch: pyt
     args = [f"{source}:DNN", "--input-shape", "1,8,8", "--to", "torch", "--out", str(tmp_path / "out")]
     assert port.main(args) == 1
     assert "**NO**" in (tmp_path / "out" / "port.md").read_text()
+
+
+def test_a_port_out_of_tolerance_at_one_layer_only_exits_non_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outputs agree, but the source's first layer, as the hooks read it, does not."""
+    from impls.torch import port as torch_port
+
+    source, _ = write_user_model(tmp_path)
+    layers = torch_port.source_layer_outputs
+
+    def off_at_fc1(module: nn.Module, imported: port.Imported) -> Callable[..., dict[str, np.ndarray]]:
+        def run(x: np.ndarray, training: bool = False) -> dict[str, np.ndarray]:
+            found = dict(layers(module, imported)(x, training=training))
+            return {**found, "dense_0": found["dense_0"] + 1e-2}
+
+        return run
+
+    monkeypatch.setattr(torch_port, "source_layer_outputs", off_at_fc1)
+    args = [f"{source}:DNN", "--input-shape", "1,8,8", "--to", "torch", "--out", str(tmp_path / "out")]
+    assert port.main(args) == 1
+    report = json.loads((tmp_path / "out" / "port.json").read_text())
+    assert not report["ok"] and all(check["scaled"] <= 1.0 for check in report["checks"])
 
 
 @pytest.mark.parametrize("fault", ["other_model", "truncated", "missing", "not_a_state_dict"])
