@@ -115,10 +115,10 @@ def _as_inputs(x: np.ndarray) -> jax.Array:
 
 
 def source_outputs(model: nnx.Module) -> SourceRun:
-    """A runner of the user's module giving what it returns, in evaluation or training mode (:func:`_evaluating`)."""
+    """A runner of the user's module giving what it returns, in evaluation or training mode (:func:`_in_mode`)."""
 
     def run(x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        with _evaluating(model, training):
+        with _in_mode(model, training):
             return np.asarray(model(_as_inputs(x)))
 
     return run
@@ -133,7 +133,7 @@ def source_layer_outputs(model: nnx.Module, imported: Imported) -> SourceLayersR
         paths = point_holders(imported.spec, paths)
 
     def run(x: np.ndarray, *, training: bool = False) -> dict[str, np.ndarray]:
-        with _evaluating(model, training):
+        with _in_mode(model, training):
             return recorded_outputs(model, paths, lambda: model(_as_inputs(x)))
 
     return run
@@ -174,7 +174,7 @@ _DROPOUT_RATES = {nnx.Dropout: "rate", nnx.MultiHeadAttention: "dropout_rate"}
 
 
 @contextmanager
-def _evaluating(model: nnx.Module, training: bool = False) -> Iterator[None]:
+def _in_mode(model: nnx.Module, training: bool = False) -> Iterator[None]:
     """``model`` in evaluation mode (``model.eval()``) while open — or ``training``, in training mode
     (``model.train()``) with every dropout at rate 0 — then in the mode it was in, with its batch
     statistics the very values they were (a NumPy array the user set included)."""
@@ -233,7 +233,7 @@ def _calls(
         return _Recorder(layer, lambda value: calls.append((path, layer, value)), lambda: tied.append(path))
 
     try:
-        with _evaluating(model), _replaced(model, recording, kinds):
+        with _in_mode(model), _replaced(model, recording, kinds):
             model(x)
     except Exception as exc:  # a Python error in __call__, a shape mismatch: its own message names it
         raise PortError(name, "__call__", f"running it failed ({type(exc).__name__}: {exc})") from exc
@@ -275,7 +275,7 @@ def _read(model: nnx.Module, input_shape: tuple[int, ...], name: str) -> tuple[A
         return call
 
     try:
-        with _evaluating(model), _replaced(model, named):
+        with _in_mode(model), _replaced(model, named):
             jaxpr = jax.make_jaxpr(lambda x: model(x))(jnp.zeros((2, *input_shape), jnp.float32)).jaxpr
     except Exception as exc:  # a Python error in __call__, a shape mismatch: JAX's own message names it
         raise PortError(name, "__call__", f"tracing it failed ({type(exc).__name__}: {exc})") from exc

@@ -76,6 +76,17 @@ def output_activation(logits: keras.KerasTensor, kind: str) -> keras.KerasTensor
     return logits
 
 
+@contextlib.contextmanager
+def linear(layer: keras.layers.Layer) -> Iterator[None]:
+    """``layer`` without its own activation, while open."""
+    activation = layer.activation
+    layer.activation = keras.activations.linear
+    try:
+        yield
+    finally:
+        layer.activation = activation
+
+
 Seen = Callable[[keras.layers.Layer, Callable[..., Any], tuple[Any, ...], dict[str, Any], Any], None]
 
 
@@ -116,11 +127,8 @@ def recording_outputs(layers: Mapping[str, keras.layers.Layer]) -> Iterator[dict
     def seen(layer: keras.layers.Layer, call: Callable[..., Any], args: Any, kwargs: Any, output: Any) -> None:
         value = output[0] if isinstance(output, tuple | list) else output
         if isinstance(layer, keras.layers.Dense) and layer.activation is not keras.activations.linear:
-            activation, layer.activation = layer.activation, keras.activations.linear
-            try:
+            with linear(layer):
                 value = call(*args, **kwargs)
-            finally:
-                layer.activation = activation
         found[names[id(layer)]] = keras.ops.convert_to_numpy(keras.ops.cast(value, "float64"))
 
     with watching(layers.values(), seen):

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from impls.keras import weights
-from impls.keras.models import MODEL_CLASSES, recording_outputs, watching
+from impls.keras.models import MODEL_CLASSES, linear, recording_outputs, watching
 from spec.errors import PortError
 from spec.layer_paths import dotted, point_holders, resolve
 from spec.layers import (
@@ -160,7 +160,7 @@ def source_layer_outputs(model: keras.Model, imported: Imported) -> SourceLayers
             for layer in _chain(model, imported.spec.input_shape, imported.spec.name):
                 canonical = by_name.get(layer.name)
                 if canonical is not None and hasattr(layer, "activation"):
-                    with _linear(layer):
+                    with linear(layer):
                         captured[canonical] = np.asarray(layer(value, training=training))
                 value = layer(value, training=training)
         return captured
@@ -371,17 +371,6 @@ def _resolve(model: keras.Model, path: str) -> keras.layers.Layer:
         layer = getattr(layer, attribute)
     recurrent = isinstance(layer, tuple(_RECURRENT_CELLS))
     return layer.cell if recurrent else layer  # type: ignore[no-any-return]
-
-
-@contextmanager
-def _linear(layer: keras.layers.Layer) -> Iterator[None]:
-    """``layer`` without its own activation, while open."""
-    activation = layer.activation
-    layer.activation = keras.activations.linear
-    try:
-        yield
-    finally:
-        layer.activation = activation
 
 
 # --- Transformers ---------------------------------------------------------------------------------
