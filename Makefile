@@ -26,11 +26,28 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 # --max-worker-restart=0: a worker that crashes ends the run naming its test; with a restart,
 # pytest-xdist 3.8's loadfile scheduling deadlocks at the end of the run (pytest-xdist #1378).
 XDIST := -n 2 --dist loadfile --max-worker-restart=0
+# Keras fixes its backend once per process ($(1): the tier's marker expression, empty for every test). The first pytest runs torch, jax and Keras on TensorFlow
+# (executor keras); then one pytest per other Keras backend runs that executor's tests (its marker),
+# its checks against torch and jax included. Every run goes ahead; the target fails if any failed
+# (exit 5, "no test selected", is no failure: PYTEST_ARGS may pick files without Keras tests).
+SHELL := bash
+KERAS_RUNS := keras-jax keras-torch
+define every_executor
+	status=0; \
+	$(BIN)/python -m pytest $(XDIST) $(if $(1),-m "$(1)") $(PYTEST_ARGS) || status=$$?; \
+	for executor in $(KERAS_RUNS); do \
+		echo "=== $$executor: Keras on $${executor#keras-}, in its own pytest run ==="; \
+		$(BIN)/python -m pytest $(XDIST) --backend torch,jax,$$executor -m "$${executor/-/_}$(if $(1), and ($(1)))" $(PYTEST_ARGS); \
+		rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then status=$$rc; fi; \
+	done; \
+	exit $$status
+endef
+
 test: venv
-	$(BIN)/python -m pytest $(XDIST) -m "not exhaustive" $(PYTEST_ARGS)
+	$(call every_executor,not exhaustive)
 
 test-all: venv
-	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(call every_executor,)
 
 compare: venv
 	$(BIN)/python -m spec.report $(COMPARE_ARGS)

@@ -1,13 +1,18 @@
 """pytest setup shared by every test: backend selection, device and precision, backend fixtures.
 
-* ``--backend torch|keras|jax|all`` (repeatable or comma-separated; default ``all`` = every installed
-  backend) chooses which backends the parametrized tests run on. Spec-only tests always run.
+* ``--backend torch|keras|jax|keras-jax|keras-torch|all`` (repeatable or comma-separated) chooses the
+  executors the parametrized tests run on; ``all`` (the default) is every executor this process can
+  run: torch, jax, and Keras on the backend ``KERAS_BACKEND`` names (TensorFlow unless set). Keras
+  fixes its backend once per process, so a run takes one Keras executor: ``--backend keras-jax``
+  runs Keras on JAX (and sets ``KERAS_BACKEND``); ``make test`` runs one pytest per Keras backend.
+  Spec-only tests always run.
 * A backend whose framework is missing skips its tests with the import error as the reason, unless
   ``TRIPTYCH_REQUIRE_BACKENDS`` (set by CI) names it: then the run stops with that error, so a broken
   install cannot pass as a run of skips.
 * Loading a backend switches its framework to exact float32 (TF32 off, JAX matmul precision
   'highest'), so the tolerance table measures the implementations, not the hardware.
-* Each backend test carries a marker named after its backend: ``-m jax``, ``-m "not keras"``.
+* Each backend test carries a marker named after its executor: ``-m jax``, ``-m "not keras"``,
+  ``-m keras_jax`` (a marker is a Python name).
 * Under pytest-xdist each worker pins every framework to its share of the cores (``TRIPTYCH_THREADS``).
 * After each test module every loaded backend frees the compiled programs it can, and a process near
   the kernel's limit on memory maps stops with the numbers (XLA segfaults past it: docs/findings.md).
@@ -21,7 +26,16 @@ from pathlib import Path
 
 import pytest
 
-from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, load_backend
+from spec.backend import (
+    BACKEND_NAMES,
+    KERAS_ENGINES,
+    THREADS_ENV,
+    Backend,
+    choose_keras_engine,
+    load_backend,
+    marker_of,
+    process_backends,
+)
 from spec.errors import BackendUnavailable
 
 REQUIRED_ENV = "TRIPTYCH_REQUIRE_BACKENDS"
@@ -40,23 +54,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--backend",
         action="append",
         default=[],
-        help="backend(s) to test: torch, keras, jax or all (repeatable, or comma-separated; default all)",
+        help=f"executor(s) to test: {', '.join(BACKEND_NAMES)} or all (repeatable, or comma-separated; default all: "
+        "those this process can run, with one Keras backend)",
     )
 
 
 def selected_backends(config: pytest.Config) -> tuple[str, ...]:
     raw = [part.strip() for value in config.getoption("--backend") for part in value.split(",") if part.strip()]
     if not raw or "all" in raw:
-        return BACKEND_NAMES
+        return process_backends()
     unknown = sorted(set(raw) - set(BACKEND_NAMES))
     if unknown:
         raise pytest.UsageError(f"--backend: unknown {unknown}; choose from {', '.join(BACKEND_NAMES)} or all")
     return tuple(name for name in BACKEND_NAMES if name in raw)
 
 
+def _choose_keras_engine(config: pytest.Config) -> None:
+    """Set this process's Keras backend from ``--backend`` before any test imports Keras."""
+    chosen = [name for name in selected_backends(config) if name in KERAS_ENGINES]
+    if len(chosen) > 1:
+        raise pytest.UsageError(
+            f"--backend: {', '.join(chosen)} need Keras on {len(chosen)} backends, and Keras fixes its backend once "
+            "per process: run one pytest per Keras executor (make test does)"
+        )
+    if chosen:
+        try:
+            choose_keras_engine(chosen[0])
+        except BackendUnavailable as exc:
+            raise pytest.UsageError(f"--backend: {exc}") from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _choose_keras_engine(config)
     for name in BACKEND_NAMES:
-        config.addinivalue_line("markers", f"{name}: runs on the {name} backend")
+        config.addinivalue_line("markers", f"{marker_of(name)}: runs on the {name} executor")
     required = [n.strip() for n in os.environ.get(REQUIRED_ENV, "").split(",") if n.strip()]
     for name in required:
         if name not in BACKEND_NAMES:
@@ -90,7 +121,9 @@ def framework_backend(request: pytest.FixtureRequest, name: str) -> Backend:
 
 
 def _backend_params(config: pytest.Config) -> list:
-    return [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in selected_backends(config)]
+    return [
+        pytest.param(name, marks=getattr(pytest.mark, marker_of(name)), id=name) for name in selected_backends(config)
+    ]
 
 
 def _backend_pair_params(config: pytest.Config) -> list:
@@ -99,7 +132,9 @@ def _backend_pair_params(config: pytest.Config) -> list:
         reason = f"cross-backend checks need two backends; --backend selected only {names[0]}"
         return [pytest.param((names[0], names[0]), marks=pytest.mark.skip(reason=reason), id=f"only-{names[0]}")]
     return [
-        pytest.param((a, b), marks=[getattr(pytest.mark, a), getattr(pytest.mark, b)], id=f"{a}-{b}")
+        pytest.param(
+            (a, b), marks=[getattr(pytest.mark, marker_of(a)), getattr(pytest.mark, marker_of(b))], id=f"{a}-{b}"
+        )
         for i, a in enumerate(names)
         for b in names[i + 1 :]
     ]

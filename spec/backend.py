@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,8 +29,63 @@ from spec.params import GAN_LOSS_TRAINS, PRECISIONS, ParamCount, Precision, grou
 from spec.precision import LOSS_SCALE
 from spec.schedules import ScheduleSpec
 
-BACKEND_NAMES = ("torch", "keras", "jax")
+# The executors: each runs one implementation (``impls/<framework>``) on one engine. ``impls/keras`` is
+# plain Keras 3 code and runs on each of Keras's three backends; Keras fixes its backend once per
+# process (``KERAS_BACKEND``), so a process runs at most one Keras executor (:func:`process_backends`).
+KERAS_ENGINES = {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
+BACKEND_NAMES = ("torch", "keras", "jax", "keras-jax", "keras-torch")
+FRAMEWORKS = ("torch", "keras", "jax")  # the implementations, impls/<name>
+KERAS_BACKEND_ENV = "KERAS_BACKEND"
 THREADS_ENV = "TRIPTYCH_THREADS"
+
+
+def framework_of(name: str) -> str:
+    """The implementation an executor runs: ``keras`` for each Keras executor, else its own name."""
+    if name not in BACKEND_NAMES:
+        raise SpecError("backend", name, BACKEND_NAMES)
+    return "keras" if name in KERAS_ENGINES else name
+
+
+def marker_of(name: str) -> str:
+    """The pytest marker of an executor's tests (``keras_jax``: a marker is a Python name)."""
+    return name.replace("-", "_")
+
+
+def keras_engine() -> str:
+    """The Keras backend of this process: the one Keras runs on once imported, else the one it will
+    take (``KERAS_BACKEND``, TensorFlow by default as triptych sets it)."""
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        return str(keras.backend.backend())
+    return os.environ.get(KERAS_BACKEND_ENV, "tensorflow")
+
+
+def keras_executor(engine: str) -> str | None:
+    """The Keras executor running on ``engine``, if any (``jax`` → ``keras-jax``)."""
+    return next((name for name, on in KERAS_ENGINES.items() if on == engine), None)
+
+
+def process_backends() -> tuple[str, ...]:
+    """The executors this process can run: every framework's own, and the Keras executor of its
+    Keras backend (:func:`keras_engine`)."""
+    keras = keras_executor(keras_engine())
+    return tuple(name for name in BACKEND_NAMES if name not in KERAS_ENGINES or name == keras)
+
+
+def choose_keras_engine(name: str) -> None:
+    """Make this process's Keras run on the engine of Keras executor ``name``: sets ``KERAS_BACKEND``
+    before Keras is imported; raises :class:`BackendUnavailable` where Keras already runs on another
+    backend, or ``KERAS_BACKEND`` names another."""
+    engine = KERAS_ENGINES[name]
+    if "keras" not in sys.modules and os.environ.get(KERAS_BACKEND_ENV, engine) == engine:
+        os.environ[KERAS_BACKEND_ENV] = engine
+        return
+    if keras_engine() != engine:
+        raise BackendUnavailable(
+            f"backend {name!r} runs Keras on {engine}, but this process's Keras runs on {keras_engine()} "
+            f"({KERAS_BACKEND_ENV}); Keras fixes its backend once per process, so run {name} in a process of "
+            f"its own: `pytest --backend {name}` (make test runs one per Keras backend)"
+        )
 
 
 def intra_op_threads() -> int | None:
@@ -71,7 +127,14 @@ class Backend(Protocol[M]):
     the model's precision (float32 unless built otherwise)."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The executor: ``torch``, ``keras``, ``jax``, ``keras-jax``, ``keras-torch`` (:data:`BACKEND_NAMES`)."""
+        ...
+
+    @property
+    def framework(self) -> str:
+        """The implementation it runs (``impls/<framework>``): ``keras`` for each Keras executor."""
+        ...
 
     @property
     def trains_compiled(self) -> bool:
@@ -214,6 +277,10 @@ class NativeBackend(ABC, Generic[M]):
     name: ClassVar[str]
     trains_compiled: ClassVar[bool]
     model_classes: ClassVar[Mapping[type[ModelSpec], Callable[..., Any]]]
+
+    @property
+    def framework(self) -> str:
+        return framework_of(self.name)
 
     def model_class(self, spec: ModelSpec) -> Callable[..., M]:
         """The native class that builds ``spec``, or :class:`SpecError` naming the kinds this backend builds."""
@@ -362,15 +429,20 @@ def cached(owner: object, key: str, make: Callable[[], T]) -> T:
 
 
 def load_backend(name: str) -> Backend:
-    """Import ``impls.<name>`` and return its backend; raises :class:`BackendUnavailable` with the
-    reason when the framework is missing or fails to import."""
-    if name not in BACKEND_NAMES:
-        raise SpecError("backend", name, BACKEND_NAMES)
+    """Import ``impls.<framework>`` for executor ``name`` and return its backend; raises
+    :class:`BackendUnavailable` with the reason when the framework or its engine is missing or fails
+    to import, or when ``name`` needs another Keras backend than this process has."""
+    framework = framework_of(name)
+    if name in KERAS_ENGINES:
+        choose_keras_engine(name)
     try:
-        module = importlib.import_module(f"impls.{name}")
+        module = importlib.import_module(f"impls.{framework}")
     except ImportError as exc:
         raise BackendUnavailable(f"backend {name!r} is not available: {exc}") from exc
-    return module.BACKEND
+    backend: Backend = module.BACKEND
+    if backend.name != name:  # KERAS_BACKEND changed under a loaded Keras
+        raise BackendUnavailable(f"backend {name!r} is not available: this process runs {backend.name}")
+    return backend
 
 
 def available_backends(names: tuple[str, ...] = BACKEND_NAMES) -> dict[str, Backend | BackendUnavailable]:

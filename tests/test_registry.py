@@ -9,14 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, intra_op_threads, load_backend
+from spec.backend import (
+    BACKEND_NAMES,
+    KERAS_ENGINES,
+    THREADS_ENV,
+    Backend,
+    intra_op_threads,
+    keras_engine,
+    load_backend,
+    marker_of,
+)
 from spec.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_unknown_backend_is_a_spec_error() -> None:
-    with pytest.raises(SpecError, match="backend: got 'mxnet'; allowed: 'torch', 'keras', 'jax'"):
+    allowed = "'torch', 'keras', 'jax', 'keras-jax', 'keras-torch'"
+    with pytest.raises(SpecError, match=f"backend: got 'mxnet'; allowed: {allowed}"):
         load_backend("mxnet")
 
 
@@ -65,31 +75,62 @@ def test_required_backend_that_is_missing_stops_the_run() -> None:
     assert "TRIPTYCH_REQUIRE_BACKENDS requires 'jax'" in result.stdout + result.stderr
 
 
+def _collect(*args: str, keras_backend: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``pytest --collect-only -q`` with ``args`` in a fresh interpreter (``KERAS_BACKEND`` as given, or unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    if keras_backend is not None:
+        env["KERAS_BACKEND"] = keras_backend
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _test_ids(result: subprocess.CompletedProcess[str]) -> list[str]:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [line for line in result.stdout.splitlines() if "::" in line]
+
+
 @pytest.mark.parametrize("chosen", BACKEND_NAMES)
 def test_backend_option_selects_only_that_backend(chosen: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--backend",
-            chosen,
-            "tests/test_backends.py",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    selected = _test_ids(_collect("--backend", chosen, "-m", marker_of(chosen), "tests/test_backends.py"))
+    assert selected and all(f"[{chosen}" in line for line in selected)
+    # the rest are the spec-only tests: no other executor's test is collected
+    rest = _test_ids(_collect("--backend", chosen, "-m", f"not {marker_of(chosen)}", "tests/test_backends.py"))
+    assert all("variants_cover" in line for line in rest), rest
+
+
+@pytest.mark.parametrize("keras_backend", KERAS_ENGINES.values())
+def test_all_is_every_executor_this_process_can_run(keras_backend: str) -> None:
+    """By default a run takes torch, jax and Keras on the backend KERAS_BACKEND names."""
+    executor = next(name for name, engine in KERAS_ENGINES.items() if engine == keras_backend)
+    protocol_test = "tests/test_registry.py::test_loaded_backend_satisfies_the_protocol"
+    ids = _test_ids(_collect(protocol_test, keras_backend=keras_backend))
+    expected = [name for name in BACKEND_NAMES if name not in KERAS_ENGINES or name == executor]
+    assert [line.split("[")[1].rstrip("]") for line in ids] == expected
+
+
+def test_a_run_takes_one_keras_executor() -> None:
+    result = _collect("--backend", "keras,keras-jax", "tests/test_registry.py")
+    assert result.returncode != 0
+    assert "Keras fixes its backend once per process: run one pytest per Keras executor" in result.stderr
+
+
+def test_a_keras_executor_on_another_keras_backend_than_the_process_s_says_how_to_run_it() -> None:
+    code = (
+        "import os; os.environ['KERAS_BACKEND'] = 'tensorflow'\n"
+        "import keras\n"
+        "from spec.backend import load_backend\n"
+        "from spec.errors import BackendUnavailable\n"
+        "try:\n    load_backend('keras-torch')\nexcept BackendUnavailable as e:\n    print('UNAVAILABLE:', e)\n"
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    ids = [line for line in result.stdout.splitlines() if "::" in line]
-    assert ids and all(chosen in line or "variants_cover" in line for line in ids)
-    others = [name for name in BACKEND_NAMES if name != chosen]
-    assert not [line for line in ids if any(f"[{o}" in line or f"-{o}" in line for o in others)]
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "this process's Keras runs on tensorflow" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert "`pytest --backend keras-torch`" in out.stdout
+
+
+def test_the_keras_executor_is_the_one_keras_runs_on(backend: Backend) -> None:
+    if backend.framework == "keras":
+        assert KERAS_ENGINES[backend.name] == keras_engine()
+        assert keras_engine() in backend.framework_version()
 
 
 def test_spec_imports_no_framework_and_no_plotting_library() -> None:
@@ -121,9 +162,10 @@ def test_every_backend_applies_the_thread_count_when_it_loads(backend: Backend, 
     code = (
         f"from spec.backend import load_backend\nbackend = load_backend({backend_name!r})\nprint(backend.threads())\n"
     )
-    if backend_name == "torch":
+    engine = KERAS_ENGINES.get(backend_name, backend_name)
+    if engine == "torch":
         code += "import torch; print(torch.get_num_threads())\n"
-    elif backend_name == "keras":
+    elif engine == "tensorflow":
         code += "import tensorflow as tf; print(tf.config.threading.get_intra_op_parallelism_threads())\n"
     else:
         code += "import os; print(int('intra_op_parallelism_threads=1' in os.environ['XLA_FLAGS']))\n"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -27,7 +26,8 @@ from impls.jax import schedules, weights
 from impls.jax.losses import OWN_LOSSES, compute_loss
 from impls.jax.models import MODEL_CLASSES, VAE, SpecModel, computing_in, logits_of, recorded_outputs
 from impls.jax.optimizers import LossScaleState, loss_scaled, make_optimizer
-from spec.backend import Backend, NativeBackend, drop_native_cache, intra_op_threads, native_cache
+from spec import engines
+from spec.backend import Backend, NativeBackend, drop_native_cache, native_cache
 from spec.errors import SpecError
 from spec.inputs import batch_dtype, check_inputs
 from spec.layer_paths import NativePath
@@ -39,12 +39,6 @@ from spec.optimizers import OptimizerSpec
 from spec.params import GAN_LOSS_TRAINS, MIXED_PRECISIONS, ParamCount, Precision, compute_dtype, variable_dtype
 from spec.precision import LOSS_SCALE
 from spec.schedules import ScheduleSpec
-
-
-def configure_float32_exact() -> None:
-    """Compute float32 matmuls and convolutions in full float32 on every device: JAX's default lets
-    GPUs use TF32 (and TPUs bfloat16 passes), which equivalence checks must not measure."""
-    jax.config.update("jax_default_matmul_precision", "highest")
 
 
 def _inputs(model: SpecModel, x: np.ndarray) -> jax.Array:
@@ -165,20 +159,6 @@ def train_step_body(
     return value
 
 
-def configure_threads() -> str:
-    """Apply ``TRIPTYCH_THREADS`` to XLA's CPU client; returns the setting in force. XLA reads its flags
-    when the client starts (the first ``jax.devices()``), so this runs before that. XLA can run one
-    thread per op or its own pool over every core, nothing between."""
-    threads = intra_op_threads()
-    if threads is None:
-        return "default (every core)"
-    if threads == 1:
-        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
-        return "1"
-    return f"every core (XLA cannot pin {threads} threads)"
-
-
 @partial(jax.jit, static_argnames=("treedef", "loss"), donate_argnums=2)
 def _state_train_step(
     graphdef: nnx.GraphDef,
@@ -282,10 +262,8 @@ class JaxBackend(NativeBackend[SpecModel]):
     model_classes = MODEL_CLASSES
 
     def __init__(self) -> None:
-        self._threads = configure_threads()
-        configure_float32_exact()
-        device = jax.devices()[0]
-        self._device = "cpu" if device.platform == "cpu" else f"{device.platform}:{device.id}"
+        self._threads = engines.configure("jax")
+        self._device = engines.device("jax")
 
     def threads(self) -> str:
         return self._threads

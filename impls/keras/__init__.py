@@ -1,7 +1,8 @@
-"""Keras 3 backend on TensorFlow: Keras layers and ``keras.Model``, NHWC images, ``tf.GradientTape``.
+"""Keras 3: Keras layers and ``keras.Model``, NHWC images, on whichever backend Keras runs.
 
-Keras chooses its backend once per process from ``KERAS_BACKEND``; this package needs TensorFlow, so
-it sets that variable before Keras is first imported and refuses to run on any other Keras backend.
+Keras chooses its backend once per process from ``KERAS_BACKEND``: TensorFlow unless set (executor
+``keras``), or JAX (``keras-jax``) or torch (``keras-torch``); :mod:`impls.keras.engine` holds what
+differs between them.
 """
 
 import os

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
-import tensorflow as tf
 
 from impls.keras.models import GAN, VAE, VAEOutput, output_activation
 from spec.losses import check_target_shape
@@ -19,7 +18,6 @@ def loss_dtype(logits: keras.KerasTensor) -> str | None:
     return "float64" if keras.backend.standardize_dtype(logits.dtype) == "float64" else None
 
 
-@tf.autograph.experimental.do_not_convert  # plain Python dispatch on the loss name, nothing to convert
 def compute_loss(
     loss: str, logits: keras.KerasTensor, targets: keras.KerasTensor, output_kind: str
 ) -> keras.KerasTensor:

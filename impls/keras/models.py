@@ -553,7 +553,7 @@ class Transformer(SpecModel):
             paths["position"] = ("position_embeddings",)
         else:
             table = sinusoidal_positions(spec.seq_len, spec.d_model).astype(self.compute_dtype)
-            self.position_embeddings = lambda x: x + table
+            self.position_embeddings = lambda x: keras.ops.add(x, table)  # ops: the table joins any backend's tensor
         self.encoders = [EncoderLayer(spec, name=encoder_layer_name(i)) for i in range(spec.num_layers)]
         for index, encoder in enumerate(self.encoders):
             paths |= encoder.layer_paths.under(encoder_layer_name(index), "encoders", index)

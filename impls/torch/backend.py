@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 from impls.torch import schedules, weights
 from impls.torch.losses import OWN_LOSSES, compute_loss
 from impls.torch.models import MODEL_CLASSES, VAE, SpecModel, logits_of, recording_outputs
 from impls.torch.optimizers import make_optimizer
-from spec.backend import Backend, NativeBackend, cached, intra_op_threads
+from spec import engines
+from spec.backend import Backend, NativeBackend, cached
 from spec.errors import SpecError
 from spec.inputs import check_inputs
 from spec.layer_paths import NativePath
@@ -36,14 +35,6 @@ from spec.params import (
 )
 from spec.precision import LOSS_SCALE
 from spec.schedules import ScheduleSpec
-
-
-def configure_float32_exact() -> None:
-    """Keep float32 matmuls and convolutions in full float32 on CUDA (no TF32), so that equivalence
-    checks measure the model and not the hardware's reduced-precision mode."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
 
 
 def training_loss(model: SpecModel, x: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
@@ -84,33 +75,6 @@ def _compiled_optimizer_step(optimizer: torch.optim.Optimizer) -> Callable[[], A
 def _compiled_module(model: SpecModel) -> Callable[[torch.Tensor], Any]:
     """``torch.compile(model)``, compiled once per model (and recompiled by torch for a new mode)."""
     return cached(model, "compiled_module", lambda: torch.compile(model, dynamic=STATIC_SHAPES))
-
-
-def configure_threads() -> str:
-    """Apply ``TRIPTYCH_THREADS`` to torch's intra-op pool; returns the setting in force."""
-    threads = intra_op_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    return f"{torch.get_num_threads()}" + ("" if threads else " (default)")
-
-
-def configure_compiler() -> None:
-    """Let ``torch.compile`` compile every zoo model, and fail rather than fall back. Dynamo keeps one
-    cache per code object — ``training_loss``, ``optimizer.step`` and ``Module.forward`` are shared by
-    every model — and after 8 entries (its default ``recompile_limit``) it silently ran the rest
-    eagerly: a "compiled" Transformer step took as long as the eager one in ``make bench``."""
-    torch._dynamo.config.recompile_limit = 64
-    torch._dynamo.config.fail_on_recompile_limit_hit = True
-    # Inductor's CPU layout optimization (every convolution graph in channels_last) gave zero weight
-    # gradients to both convolutions of digits_cnn's compiled backward (docs/findings.md, finding 7).
-    torch._inductor.config.layout_optimization = False
-    # Inductor's on-disk cache is not keyed on ATen's CPU capability: kernels compiled under one were
-    # reused under another and corrupted the heap, or computed wrong values (finding 13). Unless the
-    # caller chose a directory, each capability gets its own (torch writes its default into the
-    # environment when it first looks the directory up).
-    default = os.path.abspath(default_cache_dir())
-    if os.path.abspath(os.environ.get("TORCHINDUCTOR_CACHE_DIR", default)) == default:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default, torch.backends.cpu.get_cpu_capability())
 
 
 _DTYPES: dict[str, torch.dtype] = {
@@ -177,9 +141,7 @@ class TorchBackend(NativeBackend[SpecModel]):
     model_classes = MODEL_CLASSES
 
     def __init__(self) -> None:
-        configure_float32_exact()
-        configure_compiler()
-        self._threads = configure_threads()
+        self._threads = engines.configure("torch")
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def framework_version(self) -> str:
