@@ -53,18 +53,24 @@ compare: venv
 	$(BIN)/python -m spec.report $(COMPARE_ARGS)
 
 # Time every benchmark (tests/bench) with every framework pinned to the same number of intra-op threads
-# (all cores); saves pytest-benchmark's JSON for `make compare` and for `pytest-benchmark compare`.
+# (all cores); saves pytest-benchmark's JSON for `make compare` and for `pytest-benchmark compare`: the
+# main run's (torch, jax, Keras on TensorFlow) in reports/bench.json, each other Keras backend's in
+# reports/bench-<executor>.json (its hand-written baseline is its engine's).
 # torch's inductor gets an empty cache, so that its first calls are cold compiles like JAX's and XLA's
 # (it reuses compiled kernels from /tmp across processes by default).
 BENCH_THREADS ?= $(shell nproc)
+BENCH_PYTEST := TORCHINDUCTOR_CACHE_DIR=$(CURDIR)/reports/torchinductor-cache \
+	TRIPTYCH_THREADS=$(BENCH_THREADS) $(BIN)/python -m pytest tests/bench -p no:xdist -p no:randomly -q \
+	--benchmark-enable --benchmark-min-rounds=15 --benchmark-max-time=0.25 --durations=10 \
+	--benchmark-storage=reports/benchmarks --benchmark-autosave \
+	--benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name
 bench: venv
 	mkdir -p reports
 	rm -rf reports/torchinductor-cache
-	TORCHINDUCTOR_CACHE_DIR=$(CURDIR)/reports/torchinductor-cache \
-	TRIPTYCH_THREADS=$(BENCH_THREADS) $(BIN)/python -m pytest tests/bench -p no:xdist -p no:randomly -q \
-		--benchmark-enable --benchmark-min-rounds=15 --benchmark-max-time=0.25 --durations=10 \
-		--benchmark-json=reports/bench.json --benchmark-storage=reports/benchmarks --benchmark-autosave \
-		--benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name
+	$(BENCH_PYTEST) --benchmark-json=reports/bench.json
+	for executor in $(KERAS_RUNS); do \
+		$(BENCH_PYTEST) --backend $$executor --benchmark-json=reports/bench-$$executor.json || exit $$?; \
+	done
 
 lint: venv
 	$(BIN)/ruff check .

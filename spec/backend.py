@@ -46,6 +46,12 @@ def framework_of(name: str) -> str:
     return "keras" if name in KERAS_ENGINES else name
 
 
+def engine_of(name: str) -> str:
+    """The numeric engine an executor runs on: ``tensorflow``, ``jax`` or ``torch`` (:mod:`spec.engines`)."""
+    framework_of(name)  # a known executor
+    return KERAS_ENGINES.get(name, name)
+
+
 def marker_of(name: str) -> str:
     """The pytest marker of an executor's tests (``keras_jax``: a marker is a Python name)."""
     return name.replace("-", "_")

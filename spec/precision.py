@@ -208,12 +208,15 @@ class MixedOp:
     # Keras's answer in bfloat16 where TensorFlow runs bfloat16 in oneDNN, if it differs
     keras_onednn_bfloat16: str | None = field(default=None, kw_only=True)
 
-    def computed_in(self, framework: str, precision: Precision) -> str:
-        """The answer for ``framework`` in ``precision`` on this machine."""
-        onednn = precision == "mixed_bfloat16" and framework == "keras" and tensorflow_runs_bfloat16_in_onednn()
+    def computed_in(self, backend: str, precision: Precision) -> str:
+        """The answer for executor ``backend`` in ``precision`` on this machine (Keras's on any of its
+        backends; TensorFlow's oneDNN kernels for Keras on TensorFlow)."""
+        from spec.backend import framework_of  # spec.backend imports this module
+
+        onednn = precision == "mixed_bfloat16" and backend == "keras" and tensorflow_runs_bfloat16_in_onednn()
         if onednn and self.keras_onednn_bfloat16 is not None:
             return self.keras_onednn_bfloat16
-        answer: str = getattr(self, framework)
+        answer: str = getattr(self, framework_of(backend))
         return answer
 
 

@@ -87,7 +87,7 @@ def test_export_holds_every_native_tensor(backend: Backend, spec: ModelSpec) -> 
     model = built(backend, spec, init_params(spec, 0))
     x, targets = ZOO_CASES[spec.name].batch(size=BATCH)
     before = backend.logits(model, x)
-    PERTURB[backend.name](model, np.random.default_rng(1))
+    PERTURB[backend.framework](model, np.random.default_rng(1))
     outputs = backend.logits(model, x)
     exported = backend.export_params(model)
     tol = tolerance(forward_check(deep=spec.is_deep, training=False), "float32", backend.device())

@@ -187,6 +187,6 @@ FORMATS = [pytest.param(p, marks=[pytest.mark.exhaustive] if p == "mixed_float16
 
 @pytest.mark.parametrize("precision", FORMATS)
 def test_each_framework_keeps_in_float32_what_the_catalogue_says(backend: Backend, precision: Precision) -> None:
-    measured = PROBES[backend.name](precision)
+    measured = PROBES[backend.framework](precision)
     expected = {op: facts.computed_in(backend.name, precision) for op, facts in MIXED_OPS.items()}
     assert measured == expected

@@ -136,14 +136,14 @@ def test_optimizer_steps_match_the_judge(backend: Backend, backend_name: str, ca
     opt = CASES[case]
     params = init_params(SPEC, 0)
     model = backend.build(SPEC, params)
-    if case in NOT_NATIVE[backend_name]:
+    if case in NOT_NATIVE[backend.framework]:
         with pytest.raises(UnsupportedOption, match=rf"optimizer\.\w+.*{backend_name} backend"):
             backend.make_optimizer(model, opt)
-        if case not in PORTED[backend_name]:
+        if case not in PORTED[backend.framework]:
             with pytest.raises(UnsupportedOption, match=rf"optimizer\.\w+.*{backend_name} backend"):
                 backend.make_optimizer(model, opt, ported=True)
             return
-    optimizer = backend.make_optimizer(model, opt, ported=case in PORTED[backend_name])
+    optimizer = backend.make_optimizer(model, opt, ported=case in PORTED[backend.framework])
     grads = gradient_sequence(params)
     tol = tolerance("optimizer_step", "float32", backend.device())
     for step, (g, expected) in enumerate(zip(grads, judge_trajectory(opt, params, grads), strict=True), start=1):
@@ -163,13 +163,14 @@ def test_a_ported_rule_is_never_the_default(backend: Backend, backend_name: str)
     cannot express is refused by default, naming the way to the port, and a rule they can express
     stays native when a port is allowed."""
     model = backend.build(SPEC, init_params(SPEC, 0))
-    for case in sorted(PORTED[backend_name]):
+    for case in sorted(PORTED[backend.framework]):
         with pytest.raises(UnsupportedOption, match=r"ported=True"):
             backend.make_optimizer(model, CASES[case])
-    if backend_name in OPTIMIZER_CLASSES:
-        port_class, native_class = OPTIMIZER_CLASSES[backend_name]
-        native_case = next(case for case in CASES if case.startswith("rmsprop") and case not in PORTED[backend_name])
-        ported = backend.make_optimizer(model, CASES[sorted(PORTED[backend_name])[0]], ported=True)
+    ported_cases = PORTED[backend.framework]
+    if backend.framework in OPTIMIZER_CLASSES:
+        port_class, native_class = OPTIMIZER_CLASSES[backend.framework]
+        native_case = next(case for case in CASES if case.startswith("rmsprop") and case not in ported_cases)
+        ported = backend.make_optimizer(model, CASES[sorted(ported_cases)[0]], ported=True)
         assert type(ported).__name__ == port_class
         assert type(backend.make_optimizer(model, CASES[native_case], ported=True)).__name__ == native_class
 
@@ -324,7 +325,7 @@ def _train(backend: Backend, spec: MLPSpec, opt: OptimizerSpec) -> tuple[list[fl
 
 @pytest.mark.parametrize("case", list(TRAJECTORIES))
 def test_training_trajectories_agree_across_backends(backends: tuple[Backend, Backend], case: str) -> None:
-    lacking = [b.name for b in backends if TRAJECTORIES[case][1] in NOT_NATIVE[b.name]]
+    lacking = [b.name for b in backends if TRAJECTORIES[case][1] in NOT_NATIVE[b.framework]]
     if lacking:
         pytest.skip(f"{case} is not expressible with the native optimizers of {', '.join(lacking)}")
     (loss_a, final_a), (loss_b, final_b) = (train_trajectory(b, case) for b in backends)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spec import reference as ref
-from spec.backend import Backend
+from spec.backend import Backend, engine_of
 from spec.cases import ZOO_CASES
 from spec.errors import SpecError
 from spec.optimizers import OPTIMIZER_ZOO, OptimizerSpec
@@ -56,18 +56,18 @@ def _jax_float32_settings() -> dict[str, object]:
 # Each framework's switches away from TF32 (and TPU bfloat16 passes) in float32 matmuls and
 # convolutions, as each backend sets them when it loads (docs/precision.md: the defaults, with sources,
 # are TF32 for torch's cuDNN convolutions, for TensorFlow, and for JAX on a GPU).
-FLOAT32_EXACT = {
+FLOAT32_EXACT = {  # by engine (spec.backend.engine_of): Keras on torch or JAX sets torch's or JAX's
     "torch": (
         _torch_float32_settings,
         {"cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False, "float32_matmul_precision": "highest"},
     ),
-    "keras": (_keras_float32_settings, {"tensor_float_32_execution": False}),
+    "tensorflow": (_keras_float32_settings, {"tensor_float_32_execution": False}),
     "jax": (_jax_float32_settings, {"jax_default_matmul_precision": "highest"}),
 }
 
 
 def test_each_backend_keeps_float32_exact(backend: Backend) -> None:
-    read, expected = FLOAT32_EXACT[backend.name]
+    read, expected = FLOAT32_EXACT[engine_of(backend.name)]
     assert read() == expected
 
 

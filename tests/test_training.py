@@ -206,7 +206,7 @@ NOT_EXPRESSIBLE = {
 
 
 def test_a_backend_substitutes_only_what_the_recipe_allows(backend: Backend) -> None:
-    opt, native = NOT_EXPRESSIBLE[backend.name]
+    opt, native = NOT_EXPRESSIBLE[backend.framework]
     strict = dataclasses.replace(RECIPES["digits_adam"], optimizer=opt, epochs=1)
     with pytest.raises(UnsupportedOption, match="epsilon_placement") as info:
         fit(backend, strict, SPLIT)

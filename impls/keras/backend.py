@@ -216,7 +216,7 @@ class KerasBackend(NativeBackend[SpecModel]):
         if model.precision == "mixed_float16":  # Keras's float16 recipe; it fixes the factor at 2
             if LOSS_SCALE.factor != 2.0:
                 raise UnsupportedOption(
-                    "keras", "LOSS_SCALE.factor", LOSS_SCALE.factor, "LossScaleOptimizer grows and backs off by 2"
+                    self.name, "LOSS_SCALE.factor", LOSS_SCALE.factor, "LossScaleOptimizer grows and backs off by 2"
                 )
             optimizer = keras.optimizers.LossScaleOptimizer(
                 optimizer, initial_scale=LOSS_SCALE.initial, dynamic_growth_steps=LOSS_SCALE.growth_interval

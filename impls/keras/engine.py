@@ -19,9 +19,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from impls.keras.models import SpecModel
+from impls.keras.models import EXECUTOR, SpecModel
 from spec import engines
-from spec.backend import KERAS_ENGINES, cached, keras_executor
+from spec.backend import cached
 from spec.params import Precision
 
 Loss = Callable[[Any, Any], Any]  # (inputs, targets) → the training loss, a scalar tensor
@@ -49,12 +49,7 @@ class Engine(ABC):
         self.threads = engines.configure(self.name)
         self.device = engines.device(self.name)
 
-    @property
-    def executor(self) -> str:
-        """triptych's name for Keras on this engine: keras, keras-jax, keras-torch."""
-        found = keras_executor(self.name)
-        assert found is not None, f"no executor runs Keras on {self.name} ({KERAS_ENGINES})"
-        return found
+    executor = EXECUTOR  # triptych's name for Keras on this engine
 
     @abstractmethod
     def version(self) -> str:

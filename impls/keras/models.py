@@ -11,6 +11,7 @@ from typing import Any, ClassVar, NamedTuple
 import keras
 import numpy as np
 
+from spec.backend import keras_executor
 from spec.config import spec_from_config, to_config
 from spec.errors import UnsupportedOption
 from spec.layer_paths import LayerPaths, NativePath
@@ -51,6 +52,10 @@ from spec.params import (
     rnn_layer_names,
     sinusoidal_positions,
 )
+
+# triptych's name for Keras on the backend this process runs it on (keras, keras-jax, keras-torch):
+# what this package's errors name
+EXECUTOR = keras_executor(keras.backend.backend()) or f"keras on {keras.backend.backend()}"
 
 
 def activation(act: Activation) -> Callable[[keras.KerasTensor], keras.KerasTensor]:
@@ -286,7 +291,7 @@ def _pool_stack(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[keras.
         pads, mode = resolve_padding("same", (shape[0], shape[1]), layer.pool_size, layer.strides), "valid"
     if pads is not None and not layer.count_padding:
         raise UnsupportedOption(
-            "keras", "pool.padding", pads, "AveragePooling2D leaves padding out of the mean only for 'same'"
+            EXECUTOR, "pool.padding", pads, "AveragePooling2D leaves padding out of the mean only for 'same'"
         )
     pool = keras.layers.AveragePooling2D(layer.pool_size, layer.strides, padding=mode, name=name)
     return [pool] if pads is None else [keras.layers.ZeroPadding2D(pads, name=f"{name}_pad"), pool]
@@ -296,7 +301,7 @@ def batchnorm(layer: BatchNorm, name: str) -> keras.layers.BatchNormalization:
     """``BatchNormalization`` over the channels (last axis), momentum and epsilon from the spec."""
     if layer.running_variance != "biased":
         raise UnsupportedOption(
-            "keras",
+            EXECUTOR,
             "batchnorm.running_variance",
             layer.running_variance,
             "BatchNormalization updates its moving variance with the batch's biased variance",

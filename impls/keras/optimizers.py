@@ -8,6 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from impls.keras.models import EXECUTOR
 from impls.keras.schedules import make_schedule
 from spec.config import from_config, to_config
 from spec.errors import UnsupportedOption
@@ -35,7 +36,7 @@ def _make(opt: OptimizerSpec) -> keras.optimizers.Optimizer:
     if opt.momentum and opt.learning_rate_changes():
         assert opt.schedule is not None  # only a schedule changes the rate
         raise UnsupportedOption(
-            "keras",
+            EXECUTOR,
             "optimizer.learning_rate",
             opt.schedule.kind,
             f"keras.optimizers.{'SGD' if opt.kind == 'sgd' else 'RMSprop'} keeps the learning rate inside its "
@@ -111,7 +112,11 @@ def before_step(optimizer: keras.optimizers.Optimizer, opt: OptimizerSpec) -> No
 def _require_inside_sqrt(opt: OptimizerSpec, why: str) -> None:
     if opt.epsilon_placement != "inside_sqrt":
         raise UnsupportedOption(
-            "keras", "optimizer.epsilon_placement", opt.epsilon_placement, f"{why}; {PORTED_HINT}", native="inside_sqrt"
+            EXECUTOR,
+            "optimizer.epsilon_placement",
+            opt.epsilon_placement,
+            f"{why}; {PORTED_HINT}",
+            native="inside_sqrt",
         )
 
 

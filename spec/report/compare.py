@@ -16,8 +16,11 @@ import functools
 import json
 import math
 import os
+import pickle
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -27,7 +30,15 @@ from typing import TypeVar
 import numpy as np
 
 from spec import reference as ref
-from spec.backend import BACKEND_NAMES, THREADS_ENV, Backend, available_backends
+from spec.backend import (
+    BACKEND_NAMES,
+    KERAS_BACKEND_ENV,
+    KERAS_ENGINES,
+    THREADS_ENV,
+    Backend,
+    available_backends,
+    process_backends,
+)
 from spec.cases import ZOO_CASES, Case, case_of, not_judged
 from spec.data import digits
 from spec.data.mixture import RING
@@ -55,7 +66,8 @@ BATCH = 64  # the optimizer comparison's minibatch
 SEED = 0
 LOSS_CURVES = "loss_curves.png"  # written beside compare.md
 GAN_SAMPLES = "gan_samples.png"  # each GAN recipe's samples per backend, over its mixture's modes
-DEFAULT_BENCH = Path("reports/bench.json")  # where `make bench` saves pytest-benchmark's JSON
+DEFAULT_BENCH = Path("reports/bench.json")  # where `make bench` saves pytest-benchmark's JSON ...
+KERAS_BENCH = "bench-{executor}.json"  # ... and beside it, that of each other Keras backend's run
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,12 @@ class Row:
         gradient_ok = self.gradient_max_rel_error is None or self.gradient_max_rel_error <= self.gradient_tolerance
         forward_ok = self.forward_scaled_error is not None and self.forward_scaled_error <= 1.0
         return self.params_match_spec and forward_ok and gradient_ok
+
+
+def default_bench() -> list[Path]:
+    """What ``make bench`` wrote: its main run's JSON and each other Keras backend's."""
+    others = [DEFAULT_BENCH.with_name(KERAS_BENCH.format(executor=name)) for name in KERAS_ENGINES]
+    return [path for path in [DEFAULT_BENCH, *others] if path.exists()]
 
 
 def cpu_model() -> str:
@@ -121,7 +139,12 @@ def compare_model(case: Case, backend: Backend) -> Row:
     outputs = backend.forward(model, x)
     expected, directions = judged(case)
     _, grads = backend.loss_and_grads(model, x, labels, loss)
-    _, witness_grads = backend.loss_and_grads(backend.build(spec, params, precision="float64"), x, labels, loss)
+    witness_error = None
+    try:  # a backend without a true float64 (finding 19) has no witness
+        _, witness_grads = backend.loss_and_grads(backend.build(spec, params, precision="float64"), x, labels, loss)
+        witness_error = max(per_tensor_errors(spec, grads, witness_grads).values())
+    except UnsupportedOption:
+        pass
     gradient_error = None
     if directions is not None:
         checks = ref.check_gradients(spec, params, x, labels, loss, grads, judged=directions)
@@ -140,7 +163,7 @@ def compare_model(case: Case, backend: Backend) -> Row:
         gradient_max_rel_error=gradient_error,
         gradient_tolerance=tolerance("gradient", "float32", device).rtol,
         seconds=time.perf_counter() - start,
-        witness_gradient_error=max(per_tensor_errors(spec, grads, witness_grads).values()),
+        witness_gradient_error=witness_error,
     )
 
 
@@ -428,7 +451,10 @@ def markdown(rows: list[Row], header: dict[str, str], unavailable: dict[str, str
         "the tensor's largest element. Where the gradient error reads —, float32 gradients are ill-posed:",
         "in a deep ResNet trained in full some ReLU inputs lie within float32 rounding of their kink, and",
         "the float64 gradient itself jumps by percents when the inputs move by 1e-6 (spec.cases.DEEP_GRADIENTS);",
-        "its number then says how far this backend's rounding landed on this batch.",
+        "its number then says how far this backend's rounding landed on this batch. Gradient vs float64",
+        "reads — for Keras on JAX and on torch, which have no true float64 (docs/findings.md, finding 19).",
+        "Keras on JAX (keras-jax) and on torch (keras-torch) run the same impls/keras code as keras (on",
+        "TensorFlow), each in a process of its own, as Keras fixes its backend once per process.",
         "",
         "| model | architecture | backend | device | params | forward max abs error | gradient max rel error "
         "| gradient vs float64 | within tolerance |",
@@ -467,6 +493,97 @@ def run_with_progress(
     return results
 
 
+@dataclass
+class Results:
+    """What one process computed for the report, for its backends (a worker's, pickled to its caller)."""
+
+    header_backends: dict[str, str]  # backend → framework version and threads
+    unavailable: dict[str, str]
+    rows: list[Row]
+    precision_rows: list[PrecisionRow]
+    optimizer_rows: list[OptimizerRow]
+    trained: list[tuple[ConvergenceRow, History | None]]
+    worker_failed: bool = False  # a Keras backend's worker process failed: the report is not ok
+
+    def joined(self, other: Results, models: Sequence[Case], recipes: Sequence[RecipeSpec]) -> Results:
+        """Both processes' results, each table in the report's order: by model (optimizer, recipe), then backend."""
+        order = {name: index for index, name in enumerate(BACKEND_NAMES)}
+        cases = {case.spec.name: index for index, case in reversed(list(enumerate(models)))}
+        optimizers = {name: index for index, name in enumerate(OPTIMIZER_ZOO)}
+        recipe_order = {recipe.name: index for index, recipe in enumerate(recipes)}
+        return Results(
+            self.header_backends | other.header_backends,
+            self.unavailable | other.unavailable,
+            sorted([*self.rows, *other.rows], key=lambda r: (cases.get(r.model, -1), order[r.backend])),
+            sorted(
+                [*self.precision_rows, *other.precision_rows], key=lambda r: (cases.get(r.model, -1), order[r.backend])
+            ),
+            sorted(
+                [*self.optimizer_rows, *other.optimizer_rows],
+                key=lambda r: (optimizers.get(r.optimizer, -1), order[r.backend]),
+            ),
+            sorted([*self.trained, *other.trained], key=lambda t: (recipe_order[t[0].recipe], order[t[0].backend])),
+            self.worker_failed or other.worker_failed,
+        )
+
+
+def run_jobs(names: Sequence[str], models: Sequence[Case], recipes: Sequence[RecipeSpec]) -> Results:
+    """Every table's jobs on the backends ``names`` that load in this process."""
+    found = available_backends(tuple(names))
+    backends = [b for b in found.values() if not isinstance(b, BackendUnavailable)]
+    unavailable = {n: str(b) for n, b in found.items() if isinstance(b, BackendUnavailable)}
+    rows = run_with_progress(
+        "models",
+        [(f"{case.id} on {b.name}", functools.partial(compare_model, case, b)) for case in models for b in backends],
+        backends,
+    )
+    precision_rows = run_with_progress(
+        "precisions",
+        [
+            (f"{case.id} on {b.name}", functools.partial(compare_precision, case, b))
+            for case in models
+            for b in backends
+        ],
+        backends,
+    )
+    optimizer_rows = run_with_progress(
+        "optimizers",
+        [
+            (f"{name} on {b.name}", functools.partial(compare_optimizer, name, opt, b))
+            for name, opt in OPTIMIZER_ZOO.items()
+            for b in backends
+        ],
+        backends,
+    )
+    trained = run_with_progress(
+        "recipes",
+        [(f"{r.name} on {b.name}", functools.partial(compare_recipe, r, b)) for r in recipes for b in backends],
+        backends,
+    )
+    header = {b.name: f"{b.framework_version()}; intra-op threads: {b.threads()}" for b in backends}
+    return Results(header, unavailable, rows, precision_rows, optimizer_rows, trained)
+
+
+def in_own_process(name: str, argv: Sequence[str]) -> Results:
+    """The report's jobs on Keras executor ``name``, run by a worker process whose Keras runs on that
+    executor's backend (Keras fixes its backend once per process); its progress shows on stderr."""
+    print(f"[{name}: Keras on {KERAS_ENGINES[name]}, in a process of its own]", file=sys.stderr, flush=True)
+    own = [  # the caller's arguments, but its choice of backends
+        arg
+        for index, arg in enumerate(argv)
+        if not arg.startswith("--backend") and (index == 0 or argv[index - 1] != "--backend")
+    ]
+    with tempfile.TemporaryDirectory() as directory:
+        out = Path(directory) / "results.pickle"
+        env = os.environ | {KERAS_BACKEND_ENV: KERAS_ENGINES[name]}
+        command = [sys.executable, "-m", "spec.report", *own, "--backend", name, "--results-to", str(out)]
+        done = subprocess.run(command, env=env, check=False)
+        if done.returncode != 0 or not out.exists():
+            return Results({}, {name: f"its worker process failed (exit {done.returncode})"}, [], [], [], [], True)
+        results: Results = pickle.loads(out.read_bytes())
+        return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="triptych-compare", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -495,8 +612,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bench",
         type=Path,
-        default=None,
-        help=f"pytest-benchmark JSON for the speed section (default: {DEFAULT_BENCH} when `make bench` wrote it)",
+        action="append",
+        default=[],
+        help=f"pytest-benchmark JSON for the speed section, repeatable (default: {DEFAULT_BENCH} and "
+        f"{KERAS_BENCH.format(executor='keras-jax')}… beside it, where `make bench` wrote them)",
     )
     parser.add_argument(
         "--threads",
@@ -504,22 +623,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"intra-op threads for every framework (sets {THREADS_ENV}; default: the frameworks' own)",
     )
+    parser.add_argument("--results-to", type=Path, default=None, help=argparse.SUPPRESS)  # a worker's output
     args = parser.parse_args(argv)
     if args.threads is not None:
         os.environ[THREADS_ENV] = str(args.threads)  # read by each backend when it loads
     names = BACKEND_NAMES if not args.backend or "all" in args.backend else tuple(args.backend)
-    found = available_backends(names)
-    backends = [b for b in found.values() if not isinstance(b, BackendUnavailable)]
-    unavailable = {n: str(b) for n, b in found.items() if isinstance(b, BackendUnavailable)}
-    if not backends:
-        print("no backend is available:\n" + "\n".join(unavailable.values()), file=sys.stderr)
-        return 2
-    header = {
-        "machine": f"{cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        **{b.name: f"{b.framework_version()}; intra-op threads: {b.threads()}" for b in backends},
-    }
     try:
         user_specs = [load_spec(reference) for reference in args.spec_file]
     except (PortError, SpecError) as exc:
@@ -527,36 +635,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     zoo = [] if user_specs and not args.model else args.model or list(ZOO)
     models = [replace(case, perturbed=False) for case in [*(ZOO_CASES[n] for n in zoo), *map(case_of, user_specs)]]
-    rows = run_with_progress(
-        "models",
-        [(f"{case.id} on {b.name}", functools.partial(compare_model, case, b)) for case in models for b in backends],
-        backends,
-    )
-    precision_rows = run_with_progress(
-        "precisions",
-        [
-            (f"{case.id} on {b.name}", functools.partial(compare_precision, case, b))
-            for case in models
-            for b in backends
-        ],
-        backends,
-    )
-    optimizer_rows = run_with_progress(
-        "optimizers",
-        [
-            (f"{name} on {b.name}", functools.partial(compare_optimizer, name, opt, b))
-            for name, opt in OPTIMIZER_ZOO.items()
-            for b in backends
-        ],
-        backends,
-    )
     recipes = [] if args.no_training else [*RECIPES.values(), *SEQUENCE_RECIPES.values(), *TRANSFORMER_RECIPES.values()]
-    trained = run_with_progress(
-        "recipes",
-        [(f"{r.name} on {b.name}", functools.partial(compare_recipe, r, b)) for r in recipes for b in backends],
-        backends,
-    )
-    runs = {r.name: trained[i * len(backends) : (i + 1) * len(backends)] for i, r in enumerate(recipes)}
+    here = [name for name in names if name in process_backends()]
+    results = run_jobs(here, models, recipes)
+    if args.results_to is not None:  # a worker for its Keras backend: the caller writes the report
+        args.results_to.write_bytes(pickle.dumps(results))
+        return 0
+    for name in names:
+        if name not in here:
+            results = results.joined(in_own_process(name, argv or sys.argv[1:]), models, recipes)
+    if not results.header_backends:
+        print("no backend is available:\n" + "\n".join(results.unavailable.values()), file=sys.stderr)
+        return 2
+    header = {
+        "machine": f"{cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        **results.header_backends,
+    }
+    rows, precision_rows, optimizer_rows = results.rows, results.precision_rows, results.optimizer_rows
+    unavailable = results.unavailable
+    runs = {r.name: [run for run in results.trained if run[0].recipe == r.name] for r in recipes}
     convergence_rows = [row for recipe_runs in runs.values() for row, _ in recipe_runs]
     text = markdown(rows, header, unavailable) + precision_markdown(precision_rows) + optimizer_markdown(optimizer_rows)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -569,8 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         generated = {name: runs for name, runs in generated.items() if runs}
         if generated:
             written.append(plot_gan_samples(generated, RING, args.out / GAN_SAMPLES))
-    bench_path = args.bench or (DEFAULT_BENCH if DEFAULT_BENCH.exists() else None)
-    speed = load_speed(bench_path) if bench_path else None
+    speed = load_speed(*bench_paths) if (bench_paths := args.bench or default_bench()) else None
     if speed is not None:
         text += speed_markdown(speed)
     else:
@@ -591,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     every_row: list[Row | PrecisionRow | OptimizerRow | ConvergenceRow] = [
         *rows, *precision_rows, *optimizer_rows, *convergence_rows,
     ]  # fmt: skip
-    return 0 if all(r.ok for r in every_row) else 1
+    return 0 if all(r.ok for r in every_row) and not results.worker_failed else 1
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ BACKEND_STYLES = {
     "torch": {"color": "#d62728", "linestyle": "-", "linewidth": 1.6},
     "keras": {"color": "#1f77b4", "linestyle": (0, (5, 3)), "linewidth": 1.4},
     "jax": {"color": "#2ca02c", "linestyle": (0, (1, 2)), "linewidth": 1.8},
+    # Keras on JAX and on torch: a purple and a cyan, dash-dotted
+    "keras-jax": {"color": "#9467bd", "linestyle": (0, (3, 1, 1, 1)), "linewidth": 1.4},
+    "keras-torch": {"color": "#17becf", "linestyle": (0, (6, 2, 1, 2)), "linewidth": 1.4},
 }
 SMOOTHING_STEPS = 12  # one epoch of the digits recipes: a moving mean over it shows the trend
 

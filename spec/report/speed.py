@@ -16,6 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from spec.backend import KERAS_ENGINES
+
 SLOW_RATIO = 1.5
 SLOW_ROWS_EXPLAINED = "docs/speed.md"  # the profiled causes of the flagged rows
 BASELINE_RATIO = 1.1
@@ -49,13 +51,24 @@ class SpeedReport:
         return min(r.seconds for r in self.rows if r.group == group and not r.baseline)
 
 
-def load_speed(path: Path) -> SpeedReport:
-    """Read pytest-benchmark's JSON; raises ``ValueError`` naming the file if it is not such a file."""
+def _benchmarks(path: Path) -> tuple[list[dict], dict]:
+    """A pytest-benchmark JSON file's benchmarks and machine info; ``ValueError`` naming the file if it
+    is not such a file."""
     try:
         data = json.loads(path.read_text())
-        benchmarks = data["benchmarks"]
+        return list(data["benchmarks"]), data.get("machine_info", {})
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a pytest-benchmark JSON file ({exc})") from exc
+
+
+def load_speed(*paths: Path) -> SpeedReport:
+    """Read pytest-benchmark's JSON files — ``make bench`` writes one per pytest run, a run per Keras
+    backend — as one report."""
+    benchmarks: list[dict] = []
+    machine_info: dict = {}
+    for path in paths:
+        found, machine_info = _benchmarks(path)
+        benchmarks += found
     rows, peaks = [], {}
     for bench in benchmarks:
         info, median = bench.get("extra_info", {}), bench["stats"]["median"]
@@ -76,8 +89,8 @@ def load_speed(path: Path) -> SpeedReport:
             )
         )
     if not peaks:
-        raise ValueError(f"{path}: no matmul peak measured (run `make bench`)")
-    cpu = data.get("machine_info", {}).get("cpu", {})
+        raise ValueError(f"{', '.join(map(str, paths))}: no matmul peak measured (run `make bench`)")
+    cpu = machine_info.get("cpu", {})
     machine = f"{cpu.get('brand_raw', 'unknown CPU')}, {cpu.get('count', '?')} logical cores"
     peak_backend = max(peaks, key=lambda backend: peaks[backend])
     return SpeedReport(rows, peaks[peak_backend], peak_backend, machine)
@@ -132,6 +145,23 @@ def speed_markdown(report: SpeedReport) -> str:
             )
     if baseline_notes:
         lines += ["", "Against the hand-written baselines:", ""] + [f"- {note}" for note in baseline_notes]
+    overhead = keras_overhead(report)
+    if overhead:
+        lines += ["", "What Keras adds over its engine (Keras on JAX or torch / the same engine's own executor):", ""]
+        lines += [f"- {note}" for note in overhead]
     if notes:
         lines += ["", f"Flagged (why, by family of rows: {SLOW_ROWS_EXPLAINED}):", ""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+def keras_overhead(report: SpeedReport) -> list[str]:
+    """Per table, the time of Keras on an engine over that engine's own executor (keras-jax / jax,
+    keras-torch / torch), where the run has both."""
+    seconds = {(r.group, r.backend): r.seconds for r in report.rows if not r.baseline}
+    notes = []
+    for (group_name, backend), keras_seconds in sorted(seconds.items()):
+        engine = KERAS_ENGINES.get(backend, "")
+        if (group_name, engine) in seconds:
+            ratio = keras_seconds / seconds[(group_name, engine)]
+            notes.append(f"{group_name}: {backend} takes {ratio:.2f}× {engine}'s time")
+    return notes

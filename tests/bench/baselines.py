@@ -96,17 +96,22 @@ def jax_step() -> Callable[[], float]:
     return run
 
 
-BASELINES: dict[str, Callable[[], Callable[[], float]]] = {"torch": torch_step, "keras": keras_step, "jax": jax_step}
+# by engine (spec.backend.engine_of): Keras's hand-written step is TensorFlow's
+BASELINES: dict[str, Callable[[], Callable[[], float]]] = {
+    "torch": torch_step,
+    "tensorflow": keras_step,
+    "jax": jax_step,
+}
 
 
-def matmul(backend_name: str, size: int) -> Callable[[], float]:
-    """A float32 ``size``×``size`` matmul in the framework's fast path, for the machine's peak FLOP/s."""
-    if backend_name == "torch":
+def matmul(engine: str, size: int) -> Callable[[], float]:
+    """A float32 ``size``×``size`` matmul in the engine's fast path, for the machine's peak FLOP/s."""
+    if engine == "torch":
         import torch
 
         a, b = torch.rand(size, size), torch.rand(size, size)
         return lambda: float(torch.mm(a, b)[0, 0])
-    if backend_name == "keras":
+    if engine == "tensorflow":
         import tensorflow as tf
 
         a, b = tf.random.uniform((size, size)), tf.random.uniform((size, size))

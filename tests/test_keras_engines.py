@@ -1,0 +1,45 @@
+"""Keras 3 on its three backends — executors ``keras`` (TensorFlow), ``keras-jax`` and ``keras-torch``
+run the same ``impls/keras`` code: what differs between them that the contract matrix does not show
+by itself. Each test runs on the Keras executor of its pytest process (``make test`` runs one per
+Keras backend)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spec.backend import Backend
+from spec.cases import ZOO_CASES
+from spec.errors import UnsupportedOption
+from spec.models import ZOO
+from spec.params import init_params
+
+
+@pytest.fixture
+def keras_backend(backend: Backend) -> Backend:
+    if backend.framework != "keras":
+        pytest.skip(f"{backend.name} is not Keras")
+    return backend
+
+
+def test_keras_computes_float64_in_float32_off_tensorflow(keras_backend: Backend) -> None:
+    """Finding 19: Keras's type promotion turns float64 into float32 on JAX and torch, so those
+    executors refuse float64 models, naming the finding; on TensorFlow float64 stays float64. When
+    a Keras release keeps float64, this fails: let those executors build float64 again
+    (``impls.keras.engine.Engine.float64_refused``)."""
+    import keras
+
+    spec = ZOO["digits_mlp"]
+    downcast = keras.backend.result_type("float64", "float64") == "float32"
+    x = keras.ops.convert_to_tensor(np.linspace(-1.0, 1.0, 6).reshape(2, 3), dtype="float64")
+    tanh_dtype = keras.backend.standardize_dtype(keras.ops.tanh(x).dtype)
+    product_dtype = keras.backend.standardize_dtype(keras.ops.matmul(x, keras.ops.transpose(x)).dtype)
+    if keras_backend.name == "keras":
+        assert not downcast and tanh_dtype == product_dtype == "float64"
+        model = keras_backend.build(spec, init_params(spec, 0), precision="float64")
+        assert keras_backend.logits(model, ZOO_CASES["digits_mlp"].batch(size=2)[0]).dtype == np.float64
+        return
+    assert downcast, "Keras now keeps float64 on this backend: finding 19 is fixed"
+    assert "float32" in {tanh_dtype, product_dtype}  # JAX: tanh; torch: matmul
+    with pytest.raises(UnsupportedOption, match="finding 19"):
+        keras_backend.build(spec, init_params(spec, 0), precision="float64")
