@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # e.g. COMPARE_ARGS="--spec-file reports/port/SimpleCNN_spec.py --no-training"
 COMPARE_ARGS ?=
 
-.PHONY: test test-all compare bench lint venv clean
+.PHONY: test test-all test-keras-backends compare bench lint venv clean
 
 venv: $(VENV)/.installed
 
@@ -26,31 +26,38 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 # --max-worker-restart=0: a worker that crashes ends the run naming its test; with a restart,
 # pytest-xdist 3.8's loadfile scheduling deadlocks at the end of the run (pytest-xdist #1378).
 XDIST := -n 2 --dist loadfile --max-worker-restart=0
-# Keras fixes its backend once per process ($(1): the tier's marker expression, empty for every test). The first pytest runs torch, jax and Keras on TensorFlow
+# Keras fixes its backend once per process. The first pytest runs torch, jax and Keras on TensorFlow
 # (executor keras); then one pytest per other Keras backend runs that executor's tests (its marker),
-# its checks against torch and jax included. Every run goes ahead; the target fails if any failed
-# (exit 5, "no test selected", is no failure: PYTEST_ARGS may pick files without Keras tests).
+# its checks against torch and jax included. $(1): the first run's marker expression (empty: every
+# test); $(2): what the other runs add to their executor's marker. Their tiers: conftest.py,
+# OTHER_KERAS_BACKENDS. Every run goes ahead; the target fails if any failed (exit 5, "no test
+# selected", is no failure: PYTEST_ARGS may pick files without Keras tests).
 SHELL := bash
 KERAS_RUNS := keras-jax keras-torch
+define keras_runs
+	for executor in $(KERAS_RUNS); do \
+		echo "=== $$executor: Keras on $${executor#keras-}, in its own pytest run ==="; \
+		$(BIN)/python -m pytest $(XDIST) --backend torch,jax,$$executor -m "$${executor/-/_}$(1)" $(PYTEST_ARGS); \
+		rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then status=$$rc; fi; \
+	done
+endef
 define every_executor
 	status=0; \
 	$(BIN)/python -m pytest $(XDIST) $(if $(1),-m "$(1)") $(PYTEST_ARGS) || status=$$?; \
-	for executor in $(KERAS_RUNS); do \
-		echo "=== $$executor: Keras on $${executor#keras-}, in its own pytest run ==="; \
-		$(BIN)/python -m pytest $(XDIST) --backend torch,jax,$$executor -m "$${executor/-/_}$(if $(1), and ($(1)))" $(PYTEST_ARGS); \
-		rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then status=$$rc; fi; \
-	done; \
+	$(call keras_runs,$(2)); \
 	exit $$status
 endef
 
 test: venv
-	$(call every_executor,not exhaustive)
+	$(call every_executor,not exhaustive, and not exhaustive and not keras_backends)
 
 test-all: venv
-	$(call every_executor,)
+	$(call every_executor,, and not keras_backends)
 
-compare: venv
-	$(BIN)/python -m spec.report $(COMPARE_ARGS)
+# Every test of Keras on JAX and on torch, the families, recipes and benchmark smoke runs beyond
+# CI's tier included (an hour and more on 2 cores)
+test-keras-backends: venv
+	status=0; $(call keras_runs,); exit $$status
 
 # Time every benchmark (tests/bench) with every framework pinned to the same number of intra-op threads
 # (all cores); saves pytest-benchmark's JSON for `make compare` and for `pytest-benchmark compare`: the

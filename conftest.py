@@ -36,6 +36,7 @@ from spec.backend import (
     marker_of,
     process_backends,
 )
+from spec.cases import FIRST_OF_KIND
 from spec.errors import BackendUnavailable
 
 REQUIRED_ENV = "TRIPTYCH_REQUIRE_BACKENDS"
@@ -147,13 +148,42 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend_pair", _backend_pair_params(metafunc.config))
 
 
+# Keras on JAX and on torch run the same impls/keras code as keras (on TensorFlow) does, but 3–8 times
+# slower, eagerly (Keras on JAX compiles each operation for each shape): the quick tier took 11.6 min
+# on keras-jax alone on a 2-core EPYC, the contract matrix's quick tier 4.9 min against TensorFlow's
+# 0.65. So their tests are tiered by what they check beyond keras: `make test` runs the tests of what
+# differs between Keras's backends and the contract matrix's quick tier on the smallest zoo model of
+# each kind; `make test-all` (CI) the contract matrix's quick tier, the optimizers and the schedules;
+# `make test-keras-backends` every test, the rest marked ``keras_backends``.
+OTHER_KERAS_BACKENDS = frozenset(KERAS_ENGINES) - {"keras"}
+KERAS_BACKEND_TESTS = ("test_keras_engines.py", "test_registry.py")
+KERAS_BACKEND_CI_FILES = ("test_optimizers.py", "test_schedules.py")
+
+
+def _tier_on_other_keras_backends(item: pytest.Item, callspec: pytest.CallSpec2) -> None:  # type: ignore[name-defined]
+    executors = {callspec.params.get("backend_name"), *callspec.params.get("backend_pair", ())}
+    if not executors & OTHER_KERAS_BACKENDS or item.path.name in KERAS_BACKEND_TESTS:
+        return
+    contract = item.path.parent.name == "contract"
+    if item.get_closest_marker("exhaustive") is not None or not (contract or item.path.name in KERAS_BACKEND_CI_FILES):
+        item.add_marker(pytest.mark.keras_backends)
+        return
+    case = callspec.params.get("case")
+    if not (contract and getattr(getattr(case, "spec", None), "name", None) in FIRST_OF_KIND.values()):
+        item.add_marker(pytest.mark.exhaustive)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test marked ``quick_on(*backends)`` joins the exhaustive tier on every other backend."""
+    """A test marked ``quick_on(*backends)`` joins the exhaustive tier on every other backend; the
+    tests of Keras on JAX and on torch are tiered as :data:`OTHER_KERAS_BACKENDS` says."""
     for item in items:
         quick_on = item.get_closest_marker("quick_on")
         callspec = getattr(item, "callspec", None)
-        if quick_on is not None and callspec is not None and callspec.params.get("backend_name") not in quick_on.args:
+        if callspec is None:
+            continue
+        if quick_on is not None and callspec.params.get("backend_name") not in quick_on.args:
             item.add_marker(pytest.mark.exhaustive)
+        _tier_on_other_keras_backends(item, callspec)
 
 
 @pytest.fixture
