@@ -207,12 +207,17 @@ class MixedOp:
     source: str
     # Keras's answer in bfloat16 where TensorFlow runs bfloat16 in oneDNN, if it differs
     keras_onednn_bfloat16: str | None = field(default=None, kw_only=True)
+    # Keras hands the operation to its backend's own kernel: Keras on torch or JAX computes it as
+    # that engine does (keras-torch as torch, keras-jax as jax)
+    engine_kernel: bool = field(default=False, kw_only=True)
 
     def computed_in(self, backend: str, precision: Precision) -> str:
         """The answer for executor ``backend`` in ``precision`` on this machine (Keras's on any of its
         backends; TensorFlow's oneDNN kernels for Keras on TensorFlow)."""
-        from spec.backend import framework_of  # spec.backend imports this module
+        from spec.backend import KERAS_ENGINES, engine_of, framework_of  # spec.backend imports this module
 
+        if self.engine_kernel and backend in KERAS_ENGINES and backend != "keras":
+            backend = engine_of(backend)
         onednn = precision == "mixed_bfloat16" and backend == "keras" and tensorflow_runs_bfloat16_in_onednn()
         if onednn and self.keras_onednn_bfloat16 is not None:
             return self.keras_onednn_bfloat16
@@ -235,8 +240,10 @@ MIXED_OPS: dict[str, MixedOp] = {
         "low",
         "in no CPU autocast list (its output keeps the input's dtype), but ATen's CPU kernel accumulates a "
         "bfloat16 or float16 input in float32 (measured); TensorFlow's and XLA's compute in the input's dtype, "
-        "but for TensorFlow's oneDNN kernel of a bfloat16 softmax on a CPU with AVX512_BF16 (measured)",
+        "but for TensorFlow's oneDNN kernel of a bfloat16 softmax on a CPU with AVX512_BF16 (measured); Keras "
+        "calls its backend's softmax (keras/src/backend/torch/nn.py: torch's, a float16 one cast to float32 first)",
         keras_onednn_bfloat16="float32",
+        engine_kernel=True,
     ),
     "layer_norm": MixedOp(
         "float32",

@@ -105,7 +105,7 @@ def _running(
 
 class KerasBackend(NativeBackend[SpecModel]):
     name = ENGINE.executor
-    trains_compiled = True  # Model.fit compiles its step on every Keras backend
+    trains_compiled = ENGINE.fit_compiles
     model_classes = MODEL_CLASSES
 
     def framework_version(self) -> str:

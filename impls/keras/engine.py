@@ -44,6 +44,9 @@ class Engine(ABC):
     class_ids: str = "int32"
     # Why a float64 model is not float64 on this engine, if it is not (docs/findings.md, finding 19)
     float64_refused: str | None = None
+    # Whether Model.fit compiles its step here by default (jit_compile="auto"): not on torch, where
+    # "auto" is eager (keras/src/trainers/trainer.py, _resolve_auto_jit_compile)
+    fit_compiles: bool = True
 
     def __init__(self) -> None:
         self.threads = engines.configure(self.name)
@@ -330,6 +333,7 @@ class JaxEngine(Engine):
 
 class TorchEngine(Engine):
     name = "torch"
+    fit_compiles = False
     float64_refused = FLOAT64_DOWNCAST.format(engine="torch", ops="matmul (every Dense layer), var and maximum")
 
     def __init__(self) -> None:

@@ -282,6 +282,12 @@ def layer_stack(
     raise ValueError(f"no Keras layer for {layer}")
 
 
+SAME_AVERAGE_ON_TORCH = (
+    "Keras on torch pads an asymmetric 'same' average pool by repeating the edge pixels, which then count in "
+    "the mean (keras/src/backend/torch/nn.py, _apply_same_padding; docs/findings.md, finding 20)"
+)
+
+
 def _pool_stack(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[keras.layers.Layer]:
     pads, mode = _keras_padding(layer, shape)
     if layer.kind == "max":
@@ -289,6 +295,10 @@ def _pool_stack(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[keras.
         return [pool] if pads is None else [Pad2D(pads, float("-inf"), name=f"{name}_pad"), pool]
     if mode == "same" and layer.count_padding:  # Keras's 'same' average leaves the padding out
         pads, mode = resolve_padding("same", (shape[0], shape[1]), layer.pool_size, layer.strides), "valid"
+    if mode == "same" and keras.backend.backend() == "torch":
+        same = resolve_padding("same", (shape[0], shape[1]), layer.pool_size, layer.strides)
+        if any(before != after for before, after in same):
+            raise UnsupportedOption(EXECUTOR, "pool.padding", same, SAME_AVERAGE_ON_TORCH)
     if pads is not None and not layer.count_padding:
         raise UnsupportedOption(
             EXECUTOR, "pool.padding", pads, "AveragePooling2D leaves padding out of the mean only for 'same'"
