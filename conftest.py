@@ -153,8 +153,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 # on keras-jax alone on a 2-core EPYC, the contract matrix's quick tier 4.9 min against TensorFlow's
 # 0.65. So their tests are tiered by what they check beyond keras: `make test` runs the tests of what
 # differs between Keras's backends and the contract matrix's quick tier on the smallest zoo model of
-# each kind; `make test-all` (CI) the contract matrix's quick tier, the optimizers and the schedules;
-# `make test-keras-backends` every test, the rest marked ``keras_backends``.
+# each kind; `make test-all` (CI) the contract matrix's quick tier, the optimizers and the schedules,
+# against the judge and against the executor of their own engine (keras-jax with jax, keras-torch with
+# torch: what Keras adds); `make test-keras-backends` every test, the rest marked ``keras_backends``.
 OTHER_KERAS_BACKENDS = frozenset(KERAS_ENGINES) - {"keras"}
 KERAS_BACKEND_TESTS = ("test_keras_engines.py", "test_registry.py")
 KERAS_BACKEND_CI_FILES = ("test_optimizers.py", "test_schedules.py")
@@ -165,7 +166,10 @@ def _tier_on_other_keras_backends(item: pytest.Item, callspec: pytest.CallSpec2)
     if not executors & OTHER_KERAS_BACKENDS or item.path.name in KERAS_BACKEND_TESTS:
         return
     contract = item.path.parent.name == "contract"
-    if item.get_closest_marker("exhaustive") is not None or not (contract or item.path.name in KERAS_BACKEND_CI_FILES):
+    pair = callspec.params.get("backend_pair")
+    other_engine = pair is not None and not any(KERAS_ENGINES.get(name) in pair for name in pair)
+    beyond_ci = other_engine or not (contract or item.path.name in KERAS_BACKEND_CI_FILES)
+    if item.get_closest_marker("exhaustive") is not None or beyond_ci:
         item.add_marker(pytest.mark.keras_backends)
         return
     case = callspec.params.get("case")

@@ -85,7 +85,7 @@ def _collect(*args: str, keras_backend: str | None = None) -> subprocess.Complet
 
 
 def _test_ids(result: subprocess.CompletedProcess[str]) -> list[str]:
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode in (0, 5), result.stdout + result.stderr  # 5: none collected
     return [line for line in result.stdout.splitlines() if "::" in line]
 
 

@@ -80,3 +80,21 @@ def test_a_file_that_is_not_a_benchmark_run_names_itself(tmp_path: Path) -> None
     without_peak = write(tmp_path / "nopeak.json", [bench("jax", 0.001)])
     with pytest.raises(ValueError, match="no matmul peak"):
         load_speed(without_peak)
+
+
+def test_keras_runs_join_the_report_and_keras_s_time_over_its_engine_is_given(tmp_path: Path) -> None:
+    """`make bench` writes one file per Keras backend's run; the report reads them as one and gives
+    Keras on an engine over that engine's own executor (keras-jax / jax, keras-torch / torch). The
+    baseline of Keras on JAX's run is JAX's hand-written step (tests/bench/baselines.py, by engine)."""
+    peak = bench("jax", 1e-3, kind="matmul")
+    main = write(tmp_path / "bench.json", [bench("torch", 0.004), bench("jax", 0.001), peak])
+    on_jax = write(
+        tmp_path / "bench-keras-jax.json", [bench("keras-jax", 0.003), bench("keras-jax", 0.0008, baseline=True)]
+    )
+    on_torch = write(tmp_path / "bench-keras-torch.json", [bench("keras-torch", 0.005)])
+    report = load_speed(main, on_jax, on_torch)
+    assert sorted(r.backend for r in report.rows if not r.baseline) == ["jax", "keras-jax", "keras-torch", "torch"]
+    text = speed_markdown(report)
+    assert f"- {GROUP}: keras-jax takes 3.00× jax's time" in text
+    assert f"- {GROUP}: keras-torch takes 1.25× torch's time" in text
+    assert f"keras-jax: our step on {GROUP} takes 3.75× the hand-written baseline" in text

@@ -100,7 +100,8 @@ def witness_gradients(backend: Backend, case: Case) -> Mapping[str, np.ndarray]:
 @pytest.mark.parametrize("case", cases("witness_agreement"))
 def test_float64_witnesses_agree_per_parameter(backends: tuple[Backend, Backend], case: Case) -> None:
     first, second = backends
-    grads_a, grads_b = (witness_gradients(backend, case) for backend in backends)
+    grads_b = witness_gradients(second, case)  # the later executor first: Keras on JAX or torch refuses float64
+    grads_a = witness_gradients(first, case)
     tol = tolerance(witness_check(case.spec, first.name, second.name, gradients=True), "float64", first.device())
     errors = per_tensor_errors(case.spec, grads_a, grads_b)
     assert list(errors) == trained_names(case.spec, case.trains_with)
