@@ -41,7 +41,8 @@ def _run_pytest_with_blocked_import(blocked: str, args: list[str], env_extra: di
         f"import sys; sys.modules[{blocked!r}] = None; import pytest; "
         f"sys.exit(pytest.main({args!r} + ['-p', 'no:cacheprovider', '-q', '-rs']))"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TRIPTYCH_REQUIRE_BACKENDS"} | (env_extra or {})
+    unset = ("TRIPTYCH_REQUIRE_BACKENDS", "KERAS_BACKEND")  # the child chooses its Keras backend from --backend
+    env = {k: v for k, v in os.environ.items() if k not in unset} | (env_extra or {})
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -63,6 +64,15 @@ def test_missing_framework_skips_its_tests_with_the_reason() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 skipped" in result.stdout
     assert "backend 'jax' is not available" in result.stdout
+
+
+def test_a_keras_executor_whose_engine_is_missing_skips_its_tests_with_the_reason() -> None:
+    result = _run_pytest_with_blocked_import(
+        "jax", ["--backend", "keras-jax", "tests/test_backends.py::test_device_is_reported"]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 skipped" in result.stdout
+    assert "backend 'keras-jax' is not available: import of jax halted" in result.stdout
 
 
 def test_required_backend_that_is_missing_stops_the_run() -> None:
