@@ -37,19 +37,23 @@ KERAS_RUNS := keras-jax keras-torch
 define keras_runs
 	for executor in $(KERAS_RUNS); do \
 		echo "=== $$executor: Keras on $${executor#keras-}, in its own pytest run ==="; \
-		$(BIN)/python -m pytest $(XDIST) --backend torch,jax,$$executor -m "$${executor/-/_}$(1)" $(PYTEST_ARGS); \
+		KERAS_BACKEND=$${executor#keras-} $(BIN)/python -m pytest $(XDIST) --backend torch,jax,$$executor \
+			-m "$${executor/-/_}$(1)" $(PYTEST_ARGS); \
 		rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then status=$$rc; fi; \
 	done
 endef
 define every_executor
 	status=0; \
-	$(BIN)/python -m pytest $(XDIST) $(if $(1),-m "$(1)") $(PYTEST_ARGS) || status=$$?; \
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest $(XDIST) $(if $(1),-m "$(1)") $(PYTEST_ARGS) || status=$$?; \
 	$(call keras_runs,$(2)); \
 	exit $$status
 endef
 
 test: venv
 	$(call every_executor,not exhaustive, and not exhaustive and not keras_backends)
+
+compare: venv
+	KERAS_BACKEND=tensorflow $(BIN)/python -m spec.report $(COMPARE_ARGS)
 
 test-all: venv
 	$(call every_executor,, and not keras_backends)
@@ -74,9 +78,10 @@ BENCH_PYTEST := TORCHINDUCTOR_CACHE_DIR=$(CURDIR)/reports/torchinductor-cache \
 bench: venv
 	mkdir -p reports
 	rm -rf reports/torchinductor-cache
-	$(BENCH_PYTEST) --benchmark-json=reports/bench.json
+	KERAS_BACKEND=tensorflow $(BENCH_PYTEST) --benchmark-json=reports/bench.json
 	for executor in $(KERAS_RUNS); do \
-		$(BENCH_PYTEST) --backend $$executor --benchmark-json=reports/bench-$$executor.json || exit $$?; \
+		KERAS_BACKEND=$${executor#keras-} $(BENCH_PYTEST) --backend $$executor \
+			--benchmark-json=reports/bench-$$executor.json || exit $$?; \
 	done
 
 lint: venv

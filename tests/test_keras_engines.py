@@ -29,11 +29,14 @@ def test_keras_computes_float64_in_float32_off_tensorflow(keras_backend: Backend
     (``impls.keras.engine.Engine.float64_refused``)."""
     import keras
 
+    from impls.keras.engine import ENGINE
+
     spec = ZOO["digits_mlp"]
     downcast = keras.backend.result_type("float64", "float64") == "float32"
-    x = keras.ops.convert_to_tensor(np.linspace(-1.0, 1.0, 6).reshape(2, 3), dtype="float64")
-    tanh_dtype = keras.backend.standardize_dtype(keras.ops.tanh(x).dtype)
-    product_dtype = keras.backend.standardize_dtype(keras.ops.matmul(x, keras.ops.transpose(x)).dtype)
+    with ENGINE.in_precision("float64"):  # JAX's own float64 switch on, as a float64 model would have it
+        x = keras.ops.convert_to_tensor(np.linspace(-1.0, 1.0, 6).reshape(2, 3), dtype="float64")
+        tanh_dtype = keras.backend.standardize_dtype(keras.ops.tanh(x).dtype)
+        product_dtype = keras.backend.standardize_dtype(keras.ops.matmul(x, keras.ops.transpose(x)).dtype)
     if keras_backend.name == "keras":
         assert not downcast and tanh_dtype == product_dtype == "float64"
         model = keras_backend.build(spec, init_params(spec, 0), precision="float64")

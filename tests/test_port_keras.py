@@ -13,7 +13,7 @@ import pytest
 
 from conftest import get_backend
 from spec import port
-from spec.backend import Backend
+from spec.backend import Backend, keras_engine, keras_executor
 from spec.data import digits
 from spec.errors import PortError, WeightFileError
 from spec.layers import Act, Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, Pool2D
@@ -73,7 +73,8 @@ EXPECTED_SPECS = {
 
 @pytest.fixture(autouse=True)
 def keras_source(request: pytest.FixtureRequest) -> None:
-    get_backend(request.config, "keras")  # the source framework: skipped with the reason where missing
+    # the source framework, on this process's Keras backend: skipped with the reason where missing
+    get_backend(request.config, keras_executor(keras_engine()) or "keras")
 
 
 def user_model(name: str, seed: int = 0) -> object:
@@ -392,7 +393,7 @@ def test_a_keras_fit_continues_identically_in_every_port(backend: Backend) -> No
     for name in after:
         assert max_scaled_error(got[name], after[name], tol) <= 1.0, name
     # the rule matters: torch's and Optax's other RMSprop (ε outside the root) ends out of tolerance
-    if backend.name != "keras":
+    if backend.framework != "keras":
         other = steps(dataclasses.replace(KERAS_RMSPROP, epsilon_placement="outside_sqrt"))
         assert max(max_scaled_error(other[name], after[name], tol) for name in after) > 10.0
 

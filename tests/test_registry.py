@@ -15,7 +15,6 @@ from spec.backend import (
     THREADS_ENV,
     Backend,
     intra_op_threads,
-    keras_engine,
     load_backend,
     marker_of,
 )
@@ -135,12 +134,6 @@ def test_a_keras_executor_on_another_keras_backend_than_the_process_s_says_how_t
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "this process's Keras runs on tensorflow" in out.stdout, out.stdout + out.stderr[-2000:]
     assert "`pytest --backend keras-torch`" in out.stdout
-
-
-def test_the_keras_executor_is_the_one_keras_runs_on(backend: Backend) -> None:
-    if backend.framework == "keras":
-        assert KERAS_ENGINES[backend.name] == keras_engine()
-        assert keras_engine() in backend.framework_version()
 
 
 def test_spec_imports_no_framework_and_no_plotting_library() -> None:

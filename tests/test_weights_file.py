@@ -145,7 +145,7 @@ def test_a_native_file_round_trips_bit_exactly(backend: Backend, name: str, tmp_
     loaded = backend.export_params(model)
     for tensor, value in saved.items():
         np.testing.assert_array_equal(loaded[tensor], value, err_msg=tensor)
-    if backend.name == "keras":  # a .keras file: Keras rebuilds the model from the spec in its config
+    if backend.framework == "keras":  # a .keras file: Keras rebuilds the model from the spec in its config
         import keras
 
         rebuilt = keras.saving.load_model(path)

@@ -281,6 +281,7 @@ class JaxEngine(Engine):
     ) -> Step:
         jax = self.jax
         trained = list(optimizer._trainable_variables)  # the order stateless_apply takes them in
+        assert {id(v) for v in trained} == {id(v) for v in variables}, "the optimizer trains other variables"
         state = self._state(model, optimizer)
         others = [v for v in state if all(v is not t for t in trained)]
         optimizer_variables = list(optimizer.variables)

@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads is not None:
         os.environ[THREADS_ENV] = str(args.threads)  # read by each backend when it loads
-    names = BACKEND_NAMES if not args.backend or "all" in args.backend else tuple(args.backend)
+    names = BACKEND_NAMES if not args.backend or "all" in args.backend else tuple(dict.fromkeys(args.backend))
     try:
         user_specs = [load_spec(reference) for reference in args.spec_file]
     except (PortError, SpecError) as exc:
@@ -643,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for name in names:
         if name not in here:
-            results = results.joined(in_own_process(name, argv or sys.argv[1:]), models, recipes)
+            results = results.joined(in_own_process(name, sys.argv[1:] if argv is None else argv), models, recipes)
     if not results.header_backends:
         print("no backend is available:\n" + "\n".join(results.unavailable.values()), file=sys.stderr)
         return 2
