@@ -67,8 +67,8 @@ test-keras-backends: venv
 # (all cores); saves pytest-benchmark's JSON for `make compare` and for `pytest-benchmark compare`: the
 # main run's (torch, jax, Keras on TensorFlow) in reports/bench.json, each other Keras backend's in
 # reports/bench-<executor>.json (its hand-written baseline is its engine's).
-# torch's inductor gets an empty cache, so that its first calls are cold compiles like JAX's and XLA's
-# (it reuses compiled kernels from /tmp across processes by default).
+# torch's inductor gets an empty cache for each run, so that its first calls are cold compiles like
+# JAX's and XLA's (it reuses compiled kernels from /tmp across processes by default).
 BENCH_THREADS ?= $(shell nproc)
 BENCH_PYTEST := TORCHINDUCTOR_CACHE_DIR=$(CURDIR)/reports/torchinductor-cache \
 	TRIPTYCH_THREADS=$(BENCH_THREADS) $(BIN)/python -m pytest tests/bench -p no:xdist -p no:randomly -q \
@@ -80,6 +80,7 @@ bench: venv
 	rm -rf reports/torchinductor-cache
 	KERAS_BACKEND=tensorflow $(BENCH_PYTEST) --benchmark-json=reports/bench.json
 	for executor in $(KERAS_RUNS); do \
+		rm -rf reports/torchinductor-cache; \
 		KERAS_BACKEND=$${executor#keras-} $(BENCH_PYTEST) --backend $$executor \
 			--benchmark-json=reports/bench-$$executor.json || exit $$?; \
 	done
