@@ -162,6 +162,7 @@ KERAS_BACKEND_TESTS = ("test_keras_engines.py", "test_registry.py", "test_mixed_
 KERAS_BACKEND_TEST_FUNCTIONS = (
     "test_an_average_that_leaves_out_asymmetric_padding_is_refused_by_torch",  # finding 20
     "test_a_train_step_updates_embeddings_with_the_dense_gradient",  # dense gradients on every engine
+    "test_one_train_step_updates_running_statistics_as_the_judge",  # state written back after a step
 )
 KERAS_BACKEND_CI_FILES = ("test_optimizers.py", "test_schedules.py")
 

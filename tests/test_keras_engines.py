@@ -46,3 +46,25 @@ def test_keras_computes_float64_in_float32_off_tensorflow(keras_backend: Backend
     assert "float32" in {tanh_dtype, product_dtype}  # JAX: tanh; torch: matmul
     with pytest.raises(UnsupportedOption, match="finding 19"):
         keras_backend.build(spec, init_params(spec, 0), precision="float64")
+
+
+def test_training_is_compiled_where_keras_s_own_fit_compiles(keras_backend: Backend) -> None:
+    """``spec.training.fit`` follows the framework's own loop (``Backend.trains_compiled``): Keras's
+    ``Model.fit`` runs a compiled step unless run eagerly — a ``tf.function`` on TensorFlow,
+    ``jax.jit`` on JAX — but on torch only under ``jit_compile``, which its ``"auto"`` leaves off."""
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")  # Keras resolves run_eagerly and jit_compile="auto"
+    compiled = not model.run_eagerly and (keras.backend.backend() != "torch" or bool(model.jit_compile))
+    assert keras_backend.trains_compiled == compiled
+
+
+def test_class_ids_are_keras_s_integers_on_its_backend(keras_backend: Backend) -> None:
+    """Class ids go in as Keras's own integer dtype on each backend — what it makes of a Python int:
+    int64 on TensorFlow, int32 on JAX (which has no int64 without x64) and torch."""
+    import keras
+
+    from impls.keras.engine import ENGINE
+
+    assert ENGINE.class_ids == keras.backend.standardize_dtype(keras.ops.convert_to_tensor(1).dtype)
