@@ -152,10 +152,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 # slower, eagerly (Keras on JAX compiles each operation for each shape): the quick tier took 11.6 min
 # on keras-jax alone on a 2-core EPYC, the contract matrix's quick tier 4.9 min against TensorFlow's
 # 0.65. So their tests are tiered by what they check beyond keras: `make test` runs the tests of what
-# differs between Keras's backends and the contract matrix's quick tier on the smallest zoo model of
-# each kind; `make test-all` (CI) the contract matrix's quick tier, the optimizers and the schedules,
-# against the judge and against the executor of their own engine (keras-jax with jax, keras-torch with
-# torch: what Keras adds); `make test-keras-backends` every test, the rest marked ``keras_backends``.
+# differs between Keras's backends and the contract matrix's checks against the judge on the smallest
+# zoo model of each kind (not the compiled ones); `make test-all` (CI) the contract matrix's quick
+# tier, the optimizers and the schedules, against the judge and against the executor of their own
+# engine (keras-jax with jax, keras-torch with torch: what Keras adds); `make test-keras-backends`
+# every test, the rest marked ``keras_backends``.
 OTHER_KERAS_BACKENDS = frozenset(KERAS_ENGINES) - {"keras"}
 # the tests of what differs between Keras's backends: files, and tests elsewhere (by function name)
 KERAS_BACKEND_TESTS = ("test_keras_engines.py", "test_registry.py", "test_mixed_ops.py")
@@ -182,7 +183,10 @@ def _tier_on_other_keras_backends(item: pytest.Item, callspec: pytest.CallSpec2)
         item.add_marker(pytest.mark.keras_backends)
         return
     case = callspec.params.get("case")
-    if not (contract and getattr(getattr(case, "spec", None), "name", None) in FIRST_OF_KIND.values()):
+    first_of_kind = getattr(getattr(case, "spec", None), "name", None) in FIRST_OF_KIND.values()
+    # make test: against the judge only; the compiled checks (torch's first compiles: 20-57 s a model)
+    # and the pairs are CI's
+    if not (contract and first_of_kind and pair is None and item.path.name != "test_compiled.py"):
         item.add_marker(pytest.mark.exhaustive)
 
 

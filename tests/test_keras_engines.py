@@ -61,10 +61,10 @@ def test_training_is_compiled_where_keras_s_own_fit_compiles(keras_backend: Back
 
 
 def test_class_ids_are_keras_s_integers_on_its_backend(keras_backend: Backend) -> None:
-    """Class ids go in as Keras's own integer dtype on each backend — what it makes of a Python int:
-    int64 on TensorFlow, int32 on JAX (which has no int64 without x64) and torch."""
+    """Class ids go in as the widest integer Keras keeps on its backend: its type promotion keeps
+    int64 on TensorFlow and makes it int32 on JAX (which has no int64 without x64) and torch."""
     import keras
 
     from impls.keras.engine import ENGINE
 
-    assert ENGINE.class_ids == keras.backend.standardize_dtype(keras.ops.convert_to_tensor(1).dtype)
+    assert ENGINE.class_ids == keras.backend.result_type("int64")

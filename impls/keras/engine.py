@@ -39,8 +39,8 @@ class Engine(ABC):
     """One Keras backend's part of :class:`impls.keras.backend.KerasBackend`."""
 
     name: str  # Keras's name for it: tensorflow, jax, torch
-    # The dtype of class ids: Keras's integers are int32 on every backend but TensorFlow
-    # (keras/src/backend/common/dtypes.py, PYTHON_DTYPES_MAP); JAX without x64 has no int64.
+    # The dtype of class ids: Keras's type promotion makes int64 int32 on every backend but TensorFlow
+    # (keras/src/backend/common/dtypes.py, BIT64_TO_BIT32_DTYPE); JAX without x64 has no int64.
     class_ids: str = "int32"
     # Why a float64 model is not float64 on this engine, if it is not (docs/findings.md, finding 19)
     float64_refused: str | None = None
