@@ -119,7 +119,56 @@ def _scaled_loss(optimizer: keras.optimizers.Optimizer) -> Scale:
     return getattr(optimizer, "scale_loss", lambda value: value)
 
 
-class TensorFlowEngine(Engine):
+class StatefulEngine(Engine):
+    """An engine whose variables hold the state and are updated in place (TensorFlow, torch): a
+    gradient taped or back-propagated from the loss, then the optimizer's update."""
+
+    @abstractmethod
+    def _grads(
+        self, model: SpecModel, variables: Sequence[keras.Variable], loss: Loss, x: Any, targets: Any, scale: Scale
+    ) -> tuple[Any, list[Any]]:
+        """The loss and the gradient of its ``scale``d value for each of ``variables``."""
+
+    @abstractmethod
+    def _apply(
+        self, optimizer: keras.optimizers.Optimizer, grads: list[Any], variables: Sequence[keras.Variable]
+    ) -> None:
+        """The optimizer's update of ``variables`` by ``grads``."""
+
+    @abstractmethod
+    def _compiled_step(self, model: SpecModel, step: Step) -> Step:
+        """``step`` through the engine's compiler."""
+
+    def loss_and_grads(
+        self,
+        model: SpecModel,
+        variables: Sequence[keras.Variable],
+        loss: Loss,
+        x: Any,
+        targets: Any,
+        factor: float = 1.0,
+    ) -> tuple[Any, list[Any]]:
+        return self._grads(model, variables, loss, x, targets, lambda value: value * factor)
+
+    def train_step(
+        self,
+        model: SpecModel,
+        optimizer: keras.optimizers.Optimizer,
+        variables: Sequence[keras.Variable],
+        loss: Loss,
+        compiled: bool,
+    ) -> Step:
+        scale = _scaled_loss(optimizer)
+
+        def step(x: Any, targets: Any) -> Any:
+            value, grads = self._grads(model, variables, loss, x, targets, scale)
+            self._apply(optimizer, grads, variables)
+            return value
+
+        return self._compiled_step(model, step) if compiled else step
+
+
+class TensorFlowEngine(StatefulEngine):
     name = "tensorflow"
     class_ids = "int64"
 
@@ -140,19 +189,8 @@ class TensorFlowEngine(Engine):
         on_cpu = not self.tf.config.list_logical_devices("GPU")
         return not (model.spec.has_dropout and on_cpu)
 
-    def loss_and_grads(
-        self,
-        model: SpecModel,
-        variables: Sequence[keras.Variable],
-        loss: Loss,
-        x: Any,
-        targets: Any,
-        factor: float = 1.0,
-    ) -> tuple[Any, list[Any]]:
-        return self._grads(variables, loss, x, targets, lambda value: value * factor)
-
     def _grads(
-        self, variables: Sequence[keras.Variable], loss: Loss, x: Any, targets: Any, scale: Scale
+        self, model: SpecModel, variables: Sequence[keras.Variable], loss: Loss, x: Any, targets: Any, scale: Scale
     ) -> tuple[Any, list[Any]]:
         with self.tf.GradientTape() as tape:
             value = loss(x, targets)
@@ -163,23 +201,12 @@ class TensorFlowEngine(Engine):
         # update is the one torch and Optax compute.
         return value, [self.tf.convert_to_tensor(g) for g in tape.gradient(scaled, list(variables))]
 
-    def train_step(
-        self,
-        model: SpecModel,
-        optimizer: keras.optimizers.Optimizer,
-        variables: Sequence[keras.Variable],
-        loss: Loss,
-        compiled: bool,
-    ) -> Step:
-        scale = _scaled_loss(optimizer)
+    def _apply(
+        self, optimizer: keras.optimizers.Optimizer, grads: list[Any], variables: Sequence[keras.Variable]
+    ) -> None:
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
 
-        def step(x: Any, targets: Any) -> Any:
-            value, grads = self._grads(variables, loss, x, targets, scale)
-            optimizer.apply_gradients(zip(grads, variables, strict=True))
-            return value
-
-        if not compiled:
-            return step
+    def _compiled_step(self, model: SpecModel, step: Step) -> Step:
         return self._function(model, step, reduce_retracing=True)
 
     def compiled_call(self, model: SpecModel) -> Callable[[Any, bool], Any]:
@@ -332,7 +359,7 @@ class JaxEngine(Engine):
         self.jax.clear_caches()
 
 
-class TorchEngine(Engine):
+class TorchEngine(StatefulEngine):
     name = "torch"
     fit_compiles = False
     float64_refused = FLOAT64_DOWNCAST.format(engine="torch", ops="matmul (every Dense layer), var and maximum")
@@ -349,17 +376,6 @@ class TorchEngine(Engine):
     def inference(self) -> contextlib.AbstractContextManager[object]:
         return self.torch.no_grad()
 
-    def loss_and_grads(
-        self,
-        model: SpecModel,
-        variables: Sequence[keras.Variable],
-        loss: Loss,
-        x: Any,
-        targets: Any,
-        factor: float = 1.0,
-    ) -> tuple[Any, list[Any]]:
-        return self._grads(model, variables, loss, x, targets, lambda value: value * factor)
-
     def _grads(
         self, model: SpecModel, variables: Sequence[keras.Variable], loss: Loss, x: Any, targets: Any, scale: Scale
     ) -> tuple[Any, list[Any]]:
@@ -368,24 +384,16 @@ class TorchEngine(Engine):
         scale(value).backward()
         return value.detach(), [v.value.grad for v in variables]
 
-    def train_step(
-        self,
-        model: SpecModel,
-        optimizer: keras.optimizers.Optimizer,
-        variables: Sequence[keras.Variable],
-        loss: Loss,
-        compiled: bool,
-    ) -> Step:
-        scale = _scaled_loss(optimizer)
+    def _apply(
+        self, optimizer: keras.optimizers.Optimizer, grads: list[Any], variables: Sequence[keras.Variable]
+    ) -> None:
+        with self.torch.no_grad():
+            optimizer.apply(grads, list(variables))
 
-        def step(x: Any, targets: Any) -> Any:
-            value, grads = self._grads(model, variables, loss, x, targets, scale)
-            with self.torch.no_grad():
-                optimizer.apply(grads, list(variables))
-            return value
-
+    def _compiled_step(self, model: SpecModel, step: Step) -> Step:
         # what Keras's own torch trainer does under jit_compile=True (keras/src/backend/torch/trainer.py)
-        return self.torch.compile(step) if compiled else step
+        compiled: Step = self.torch.compile(step)
+        return compiled
 
     def compiled_call(self, model: SpecModel) -> Callable[[Any, bool], Any]:
         compiled = self.torch.compile(model)
