@@ -12,6 +12,7 @@ by ``torch.compile``. Everything else in ``impls/keras`` is plain Keras and runs
 from __future__ import annotations
 
 import contextlib
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -54,9 +55,9 @@ class Engine(ABC):
 
     executor = EXECUTOR  # triptych's name for Keras on this engine
 
-    @abstractmethod
     def version(self) -> str:
         """The engine and its version, e.g. ``jax 0.10.2``."""
+        return f"{self.name} {importlib.import_module(self.name).__version__}"
 
     def tensor(self, array: Any, dtype: str) -> Any:
         """``array`` (numpy, or already a tensor of the engine) as a tensor of ``dtype`` on the device."""
@@ -178,9 +179,6 @@ class TensorFlowEngine(StatefulEngine):
         self.tf = tf
         super().__init__()
 
-    def version(self) -> str:
-        return f"tensorflow {self.tf.__version__}"
-
     def _use_xla(self, model: SpecModel) -> bool:
         """Whether the compiled paths use XLA: not for a model with dropout on a CPU, where XLA's
         random-number generation made each step about 20× slower than TensorFlow's own kernels
@@ -236,9 +234,6 @@ class JaxEngine(Engine):
 
         self.jax = jax
         super().__init__()
-
-    def version(self) -> str:
-        return f"jax {self.jax.__version__}"
 
     def in_precision(self, precision: Precision) -> contextlib.AbstractContextManager[object]:
         # Without x64, JAX makes every float64 array float32 (with a warning only).
@@ -369,9 +364,6 @@ class TorchEngine(StatefulEngine):
 
         self.torch = torch
         super().__init__()
-
-    def version(self) -> str:
-        return f"torch {self.torch.__version__}"
 
     def inference(self) -> contextlib.AbstractContextManager[object]:
         return self.torch.no_grad()
