@@ -31,7 +31,7 @@ XDIST := -n 2 --dist loadfile --max-worker-restart=0
 # its checks against torch and jax included. $(1): the first run's marker expression (empty: every
 # test); $(2): what the other runs add to their executor's marker. Their tiers: conftest.py,
 # OTHER_KERAS_BACKENDS. Every run goes ahead; the target fails if any failed (exit 5, "no test
-# selected", is no failure: PYTEST_ARGS may pick files without Keras tests).
+# selected", fails too, unless PYTEST_ARGS narrowed the run to files without Keras tests).
 SHELL := bash
 KERAS_RUNS := keras-jax keras-torch
 define keras_runs
@@ -39,7 +39,7 @@ define keras_runs
 		echo "=== $$executor: Keras on $${executor#keras-}, in its own pytest run ==="; \
 		KERAS_BACKEND=$${executor#keras-} $(BIN)/python -m pytest $(XDIST) --backend torch,jax,$$executor \
 			-m "$${executor/-/_}$(1)" $(PYTEST_ARGS); \
-		rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then status=$$rc; fi; \
+		rc=$$?; if [ $$rc -ne 0 ] && { [ $$rc -ne 5 ] || [ -z "$(strip $(PYTEST_ARGS))" ]; }; then status=$$rc; fi; \
 	done
 endef
 define every_executor
