@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # e.g. COMPARE_ARGS="--spec-file reports/port/SimpleCNN_spec.py --no-training"
 COMPARE_ARGS ?=
 
-.PHONY: test test-all test-keras-backends compare bench lint venv clean
+.PHONY: test test-all test-keras-backends compare site bench lint venv clean
 
 venv: $(VENV)/.installed
 
@@ -54,6 +54,11 @@ test: venv
 
 compare: venv
 	KERAS_BACKEND=tensorflow $(BIN)/python -m spec.report $(COMPARE_ARGS)
+
+# The static site (reports/site/index.html): each zoo model's code in the three frameworks side by side,
+# with the numbers of the last `make compare` (which also builds it); the docs as pages.
+site: venv
+	KERAS_BACKEND=tensorflow $(BIN)/python -m spec.report.site
 
 test-all: venv
 	$(call every_executor,, and not keras_backends)

@@ -283,6 +283,9 @@ class NativeBackend(ABC, Generic[M]):
     name: ClassVar[str]
     trains_compiled: ClassVar[bool]
     model_classes: ClassVar[Mapping[type[ModelSpec], Callable[..., Any]]]
+    # The call every native layer's construction passes through: (owner, method name, index of the new
+    # layer among the call's arguments); `make site` wraps it to see which line made each layer.
+    layer_constructor: ClassVar[tuple[type, str, int]]
 
     @property
     def framework(self) -> str:

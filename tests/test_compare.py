@@ -73,8 +73,13 @@ def test_training_part_reports_convergence_and_draws_the_loss_curves(
     monkeypatch.setattr(compare, "TRANSFORMER_RECIPES", {})
     monkeypatch.setattr(compare, "OPTIMIZER_ZOO", {})
     assert compare.main(["--backend", backend_name, "--model", "digits_mlp", "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "compare.json").read_text())["convergence"]
+    report = json.loads((tmp_path / "compare.json").read_text())
+    rows = report["convergence"]
     assert [(r["recipe"], r["backend"]) for r in rows] == [(name, backend_name) for name in [*short, forecast.name]]
+    # each run's smoothed loss curve, for the site's figures: at most 200 points
+    for name, curves in report["loss_curves"].items():
+        assert list(curves) == [backend_name], name
+        assert 0 < len(curves[backend_name]) <= 200 and all(0 < v < 10 for v in curves[backend_name]), name
     regression = rows.pop()
     assert regression["ok"] and regression["test_accuracy"] is None and regression["test_loss"] <= 0.05
     for row in rows:

@@ -260,6 +260,8 @@ class JaxBackend(NativeBackend[SpecModel]):
     name = "jax"
     trains_compiled = True
     model_classes = MODEL_CLASSES
+    # an NNX module's metaclass runs its __init__ (modules need not call their base's)
+    layer_constructor = (type(nnx.Module), "_pytree_meta_construct", 1)
 
     def __init__(self) -> None:
         self._threads = engines.configure("jax")

@@ -68,13 +68,13 @@ def activation(act: Activation) -> Callable[[jax.Array], jax.Array]:
             return jax.nn.sigmoid
         case "leaky_relu":
             assert act.negative_slope is not None  # Activation requires it for leaky_relu
-            return partial(jax.nn.leaky_relu, negative_slope=act.negative_slope)
+            return partial(jax.nn.leaky_relu, negative_slope=act.negative_slope)  # (catalogue: leaky ReLU slope)
         case "elu":
             assert act.alpha is not None  # Activation requires it for elu
             return partial(jax.nn.elu, alpha=act.alpha)
         case "gelu":
             # jax.nn.gelu defaults to the tanh approximation; torch and Keras default to exact.
-            return partial(jax.nn.gelu, approximate=act.approximate == "tanh")
+            return partial(jax.nn.gelu, approximate=act.approximate == "tanh")  # (catalogue: GELU)
         case "linear":
             return lambda x: x
     raise ValueError(f"no JAX activation for {act}")
@@ -231,7 +231,7 @@ def batchnorm(layer: BatchNorm, channels: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
         channels,
         momentum=layer.momentum,
         epsilon=layer.epsilon,
-        use_fast_variance=False,
+        use_fast_variance=False,  # (catalogue: BatchNorm batch variance)
         dtype=compute_dtype(),
         rngs=rngs,
     )
@@ -272,7 +272,7 @@ def layer_callable(layer: Layer, shape: tuple[int, ...], rngs: nnx.Rngs) -> Call
                 strides=layer.strides,
                 padding=pads,
                 use_bias=layer.use_bias,
-                transpose_kernel=True,
+                transpose_kernel=True,  # (catalogue: transposed conv kernel)
                 dtype=compute_dtype(),
                 rngs=rngs,
             )
@@ -286,7 +286,7 @@ def layer_callable(layer: Layer, shape: tuple[int, ...], rngs: nnx.Rngs) -> Call
                 window_shape=layer.pool_size,
                 strides=layer.strides,
                 padding=_flax_padding(layer, shape),
-                count_include_pad=layer.count_padding is not False,
+                count_include_pad=layer.count_padding is not False,  # (catalogue: average-pool padding)
             )
         case BatchNorm():
             return batchnorm(layer, shape[-1], rngs)
@@ -514,6 +514,7 @@ def recurrent_cell(spec: RNNSpec, in_features: int, rngs: nnx.Rngs) -> nnx.RNNCe
                 param_dtype=dtype, dtype=compute_dtype(), rngs=rngs,
             )  # fmt: skip
         case "gru":
+            # (catalogue: recurrent biases)
             return GRUCell(in_features, spec.hidden_size, reset_after=spec.gru_reset == "after", rngs=rngs)
     raise ValueError(f"no Flax cell for {spec.cell!r}")
 
@@ -577,7 +578,11 @@ class RNN(SpecModel):
 def layer_norm(spec: TransformerSpec, rngs: nnx.Rngs) -> nnx.LayerNorm:
     # Flax's default fast variance, E[x²] − E[x]², cancels in float32 where the mean is large
     return nnx.LayerNorm(
-        spec.d_model, epsilon=spec.layer_norm_epsilon, use_fast_variance=False, dtype=compute_dtype(), rngs=rngs
+        spec.d_model,
+        epsilon=spec.layer_norm_epsilon,  # (catalogue: LayerNorm epsilon)
+        use_fast_variance=False,
+        dtype=compute_dtype(),
+        rngs=rngs,
     )
 
 
@@ -692,6 +697,7 @@ class Transformer(SpecModel):
         x = embedded + positions
         keep = None if spec.pad_token is None else tokens != spec.pad_token
         # (batch, 1, query, key): every query sees the non-padding keys only
+        # (catalogue: padding mask)
         mask = None if keep is None else nnx.make_attention_mask(jnp.ones_like(keep), keep, dtype=bool)
         for encoder in self.encoders:
             x = encoder(x, mask)

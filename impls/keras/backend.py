@@ -107,6 +107,7 @@ class KerasBackend(NativeBackend[SpecModel]):
     name = ENGINE.executor
     trains_compiled = ENGINE.fit_compiles
     model_classes = MODEL_CLASSES
+    layer_constructor = (keras.layers.Layer, "__init__", 0)
 
     def framework_version(self) -> str:
         return f"keras {keras.__version__} ({ENGINE.version()})"

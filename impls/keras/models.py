@@ -64,11 +64,12 @@ def activation(act: Activation) -> Callable[[keras.KerasTensor], keras.KerasTens
         case "relu" | "tanh" | "sigmoid" | "linear":
             return keras.activations.get(act.kind)
         case "leaky_relu":
+            # (catalogue: leaky ReLU slope)
             return partial(keras.activations.leaky_relu, negative_slope=act.negative_slope)
         case "elu":
             return partial(keras.activations.elu, alpha=act.alpha)
         case "gelu":
-            return partial(keras.activations.gelu, approximate=act.approximate == "tanh")
+            return partial(keras.activations.gelu, approximate=act.approximate == "tanh")  # (catalogue: GELU)
     raise ValueError(f"no Keras activation for {act}")
 
 
@@ -292,7 +293,9 @@ def _pool_stack(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[keras.
     pads, mode = _keras_padding(layer, shape)
     if layer.kind == "max":
         pool = keras.layers.MaxPooling2D(layer.pool_size, layer.strides, padding=mode, name=name)
+        # (catalogue: max-pool padding)
         return [pool] if pads is None else [Pad2D(pads, float("-inf"), name=f"{name}_pad"), pool]
+    # (catalogue: average-pool padding)
     if mode == "same" and layer.count_padding:  # Keras's 'same' average leaves the padding out
         pads, mode = resolve_padding("same", (shape[0], shape[1]), layer.pool_size, layer.strides), "valid"
     if mode == "same" and keras.backend.backend() == "torch":
@@ -317,6 +320,7 @@ def batchnorm(layer: BatchNorm, name: str) -> keras.layers.BatchNormalization:
             "BatchNormalization updates its moving variance with the batch's biased variance",
             native="biased",
         )
+    # (catalogue: BatchNorm epsilon)
     return keras.layers.BatchNormalization(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, name=name)
 
 
@@ -451,7 +455,7 @@ def recurrent_layer(spec: RNNSpec, return_sequences: bool, name: str) -> keras.l
                 spec.hidden_size,
                 activation="tanh",
                 recurrent_activation="sigmoid",
-                reset_after=spec.gru_reset == "after",
+                reset_after=spec.gru_reset == "after",  # (catalogue: GRU reset gate)
                 **common,
             )
     raise ValueError(f"no Keras layer for cell {spec.cell!r}")
@@ -520,7 +524,7 @@ class EncoderLayer(keras.layers.Layer):
     def __init__(self, spec: TransformerSpec, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pre_norm = spec.norm == "pre"
-        eps = spec.layer_norm_epsilon
+        eps = spec.layer_norm_epsilon  # (catalogue: LayerNorm epsilon)
         self.attention = keras.layers.MultiHeadAttention(
             spec.num_heads, key_dim=spec.head_dim, value_dim=spec.head_dim, dropout=0.0, use_bias=True, name="attention"
         )
@@ -537,6 +541,7 @@ class EncoderLayer(keras.layers.Layer):
 
     def call(self, x: keras.KerasTensor, padding_mask: keras.KerasTensor | None) -> keras.KerasTensor:
         def attend(h: keras.KerasTensor) -> keras.KerasTensor:
+            # (catalogue: padding mask)
             # value_mask hides keys only; Keras's automatic masks would also hide padded queries
             return self.attention(h, h, value_mask=padding_mask)
 

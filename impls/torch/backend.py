@@ -139,6 +139,7 @@ class TorchBackend(NativeBackend[SpecModel]):
     name = "torch"
     trains_compiled = False
     model_classes = MODEL_CLASSES
+    layer_constructor = (torch.nn.Module, "__init__", 0)
 
     def __init__(self) -> None:
         self._threads = engines.configure("torch")

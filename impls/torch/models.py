@@ -68,12 +68,12 @@ def activation(act: Activation) -> nn.Module:
             return nn.Sigmoid()
         case "leaky_relu":
             assert act.negative_slope is not None  # Activation requires it for leaky_relu
-            return nn.LeakyReLU(negative_slope=act.negative_slope)
+            return nn.LeakyReLU(negative_slope=act.negative_slope)  # (catalogue: leaky ReLU slope)
         case "elu":
             assert act.alpha is not None  # Activation requires it for elu
             return nn.ELU(alpha=act.alpha)
         case "gelu":
-            return nn.GELU(approximate="none" if act.approximate == "exact" else "tanh")
+            return nn.GELU(approximate="none" if act.approximate == "exact" else "tanh")  # (catalogue: GELU)
         case "linear":
             return nn.Identity()
     raise ValueError(f"no torch module for activation {act}")
@@ -182,6 +182,7 @@ class _BiasedRunningVariance(_BatchNorm):
         # in the statistics' own dtype: under autocast x may be bfloat16 or float16, and torch's own
         # batch_norm also computes a low-precision batch's statistics in float32
         statistics = x.to(self.running_mean.dtype)
+        # (catalogue: BatchNorm running variance)
         mean, var = statistics.mean(dims), statistics.var(dims, unbiased=False)
         with torch.no_grad():
             self.running_mean.lerp_(mean, self.momentum)
@@ -205,7 +206,7 @@ def batchnorm(layer: BatchNorm, channels: int, image: bool) -> nn.Module:
         kind = nn.BatchNorm2d if image else nn.BatchNorm1d
     else:
         kind = BiasedBatchNorm2d if image else BiasedBatchNorm1d
-    return kind(channels, eps=layer.epsilon, momentum=1.0 - layer.momentum)
+    return kind(channels, eps=layer.epsilon, momentum=1.0 - layer.momentum)  # (catalogue: BatchNorm momentum)
 
 
 def _symmetric(pads: Pads) -> bool:
@@ -236,7 +237,9 @@ def layer_modules(layer: Layer, name: str, shape: tuple[int, ...]) -> list[tuple
         case Act():
             return [(name, activation(layer.activation))]
         case Flatten():
+            # (catalogue: flatten order)
             return [(name, nn.Flatten())]  # (c, h, w) order: weights.py reorders the next kernel's rows
+        # (catalogue: reshape to an image)
         case Reshape():  # to (c, h, w): weights.py reorders the columns of the Dense before it
             height, width, channels = layer.target_shape
             return [(name, nn.Unflatten(1, (channels, height, width)))]
@@ -278,6 +281,7 @@ def _conv_transpose_modules(layer: ConvTranspose2D, name: str, shape: tuple[int,
     spec's 'same'); an asymmetric crop, e.g. 3×3/s2 'same' → (0, 1), follows as ``<name>_crop``."""
     crops = layer.crops()
     conv, symmetric = _with_symmetric_padding(nn.ConvTranspose2d, layer, shape[2], crops)
+    # (catalogue: transposed conv padding)
     return [(name, conv)] if symmetric else [(name, conv), (f"{name}_crop", Crop2d(crops))]
 
 
@@ -288,12 +292,14 @@ def _pool_modules(layer: Pool2D, name: str, shape: tuple[int, ...]) -> list[tupl
     padding = (pads[0][0], pads[1][0]) if native else 0
     if layer.kind == "max":
         pool: nn.MaxPool2d | nn.AvgPool2d = nn.MaxPool2d(layer.pool_size, layer.strides, padding=padding)
+        # (catalogue: max-pool padding)
         return [(name, pool)] if native else [(f"{name}_pad", _pad_module(pads, float("-inf"))), (name, pool)]
     count_padding = bool(layer.count_padding) or layer.padding == "valid"
     if not native and not count_padding:
         raise UnsupportedOption(
             "torch", "pool.padding", pads, "AvgPool2d excludes padding only when it pads symmetrically", native=None
         )
+    # (catalogue: average-pool padding)
     pool = nn.AvgPool2d(layer.pool_size, layer.strides, padding=padding, count_include_pad=count_padding)
     return [(name, pool)] if native else [(f"{name}_pad", _pad_module(pads, 0.0)), (name, pool)]
 
@@ -431,7 +437,7 @@ class RNN(SpecModel):
                 "torch",
                 "gru_reset",
                 "before",
-                "nn.GRU applies the reset gate after the recurrent matmul",
+                "nn.GRU applies the reset gate after the recurrent matmul",  # (catalogue: GRU reset gate)
                 native="after",
             )
         layer = {"simple_rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[spec.cell]
@@ -449,7 +455,7 @@ class RNN(SpecModel):
             held = [param for name, param in self.recurrent.named_parameters() if name.startswith("bias_hh")]
             for param in held:
                 nn.init.zeros_(param)
-                param.requires_grad_(False)
+                param.requires_grad_(False)  # (catalogue: recurrent biases)
             self.held_at_zero = tuple(held)
         # one nn.RNN holds every layer and direction: weights.py picks their tensors by suffix
         paths = {name: ("recurrent",) for index in range(spec.num_layers) for name in rnn_layer_names(spec, index)}
@@ -473,7 +479,7 @@ class RNN(SpecModel):
         hidden = self.spec.hidden_size
         last = outputs[:, -1, :hidden]
         if self.spec.bidirectional:
-            last = torch.cat([last, outputs[:, 0, hidden:]], dim=-1)
+            last = torch.cat([last, outputs[:, 0, hidden:]], dim=-1)  # (catalogue: last state of a bidirectional layer)
         return self.head(last)
 
     def pool(self, outputs: torch.Tensor) -> torch.Tensor:
@@ -530,17 +536,19 @@ class Transformer(SpecModel):
             dim_feedforward=spec.ff_size,
             dropout=0.0,
             activation=F.relu if spec.activation.kind == "relu" else gelu,
-            layer_norm_eps=spec.layer_norm_epsilon,
+            layer_norm_eps=spec.layer_norm_epsilon,  # (catalogue: LayerNorm epsilon)
             batch_first=True,
             norm_first=spec.norm == "pre",
         )
         final_norm = nn.LayerNorm(d_model, eps=spec.layer_norm_epsilon) if spec.norm == "pre" else None
         # nested tensors would drop the padded positions, which the spec defines (and a per-position head reads)
+        # (catalogue: padding mask)
         self.encoder = nn.TransformerEncoder(layer, spec.num_layers, norm=final_norm, enable_nested_tensor=False)
         self.head = nn.Linear(d_model, spec.output_size)
         for index in range(spec.num_layers):
             encoder, native = encoder_layer_name(index), ("encoder", "layers", index)
             # q, k and v are packed in one in_proj_weight of self_attn (weights.py splits it)
+            # (catalogue: attention weights)
             paths |= {f"{encoder}/attention/{part}": (*native, "self_attn") for part in ("query", "key", "value")}
             paths |= {f"{encoder}/{part}": (*native, *attr.split(".")) for part, attr in ENCODER_PARTS.items()}
         if final_norm is not None:

@@ -56,7 +56,8 @@ from spec.recipes import (
     RecipeSpec,
     recipe_split,
 )
-from spec.report.plots import plot_gan_samples, plot_loss_curves
+from spec.report.plots import loss_curve, plot_gan_samples, plot_loss_curves
+from spec.report.site import SITE, build_site
 from spec.report.speed import load_speed, speed_markdown
 from spec.tolerances import RELATIVE_TO_MAGNITUDE, forward_check, max_scaled_error, mixed_tolerance, tolerance
 from spec.training import History, fit
@@ -682,8 +683,15 @@ def main(argv: list[str] | None = None) -> int:
         "optimizers": [asdict(r) | {"ok": r.ok} for r in optimizer_rows],
         "convergence": [asdict(r) | {"ok": r.ok} for r in convergence_rows],
         "speed": None if speed is None else asdict(speed),
+        "loss_curves": {
+            recipe: {history.backend: loss_curve(history) for _, history in recipe_runs if history is not None}
+            for recipe, recipe_runs in runs.items()
+        },
     }
     (args.out / "compare.json").write_text(json.dumps(payload, indent=2))
+    if zoo:  # the site's pages of the zoo models this run compared, with these numbers
+        site = build_site(args.out / SITE, payload, text, zoo)
+        written.append(site[-1])
     print(text)
     print("written: " + ", ".join(str(p) for p in written))
     every_row: list[Row | PrecisionRow | OptimizerRow | ConvergenceRow] = [

@@ -42,6 +42,15 @@ def moving_mean(values: Sequence[float], window: int) -> np.ndarray:
     return (sums[ends] - sums[starts]) / (ends - starts)
 
 
+def loss_curve(history: History, points: int = 200) -> list[float]:
+    """The training loss as the figure draws it (moving mean over :data:`SMOOTHING_STEPS`), at
+    ``points`` evenly spaced steps at most: what compare.json keeps for the site's inline figures."""
+    smoothed = moving_mean(history.step_loss, SMOOTHING_STEPS)
+    if len(smoothed) > points:
+        smoothed = smoothed[np.linspace(0, len(smoothed) - 1, points).round().astype(int)]
+    return [float(v) for v in smoothed]
+
+
 def plot_loss_curves(histories: Mapping[str, Sequence[History]], path: Path) -> Path:
     """Write a PNG with one panel per recipe: each backend's training loss per step (log scale,
     moving mean over :data:`SMOOTHING_STEPS`), raw losses faint behind. Returns ``path``."""

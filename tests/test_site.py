@@ -1,0 +1,261 @@
+"""The site (`make site`, and the end of `make compare`): each zoo model's code aligned on its canonical
+layers in the three frameworks, and the pages as a real browser renders them."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from conftest import framework_backend
+from spec.backend import FRAMEWORKS, Backend
+from spec.cases import FIRST_OF_KIND
+from spec.models import ZOO
+from spec.params import layer_names
+from spec.report import compare, site
+from spec.report.code import ROOT, Built, aligned, built, forward_blocks, judge_blocks, tags
+
+BROWSER_ENV = "TRIPTYCH_REQUIRE_BROWSER"  # set by CI: a missing chromium fails the browser test instead of skipping it
+
+
+@pytest.fixture(scope="module")
+def frameworks(request: pytest.FixtureRequest) -> dict[str, Backend]:
+    """A backend per framework: the site shows all three side by side."""
+    return {fw: framework_backend(request, fw) for fw in FRAMEWORKS}
+
+
+@functools.cache
+def built_models(name: str, backends: tuple[Backend, ...]) -> dict[str, Built]:
+    return {b.framework: built(b, ZOO[name]) for b in backends}
+
+
+def models_of(name: str, frameworks: dict[str, Backend]) -> dict[str, Built]:
+    return built_models(name, tuple(frameworks.values()))
+
+
+# `make test` builds the smallest model of each kind and one that torch refuses; CI every zoo model
+QUICK = {*FIRST_OF_KIND.values(), "gru_reset_before"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in QUICK else pytest.mark.exhaustive) for n in ZOO])
+def test_every_canonical_layer_is_built_by_code_of_each_framework(name: str, frameworks: dict[str, Backend]) -> None:
+    """Each framework that builds the model has a call path in its models.py for every canonical
+    layer; one that cannot says why; the aligned rows cover each canonical layer once."""
+    spec = ZOO[name]
+    models = models_of(name, frameworks)
+    ready = {fw: m for fw, m in models.items() if m.unsupported is None}
+    for framework, model in models.items():
+        if model.unsupported is not None:
+            assert not model.blocks and "is not supported by the" in model.unsupported
+            continue
+        assert set(model.blocks) == set(layer_names(spec)), framework
+        for layer, path in model.blocks.items():
+            assert path, (framework, layer)
+            for block in path:
+                assert block.file.name == "models.py" and block.file.parent.name == framework
+                assert block.built_at and all(block.start <= line <= block.end for line in block.built_at)
+    assert "torch" in ready or name in ("gru_reset_before", "transformer_keras_heads")  # torch's two refusals
+    rows = aligned(spec, ready)  # layers built by the same code share a row, rows in the order of their first layer
+    grouped = [layer for row in rows for layer in row.layers]
+    assert sorted(grouped) == sorted(layer_names(spec)) and len(set(grouped)) == len(grouped)
+    assert [row.layers[0] for row in rows] == sorted((row.layers[0] for row in rows), key=layer_names(spec).index)
+    assert forward_blocks(ready), "no forward pass found"
+    assert judge_blocks(spec)[0].case is not None
+
+
+# The native class each framework's docs name for a layer kind: the lines that built the layer must
+# name it (a call path that stopped in the wrong function would not).
+NATIVE_CLASSES = {
+    ("digits_mlp", "dense_0"): {"torch": "nn.Linear", "keras": "keras.layers.Dense", "jax": "nnx.Linear"},
+    ("mnist_cnn", "conv_1"): {"torch": "nn.Conv2d", "keras": "keras.layers.Conv2D", "jax": "nnx.Conv"},
+    ("digits_conv_autoencoder", "conv_transpose_0"): {
+        "torch": "nn.ConvTranspose2d",
+        "keras": "keras.layers.Conv2DTranspose",
+        "jax": "nnx.ConvTranspose",
+    },
+    ("resnet18_cifar", "stage_1/block_0/bn_a"): {
+        "torch": "BatchNorm2d",
+        "keras": "keras.layers.BatchNormalization",
+        "jax": "nnx.BatchNorm",
+    },
+    ("lstm_forecaster", "rnn_1"): {"torch": "nn.LSTM", "keras": "keras.layers.LSTM", "jax": "nnx.OptimizedLSTMCell"},
+    ("transformer_classifier", "encoder_1/ffn_norm"): {
+        "torch": "nn.TransformerEncoderLayer",
+        "keras": "keras.layers.LayerNormalization",
+        "jax": "nnx.LayerNorm",
+    },
+}
+
+
+@pytest.mark.parametrize(("name", "layer"), list(NATIVE_CLASSES))
+def test_the_lines_that_built_a_layer_name_the_frameworks_own_class(
+    name: str, layer: str, frameworks: dict[str, Backend]
+) -> None:
+    for framework, model in models_of(name, frameworks).items():
+        lines = [block.lines()[line - block.start] for block in model.blocks[layer] for line in block.built_at]
+        context = "\n".join(line for block in model.blocks[layer] for line in block.lines())
+        expected = NATIVE_CLASSES[name, layer][framework]
+        assert any(expected in line for line in lines) or expected in context, (framework, lines)
+
+
+def test_every_tag_in_the_implementations_names_a_catalogue_row_or_a_finding() -> None:
+    topics = site.catalogue_topics(site.CATALOGUE.read_text())
+    findings = site.finding_numbers(site.FINDINGS.read_text())
+    seen = 0
+    for file in sorted((ROOT / "impls").rglob("*.py")):
+        for number, line in enumerate(file.read_text().splitlines(), 1):
+            named_topics, named_findings = tags(line)
+            seen += len(named_topics)
+            for topic in named_topics:
+                assert topic.strip().lower() in topics, f"{file}:{number}: no catalogue row {topic!r}"
+            for finding in named_findings:
+                assert finding in findings, f"{file}:{number}: no finding {finding}"
+    assert seen >= 3 * 5  # each implementation pins several rows
+
+
+def test_a_tag_naming_no_catalogue_row_is_an_error(tmp_path: Path) -> None:
+    source = tmp_path / "models.py"
+    source.write_text("def layer():\n    return 1  # (catalogue: a row nobody wrote)\n")
+    block = site.Block(source, "layer", None, 1, 2, (2,))
+    links = site.Links(site.catalogue_topics(site.CATALOGUE.read_text()), set())
+    with pytest.raises(LookupError, match="a row nobody wrote"):
+        site.code_block(block, links, "digits_mlp")
+
+
+# ---------------------------------------------------------------- in a browser
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get(BROWSER_ENV):
+            pytest.fail(f"{BROWSER_ENV} is set but no chromium is installed (.ci/run installs Debian's)")
+        pytest.skip("no chromium installed: Debian's `apt-get install chromium` (.ci/run installs it)")
+    return found
+
+
+def rendered_dom(browser: str, page: Path, profile: Path) -> str:
+    """The page's DOM after its scripts ran, as headless Chromium renders it from a file:// URL."""
+    command = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+        "--dump-dom", page.resolve().as_uri(),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+class Dom(HTMLParser):
+    """What the checks read off a rendered page: ids, links, the root's data attributes, the code
+    columns of each row."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+        self.root: dict[str, str | None] = {}
+        self.rows: list[list[str]] = []  # per div.columns, its columns' data-framework
+        self._depth = 0
+        self._columns_depth: int | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "html":
+            self.root = attributes
+        if attributes.get("id"):
+            self.ids.add(str(attributes["id"]))
+        if tag == "a" and attributes.get("href"):
+            self.links.append(str(attributes["href"]))
+        if tag == "div":
+            self._depth += 1
+            classes = (attributes.get("class") or "").split()
+            if "columns" in classes:
+                self.rows.append([])
+                self._columns_depth = self._depth
+            elif "column" in classes and self._columns_depth == self._depth - 1:
+                self.rows[-1].append(str(attributes.get("data-framework")))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div":
+            if self._columns_depth == self._depth:
+                self._columns_depth = None
+            self._depth -= 1
+
+
+@pytest.fixture(scope="module")
+def compared_site(tmp_path_factory: pytest.TempPathFactory, frameworks: dict[str, Backend]) -> Iterator[Path]:
+    """The site as `make compare` writes it, for two models on torch (the report's numbers; the site
+    shows every framework's code whichever backends the report ran)."""
+    out = tmp_path_factory.mktemp("report")
+    old_bench = compare.DEFAULT_BENCH
+    compare.DEFAULT_BENCH = out / "no-bench.json"
+    try:
+        argv = ["--backend", "torch", "--model", "digits_mlp", "--model", "resnet18_narrow", "--no-training"]
+        assert compare.main([*argv, "--out", str(out)]) == 0
+    finally:
+        compare.DEFAULT_BENCH = old_bench
+    yield out / site.SITE
+
+
+def test_make_compare_writes_the_site_with_its_numbers(compared_site: Path) -> None:
+    pages = sorted(p.relative_to(compared_site).as_posix() for p in compared_site.rglob("*.html"))
+    docs = [
+        f"{doc.stem}.html"
+        for doc in (ROOT / "docs").glob("*.md")
+        if doc.name not in ("findings.md", "framework-differences.md")
+    ]
+    expected = [
+        "catalogue.html",
+        "findings.html",
+        "index.html",
+        "models/digits_mlp.html",
+        "models/resnet18_narrow.html",
+    ]
+    assert pages == sorted([*expected, *docs])
+    text = (compared_site / "models" / "digits_mlp.html").read_text()
+    assert "Numbers from the last <code>make compare</code>" in text
+    assert '<td class="num">6,570</td>' in text  # digits_mlp's parameters (64·64+64 + 64·32+32 + 32·10+10)
+    assert "http://" not in text and "https://" not in text.replace("https://docs", "")  # nothing fetched
+
+
+def test_pages_render_in_a_browser_with_three_columns_no_broken_link_and_no_script_error(
+    compared_site: Path, tmp_path: Path
+) -> None:
+    browser = chromium()
+    pages = sorted(compared_site.rglob("*.html"))
+    doms = {page.resolve(): Dom(rendered_dom(browser, page, tmp_path / "profile")) for page in pages}
+    for page, dom in doms.items():
+        assert dom.root.get("data-ready") == "yes", f"{page}: its script did not finish"
+        assert not dom.root.get("data-script-errors"), f"{page}: {dom.root.get('data-script-errors')}"
+        for link in dom.links:
+            parts = urlsplit(link)
+            assert not parts.scheme and not parts.netloc, f"{page}: links outside the site: {link}"
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            assert target in doms, f"{page}: broken link {link}"
+            assert not parts.fragment or parts.fragment in doms[target].ids, f"{page}: no #{parts.fragment} in {target}"
+        if page.parent.name == site.MODELS_DIR:
+            assert dom.rows, f"{page}: no code rows"
+            assert all(row == list(FRAMEWORKS) for row in dom.rows), f"{page}: {dom.rows}"
+    index = doms[(compared_site / "index.html").resolve()]
+    assert {"models/digits_mlp.html", "models/resnet18_narrow.html"} <= set(index.links)
+    catalogue = doms[(compared_site / "catalogue.html").resolve()]
+    assert (
+        "row-batchnorm-momentum" in catalogue.ids
+        and "finding-19" in doms[(compared_site / "findings.html").resolve()].ids
+    )
+
+
+def test_a_loss_curve_is_drawn_per_backend() -> None:
+    svg = site.loss_curve_svg({"torch": [2.3, 1.0, 0.5], "jax": [2.3, 1.1, 0.4]})
+    assert svg.count("<polyline") == 2 and re.search(r"<title>jax</title>", svg)
+    assert "No finite positive losses" in site.loss_curve_svg({"torch": [float("nan")]})
