@@ -4,6 +4,7 @@ layers in the three frameworks, and the pages as a real browser renders them."""
 from __future__ import annotations
 
 import functools
+import html
 import os
 import re
 import shutil
@@ -69,6 +70,14 @@ def test_every_canonical_layer_is_built_by_code_of_each_framework(name: str, fra
     assert [row.layers[0] for row in rows] == sorted((row.layers[0] for row in rows), key=layer_names(spec).index)
     assert forward_blocks(ready), "no forward pass found"
     assert judge_blocks(spec)[0].case is not None
+    # its page: every row of code has a column per framework, the refused framework's naming why
+    links = site.Links(
+        site.catalogue_topics(site.CATALOGUE.read_text()), site.finding_numbers(site.FINDINGS.read_text())
+    )
+    dom = Dom(site.page(name, site.model_body(spec, dict(models), None, links), depth=1))
+    assert dom.rows and all(row == list(FRAMEWORKS) for row in dom.rows), dom.rows
+    for framework, model in models.items():
+        assert model.unsupported is None or model.unsupported in html.unescape(dom.text), framework
 
 
 # The native class each framework's docs name for a layer kind: the lines that built the layer must
@@ -162,8 +171,10 @@ class Dom(HTMLParser):
         super().__init__()
         self.ids: set[str] = set()
         self.links: list[str] = []
+        self.assets: list[str] = []  # what a page would load besides itself: none, it works offline
         self.root: dict[str, str | None] = {}
         self.rows: list[list[str]] = []  # per div.columns, its columns' data-framework
+        self.text = ""
         self._depth = 0
         self._columns_depth: int | None = None
         self.feed(text)
@@ -176,6 +187,8 @@ class Dom(HTMLParser):
             self.ids.add(str(attributes["id"]))
         if tag == "a" and attributes.get("href"):
             self.links.append(str(attributes["href"]))
+        if attributes.get("src") or tag == "link":
+            self.assets.append(f"<{tag}> {attributes}")
         if tag == "div":
             self._depth += 1
             classes = (attributes.get("class") or "").split()
@@ -184,6 +197,9 @@ class Dom(HTMLParser):
                 self._columns_depth = self._depth
             elif "column" in classes and self._columns_depth == self._depth - 1:
                 self.rows[-1].append(str(attributes.get("data-framework")))
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "div":
@@ -237,6 +253,7 @@ def test_pages_render_in_a_browser_with_three_columns_no_broken_link_and_no_scri
     for page, dom in doms.items():
         assert dom.root.get("data-ready") == "yes", f"{page}: its script did not finish"
         assert not dom.root.get("data-script-errors"), f"{page}: {dom.root.get('data-script-errors')}"
+        assert not dom.assets, f"{page} loads {dom.assets}"
         for link in dom.links:
             parts = urlsplit(link)
             assert not parts.scheme and not parts.netloc, f"{page}: links outside the site: {link}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import html
 import itertools
 import json
@@ -129,7 +130,7 @@ def page(title: str, body: str, depth: int = 0) -> str:
     )
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} · triptych</title>'
-        f"<style>{STYLE}</style><script>{SCRIPT}</script></head>\n<body>{nav}\n{body}\n</body></html>\n"
+        f"<style>{STYLE}{pygments_style()}</style><script>{SCRIPT}</script></head>\n<body>{nav}\n{body}\n</body></html>\n"
     )
 
 
@@ -154,6 +155,7 @@ def highlighted(lines: Sequence[str]) -> list[str]:
     return out[: len(lines)]
 
 
+@functools.cache
 def pygments_style() -> str:
     from pygments.formatters import HtmlFormatter
 
@@ -418,7 +420,12 @@ def model_body(
         m = models[fw]
         return m if isinstance(m, str) else f"Not native: {m.unsupported}"
 
-    parts = [f"<h1>{html.escape(spec.name)}</h1>", spec_section(spec), judge_section(spec, links)]
+    parts = [
+        f"<h1>{html.escape(spec.name)}</h1>",
+        spec_section(spec),
+        numbers_section(spec.name, report),
+        judge_section(spec, links),
+    ]
     parts.append(
         '<h2 id="layers">Layer by layer</h2><p>Each row: the canonical layers (the spec\'s names for the '
         "layers that hold tensors) and, per framework, the block of its <code>models.py</code> that builds "
@@ -456,7 +463,6 @@ def model_body(
             else:
                 cells[fw] = missing(fw, why(fw))
         parts.append(columns(cells) + "</div>")
-    parts.append(numbers_section(spec.name, report))
     return "\n".join(parts)
 
 
@@ -615,11 +621,7 @@ def build_site(
         per_framework: dict[str, Built | str] = {fw: failures.get(fw, f"{fw} is not installed") for fw in FRAMEWORKS}
         per_framework |= {fw: built(backend, spec) for fw, backend in backends.items()}
         path = out / model_page(name)
-        path.write_text(
-            page(name, model_body(spec, per_framework, report, links), depth=1).replace(
-                "</style>", pygments_style() + "</style>", 1
-            )
-        )
+        path.write_text(page(name, model_body(spec, per_framework, report, links), depth=1))
         written.append(path)
     for name, text in [
         ("catalogue.html", catalogue_page(links)),
