@@ -265,22 +265,41 @@ def function_block(function: Callable[..., Any]) -> Block:
 
 def judge_blocks(spec: ModelSpec) -> list[Block]:
     """The judge's forward pass for ``spec``'s kind: the arm of :func:`spec.reference.logits_and_state`
-    that matches it and the reference functions that arm calls."""
+    that matches it, then every function of :mod:`spec.reference` it uses, directly or through
+    another, in the order first named."""
     from spec import reference
 
     dispatch = function_block(reference.logits_and_state)
-    tree = _syntax_tree(dispatch.file)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.match_case) and dispatch.start <= node.pattern.lineno <= dispatch.end:
-            kinds = {n.id for n in ast.walk(node.pattern) if isinstance(n, ast.Name)}
-            if type(spec).__name__ in kinds:
-                called = [n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
-                functions = [getattr(reference, name) for name in dict.fromkeys(called) if hasattr(reference, name)]
-                arm = Block(
-                    dispatch.file, dispatch.function, ast.unparse(node.pattern), node.pattern.lineno, _last_line(node)
-                )
-                return [arm, *(function_block(f) for f in functions if inspect.isfunction(f))]
+    arms = [
+        node
+        for node in ast.walk(_syntax_tree(dispatch.file))
+        if isinstance(node, ast.match_case) and dispatch.start <= node.pattern.lineno <= dispatch.end
+    ]
+    for arm in arms:
+        if type(spec).__name__ in {n.id for n in ast.walk(arm.pattern) if isinstance(n, ast.Name)}:
+            functions: dict[str, Block] = {}
+            pending = _called(arm, reference)
+            while pending:
+                name = pending.pop(0)
+                if name not in functions:
+                    functions[name] = function_block(getattr(reference, name))
+                    pending += _called(ast.parse(inspect.getsource(getattr(reference, name))), reference)
+            pattern = ast.unparse(arm.pattern)
+            return [
+                Block(dispatch.file, dispatch.function, pattern, arm.pattern.lineno, _last_line(arm)),
+                *functions.values(),
+            ]
     raise LookupError(f"the judge has no arm for a {type(spec).__name__}")
+
+
+def _called(tree: ast.AST, module: ModuleType) -> list[str]:
+    """The functions of ``module`` that ``tree`` names (calls, or hands on: ``partial(conv2d, …)``), in order."""
+    names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    return [
+        name
+        for name in dict.fromkeys(names)
+        if inspect.isfunction(getattr(module, name, None)) and getattr(module, name).__module__ == module.__name__
+    ]
 
 
 def tags(line: str) -> tuple[list[str], list[int]]:

@@ -403,11 +403,15 @@ def spec_section(spec: ModelSpec) -> str:
 
 
 def judge_section(spec: ModelSpec, links: Links) -> str:
+    """The judge's arm for the spec's kind and its model function; the functions they use, folded."""
     parts = ['<h2 id="judge">The judge (NumPy, float64)</h2>']
-    for block in judge_blocks(spec):
+    blocks = judge_blocks(spec)
+    for index, block in enumerate(blocks):
+        if index == 2:
+            parts.append(f"<details><summary>the {len(blocks) - 2} functions of the judge these use</summary>")
         parts.append(f"<p><code>{html.escape(block.relative_file())}</code> · {html.escape(block.title)}</p>")
         parts.append(f'<div class="column judge">{code_block(block, links, spec.name)}</div>')
-    return "".join(parts)
+    return "".join(parts) + ("</details>" if len(blocks) > 2 else "")
 
 
 def model_body(
