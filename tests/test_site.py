@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import functools
 import html
+import json
 import os
 import re
+import select
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -151,16 +154,88 @@ def chromium() -> str:
     return found
 
 
+class Browser:
+    """Headless Chromium showing one page from its file:// URL, driven over the DevTools protocol on a
+    pipe (``--remote-debugging-pipe``: JSON messages ending in NUL; Chromium reads fd 3, writes fd 4)."""
+
+    TIMEOUT = 60.0
+
+    def __init__(self, executable: str, page: Path, profile: Path) -> None:
+        to_browser, from_browser = os.pipe(), os.pipe()
+        command = [
+            executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", "--remote-debugging-pipe", page.resolve().as_uri(),
+        ]  # fmt: skip
+        # bash puts the pipes on fds 3 and 4 (a preexec_fn would fork this multithreaded process)
+        wiring = f'exec "$@" 3<&{to_browser[0]} 4>&{from_browser[1]}'
+        self.process = subprocess.Popen(
+            ["bash", "-c", wiring, "chromium", *command],
+            pass_fds=(to_browser[0], from_browser[1]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(to_browser[0])
+        os.close(from_browser[1])
+        self.send_fd, self.receive_fd = to_browser[1], from_browser[0]
+        self.pending = b""
+        self.next_id = 0
+        targets = self.call("Target.getTargets")["targetInfos"]
+        target = next(t["targetId"] for t in targets if t["type"] == "page")
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        # the page's script marks the root once it ran (site.SCRIPT)
+        ready = "document.documentElement && document.documentElement.dataset.ready === 'yes'"
+        waiting = f"new Promise(done => {{ (function wait() {{ {ready} ? done(1) : setTimeout(wait, 20); }})(); }})"
+        for attempt in range(10):  # the first document (about:blank) may give way to the page while we wait
+            try:
+                self.evaluate(waiting)
+                return
+            except RuntimeError as exc:
+                if "context was destroyed" not in str(exc) or attempt == 9:
+                    raise
+
+    def call(self, method: str, session: str | None = None, **params: object) -> dict:
+        self.next_id += 1
+        message = {"id": self.next_id, "method": method, "params": params} | ({"sessionId": session} if session else {})
+        os.write(self.send_fd, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + self.TIMEOUT
+        while True:
+            while b"\0" in self.pending:
+                raw, self.pending = self.pending.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self.next_id:
+                    if "error" in reply:
+                        raise RuntimeError(f"{method}: {reply['error']}")
+                    return dict(reply["result"])
+            if not select.select([self.receive_fd], [], [], max(deadline - time.monotonic(), 0))[0]:
+                raise TimeoutError(f"Chromium did not answer {method} in {self.TIMEOUT} s")
+            chunk = os.read(self.receive_fd, 1 << 16)
+            if not chunk:
+                raise EOFError(f"Chromium closed the pipe (exit {self.process.poll()})")
+            self.pending += chunk
+
+    def evaluate(self, expression: str) -> object:
+        """The value of a JavaScript expression in the page (a promise's, once it settles)."""
+        result = self.call(
+            "Runtime.evaluate", self.session, expression=expression, awaitPromise=True, returnByValue=True
+        )
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        os.close(self.send_fd)
+        os.close(self.receive_fd)
+
+
 def rendered_dom(browser: str, page: Path, profile: Path) -> str:
     """The page's DOM after its scripts ran, as headless Chromium renders it from a file:// URL."""
-    command = [
-        browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-        "--dump-dom", page.resolve().as_uri(),
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    with Browser(browser, page, profile) as shown:
+        return str(shown.evaluate("document.documentElement.outerHTML"))
 
 
 class Dom(HTMLParser):
@@ -276,3 +351,21 @@ def test_a_loss_curve_is_drawn_per_backend() -> None:
     svg = site.loss_curve_svg({"torch": [2.3, 1.0, 0.5], "jax": [2.3, 1.1, 0.4]})
     assert svg.count("<polyline") == 2 and re.search(r"<title>jax</title>", svg)
     assert "No finite positive losses" in site.loss_curve_svg({"torch": [float("nan")]})
+
+
+def test_a_click_on_a_column_header_sorts_the_table_by_it(compared_site: Path, tmp_path: Path) -> None:
+    """On the index, in a real browser: the zoo by name (alphabetically, then reversed), and the
+    report's first table by parameter count (numerically: 6,570 before 174,762)."""
+    sort = """(function (table, column) {
+        const values = () => Array.from(table.tBodies[0].rows, row => row.cells[column].textContent.trim());
+        table.tHead.rows[0].cells[column].click(); const up = values();
+        table.tHead.rows[0].cells[column].click(); return [up, values()];
+    })"""
+    with Browser(chromium(), compared_site / "index.html", tmp_path / "profile") as shown:
+        up, down = shown.evaluate(f"{sort}(document.querySelector('table.sortable'), 0)")  # type: ignore[misc]
+        report = "document.querySelectorAll('#report table')[0]"
+        column = f"Array.from({report}.tHead.rows[0].cells).findIndex(c => c.textContent === 'params')"
+        params_up, _ = shown.evaluate(f"{sort}({report}, {column})")  # type: ignore[misc]
+    assert up == sorted(ZOO, key=str.lower) and down == up[::-1]
+    numbers = [float(v.replace(",", "")) for v in params_up]
+    assert numbers == sorted(numbers) and len(set(numbers)) > 1
