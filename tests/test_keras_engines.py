@@ -68,3 +68,24 @@ def test_class_ids_are_keras_s_integers_on_its_backend(keras_backend: Backend) -
     from impls.keras.engine import ENGINE
 
     assert ENGINE.class_ids == keras.backend.result_type("int64")
+
+
+def test_keras_on_jax_refuses_float16_attention_on_a_cpu_while_jax_cannot_compile_it(keras_backend: Backend) -> None:
+    """Finding 16 through Keras: Keras's MultiHeadAttention calls ``jax.nn.dot_product_attention``,
+    which fails under ``jax.jit`` on a CPU in float16, so keras-jax refuses a mixed_float16
+    Transformer there, naming the finding (the gradients failed with the XLA error before). When JAX
+    compiles it, this fails: lift the refusal (``impls.keras.models.attention_fails_in_float16``)."""
+    spec = ZOO["transformer_classifier"]
+    if keras_backend.name != "keras-jax":
+        keras_backend.build(spec, init_params(spec, 0), precision="mixed_float16")  # TensorFlow and torch build it
+        return
+    import jax
+    import jax.numpy as jnp
+
+    if jax.default_backend() != "cpu":
+        pytest.skip(f"finding 16 is about XLA:CPU; this JAX runs on {jax.default_backend()}")
+    q = jnp.ones((1, 4, 2, 8), jnp.float16)
+    with pytest.raises(ValueError, match="F16_F16_F32"):
+        jax.jit(jax.nn.dot_product_attention)(q, q, q)
+    with pytest.raises(UnsupportedOption, match="finding 16"):
+        keras_backend.build(spec, init_params(spec, 0), precision="mixed_float16")

@@ -555,6 +555,21 @@ class EncoderLayer(keras.layers.Layer):
         return self.ffn_norm(x + ffn(x))
 
 
+FLOAT16_ATTENTION_ON_JAX_CPU = (
+    "Keras's MultiHeadAttention calls jax.nn.dot_product_attention, which asks XLA:CPU for the F16_F16_F32 dot "
+    "algorithm, refused under jax.jit, where Keras on JAX computes every gradient (docs/findings.md, finding 16)"
+)
+
+
+def attention_fails_in_float16() -> bool:
+    """Whether this Keras's attention cannot run compiled in float16: on JAX on a CPU (finding 16)."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return bool(jax.default_backend() == "cpu")
+
+
 class Transformer(SpecModel):
     """``Embedding``, positions, ``EncoderLayer``s, pooling and a Dense head; ``call`` takes token ids
     and returns logits."""
@@ -563,6 +578,8 @@ class Transformer(SpecModel):
 
     def __init__(self, spec: TransformerSpec, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(name=spec.name, **kwargs)
+        if self.compute_dtype == "float16" and attention_fails_in_float16():
+            raise UnsupportedOption(EXECUTOR, "precision", "mixed_float16", FLOAT16_ATTENTION_ON_JAX_CPU)
         self.spec = spec
         self.embedding = keras.layers.Embedding(spec.vocab_size, spec.d_model, name="embedding")
         paths: dict[str, NativePath] = {"embedding": ("embedding",)}
