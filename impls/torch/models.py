@@ -239,8 +239,8 @@ def layer_modules(layer: Layer, name: str, shape: tuple[int, ...]) -> list[tuple
         case Flatten():
             # (catalogue: flatten order)
             return [(name, nn.Flatten())]  # (c, h, w) order: weights.py reorders the next kernel's rows
-        # (catalogue: reshape to an image)
         case Reshape():  # to (c, h, w): weights.py reorders the columns of the Dense before it
+            # (catalogue: reshape to an image)
             height, width, channels = layer.target_shape
             return [(name, nn.Unflatten(1, (channels, height, width)))]
         case GlobalAvgPool():

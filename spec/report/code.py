@@ -18,13 +18,13 @@ import functools
 import inspect
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
-from spec.backend import FRAMEWORKS, Backend
+from spec.backend import NativeBackend
 from spec.errors import UnsupportedOption
 from spec.layer_paths import NativePath, resolve
 from spec.models import ModelSpec
@@ -47,6 +47,7 @@ class Block:
     start: int
     end: int
     built_at: tuple[int, ...] = ()
+    method: bool = False  # the function is a method of a class (a model's or a block's)
 
     @property
     def key(self) -> tuple[Path, int, int]:
@@ -80,7 +81,7 @@ def _spans(node: ast.AST) -> tuple[int, int]:
 
 def block_at(file: Path, line: int) -> Block:
     """The innermost function of ``file`` around ``line``, narrowed to the ``case`` arm the line is in."""
-    function: tuple[str, ast.AST] | None = None
+    function: tuple[str, ast.AST, bool] | None = None
     case: ast.match_case | None = None
 
     def visit(node: ast.AST, prefix: str) -> None:
@@ -93,7 +94,7 @@ def block_at(file: Path, line: int) -> Block:
             if not span[0] <= line <= span[1]:
                 continue
             if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                function, case = (f"{prefix}{child.name}", child), None
+                function, case = (f"{prefix}{child.name}", child, isinstance(node, ast.ClassDef)), None
                 visit(child, f"{prefix}{child.name}.<locals>.")
             elif isinstance(child, ast.ClassDef):
                 visit(child, f"{prefix}{child.name}.")
@@ -105,11 +106,11 @@ def block_at(file: Path, line: int) -> Block:
     visit(_syntax_tree(file), "")
     if function is None:
         raise ValueError(f"{file}:{line} is not inside a function")
-    name, node = function
+    name, node, method = function
     if case is not None:
-        return Block(file, name, ast.unparse(case.pattern), case.pattern.lineno - 0, _last_line(case))
+        return Block(file, name, ast.unparse(case.pattern), case.pattern.lineno, _last_line(case), method=method)
     start, end = _spans(node)
-    return Block(file, name, None, start, end)
+    return Block(file, name, None, start, end, method=method)
 
 
 def _last_line(case: ast.match_case) -> int:
@@ -120,15 +121,16 @@ Calls = tuple[int, ...]  # lines of the framework's models.py on the stack when 
 
 
 @contextlib.contextmanager
-def construction_sites(backend: Backend, models_file: Path) -> Iterator[dict[int, tuple[Calls, object]]]:
+def construction_sites(backend: NativeBackend[Any], models_file: Path) -> Iterator[dict[int, tuple[Calls, object]]]:
     """While open, every native layer the framework constructs is recorded — ``id(layer)`` → the lines
     of ``models_file`` on the stack as it was made (none for the model itself, made by the backend),
     and the layer (kept alive, so ids stay unique) — in the order they were made, by wrapping the
     framework's layer constructor (:attr:`spec.backend.NativeBackend.layer_constructor`). The layer's
     own constructor is left out (a block class's ``__init__`` calling its base's); a layer the
     framework makes without its constructor (a deep copy) is not recorded."""
-    owner, method, index = backend.layer_constructor  # type: ignore[attr-defined]
+    owner, method, index = backend.layer_constructor
     original = getattr(owner, method)
+    own = method in owner.__dict__  # else inherited: removing the wrapper restores it
     sites: dict[int, tuple[Calls, object]] = {}
 
     def recording(*args: Any, **kwargs: Any) -> Any:
@@ -147,7 +149,10 @@ def construction_sites(backend: Backend, models_file: Path) -> Iterator[dict[int
     try:
         yield sites
     finally:
-        setattr(owner, method, original)
+        if own:
+            setattr(owner, method, original)
+        else:
+            delattr(owner, method)
 
 
 def _constructing(frame: FrameType, layer: object) -> bool:
@@ -163,13 +168,13 @@ def call_path(file: Path, calls: Calls) -> tuple[Block, ...]:
     for line in calls:
         block = block_at(file, line)
         path.append(dataclasses.replace(block, built_at=(line,)))
-        if block.case is not None or "." in block.function:
+        if block.case is not None or block.method:
             break
     return tuple(reversed(path))
 
 
-def models_module(backend: Backend, spec: ModelSpec) -> ModuleType:
-    return sys.modules[backend.model_class(spec).__module__]  # type: ignore[attr-defined]
+def models_module(backend: NativeBackend[Any], spec: ModelSpec) -> ModuleType:
+    return sys.modules[backend.model_class(spec).__module__]
 
 
 @dataclass(frozen=True)
@@ -182,11 +187,11 @@ class Built:
     unsupported: str | None = None  # why the framework's own layers cannot build the spec
 
 
-def built(backend: Backend, spec: ModelSpec) -> Built:
+def built(backend: NativeBackend[Any], spec: ModelSpec) -> Built:
     """Build ``spec`` on ``backend`` and find, for every canonical layer, the code that built it."""
     module = models_module(backend, spec)
     file = Path(inspect.getfile(module))
-    model_class = backend.model_class(spec)  # type: ignore[attr-defined]
+    model_class = backend.model_class(spec)
     try:
         with construction_sites(backend, file) as sites:
             backend.build(spec, init_params(spec, 0))
@@ -241,8 +246,9 @@ def aligned(spec: ModelSpec, models: Mapping[str, Built]) -> list[AlignedRow]:
 
 def forward_blocks(models: Mapping[str, Built]) -> list[tuple[str, dict[str, Block | None]]]:
     """Each class the frameworks' models are made of, by name (the implementations share class names),
-    with its forward method (:data:`FORWARD_METHOD`) as a block, or ``None`` where that framework
-    has no such class or the class inherits the method."""
+    with its forward method (:data:`FORWARD_METHOD`) as a block — its own, or the one it inherits from
+    a class of the same models.py — or ``None`` where that framework has no such class or takes the
+    method from the framework itself."""
     names = list(dict.fromkeys(name for m in models.values() for name in m.classes))
     rows = []
     for name in names:
@@ -250,7 +256,8 @@ def forward_blocks(models: Mapping[str, Built]) -> list[tuple[str, dict[str, Blo
         for framework, model in models.items():
             cls = model.classes.get(name)
             method = FORWARD_METHOD[framework]
-            function = None if cls is None else cls.__dict__.get(method)
+            owners = [] if cls is None else [c for c in cls.__mro__ if c.__module__ == cls.__module__]
+            function = next((c.__dict__[method] for c in owners if method in c.__dict__), None)
             per_framework[framework] = None if function is None else function_block(function)
         if any(per_framework.values()):
             rows.append((name, per_framework))
@@ -303,12 +310,7 @@ def _called(tree: ast.AST, module: ModuleType) -> list[str]:
 
 
 def tags(line: str) -> tuple[list[str], list[int]]:
-    """The catalogue rows (topics) and the findings (numbers) a source line names in its comments."""
+    """The catalogue rows (topics) a source line names in a comment, ``(catalogue: <topic>)``, and the
+    findings it names anywhere, ``finding N`` (docstrings cite them too)."""
     comment = line.split("#", 1)[1] if "#" in line else ""
     return CATALOGUE_TAG.findall(comment), [int(n) for n in FINDING_TAG.findall(line)]
-
-
-def frameworks_in(backends: Sequence[Backend]) -> dict[str, Backend]:
-    """One backend per framework, in :data:`spec.backend.FRAMEWORKS`' order."""
-    by_framework = {b.framework: b for b in reversed(backends)}
-    return {fw: by_framework[fw] for fw in FRAMEWORKS if fw in by_framework}

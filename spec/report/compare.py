@@ -690,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / "compare.json").write_text(json.dumps(payload, indent=2))
     if zoo:  # the site's pages of the zoo models this run compared, with these numbers
-        site = build_site(args.out / SITE, payload, text, zoo)
+        site = build_site(args.out / SITE, payload, text, zoo, args.out)
         written.append(site[-1])
     print(text)
     print("written: " + ", ".join(str(p) for p in written))

@@ -18,18 +18,20 @@ import itertools
 import json
 import math
 import re
+import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from spec.backend import FRAMEWORKS, Backend, framework_of, load_backend, process_backends
+from spec.backend import FRAMEWORKS, NativeBackend, framework_of, load_backend, process_backends
 from spec.errors import BackendUnavailable
 from spec.models import ZOO, ModelSpec
 from spec.recipes import RECIPES, SEQUENCE_RECIPES, TRANSFORMER_RECIPES
 from spec.report.code import (
+    CATALOGUE_TAG,
+    FINDING_TAG,
     ROOT,
-    AlignedRow,
     Block,
     Built,
     aligned,
@@ -102,8 +104,8 @@ document.addEventListener("DOMContentLoaded", function () {
         var rows = Array.prototype.slice.call(body.rows);
         function key(row) {
           var text = (row.cells[column] || {textContent: ""}).textContent.trim();
-          var number = parseFloat(text.replace(/[,×%]/g, ""));
-          return isNaN(number) ? text.toLowerCase() : number;
+          var plain = text.replace(/[,×%]/g, "");  // 1,070,794 · 1.52× · 12.5%
+          return /^[-+]?(\\d+\\.?\\d*|\\.\\d+)(e[-+]?\\d+)?$/i.test(plain) ? parseFloat(plain) : text.toLowerCase();
         }
         rows.sort(function (a, b) {
           var x = key(a), y = key(b);
@@ -173,6 +175,13 @@ class Links:
     finding_uses: dict[int, set[str]] = dataclasses.field(default_factory=dict)
 
 
+def finding_links(text: str, up: str = "") -> str:
+    """``text`` (HTML) with each ``finding N`` linked to the finding."""
+    return FINDING_TAG.sub(
+        lambda m: f'<a class="tag" href="{up}findings.html#finding-{m.group(1)}">{m.group(0)}</a>', text
+    )
+
+
 def code_block(block: Block, links: Links, model: str, depth: int = 1) -> str:
     """A block's lines, numbered as in its file; lines that construct a layer and lines that pin a
     catalogue row or name a finding are marked, the latter linked."""
@@ -182,22 +191,22 @@ def code_block(block: Block, links: Links, model: str, depth: int = 1) -> str:
         topics, findings = tags(text)
         classes = ["line"] + (["built"] if number in block.built_at else []) + (["pinned"] if topics else [])
         for topic in topics:
-            anchor = links.topics.get(topic.strip().lower())
-            if anchor is None:
+            if topic.strip().lower() not in links.topics:
                 raise LookupError(
                     f"{block.relative_file()}:{number} names catalogue row {topic!r}, which does not exist"
                 )
-            links.catalogue_uses.setdefault(anchor, set()).add(model)
-            tag = html.escape(f"catalogue: {topic}")
-            html_line = html_line.replace(tag, f'<a class="tag" href="{up}catalogue.html#{anchor}">{tag}</a>', 1)
+            links.catalogue_uses.setdefault(links.topics[topic.strip().lower()], set()).add(model)
         for finding in findings:
             if finding not in links.findings:
                 raise LookupError(f"{block.relative_file()}:{number} names finding {finding}, which does not exist")
             links.finding_uses.setdefault(finding, set()).add(model)
-            tag = f"finding {finding}"
-            html_line = html_line.replace(
-                tag, f'<a class="tag" href="{up}findings.html#finding-{finding}">{tag}</a>', 1
-            )
+        html_line = CATALOGUE_TAG.sub(
+            lambda m: (
+                f'<a class="tag" href="{up}catalogue.html#{links.topics[m.group(1).strip().lower()]}">{m.group(0)}</a>'
+            ),
+            html_line,
+        )
+        html_line = finding_links(html_line, up)
         rows.append(f'<span class="{" ".join(classes)}"><span class="ln">{number}</span>{html_line}</span>')
     return '<div class="code">' + "".join(rows) + "</div>"
 
@@ -301,6 +310,21 @@ def loss_curve_svg(curves: Mapping[str, Sequence[float]], width: int = 560, heig
     return f'{svg}<div class="legend">{"".join(legend)}</div>'
 
 
+MODEL_COLUMNS = {  # the model rows of compare.json, as the page heads them
+    "backend": "backend",
+    "device": "device",
+    "parameters": "params",
+    "= spec": "params_match_spec",
+    "forward max |error|": "forward_max_abs_error",
+    "forward error / tolerance": "forward_scaled_error",
+    "gradient rel. error": "gradient_max_rel_error",
+    "gradient tolerance": "gradient_tolerance",
+    "witness gradient error": "witness_gradient_error",
+    "ok": "ok",
+    "not native": "unsupported",
+}
+
+
 def recipes_of(model: str) -> list[str]:
     every = {**RECIPES, **SEQUENCE_RECIPES, **TRANSFORMER_RECIPES}
     return [name for name, recipe in every.items() if recipe.model.name == model]
@@ -318,36 +342,9 @@ def numbers_section(name: str, report: Mapping[str, Any] | None) -> str:
         parts.append("<h3>Parameters, forward and gradients against the judge (float32)</h3>")
         parts.append(
             table(
-                [
-                    "backend",
-                    "device",
-                    "parameters",
-                    "= spec",
-                    "forward max |error|",
-                    "forward error / tolerance",
-                    "gradient rel. error",
-                    "gradient tolerance",
-                    "witness gradient error",
-                    "ok",
-                    "not native",
-                ],
-                (
-                    [
-                        r["backend"],
-                        r["device"],
-                        r["params"],
-                        r["params_match_spec"],
-                        r["forward_max_abs_error"],
-                        r["forward_scaled_error"],
-                        r["gradient_max_rel_error"],
-                        r["gradient_tolerance"],
-                        r["witness_gradient_error"],
-                        r["ok"],
-                        r["unsupported"],
-                    ]
-                    for r in rows
-                ),
-                (r["ok"] for r in rows),
+                list(MODEL_COLUMNS),
+                ([r.get(k) for k in MODEL_COLUMNS.values()] for r in rows),
+                (r.get("ok") for r in rows),
             )
         )
     precisions = [r for r in report.get("precisions", []) if r["model"] == name]
@@ -441,7 +438,7 @@ def model_body(
         parts.append(
             columns(
                 {
-                    fw: aligned_cell(fw, row, links, spec.name) if fw in ready else missing(fw, why(fw))
+                    fw: column(fw, row.blocks[fw], links, spec.name) if fw in ready else missing(fw, why(fw))
                     for fw in FRAMEWORKS
                 }
             )
@@ -470,10 +467,6 @@ def model_body(
     return "\n".join(parts)
 
 
-def aligned_cell(framework: str, row: AlignedRow, links: Links, model: str) -> str:
-    return column(framework, row.blocks[framework], links, model)
-
-
 # ---------------------------------------------------------------- the catalogue, the findings, the index
 
 
@@ -485,10 +478,11 @@ def doc_page(doc: str) -> str:
 
 
 def markdown(text: str) -> str:
-    """Markdown as HTML; a link to another of docs/ goes to its page."""
+    """Markdown as HTML (for a page at the site's root); a link to another of docs/ goes to its page,
+    and ``finding N`` links to the finding."""
     from markdown_it import MarkdownIt
 
-    rendered = str(MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
+    rendered = finding_links(str(MarkdownIt("commonmark", {"html": False}).enable("table").render(text)))
     return re.sub(
         r'href="([\w-]+\.md)(#[^"]*)?"', lambda m: f'href="{doc_page(m.group(1))}{m.group(2) or ""}"', rendered
     )
@@ -500,12 +494,14 @@ def other_docs() -> list[Path]:
 
 
 def catalogue_topics(text: str) -> dict[str, str]:
-    """Each catalogue row's topic (lower case) -> its anchor, the first row where a topic repeats."""
+    """Each catalogue table's body row: its topic (first cell, lower case) -> its anchor; the first
+    row where a topic repeats. A table's header is the row above its ``|---|`` line."""
     anchors: dict[str, str] = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("| ") and cells[0] not in ("topic", "") and not set(cells[0]) <= set("-: "):
-            topic = re.sub(r"`", "", cells[0]).lower()
+    lines = text.splitlines()
+    for line, below in zip(lines, [*lines[1:], ""]):
+        is_separator = set(line.replace("|", "").strip()) <= set("-: ")
+        if line.startswith("|") and not is_separator and not below.startswith("|---"):
+            topic = line.strip("|").split("|")[0].strip().replace("`", "").lower()
             anchors.setdefault(topic, f"row-{slug(topic)}")
     return anchors
 
@@ -549,9 +545,15 @@ def findings_page(links: Links) -> str:
 
 
 def index_page(
-    report: Mapping[str, Any] | None, compare_md: str | None, failures: Mapping[str, str], pages: Sequence[str]
+    report: Mapping[str, Any] | None,
+    compare_md: str | None,
+    failures: Mapping[str, str],
+    pages: Sequence[str],
+    figures: Path | None = None,
+    out: Path | None = None,
 ) -> str:
-    """The index: the zoo (linked where the model has a page: ``pages``) and the report's tables."""
+    """The index: the zoo (linked where the model has a page: ``pages``) and the report's tables, its
+    figures copied from ``figures`` to ``out`` (a figure not there is named instead of shown)."""
     parts = [
         "<h1>triptych: the zoo side by side</h1>",
         "<p>Every classic model written once as a spec, implemented in PyTorch, Keras 3 and JAX (Flax NNX), "
@@ -583,6 +585,13 @@ def index_page(
         parts.append("<h2>The report</h2><p>No report yet: run <code>make compare</code>.</p>")
     else:
         rendered = markdown(compare_md).replace("<table>", '<table class="sortable">')
+        rendered = re.sub(
+            r'<(img|a) ([^>]*?)(src|href)="([\w.-]+\.png)"([^>]*)>',
+            lambda m: (
+                m.group(0) if copied(m.group(4), figures, out) else f"<em>({m.group(4)} not found)</em><{m.group(1)}>"
+            ),
+            rendered,
+        )
         for name in pages:  # a model's name in a cell links to its page
             rendered = rendered.replace(f"<td>{name}</td>", f'<td><a href="{model_page(name)}">{name}</a></td>', 1)
         parts.append(f'<div class="md" id="report">{rendered}</div>')
@@ -592,17 +601,28 @@ def index_page(
 # ---------------------------------------------------------------- building
 
 
-def framework_backends() -> tuple[dict[str, Backend], dict[str, str]]:
+def copied(name: str, figures: Path | None, out: Path | None) -> bool:
+    """Copy the report's file ``name`` from ``figures`` into the site's folder ``out``; whether it was there."""
+    if figures is None or out is None or not (figures / name).is_file():
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(figures / name, out / name)
+    return True
+
+
+def framework_backends() -> tuple[dict[str, NativeBackend[Any]], dict[str, str]]:
     """One backend per framework this process can load (any Keras executor shows the same Keras
     code), and why a framework could not load."""
-    found: dict[str, Backend] = {}
+    found: dict[str, NativeBackend[Any]] = {}
     failures: dict[str, str] = {}
     for name in process_backends():
         framework = framework_of(name)
         if framework in found:
             continue
         try:
-            found[framework] = load_backend(name)
+            backend = load_backend(name)
+            assert isinstance(backend, NativeBackend)  # every triptych backend is one
+            found[framework] = backend
             failures.pop(framework, None)
         except BackendUnavailable as exc:
             failures[framework] = str(exc)
@@ -610,13 +630,20 @@ def framework_backends() -> tuple[dict[str, Backend], dict[str, str]]:
 
 
 def build_site(
-    out: Path, report: Mapping[str, Any] | None = None, compare_md: str | None = None, models: Sequence[str] = ()
+    out: Path,
+    report: Mapping[str, Any] | None = None,
+    compare_md: str | None = None,
+    models: Sequence[str] = (),
+    figures: Path | None = None,
 ) -> list[Path]:
-    """Write the site under ``out``: the index, a page per zoo model (``models``: only these), the
-    catalogue and the findings; returns the paths written."""
+    """Write the site under ``out``: the index, a page per zoo model (``models``: only these; pages of
+    an earlier build are removed), the catalogue, the findings and the other docs; ``figures``: the
+    folder of the files ``compare_md`` shows or links (its PNGs), copied into the site. Returns the
+    paths written, the index last."""
     backends, failures = framework_backends()
     links = Links(catalogue_topics(CATALOGUE.read_text()), finding_numbers(FINDINGS.read_text()))
-    (out / MODELS_DIR).mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / MODELS_DIR, ignore_errors=True)
+    (out / MODELS_DIR).mkdir(parents=True)
     written = []
     names = list(models) or list(ZOO)
     for index, name in enumerate(names, 1):
@@ -634,7 +661,7 @@ def build_site(
             (doc_page(doc.name), page(doc.stem, f'<div class="md">{markdown(doc.read_text())}</div>'))
             for doc in other_docs()
         ),
-        ("index.html", index_page(report, compare_md, failures, names)),
+        ("index.html", index_page(report, compare_md, failures, names, figures, out)),
     ]:
         (out / name).write_text(text)
         written.append(out / name)
@@ -649,9 +676,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     compare_json, compare_md = args.reports / "compare.json", args.reports / "compare.md"
     report = json.loads(compare_json.read_text()) if compare_json.exists() else None
-    written = build_site(
-        args.out or args.reports / SITE, report, compare_md.read_text() if compare_md.exists() else None, args.model
-    )
+    markdown_text = compare_md.read_text() if compare_md.exists() else None
+    written = build_site(args.out or args.reports / SITE, report, markdown_text, args.model, args.reports)
     print(f"written: {len(written)} pages; open {written[-1].resolve().as_uri()}")
     return 0
 
