@@ -103,7 +103,7 @@ def source_outputs(model: keras.Model) -> SourceRun:
 
     def run(x: np.ndarray, *, training: bool = False) -> np.ndarray:
         with _in_mode(model, training):
-            return np.asarray(model(_as_inputs(x), training=training))
+            return keras.ops.convert_to_numpy(model(_as_inputs(x), training=training))  # detached on torch
 
     return run
 
@@ -116,7 +116,7 @@ def _in_mode(model: keras.Model, training: bool) -> Iterator[None]:
         yield
         return
     dropouts = [(layer, layer.rate) for layer in _all_layers(model) if isinstance(layer, keras.layers.Dropout)]
-    statistics = [(variable, np.asarray(variable.value)) for variable in model.non_trainable_variables]
+    statistics = [(variable, keras.ops.convert_to_numpy(variable.value)) for variable in model.non_trainable_variables]
     for layer, _ in dropouts:
         layer.rate = 0.0
     try:
@@ -161,7 +161,7 @@ def source_layer_outputs(model: keras.Model, imported: Imported) -> SourceLayers
                 canonical = by_name.get(layer.name)
                 if canonical is not None and hasattr(layer, "activation"):
                     with linear(layer):
-                        captured[canonical] = np.asarray(layer(value, training=training))
+                        captured[canonical] = keras.ops.convert_to_numpy(layer(value, training=training))
                 value = layer(value, training=training)
         return captured
 
@@ -491,13 +491,13 @@ def _learned_positions(
         for part in _all_layers(layer)
     }
     candidates = [
-        (layer, np.asarray(variable).reshape(-1, d_model))
+        (layer, keras.ops.convert_to_numpy(variable).reshape(-1, d_model))
         for layer in layers
         if not isinstance(layer, known) and type(layer) is not keras.layers.Dense and id(layer) not in inside_attention
         for variable in layer._trainable_variables  # its own, not its sub-layers'
         if len(variable.shape) >= 2 and variable.shape[-1] == d_model
     ]
-    candidates += [(layer, np.asarray(layer.embeddings)) for layer in embeddings[1:]]
+    candidates += [(layer, keras.ops.convert_to_numpy(layer.embeddings)) for layer in embeddings[1:]]
     if len(candidates) > 1:
         raise PortError(name, ", ".join(layer.name for layer, _ in candidates), "one table of positions at most")
     if not candidates:
